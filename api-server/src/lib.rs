@@ -1,0 +1,151 @@
+//! folio-api: the gRPC server, the outbox relay and the dependency poller.
+//!
+//! # Layout
+//!
+//! - [`run`] wires everything: it waits (bounded) for Postgres, Redis and
+//!   RabbitMQ, migrates, starts the relay and the health poller, and serves
+//!   until the shutdown future resolves.
+//! - [`system`]: `folio.v1.SystemService`.
+//! - [`relay`]: outbox to RabbitMQ with publisher confirms.
+//! - [`health`]: dependency checks behind `GetInfo` and `grpc.health.v1`.
+//! - [`error`]: the one mapping from domain errors to gRPC statuses.
+//!
+//! `main.rs` only reads the configuration, installs logging, binds the listener
+//! and turns SIGTERM/SIGINT into the shutdown future.
+
+pub mod broker;
+pub mod error;
+pub mod health;
+pub mod page_token;
+pub mod relay;
+pub mod system;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context as _;
+use folio_proto::v1::system_service_server::SystemServiceServer;
+use folio_shared::{cache::Cache, config::Config, db, queue::Topology, startup};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{broker::BrokerLink, health::Dependencies, relay::Relay, system::System};
+
+/// Waits for Postgres and applies pending migrations. Used at start and by
+/// `folio-api migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
+    startup::wait_for("postgres", config.startup_timeout, || db::migrate(&config.database_url))
+        .await
+        .map_err(Into::into)
+}
+
+/// Runs the api-server on `listener` until `shutdown` resolves, then stops
+/// accepting calls, lets in-flight ones finish within the grace period and
+/// returns. A dependency still unreachable after the start-up timeout is an
+/// [`startup::Unreachable`] error.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let started_at = chrono::Utc::now();
+    let started = tokio::time::Instant::now();
+
+    let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
+    startup::wait_for("postgres", config.startup_timeout, || db::ping(&pool)).await?;
+    let applied = migrate(&config).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let cache = startup::wait_for("redis", config.startup_timeout, || {
+        Cache::connect(&config.redis_url, &config.redis_prefix)
+    })
+    .await?;
+    // Declaring the topology before serving makes the first mandatory publish
+    // routable even when no worker has started yet.
+    let topology = Topology::new(&config);
+    let connection = startup::wait_for("rabbitmq", config.startup_timeout, || async {
+        let connection = BrokerLink::connect(&config.amqp_url, "folio-api relay").await?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        let _ = channel.close(200, "topology declared".into()).await;
+        anyhow::Ok(connection)
+    })
+    .await?;
+    let broker = Arc::new(BrokerLink::default());
+    broker.set(Arc::new(connection));
+
+    let cancel = CancellationToken::new();
+    let relay_wake = Arc::new(Notify::new());
+    let relay = tokio::spawn(
+        Relay {
+            pool: pool.clone(),
+            broker: broker.clone(),
+            amqp_url: config.amqp_url.clone(),
+            topology: topology.clone(),
+            wake: relay_wake.clone(),
+            poll: config.relay_poll,
+        }
+        .run(cancel.clone()),
+    );
+
+    let dependencies = Dependencies {
+        pool: pool.clone(),
+        cache,
+        broker,
+        topology,
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health::set_status(&health_reporter, false).await;
+    let poller = tokio::spawn(health::poll(
+        dependencies.clone(),
+        health_reporter.clone(),
+        config.health_poll,
+        cancel.clone(),
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(folio_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(folio_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let system = System {
+        pool,
+        dependencies,
+        relay_wake,
+        started_at,
+        started,
+    };
+
+    let address = listener.local_addr()?;
+    let stop_accepting = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SystemServiceServer::new(system))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
+    tokio::pin!(server);
+    tracing::info!(%address, version = folio_shared::VERSION, "folio-api serving");
+
+    let served = tokio::select! {
+        served = &mut server => served.map_err(anyhow::Error::from),
+        () = shutdown => {
+            tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new calls, draining in-flight ones");
+            cancel.cancel();
+            let _ = poller.await;
+            health::set_status(&health_reporter, false).await;
+            stop_accepting.cancel();
+            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                Ok(served) => served.map_err(anyhow::Error::from),
+                Err(_) => {
+                    tracing::warn!("grace period over, dropping the calls still running");
+                    Ok(())
+                }
+            }
+        }
+    };
+    cancel.cancel();
+    let _ = relay.await;
+    tracing::info!("folio-api stopped");
+    served
+}

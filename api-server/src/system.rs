@@ -1,0 +1,178 @@
+//! `folio.v1.SystemService`: version and dependency report, worker pings and the
+//! worker list. Each RPC is a shim over an inner function returning [`ApiResult`].
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection as _;
+use folio_proto::v1::{
+    self as pb, GetInfoRequest, GetInfoResponse, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest, PingWorkersResponse,
+    system_service_server::SystemService,
+};
+use folio_shared::{
+    db::{
+        self,
+        models::{outbox, ping, worker},
+    },
+    queue::EncodedJob,
+};
+use tokio::{sync::Notify, time::Instant};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    health::Dependencies,
+    page_token,
+};
+
+/// Default and maximum wait of `PingWorkers`.
+const DEFAULT_PING_WAIT: Duration = Duration::from_secs(5);
+const MAX_PING_WAIT: Duration = Duration::from_secs(60);
+/// How often `PingWorkers` looks for the receipt.
+const PING_POLL: Duration = Duration::from_millis(20);
+
+/// The SystemService implementation.
+pub struct System {
+    pub pool: db::Pool,
+    pub dependencies: Dependencies,
+    pub relay_wake: Arc<Notify>,
+    pub started_at: DateTime<Utc>,
+    pub started: Instant,
+}
+
+#[tonic::async_trait]
+impl SystemService for System {
+    async fn get_info(&self, _request: Request<GetInfoRequest>) -> Result<Response<GetInfoResponse>, Status> {
+        Ok(Response::new(self.info().await))
+    }
+
+    async fn ping_workers(&self, request: Request<PingWorkersRequest>) -> Result<Response<PingWorkersResponse>, Status> {
+        Ok(Response::new(self.ping(request.into_inner()).await?))
+    }
+
+    async fn list_workers(&self, request: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
+        Ok(Response::new(self.workers(request.into_inner()).await?))
+    }
+}
+
+impl System {
+    async fn info(&self) -> GetInfoResponse {
+        let checks = self.dependencies.check_all().await;
+        GetInfoResponse {
+            version: folio_shared::VERSION.to_owned(),
+            started_at: Some(timestamp(self.started_at)),
+            uptime: Some(duration(self.started.elapsed())),
+            dependencies: checks
+                .into_iter()
+                .map(|check| pb::Dependency {
+                    name: check.name.to_owned(),
+                    up: check.up,
+                    latency: Some(duration(check.latency)),
+                    error: check.error.unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    async fn ping(&self, request: PingWorkersRequest) -> ApiResult<PingWorkersResponse> {
+        let wait = match request.wait {
+            None => DEFAULT_PING_WAIT,
+            Some(wait) => Duration::try_from(wait)
+                .ok()
+                .filter(|w| *w <= MAX_PING_WAIT)
+                .ok_or_else(|| ApiError::invalid("wait", format!("must be between 0s and {}s", MAX_PING_WAIT.as_secs())))?,
+        };
+        let ping_id = Uuid::now_v7();
+        let job = EncodedJob::ping(ping_id);
+        let mut conn = self.pool.get().await?;
+        let created = conn
+            .transaction(async |conn| {
+                let created = ping::create(conn, ping_id).await?;
+                outbox::enqueue(conn, &job).await?;
+                Ok::<_, diesel::result::Error>(created)
+            })
+            .await?;
+        self.relay_wake.notify_one();
+
+        let deadline = Instant::now() + wait;
+        let mut response = PingWorkersResponse {
+            ping_id: ping_id.to_string(),
+            ..Default::default()
+        };
+        loop {
+            if let Some(found) = ping::find(&mut conn, ping_id).await?
+                && let (Some(received_at), Some(worker_id)) = (found.received_at, found.worker_id)
+            {
+                response.received = true;
+                response.worker_id = worker_id.to_string();
+                response.round_trip = Some(duration((received_at - created.requested_at).to_std().unwrap_or_default()));
+                return Ok(response);
+            }
+            if Instant::now() + PING_POLL > deadline {
+                return Ok(response);
+            }
+            tokio::time::sleep(PING_POLL).await;
+        }
+    }
+
+    async fn workers(&self, request: ListWorkersRequest) -> ApiResult<ListWorkersResponse> {
+        let page_size = match request.page_size {
+            0 => 100,
+            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
+            n => n.min(1000),
+        };
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                page_token::decode_worker_cursor(&request.page_token)
+                    .ok_or_else(|| ApiError::invalid("page_token", "is not a token this server issued"))?,
+            )
+        };
+        let mut conn = self.pool.get().await?;
+        let mut rows = worker::list(&mut conn, i64::from(page_size) + 1, after, request.include_stopped).await?;
+        let next_page_token = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last()
+                .map(|w| page_token::encode_worker_cursor((w.last_seen_at, w.id)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListWorkersResponse {
+            workers: rows.into_iter().map(worker_to_proto).collect(),
+            next_page_token,
+        })
+    }
+}
+
+fn worker_to_proto(w: worker::Worker) -> pb::Worker {
+    pb::Worker {
+        id: w.id.to_string(),
+        host: w.host,
+        pid: w.pid as u32,
+        version: w.version,
+        started_at: Some(timestamp(w.started_at)),
+        last_seen_at: Some(timestamp(w.last_seen_at)),
+        current_job: w.current_job.unwrap_or_default(),
+        stopped_at: w.stopped_at.map(timestamp),
+        jobs_in_flight: w.jobs_in_flight.max(0) as u32,
+    }
+}
+
+/// A protobuf timestamp from a chrono one.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A protobuf duration from a std one.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}

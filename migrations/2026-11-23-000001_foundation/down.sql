@@ -1,0 +1,4 @@
+DROP TABLE pings;
+DROP TABLE processed_jobs;
+DROP TABLE workers;
+DROP TABLE outbox;

@@ -1,0 +1,250 @@
+//! Settings, read once from the environment (12-factor), with a `.env` file
+//! loaded first for development. Every setting has one variable; a missing or
+//! malformed one is a [`ConfigError`] that names it, so start-up can stop with a
+//! single useful line instead of failing later somewhere deep.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+/// All of folio's settings. Both binaries read the same set; each uses the part
+/// it needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`: Postgres connection URL.
+    pub database_url: String,
+    /// `AMQP_URL`: RabbitMQ connection URL.
+    pub amqp_url: String,
+    /// `REDIS_URL`: Redis connection URL.
+    pub redis_url: String,
+    /// `FOLIO_AMQP_PREFIX`: prefix of every exchange and queue name.
+    pub amqp_prefix: String,
+    /// `FOLIO_REDIS_PREFIX`: prefix of every Redis key and channel.
+    pub redis_prefix: String,
+    /// `FOLIO_GRPC_ADDR`: where the api-server listens.
+    pub grpc_addr: SocketAddr,
+    /// `FOLIO_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `FOLIO_DB_POOL_SIZE`: connections per process.
+    pub db_pool_size: usize,
+    /// `FOLIO_STARTUP_TIMEOUT_SECS`: how long start-up waits for a dependency.
+    pub startup_timeout: Duration,
+    /// `FOLIO_SHUTDOWN_GRACE_SECS`: how long in-flight work may take after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `FOLIO_WORKER_CONCURRENCY`: jobs one worker runs at once (its prefetch).
+    pub worker_concurrency: u16,
+    /// `FOLIO_MAX_ATTEMPTS`: attempts per job before it is dead-lettered.
+    pub max_attempts: u32,
+    /// `FOLIO_RETRY_BASE_MS`: delay before the first retry; each further retry
+    /// waits four times longer.
+    pub retry_base: Duration,
+    /// `FOLIO_DELIVERY_LIMIT`: RabbitMQ's `x-delivery-limit` on the job queue, the
+    /// backstop for a message that crashes workers before they can ack it.
+    pub delivery_limit: u32,
+    /// `FOLIO_HEARTBEAT_SECS`: how often a worker records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// `FOLIO_RELAY_POLL_MS`: how often the outbox relay looks for rows other
+    /// processes wrote (its own are published at once).
+    pub relay_poll: Duration,
+    /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
+    pub health_poll: Duration,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A setting that is missing or malformed. Displays as one line naming the
+/// variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the settings from the process environment, after loading `.env`
+    /// from the working directory if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(error) = dotenvy::dotenv() {
+            if !error.not_found() {
+                return Err(ConfigError {
+                    variable: ".env",
+                    problem: format!("cannot be read: {error}"),
+                });
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which maps a variable name to its
+    /// value. Tests use it to build a configuration without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        Ok(Config {
+            database_url: vars.url("DATABASE_URL", &["postgres", "postgresql"])?,
+            amqp_url: vars.url("AMQP_URL", &["amqp"])?,
+            redis_url: vars.url("REDIS_URL", &["redis"])?,
+            amqp_prefix: vars.name_prefix("FOLIO_AMQP_PREFIX", "folio")?,
+            redis_prefix: vars.name_prefix("FOLIO_REDIS_PREFIX", "folio:")?,
+            grpc_addr: vars.parsed("FOLIO_GRPC_ADDR", "127.0.0.1:50051")?,
+            log_format: match vars.get("FOLIO_LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "FOLIO_LOG_FORMAT",
+                        problem: format!("{other:?} is neither \"text\" nor \"json\""),
+                    });
+                }
+            },
+            db_pool_size: vars.bounded("FOLIO_DB_POOL_SIZE", 16, 1, 1000)?,
+            startup_timeout: Duration::from_secs(vars.bounded("FOLIO_STARTUP_TIMEOUT_SECS", 30, 0, 3600)?),
+            shutdown_grace: Duration::from_secs(vars.bounded("FOLIO_SHUTDOWN_GRACE_SECS", 20, 0, 3600)?),
+            worker_concurrency: vars.bounded("FOLIO_WORKER_CONCURRENCY", 4, 1, 1000)?,
+            max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
+            retry_base: Duration::from_millis(vars.bounded("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?),
+            delivery_limit: vars.bounded("FOLIO_DELIVERY_LIMIT", 10, 1, 1000)?,
+            heartbeat_interval: Duration::from_secs(vars.bounded("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?),
+            relay_poll: Duration::from_millis(vars.bounded("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?),
+            health_poll: Duration::from_millis(vars.bounded("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?),
+        })
+    }
+}
+
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// The variable's value, with an empty value treated as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn url(&self, name: &'static str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let value = self.get(name).ok_or_else(|| ConfigError {
+            variable: name,
+            problem: "is not set".into(),
+        })?;
+        let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some(scheme) if schemes.contains(&scheme) => Ok(value),
+            _ => Err(ConfigError {
+                variable: name,
+                problem: format!("must be a URL starting with {}://", schemes.join("://, ")),
+            }),
+        }
+    }
+
+    fn parsed<T: FromStr>(&self, name: &'static str, default: &str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        value.parse().map_err(|error| ConfigError {
+            variable: name,
+            problem: format!("{value:?} is not valid: {error}"),
+        })
+    }
+
+    fn bounded<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        let parsed: T = value.parse().map_err(|error| ConfigError {
+            variable: name,
+            problem: format!("{value:?} is not a number: {error}"),
+        })?;
+        if parsed < min || parsed > max {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{parsed} is outside {min}..={max}"),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// A prefix for broker or Redis names: short, and only characters that need
+    /// no quoting anywhere (letters, digits, `.`, `_`, `-`, `:`).
+    fn name_prefix(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.get(name).unwrap_or_else(|| default.to_owned());
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+        if value.len() > 64 || !value.chars().all(allowed) {
+            return Err(ConfigError {
+                variable: name,
+                problem: format!("{value:?} must be at most 64 of A-Z a-z 0-9 . _ - :"),
+            });
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("DATABASE_URL", "postgres://localhost/folio"),
+        ("AMQP_URL", "amqp://localhost:5672/%2f"),
+        ("REDIS_URL", "redis://localhost:6379"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_the_urls_are_set() {
+        let config = Config::from_lookup(lookup(&REQUIRED)).unwrap();
+        assert_eq!(config.grpc_addr, "127.0.0.1:50051".parse().unwrap());
+        assert_eq!(config.amqp_prefix, "folio");
+        assert_eq!(config.redis_prefix, "folio:");
+        assert_eq!(config.max_attempts, 5);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_missing_url_names_its_variable() {
+        let error = Config::from_lookup(lookup(&REQUIRED[..2])).unwrap_err();
+        assert_eq!(error.variable, "REDIS_URL");
+        assert_eq!(error.to_string(), "setting REDIS_URL: is not set");
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (name, value) in [
+            ("FOLIO_GRPC_ADDR", "not-an-address"),
+            ("FOLIO_WORKER_CONCURRENCY", "0"),
+            ("FOLIO_MAX_ATTEMPTS", "many"),
+            ("FOLIO_LOG_FORMAT", "xml"),
+            ("FOLIO_AMQP_PREFIX", "has space"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push((name, value));
+            let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! folio's domain, shared by the api-server and the workers.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from the environment (and a `.env` file), validated
+//!   once at start so a bad value stops the process with one line naming it.
+//! - [`db`]: the connection pool, embedded migrations, the diesel schema and one
+//!   model file per table.
+//! - [`queue`]: the RabbitMQ contract: topology names and declaration, job
+//!   encoding and publishing with confirms.
+//! - [`cache`]: the Redis connection with folio's key prefix.
+//! - [`startup`]: bounded retries for dependencies that are still coming up.
+//! - [`telemetry`]: the tracing subscriber both binaries install.
+//!
+//! Nothing here knows tonic: gRPC types stay in the api-server.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod queue;
+pub mod startup;
+pub mod telemetry;
+
+/// The version every folio binary reports (the workspace version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,18 @@
+//! The tracing subscriber both binaries install: `RUST_LOG` filters (default
+//! `info`), and lines are human-readable or JSON by `FOLIO_LOG_FORMAT`.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. Call once, early in `main`.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
+            .init(),
+        LogFormat::Text => registry.with(fmt::layer().with_target(true)).init(),
+    }
+}

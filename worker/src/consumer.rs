@@ -1,0 +1,271 @@
+//! The consumer: one RabbitMQ connection at a time, reopened with backoff when it
+//! drops; deliveries run as tasks, at most `FOLIO_WORKER_CONCURRENCY` at once
+//! (the channel's prefetch).
+//!
+//! A delivery is acked only after its job's transaction committed. A job that
+//! fails transiently is republished (confirmed) to the retry queue for its
+//! attempt and then acked; one that fails permanently, or runs out of attempts,
+//! is rejected to the dead-letter queue. Acks go through the delivery's own
+//! `Acker`, bound to the channel it came on: after that channel died the ack is a
+//! no-op and the broker redelivers the job, which then deduplicates.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use folio_shared::queue::{self, Topology};
+use futures_util::StreamExt as _;
+use lapin::{
+    Acker, Channel, Connection, ConnectionProperties,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+        ConfirmSelectOptions,
+    },
+    types::FieldTable,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    activity::Activity,
+    jobs::{self, JobContext, JobError, Outcome},
+};
+
+/// Everything a delivery task needs.
+pub struct Consumer {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub prefetch: u16,
+    pub grace: Duration,
+    pub context: JobContext,
+    pub activity: Arc<Activity>,
+    in_flight: Mutex<HashMap<u64, Acker>>,
+    next_key: AtomicU64,
+}
+
+impl Consumer {
+    pub fn new(amqp_url: String, topology: Topology, prefetch: u16, grace: Duration, context: JobContext, activity: Arc<Activity>) -> Self {
+        Consumer {
+            amqp_url,
+            topology,
+            prefetch,
+            grace,
+            context,
+            activity,
+            in_flight: Mutex::default(),
+            next_key: AtomicU64::new(0),
+        }
+    }
+
+    /// Consumes until `cancel` fires, reconnecting whenever the connection
+    /// drops. On cancel it stops consuming, gives in-flight jobs the grace
+    /// period to finish and nacks (requeues) those that did not.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            match self.session(&cancel, &mut tasks).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "RabbitMQ session ended, reconnecting in {backoff:?}");
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.drain(&mut tasks).await;
+    }
+
+    /// One connection's life: declare, consume, dispatch. Returns Ok on cancel,
+    /// Err when the connection or channel failed.
+    async fn session(self: &Arc<Self>, cancel: &CancellationToken, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
+        let properties = ConnectionProperties::default().with_connection_name("folio-worker".into());
+        let connection = Connection::connect(&self.amqp_url, properties).await.context("connect")?;
+        let consuming = connection.create_channel().await.context("open channel")?;
+        self.topology.declare(&consuming).await.context("declare topology")?;
+        consuming
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .context("set prefetch")?;
+        let publishing = connection.create_channel().await.context("open publish channel")?;
+        publishing
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enable confirms")?;
+        let mut deliveries = consuming
+            .basic_consume(
+                self.topology.process_queue().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("consume")?;
+        let tag = deliveries.tag();
+        tracing::info!(queue = %self.topology.process_queue(), prefetch = self.prefetch, "consuming");
+
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    tracing::info!("stopping consumption");
+                    let _ = consuming.basic_cancel(tag, BasicCancelOptions::default()).await;
+                    self.drain(tasks).await;
+                    let _ = connection.close(200, "worker shutting down".into()).await;
+                    return Ok(());
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                delivery = deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+                        self.in_flight.lock().expect("in-flight lock").insert(key, delivery.acker.clone());
+                        let this = self.clone();
+                        let publishing = publishing.clone();
+                        tasks.spawn(async move {
+                            this.handle(&publishing, delivery).await;
+                            this.in_flight.lock().expect("in-flight lock").remove(&key);
+                        });
+                    }
+                    Some(Err(error)) => return Err(error).context("delivery stream"),
+                    None => anyhow::bail!("the broker cancelled the consumer"),
+                },
+            }
+        }
+    }
+
+    /// Waits up to the grace period for in-flight jobs; requeues the rest.
+    async fn drain(&self, tasks: &mut JoinSet<()>) {
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(in_flight = tasks.len(), grace = ?self.grace, "waiting for in-flight jobs");
+        let finished = tokio::time::timeout(self.grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            tasks.abort_all();
+            let ackers: Vec<Acker> = self.in_flight.lock().expect("in-flight lock").drain().map(|(_, a)| a).collect();
+            tracing::warn!(requeued = ackers.len(), "grace period over, requeueing unfinished jobs");
+            for acker in ackers {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    async fn handle(&self, publishing: &Channel, delivery: Delivery) {
+        let attempt = queue::delivery_attempt(&delivery.properties);
+        let job = match queue::decode(&delivery.data) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::error!(%error, "undecodable job, dead-lettering it");
+                settle(&delivery.acker, Settle::Reject).await;
+                return;
+            }
+        };
+        let _activity = self.activity.start(job.job_id.clone());
+        let span = tracing::info_span!("job", job_id = %job.job_id, attempt);
+        let _entered = span.enter();
+        drop(_entered);
+        let started = tokio::time::Instant::now();
+        let outcome = jobs::run(&self.context, &job).await;
+        let elapsed = started.elapsed();
+        let settle_as = match outcome {
+            Ok(Outcome::Applied) => {
+                tracing::info!(parent: &span, ?elapsed, "job done");
+                Settle::Ack
+            }
+            Ok(Outcome::Duplicate) => {
+                tracing::info!(parent: &span, "job seen before, acked without running it again");
+                Settle::Ack
+            }
+            Err(JobError::Permanent(reason)) => {
+                tracing::error!(parent: &span, %reason, "job failed permanently, dead-lettering it");
+                Settle::Reject
+            }
+            Err(JobError::Transient(error)) => match self.topology.retry_delay(attempt) {
+                Some(delay) => {
+                    let retried = self
+                        .schedule_retry(publishing, &delivery.data, &job.job_id, attempt + 1, delay)
+                        .await;
+                    match retried {
+                        Ok(()) => {
+                            tracing::warn!(parent: &span, error = format!("{error:#}"), ?delay, "job failed, retry {} of {} scheduled", attempt + 1, self.topology.max_attempts());
+                            Settle::Ack
+                        }
+                        Err(publish_error) => {
+                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, "job failed and its retry could not be scheduled, requeueing");
+                            Settle::Requeue
+                        }
+                    }
+                }
+                None => {
+                    tracing::error!(parent: &span, error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
+                    Settle::Reject
+                }
+            },
+        };
+        settle(&delivery.acker, settle_as).await;
+    }
+
+    async fn schedule_retry(
+        &self,
+        publishing: &Channel,
+        payload: &[u8],
+        job_id: &str,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), queue::PublishError> {
+        let job_id = job_id.parse().unwrap_or_default();
+        let confirm = queue::publish(
+            publishing,
+            &self.topology.retry_exchange(),
+            &Topology::retry_key(delay),
+            job_id,
+            payload,
+            next_attempt,
+        )
+        .await?;
+        queue::confirmed(confirm).await
+    }
+}
+
+enum Settle {
+    Ack,
+    Reject,
+    Requeue,
+}
+
+async fn settle(acker: &Acker, how: Settle) {
+    let result = match how {
+        Settle::Ack => acker.ack(BasicAckOptions::default()).await,
+        Settle::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
+        Settle::Requeue => {
+            acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("delivery's channel is gone; the broker will redeliver it"),
+        Err(error) => {
+            tracing::warn!(%error, "could not settle delivery; the broker will redeliver it")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! folio-worker: consumes jobs from RabbitMQ and runs them against Postgres.
+//!
+//! # Layout
+//!
+//! - [`run`] registers the worker, starts its heartbeat and the consumer, and
+//!   on shutdown stops consuming, drains in-flight jobs and marks itself stopped.
+//! - [`consumer`]: the RabbitMQ session loop (reconnects in-process), acks and
+//!   retries.
+//! - [`jobs`]: one file per job kind and the list that dispatches them.
+//! - [`activity`]: what is in flight, and the heartbeat that reports it.
+
+pub mod activity;
+pub mod consumer;
+pub mod jobs;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context as _;
+use folio_shared::{
+    config::Config,
+    db::{self, models::worker},
+    queue::Topology,
+    startup,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{activity::Activity, consumer::Consumer, jobs::JobContext};
+
+/// Runs a worker until `shutdown` resolves, then drains and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
+    let now = chrono::Utc::now();
+    let me = worker::Worker {
+        id: Uuid::new_v4(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        pid: std::process::id() as i32,
+        version: folio_shared::VERSION.to_owned(),
+        started_at: now,
+        last_seen_at: now,
+        current_job: None,
+        jobs_in_flight: 0,
+        stopped_at: None,
+    };
+    // Registering doubles as the start-up check: it needs Postgres up and migrated.
+    startup::wait_for("postgres", config.startup_timeout, || async {
+        let mut conn = pool.get().await?;
+        worker::register(&mut conn, &me).await?;
+        anyhow::Ok(())
+    })
+    .await?;
+    startup::wait_for("rabbitmq", config.startup_timeout, || async {
+        let connection = lapin::Connection::connect(&config.amqp_url, Default::default()).await?;
+        let _ = connection.close(200, "start-up check".into()).await;
+        anyhow::Ok(())
+    })
+    .await?;
+    tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, "folio-worker started");
+
+    let cancel = CancellationToken::new();
+    let activity = Arc::new(Activity::default());
+    let heartbeat = tokio::spawn(activity::heartbeat(
+        pool.clone(),
+        me.id,
+        activity.clone(),
+        config.heartbeat_interval,
+        cancel.clone(),
+    ));
+    let consumer = Arc::new(Consumer::new(
+        config.amqp_url.clone(),
+        Topology::new(&config),
+        config.worker_concurrency,
+        config.shutdown_grace,
+        JobContext {
+            pool: pool.clone(),
+            worker_id: me.id,
+        },
+        activity,
+    ));
+    let consuming = tokio::spawn(consumer.run(cancel.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    consuming.await.context("consumer task")?;
+    heartbeat.await.context("heartbeat task")?;
+    let mut conn = pool.get().await?;
+    worker::mark_stopped(&mut conn, me.id).await?;
+    tracing::info!("folio-worker stopped");
+    Ok(())
+}
