@@ -5,10 +5,10 @@
 //! - [`run`] wires everything: it waits (bounded) for Postgres, Redis and
 //!   RabbitMQ, migrates, starts the relay and the health poller, and serves
 //!   until the shutdown future resolves.
-//! - [`system`]: `folio.v1.SystemService`.
-//! - [`relay`]: outbox to RabbitMQ with publisher confirms.
-//! - [`health`]: dependency checks behind `GetInfo` and `grpc.health.v1`.
-//! - [`error`]: the one mapping from domain errors to gRPC statuses.
+//! - [`system`] holds `folio.v1.SystemService`.
+//! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
+//! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
+//! - [`error`] holds the one mapping from domain errors to gRPC statuses.
 //!
 //! `main.rs` only reads the configuration, installs logging, binds the listener
 //! and turns SIGTERM/SIGINT into the shutdown future.

@@ -79,13 +79,13 @@ impl Config {
     /// Reads the settings from the process environment, after loading `.env`
     /// from the working directory if there is one.
     pub fn from_env() -> Result<Self, ConfigError> {
-        if let Err(error) = dotenvy::dotenv() {
-            if !error.not_found() {
-                return Err(ConfigError {
-                    variable: ".env",
-                    problem: format!("cannot be read: {error}"),
-                });
-            }
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(ConfigError {
+                variable: ".env",
+                problem: format!("cannot be read: {error}"),
+            });
         }
         Self::from_lookup(|name| std::env::var(name).ok())
     }

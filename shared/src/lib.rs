@@ -2,15 +2,15 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings from the environment (and a `.env` file), validated
+//! - [`config`] holds settings from the environment (and a `.env` file), validated
 //!   once at start so a bad value stops the process with one line naming it.
-//! - [`db`]: the connection pool, embedded migrations, the diesel schema and one
+//! - [`db`] holds the connection pool, embedded migrations, the diesel schema and one
 //!   model file per table.
-//! - [`queue`]: the RabbitMQ contract: topology names and declaration, job
+//! - [`queue`] holds the RabbitMQ contract: topology names and declaration, job
 //!   encoding and publishing with confirms.
-//! - [`cache`]: the Redis connection with folio's key prefix.
-//! - [`startup`]: bounded retries for dependencies that are still coming up.
-//! - [`telemetry`]: the tracing subscriber both binaries install.
+//! - [`cache`] holds the Redis connection with folio's key prefix.
+//! - [`startup`] holds bounded retries for dependencies that are still coming up.
+//! - [`telemetry`] holds the tracing subscriber both binaries install.
 //!
 //! Nothing here knows tonic: gRPC types stay in the api-server.
 

@@ -177,8 +177,6 @@ impl Consumer {
         };
         let _activity = self.activity.start(job.job_id.clone());
         let span = tracing::info_span!("job", job_id = %job.job_id, attempt);
-        let _entered = span.enter();
-        drop(_entered);
         let started = tokio::time::Instant::now();
         let outcome = jobs::run(&self.context, &job).await;
         let elapsed = started.elapsed();

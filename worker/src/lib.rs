@@ -4,10 +4,10 @@
 //!
 //! - [`run`] registers the worker, starts its heartbeat and the consumer, and
 //!   on shutdown stops consuming, drains in-flight jobs and marks itself stopped.
-//! - [`consumer`]: the RabbitMQ session loop (reconnects in-process), acks and
+//! - [`consumer`] holds the RabbitMQ session loop (reconnects in-process), acks and
 //!   retries.
-//! - [`jobs`]: one file per job kind and the list that dispatches them.
-//! - [`activity`]: what is in flight, and the heartbeat that reports it.
+//! - [`jobs`] holds one file per job kind and the list that dispatches them.
+//! - [`activity`] holds what is in flight, and the heartbeat that reports it.
 
 pub mod activity;
 pub mod consumer;

@@ -27,7 +27,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// Migrations from several processes starting at once take turns behind this
 /// advisory lock (an arbitrary constant: "folio" in ASCII).
-const MIGRATION_LOCK: i64 = 0x666f_6c69_6f;
+const MIGRATION_LOCK: i64 = 0x66_6f6c_696f;
 
 /// Builds a pool of at most `size` connections. No connection is opened yet.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, deadpool::BuildError> {

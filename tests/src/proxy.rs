@@ -1,0 +1,88 @@
+//! A TCP proxy a test can cut and restore, to take a dependency away from a
+//! server and give it back without touching the shared server itself.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::AbortHandle,
+};
+
+/// Forwards connections from its own port to `target` while open.
+pub struct TcpProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    accept: AbortHandle,
+}
+
+#[derive(Default)]
+struct State {
+    cut: AtomicBool,
+    links: Mutex<Vec<AbortHandle>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding to `target` (host:port).
+    pub async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = Arc::new(State::default());
+        let target = target.to_owned();
+        let accept_state = state.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if accept_state.cut.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_state.links.lock().expect("links").push(link.abort_handle());
+            }
+        })
+        .abort_handle();
+        TcpProxy { addr, state, accept }
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.state.cut.store(true, Ordering::SeqCst);
+        for link in self.state.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// `url` with its host:port replaced by the proxy's.
+    pub fn url_through(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("URL with a scheme");
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (userinfo, _) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+        let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+        let slash = if path.is_empty() && !rest.contains('/') { "" } else { "/" };
+        format!("{scheme}://{userinfo}{}{slash}{path}", self.addr)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}

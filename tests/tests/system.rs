@@ -1,0 +1,259 @@
+//! The foundation end to end: health, reflection, GetInfo, the ping round trip
+//! through outbox, relay, RabbitMQ and a worker, and ListWorkers.
+
+use std::time::Duration;
+
+use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel_async::RunQueryDsl as _;
+use folio_proto::v1::{GetInfoRequest, ListWorkersRequest, PingWorkersRequest};
+use folio_shared::db::{
+    models::{outbox, ping},
+    schema::processed_jobs,
+};
+use folio_tests::{TestEnv, eventually, health_status};
+use futures_util::StreamExt as _;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_serving_for_the_server_and_system_service() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    assert_eq!(health_status(&api.url(), "").await, Some(ServingStatus::Serving));
+    assert_eq!(
+        health_status(&api.url(), "folio.v1.SystemService").await,
+        Some(ServingStatus::Serving)
+    );
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_and_v1alpha_list_the_system_service() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+
+    use tonic_reflection::pb::{v1, v1alpha};
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(api.channel().await)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1 reflection did not list services");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"folio.v1.SystemService".to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = v1alpha::server_reflection_client::ServerReflectionClient::new(api.channel().await)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha reflection did not list services");
+    };
+    assert!(list.service.iter().any(|s| s.name == "folio.v1.SystemService"));
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_info_reports_version_uptime_and_each_dependency() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let info = api.system().await.get_info(GetInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.uptime.is_some() && info.started_at.is_some());
+    let names: Vec<_> = info.dependencies.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "rabbitmq", "redis"]);
+    for dependency in &info.dependencies {
+        assert!(dependency.up, "{} is down: {}", dependency.name, dependency.error);
+        assert!(dependency.error.is_empty());
+        let latency = dependency.latency.unwrap();
+        assert!(latency.seconds == 0 && latency.nanos > 0, "{}: {latency:?}", dependency.name);
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_consumed_and_recorded_and_the_queue_ends_empty() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let mut system = api.system().await;
+
+    let response = system
+        .ping_workers(PingWorkersRequest {
+            wait: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.received, "no worker recorded the ping");
+    assert!(!response.worker_id.is_empty());
+    assert!(response.round_trip.is_some());
+
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let stored = ping::find(&mut conn, response.ping_id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.receipts, 1);
+    assert_eq!(stored.worker_id.unwrap().to_string(), response.worker_id);
+    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 0);
+    assert_eq!(queue_depth(&env).await, 0);
+
+    let workers = eventually(Duration::from_secs(5), "a heartbeat after the ping", || {
+        let mut system = system.clone();
+        async move {
+            let list = system.list_workers(ListWorkersRequest::default()).await.ok()?.into_inner();
+            list.workers.into_iter().find(|w| {
+                w.last_seen_at
+                    .as_ref()
+                    .is_some_and(|seen| seen.seconds > w.started_at.as_ref().unwrap().seconds)
+            })
+        }
+    })
+    .await;
+    assert_eq!(workers.id, response.worker_id);
+    assert_eq!(workers.pid, std::process::id());
+    assert_eq!(workers.version, env!("CARGO_PKG_VERSION"));
+    let seen = workers.last_seen_at.unwrap().seconds;
+    let now = chrono::Utc::now().timestamp();
+    assert!(now - seen <= 3, "heartbeat is {}s old", now - seen);
+
+    worker.stop().await.unwrap();
+    let stopped = system
+        .list_workers(ListWorkersRequest {
+            include_stopped: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stopped.workers[0].stopped_at.is_some());
+    let running = system.list_workers(ListWorkersRequest::default()).await.unwrap().into_inner();
+    assert!(running.workers.is_empty());
+
+    let processed: i64 = processed_jobs::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(processed, 1);
+    drop(conn);
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_workers_pages_with_tokens_and_refuses_bad_ones() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let workers: Vec<_> = (0..3).map(|_| env.spawn_worker()).collect();
+    let mut system = api.system().await;
+    eventually(Duration::from_secs(10), "three workers", || {
+        let mut system = system.clone();
+        async move {
+            (system
+                .list_workers(ListWorkersRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .workers
+                .len()
+                == 3)
+                .then_some(())
+        }
+    })
+    .await;
+    // Heartbeats reorder the list; stop them so pages are stable.
+    for worker in workers {
+        worker.stop().await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = system
+            .list_workers(ListWorkersRequest {
+                page_size: 2,
+                page_token: token,
+                include_stopped: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.workers.len() <= 2);
+        seen.extend(page.workers.into_iter().map(|w| w.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3);
+
+    let status = system
+        .list_workers(ListWorkersRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(details.bad_request().unwrap().field_violations[0].field, "page_token");
+
+    let status = system
+        .ping_workers(PingWorkersRequest {
+            wait: Some(prost_types::Duration { seconds: 61, nanos: 0 }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert_eq!(details.bad_request().unwrap().field_violations[0].field, "wait");
+    let mut conn = env.pool().get().await.unwrap();
+    let outbox_rows: i64 = folio_shared::db::schema::outbox::table
+        .filter(folio_shared::db::schema::outbox::kind.eq("ping"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(outbox_rows, 0, "a refused ping left an outbox row");
+    drop(conn);
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// Messages ready on the test's job queue.
+pub async fn queue_depth(env: &TestEnv) -> u32 {
+    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            env.topology().process_queue().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    queue.message_count()
+}
