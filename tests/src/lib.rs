@@ -150,7 +150,8 @@ impl TestEnv {
             .env_clear()
             .envs(&self.vars)
             .env("PATH", std::env::var("PATH").unwrap_or_default());
-        command.kill_on_drop(true);
+        // A `.env` in the working directory would leak settings in: run elsewhere.
+        command.current_dir(std::env::temp_dir()).kill_on_drop(true);
         command
     }
 

@@ -1,0 +1,274 @@
+//! Delivery semantics: the outbox holds jobs while RabbitMQ is away, a job
+//! delivered twice has its effect once, workers reconnect, and jobs that cannot
+//! run end in the dead-letter queue.
+
+use std::time::Duration;
+
+use diesel::QueryDsl as _;
+use diesel_async::RunQueryDsl as _;
+use folio_proto::v1::PingWorkersRequest;
+use folio_shared::{
+    db::{
+        models::{outbox, ping},
+        schema::processed_jobs,
+    },
+    queue::{self, EncodedJob, Topology},
+};
+use folio_tests::{TcpProxy, TestEnv, eventually, health_status};
+use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use tonic_health::pb::health_check_response::ServingStatus;
+use uuid::Uuid;
+
+const NO_WAIT: Option<prost_types::Duration> = Some(prost_types::Duration { seconds: 0, nanos: 0 });
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_waits_in_the_outbox_while_rabbitmq_is_cut_and_is_delivered_after() {
+    let mut env = TestEnv::new().await;
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let worker = env.spawn_worker();
+    env.set("AMQP_URL", proxy.url_through(&folio_tests::amqp_url()));
+    let api = env.spawn_api().await;
+    let mut system = api.system().await;
+    let pool = env.pool();
+
+    proxy.cut();
+    eventually(Duration::from_secs(10), "NOT_SERVING while RabbitMQ is cut", || {
+        let url = api.url();
+        async move { (health_status(&url, "").await == Some(ServingStatus::NotServing)).then_some(()) }
+    })
+    .await;
+
+    let response = system
+        .ping_workers(PingWorkersRequest { wait: NO_WAIT })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!response.received);
+    let ping_id: Uuid = response.ping_id.parse().unwrap();
+    // Give the relay time to try (and fail) to publish: the row must stay unsent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut conn = pool.get().await.unwrap();
+    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 1);
+    assert!(ping::find(&mut conn, ping_id).await.unwrap().unwrap().received_at.is_none());
+
+    proxy.restore();
+    let received = eventually(Duration::from_secs(20), "the ping after RabbitMQ returned", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            ping::find(&mut conn, ping_id).await.ok()?.filter(|p| p.received_at.is_some())
+        }
+    })
+    .await;
+    assert_eq!(received.receipts, 1);
+    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 0);
+    api.wait_serving().await;
+    drop(conn);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_published_twice_has_its_effect_once() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let pool = env.pool();
+
+    // A ping committed without its outbox row, then its job published twice by
+    // hand: what a relay does when the confirm arrived but marking it sent failed.
+    let ping_id = Uuid::now_v7();
+    let mut conn = pool.get().await.unwrap();
+    ping::create(&mut conn, ping_id).await.unwrap();
+    let job = EncodedJob::ping(ping_id);
+    let topology = env.topology();
+    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    for _ in 0..2 {
+        let confirm = queue::publish(&channel, &topology.jobs_exchange(), queue::PROCESS_KEY, job.job_id, &job.payload, 1)
+            .await
+            .unwrap();
+        queue::confirmed(confirm).await.unwrap();
+    }
+
+    let worker = env.spawn_worker();
+    eventually(Duration::from_secs(10), "both deliveries consumed", || {
+        let env = &env;
+        async move { (ready_messages(env, &env.topology().process_queue()).await == 0).then_some(()) }
+    })
+    .await;
+    // The second delivery may still be in flight; wait until it is settled too.
+    worker.stop().await.unwrap();
+    let stored = ping::find(&mut conn, ping_id).await.unwrap().unwrap();
+    assert_eq!(stored.receipts, 1, "the effect ran more than once");
+    let processed: i64 = processed_jobs::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(processed, 1);
+    assert_eq!(ready_messages(&env, &topology.dead_letter()).await, 0);
+    let _ = connection.close(200, "done".into()).await;
+    drop(conn);
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reconnects_after_its_rabbitmq_connection_drops() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let mut worker_env_vars = env.vars.clone();
+    worker_env_vars.insert("AMQP_URL".into(), proxy.url_through(&folio_tests::amqp_url()));
+    let worker_config = folio_shared::config::Config::from_lookup(|k| worker_env_vars.get(k).cloned()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(folio_worker::run(worker_config, async {
+        let _ = stopped.await;
+    }));
+    let mut system = api.system().await;
+    let first = system
+        .ping_workers(PingWorkersRequest {
+            wait: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.received);
+
+    proxy.cut();
+    let during = system
+        .ping_workers(PingWorkersRequest { wait: NO_WAIT })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.restore();
+
+    let pool = env.pool();
+    let ping_id: Uuid = during.ping_id.parse().unwrap();
+    let received = eventually(Duration::from_secs(20), "the ping sent while the worker was cut off", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            ping::find(&mut conn, ping_id).await.ok()?.filter(|p| p.received_at.is_some())
+        }
+    })
+    .await;
+    assert_eq!(received.receipts, 1);
+    assert_eq!(
+        received.worker_id.unwrap().to_string(),
+        first.worker_id,
+        "the same worker reconnected"
+    );
+
+    let _ = stop.send(());
+    worker.await.unwrap().unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_cannot_run_is_dead_lettered_not_retried() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let topology = env.topology();
+
+    // A ping for a ping that does not exist is a permanent failure, and so is a
+    // body that is not a job at all.
+    let orphan = EncodedJob::ping(Uuid::now_v7());
+    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    for payload in [orphan.payload.as_slice(), b"\xff\xffnot protobuf"] {
+        let confirm = queue::publish(&channel, &topology.jobs_exchange(), queue::PROCESS_KEY, orphan.job_id, payload, 1)
+            .await
+            .unwrap();
+        queue::confirmed(confirm).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "two dead letters", || {
+        let env = &env;
+        async move { (ready_messages(env, &env.topology().dead_letter()).await == 2).then_some(()) }
+    })
+    .await;
+    assert_eq!(ready_messages(&env, &topology.process_queue()).await, 0);
+
+    let _ = connection.close(200, "done".into()).await;
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_queue_holds_a_job_for_its_delay_then_returns_it_to_the_job_queue() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let topology = env.topology();
+    let delay = topology.retry_delay(1).expect("a retry after the first attempt");
+    assert_eq!(delay, Duration::from_millis(200));
+    assert_eq!(topology.retry_delay(2), Some(Duration::from_millis(800)));
+    assert_eq!(topology.retry_delay(3), None, "FOLIO_MAX_ATTEMPTS=3 allows two retries");
+
+    let job = EncodedJob::ping(Uuid::now_v7());
+    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let confirm = queue::publish(
+        &channel,
+        &topology.retry_exchange(),
+        &Topology::retry_key(delay),
+        job.job_id,
+        &job.payload,
+        2,
+    )
+    .await
+    .unwrap();
+    queue::confirmed(confirm).await.unwrap();
+
+    let returned = eventually(Duration::from_secs(10), "the job back on the job queue", || {
+        let channel = channel.clone();
+        let queue = topology.process_queue();
+        async move { channel.basic_get(queue.into(), Default::default()).await.ok()? }
+    })
+    .await;
+    assert_eq!(returned.delivery.data, job.payload);
+    assert_eq!(queue::delivery_attempt(&returned.delivery.properties), 2);
+    returned.delivery.acker.ack(Default::default()).await.unwrap();
+
+    // An unroutable publish is a failure, not a success.
+    let confirm = queue::publish(&channel, &topology.jobs_exchange(), "no-such-route", job.job_id, &job.payload, 1)
+        .await
+        .unwrap();
+    assert!(matches!(queue::confirmed(confirm).await, Err(queue::PublishError::Returned(_))));
+
+    let _ = connection.close(200, "done".into()).await;
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// Messages ready on `queue`.
+async fn ready_messages(_env: &TestEnv, queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    declared.message_count()
+}
