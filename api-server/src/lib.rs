@@ -39,6 +39,25 @@ pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
         .map_err(Into::into)
 }
 
+/// Asks the server at `addr` for its health; Ok only when it is SERVING.
+pub async fn probe_health(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("no server at {addr}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await?
+        .into_inner()
+        .status();
+    anyhow::ensure!(status == ServingStatus::Serving, "{addr} is {}", status.as_str_name());
+    println!("{addr} is SERVING");
+    Ok(())
+}
+
 /// Runs the api-server on `listener` until `shutdown` resolves, then stops
 /// accepting calls, lets in-flight ones finish within the grace period and
 /// returns. A dependency still unreachable after the start-up timeout is an

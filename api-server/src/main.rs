@@ -1,10 +1,11 @@
-//! `folio-api`: serve (the default) or `folio-api migrate`.
+//! `folio-api`: serve (the default), `folio-api migrate`, or `folio-api health`
+//! (exit 0 when the server at `FOLIO_GRPC_ADDR` is SERVING: a container probe).
 
 use std::process::ExitCode;
 
 use folio_shared::{config::Config, telemetry};
 
-const USAGE: &str = "usage: folio-api [serve|migrate]  (settings come from the environment; see README)";
+const USAGE: &str = "usage: folio-api [serve|migrate|health]  (settings come from the environment; see README)";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
         println!("folio-api {}", folio_shared::VERSION);
         return ExitCode::SUCCESS;
     }
-    if !matches!(command.as_str(), "serve" | "migrate") {
+    if !matches!(command.as_str(), "serve" | "migrate" | "health") {
         eprintln!("folio-api: unknown command {command:?}; {USAGE}");
         return ExitCode::from(2);
     }
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        if command == "health" {
+            return folio_api::probe_health(config.grpc_addr).await;
+        }
         if command == "migrate" {
             let applied = folio_api::migrate(&config).await?;
             println!("folio-api: {} migration(s) applied", applied.len());

@@ -176,8 +176,17 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
 
     sigterm(&successor);
     assert_eq!(exit_code(successor).await, 0, "successor exit code");
+    // The container probe: SERVING now, and a failure once the server is gone.
+    let mut probe = env.command("folio-api");
+    probe.arg("health").env("FOLIO_GRPC_ADDR", &addr);
+    assert_eq!(exit_and_stderr(probe).await.0, 0, "health probe while serving");
     sigterm(&api);
     assert_eq!(exit_code(api).await, 0, "api exit code");
+    let mut probe = env.command("folio-api");
+    probe.arg("health").env("FOLIO_GRPC_ADDR", &addr);
+    let (code, lines) = exit_and_stderr(probe).await;
+    assert_eq!(code, 1);
+    assert!(lines[0].contains("no server at"), "{lines:?}");
 
     use diesel::{ExpressionMethods as _, QueryDsl as _};
     use diesel_async::RunQueryDsl as _;
