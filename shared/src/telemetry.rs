@@ -1,5 +1,8 @@
 //! The tracing subscriber both binaries install: `RUST_LOG` filters (default
-//! `info`), and lines are human-readable or JSON by `FOLIO_LOG_FORMAT`.
+//! `info`), and lines are human-readable or JSON by `FOLIO_LOG_FORMAT`. Colours
+//! only on a terminal, so piped and collected logs stay plain text.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -13,6 +16,8 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true).with_current_span(false))
             .init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(true).with_ansi(std::io::stdout().is_terminal()))
+            .init(),
     }
 }
