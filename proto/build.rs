@@ -1,22 +1,38 @@
-//! Compiles `folio/**/*.proto` with protox (a pure-Rust protobuf compiler, so a
-//! fresh machine needs no `protoc`) and writes the file descriptor set that the
-//! api-server serves through gRPC reflection.
+//! Compiles every `folio/**/*.proto` with protox (a pure-Rust protobuf
+//! compiler, so a fresh machine needs no `protoc`) and writes the file
+//! descriptor set that the api-server serves through gRPC reflection.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["folio/v1/system.proto", "folio/queue/v1/job.proto"];
-    for proto in protos {
-        println!("cargo:rerun-if-changed={proto}");
-    }
-    let fds = protox::compile(protos, ["."])?;
+    // Cargo watches the whole directory, so a new or changed proto rebuilds.
+    println!("cargo:rerun-if-changed=folio");
+    let mut protos = Vec::new();
+    collect(Path::new("folio"), &mut protos)?;
+    protos.sort();
+    let fds = protox::compile(&protos, ["."])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("folio_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;
+    Ok(())
+}
+
+fn collect(dir: &Path, protos: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, protos)?;
+        } else if path.extension().is_some_and(|ext| ext == "proto") {
+            protos.push(path);
+        }
+    }
     Ok(())
 }

@@ -89,6 +89,9 @@ folio_env() {
   export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/folio}"
   export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
   export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+  # The first admin, created at start if absent (README's walkthrough logs in as it).
+  export FOLIO_ADMIN_EMAIL="${FOLIO_ADMIN_EMAIL:-admin@folio.local}"
+  export FOLIO_ADMIN_PASSWORD="${FOLIO_ADMIN_PASSWORD:-change me, folio admin}"
   PG_ADMIN_URL="${DATABASE_URL%/*}/postgres"
   export PG_ADMIN_URL
 }

@@ -14,6 +14,21 @@ pub enum ApiError {
     /// One or more request fields are invalid.
     #[error("invalid argument")]
     InvalidArgument(Vec<FieldViolation>),
+    /// The caller could not be authenticated.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// What was asked for does not exist (or is not the caller's to see).
+    #[error("{0}")]
+    NotFound(String),
+    /// What was to be created exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Over a limit; retry after the delay.
+    #[error("{message}")]
+    ResourceExhausted { message: String, retry_after: std::time::Duration },
     /// A dependency is unreachable; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -52,6 +67,13 @@ impl From<ApiError> for Status {
                     .collect::<Vec<_>>()
                     .join("; ");
                 Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+            }
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::ResourceExhausted { message, retry_after } => {
+                Status::with_error_details(Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(retry_after)))
             }
             ApiError::Unavailable(message) => Status::with_error_details(
                 Code::Unavailable,

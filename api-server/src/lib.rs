@@ -5,7 +5,10 @@
 //! - [`run`] wires everything: it waits (bounded) for Postgres, Redis and
 //!   RabbitMQ, migrates, starts the relay and the health poller, and serves
 //!   until the shutdown future resolves.
-//! - [`system`] holds `folio.v1.SystemService`.
+//! - [`system`], [`auth_service`] and [`user_service`] hold the gRPC services;
+//!   [`accounts`] the account and session logic they share.
+//! - [`auth`] holds the middleware in front of every service (tokens, the
+//!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
 //! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
@@ -13,23 +16,64 @@
 //! `main.rs` only reads the configuration, installs logging, binds the listener
 //! and turns SIGTERM/SIGINT into the shutdown future.
 
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod auth_service;
 pub mod broker;
 pub mod error;
 pub mod health;
 pub mod page_token;
 pub mod relay;
 pub mod system;
+pub mod user_service;
 
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
-use folio_proto::v1::system_service_server::SystemServiceServer;
-use folio_shared::{cache::Cache, config::Config, db, queue::Topology, startup};
+use folio_proto::v1::{
+    auth_service_server::AuthServiceServer, system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
+};
+use folio_shared::{
+    auth::{
+        password::Hasher,
+        tokens::{self, TokenIssuer, TokenKeys},
+    },
+    cache::Cache,
+    config::Config,
+    db,
+    queue::Topology,
+    startup,
+};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::{broker::BrokerLink, health::Dependencies, relay::Relay, system::System};
+use crate::{
+    accounts::Accounts,
+    audit::Auditor,
+    auth::{
+        guard::Guard,
+        middleware::{AuthLayer, AuthState},
+    },
+    auth_service::Auth,
+    broker::BrokerLink,
+    health::Dependencies,
+    relay::Relay,
+    system::System,
+    user_service::Users,
+};
+
+/// The token keys from `FOLIO_TOKEN_KEYS`, or the development key file.
+pub fn token_keys(config: &Config) -> anyhow::Result<TokenKeys> {
+    if config.auth.token_keys.is_empty() {
+        let keys = TokenKeys::development(&config.auth.key_file).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEY_FILE: {e}"))?;
+        tracing::warn!(file = %config.auth.key_file.display(), "FOLIO_TOKEN_KEYS is not set: signing with a development key; set it in production");
+        Ok(keys)
+    } else {
+        TokenKeys::from_paserks(&config.auth.token_keys).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEYS: {e}"))
+    }
+}
 
 /// Waits for Postgres and applies pending migrations. Used at start and by
 /// `folio-api migrate`.
@@ -66,6 +110,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
 
+    let keys = token_keys(&config)?;
+    tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
     let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
     startup::wait_for("postgres", config.startup_timeout, || db::ping(&pool)).await?;
     let applied = migrate(&config).await?;
@@ -104,6 +150,32 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .run(cancel.clone()),
     );
 
+    let (auditor, audit_writer) = Auditor::start(pool.clone(), cancel.clone());
+    let guard = Guard {
+        cache: cache.clone(),
+        config: config.auth.clone(),
+    };
+    let token_issuer = TokenIssuer {
+        keys,
+        issuer: config.auth.issuer.clone(),
+        audience: config.auth.audience.clone(),
+        ttl: config.auth.access_ttl,
+    };
+    let accounts = Accounts {
+        pool: pool.clone(),
+        hasher: Hasher::new(config.auth.hash_concurrency),
+        tokens: token_issuer.clone(),
+        guard: guard.clone(),
+        config: config.auth.clone(),
+    };
+    accounts.bootstrap_admin().await?;
+    let auth_layer = AuthLayer::new(AuthState {
+        tokens: token_issuer,
+        pool: pool.clone(),
+        guard,
+        auditor,
+    });
+
     let dependencies = Dependencies {
         pool: pool.clone(),
         cache,
@@ -138,10 +210,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let address = listener.local_addr()?;
     let stop_accepting = CancellationToken::new();
     let server = tonic::transport::Server::builder()
+        .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(SystemServiceServer::new(system))
+        .add_service(AuthServiceServer::new(Auth {
+            accounts: accounts.clone(),
+        }))
+        .add_service(UserServiceServer::new(Users { accounts }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
     tokio::pin!(server);
     tracing::info!(%address, version = folio_shared::VERSION, "folio-api serving");
@@ -165,6 +242,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
     cancel.cancel();
     let _ = relay.await;
+    let _ = audit_writer.await;
     tracing::info!("folio-api stopped");
     served
 }

@@ -1,19 +1,20 @@
-//! Opaque page tokens (AIP-158). A token encodes where the previous page ended;
-//! clients must treat it as opaque, so it is hex, not readable text.
+//! Opaque page tokens (AIP-158). A token encodes where the previous page ended
+//! and which list it belongs to (a tag), so a token from one list is refused by
+//! another. Clients must treat tokens as opaque; they are hex, not text.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Encodes a worker-list cursor.
-pub fn encode_worker_cursor((seen, id): (DateTime<Utc>, Uuid)) -> String {
-    hex(&format!("w1|{}|{}", seen.timestamp_micros(), id))
+/// Encodes a (time, id) cursor for the list `tag`.
+pub fn encode_time_id(tag: &str, (at, id): (DateTime<Utc>, Uuid)) -> String {
+    hex(&format!("{tag}|{}|{id}", at.timestamp_micros()))
 }
 
-/// Decodes a worker-list cursor; `None` for anything this server did not issue.
-pub fn decode_worker_cursor(token: &str) -> Option<(DateTime<Utc>, Uuid)> {
+/// Decodes a (time, id) cursor for the list `tag`; `None` for anything else.
+pub fn decode_time_id(tag: &str, token: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let text = unhex(token)?;
     let mut parts = text.split('|');
-    if parts.next()? != "w1" {
+    if parts.next()? != tag {
         return None;
     }
     let micros: i64 = parts.next()?.parse().ok()?;
@@ -22,6 +23,21 @@ pub fn decode_worker_cursor(token: &str) -> Option<(DateTime<Utc>, Uuid)> {
         return None;
     }
     Some((DateTime::from_timestamp_micros(micros)?, id))
+}
+
+/// Encodes a numeric cursor for the list `tag`.
+pub fn encode_number(tag: &str, value: i64) -> String {
+    hex(&format!("{tag}|{value}"))
+}
+
+/// Decodes a numeric cursor for the list `tag`.
+pub fn decode_number(tag: &str, token: &str) -> Option<i64> {
+    let text = unhex(token)?;
+    let (found, value) = text.split_once('|')?;
+    if found != tag {
+        return None;
+    }
+    value.parse().ok()
 }
 
 fn hex(text: &str) -> String {
@@ -44,16 +60,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_worker_cursor_round_trips() {
-        let seen = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+    fn cursors_round_trip() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
         let id = Uuid::new_v4();
-        assert_eq!(decode_worker_cursor(&encode_worker_cursor((seen, id))), Some((seen, id)));
+        assert_eq!(decode_time_id("w1", &encode_time_id("w1", (at, id))), Some((at, id)));
+        assert_eq!(decode_number("a1", &encode_number("a1", 42)), Some(42));
     }
 
     #[test]
     fn foreign_tokens_are_refused() {
-        for token in ["", "zz", "abc", &hex("w2|1|x"), &hex("w1|1|not-a-uuid")] {
-            assert_eq!(decode_worker_cursor(token), None, "{token}");
+        let other_list = encode_time_id("u1", (Utc::now(), Uuid::new_v4()));
+        for token in ["", "zz", "abc", &hex("w2|1|x"), &hex("w1|1|not-a-uuid"), &other_list] {
+            assert_eq!(decode_time_id("w1", token), None, "{token}");
         }
+        assert_eq!(decode_number("a1", &encode_number("a2", 1)), None);
     }
 }

@@ -23,12 +23,14 @@ use uuid::Uuid;
 use crate::{
     error::{ApiError, ApiResult},
     health::Dependencies,
-    page_token,
+    page_token, user_service,
 };
 
 /// Default and maximum wait of `PingWorkers`.
 const DEFAULT_PING_WAIT: Duration = Duration::from_secs(5);
 const MAX_PING_WAIT: Duration = Duration::from_secs(60);
+/// The page-token tag of ListWorkers.
+const WORKERS_TAG: &str = "w1";
 /// How often `PingWorkers` looks for the receipt.
 const PING_POLL: Duration = Duration::from_millis(20);
 
@@ -117,29 +119,19 @@ impl System {
     }
 
     async fn workers(&self, request: ListWorkersRequest) -> ApiResult<ListWorkersResponse> {
-        let page_size = match request.page_size {
-            0 => 100,
-            n if n < 0 => return Err(ApiError::invalid("page_size", "must not be negative")),
-            n => n.min(1000),
-        };
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            Some(
-                page_token::decode_worker_cursor(&request.page_token)
+        let page_size = user_service::page_size(request.page_size, 100, 1000)?;
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(
+                page_token::decode_time_id(WORKERS_TAG, token)
                     .ok_or_else(|| ApiError::invalid("page_token", "is not a token this server issued"))?,
-            )
+            ),
         };
         let mut conn = self.pool.get().await?;
-        let mut rows = worker::list(&mut conn, i64::from(page_size) + 1, after, request.include_stopped).await?;
-        let next_page_token = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last()
-                .map(|w| page_token::encode_worker_cursor((w.last_seen_at, w.id)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut rows = worker::list(&mut conn, page_size + 1, after, request.include_stopped).await?;
+        let next_page_token = user_service::next_token(&mut rows, page_size, |w| {
+            page_token::encode_time_id(WORKERS_TAG, (w.last_seen_at, w.id))
+        });
         Ok(ListWorkersResponse {
             workers: rows.into_iter().map(worker_to_proto).collect(),
             next_page_token,

@@ -39,6 +39,12 @@ impl Cache {
         format!("{}{}", self.prefix, name)
     }
 
+    /// A handle for running commands and pipelines (cheap: the manager is
+    /// shared).
+    pub fn connection(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
     /// A round trip to Redis.
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut connection = self.manager.clone();

@@ -3,7 +3,9 @@
 //! malformed one is a [`ConfigError`] that names it, so start-up can stop with a
 //! single useful line instead of failing later somewhere deep.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use crate::auth::{Email, password::Password, tokens::TokenKeys};
 
 /// All of folio's settings. Both binaries read the same set; each uses the part
 /// it needs.
@@ -46,6 +48,51 @@ pub struct Config {
     pub relay_poll: Duration,
     /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
     pub health_poll: Duration,
+    /// Identity and access settings.
+    pub auth: AuthConfig,
+}
+
+/// Settings of accounts, tokens and limits.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// `FOLIO_TOKEN_KEYS`: comma-separated PASERK `k4.secret` keys; the first
+    /// signs, all verify. Empty: a development key from `key_file`.
+    pub token_keys: Vec<String>,
+    /// `FOLIO_TOKEN_KEY_FILE`: where the development key is kept.
+    pub key_file: PathBuf,
+    /// `FOLIO_TOKEN_ISSUER`: the `iss` claim.
+    pub issuer: String,
+    /// `FOLIO_TOKEN_AUDIENCE`: the `aud` claim.
+    pub audience: String,
+    /// `FOLIO_ACCESS_TOKEN_TTL_SECS`: access token lifetime.
+    pub access_ttl: Duration,
+    /// `FOLIO_REFRESH_TTL_SECS`: absolute lifetime of a session.
+    pub refresh_ttl: Duration,
+    /// `FOLIO_REFRESH_IDLE_SECS`: how long an unused refresh token lives.
+    pub refresh_idle: Duration,
+    /// `FOLIO_REFRESH_REUSE_GRACE_MS`: a rotated token presented again within
+    /// this time is a concurrent retry (refused, nothing revoked); later it is
+    /// reuse (the family is revoked).
+    pub refresh_reuse_grace: Duration,
+    /// `FOLIO_OPEN_REGISTRATION`: whether anyone may `Register`.
+    pub open_registration: bool,
+    /// `FOLIO_ADMIN_EMAIL` and `FOLIO_ADMIN_PASSWORD`: the first admin, created
+    /// at start if absent (never overwritten).
+    pub bootstrap_admin: Option<(Email, String)>,
+    /// `FOLIO_PASSWORD_HASH_CONCURRENCY`: argon2 hashes run at once.
+    pub hash_concurrency: usize,
+    /// `FOLIO_RATE_LIMIT_{ADMIN,MEMBER,VIEWER}`: calls per minute per account.
+    pub rate_per_minute_admin: u32,
+    pub rate_per_minute_member: u32,
+    pub rate_per_minute_viewer: u32,
+    /// `FOLIO_RATE_LIMIT_PEER`: calls per minute per peer address.
+    pub rate_per_minute_peer: u32,
+    /// `FOLIO_LOGIN_FAILURES_PER_ACCOUNT_PEER`: failed logins for one account from
+    /// one address in 15 minutes before that pair must wait.
+    pub login_failures_per_account_peer: u32,
+    /// `FOLIO_LOGIN_FAILURES_PER_PEER`: failed logins from one address (any
+    /// account) in 15 minutes before it must wait.
+    pub login_failures_per_peer: u32,
 }
 
 /// How log lines are written.
@@ -122,6 +169,73 @@ impl Config {
             heartbeat_interval: Duration::from_secs(vars.bounded("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?),
             relay_poll: Duration::from_millis(vars.bounded("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?),
             health_poll: Duration::from_millis(vars.bounded("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?),
+            auth: AuthConfig::from_vars(&vars)?,
+        })
+    }
+}
+
+impl AuthConfig {
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let token_keys: Vec<String> = vars
+            .get("FOLIO_TOKEN_KEYS")
+            .map(|keys| keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+            .unwrap_or_default();
+        if !token_keys.is_empty() {
+            TokenKeys::from_paserks(&token_keys).map_err(|problem| ConfigError {
+                variable: "FOLIO_TOKEN_KEYS",
+                problem,
+            })?;
+        }
+        let admin_email = vars
+            .get("FOLIO_ADMIN_EMAIL")
+            .map(|email| Email::parse(&email))
+            .transpose()
+            .map_err(|problem| ConfigError {
+                variable: "FOLIO_ADMIN_EMAIL",
+                problem: problem.into(),
+            })?;
+        let bootstrap_admin = match (admin_email, (vars.0)("FOLIO_ADMIN_PASSWORD").filter(|p| !p.is_empty())) {
+            (None, None) => None,
+            (Some(email), Some(password)) => {
+                Password::parse(&password).map_err(|problem| ConfigError {
+                    variable: "FOLIO_ADMIN_PASSWORD",
+                    problem: problem.into(),
+                })?;
+                Some((email, password))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "FOLIO_ADMIN_PASSWORD",
+                    problem: "is not set but FOLIO_ADMIN_EMAIL is".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "FOLIO_ADMIN_EMAIL",
+                    problem: "is not set but FOLIO_ADMIN_PASSWORD is".into(),
+                });
+            }
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let secs = |name, default, min, max| vars.bounded(name, default, min, max).map(Duration::from_secs);
+        Ok(AuthConfig {
+            token_keys,
+            key_file: PathBuf::from(vars.get("FOLIO_TOKEN_KEY_FILE").unwrap_or_else(|| "data/token-key.paserk".into())),
+            issuer: vars.get("FOLIO_TOKEN_ISSUER").unwrap_or_else(|| "folio".into()),
+            audience: vars.get("FOLIO_TOKEN_AUDIENCE").unwrap_or_else(|| "folio".into()),
+            access_ttl: secs("FOLIO_ACCESS_TOKEN_TTL_SECS", 900, 1, 86_400)?,
+            refresh_ttl: secs("FOLIO_REFRESH_TTL_SECS", 30 * 86_400, 60, 365 * 86_400)?,
+            refresh_idle: secs("FOLIO_REFRESH_IDLE_SECS", 7 * 86_400, 60, 365 * 86_400)?,
+            refresh_reuse_grace: Duration::from_millis(vars.bounded("FOLIO_REFRESH_REUSE_GRACE_MS", 2000, 0, 60_000)?),
+            open_registration: vars.boolean("FOLIO_OPEN_REGISTRATION", true)?,
+            bootstrap_admin,
+            hash_concurrency: vars.bounded("FOLIO_PASSWORD_HASH_CONCURRENCY", cores, 1, 256)?,
+            rate_per_minute_admin: vars.bounded("FOLIO_RATE_LIMIT_ADMIN", 1200, 1, 1_000_000)?,
+            rate_per_minute_member: vars.bounded("FOLIO_RATE_LIMIT_MEMBER", 600, 1, 1_000_000)?,
+            rate_per_minute_viewer: vars.bounded("FOLIO_RATE_LIMIT_VIEWER", 600, 1, 1_000_000)?,
+            rate_per_minute_peer: vars.bounded("FOLIO_RATE_LIMIT_PEER", 3000, 1, 1_000_000)?,
+            login_failures_per_account_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_ACCOUNT_PEER", 5, 1, 10_000)?,
+            login_failures_per_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_PEER", 50, 1, 100_000)?,
         })
     }
 }
@@ -181,6 +295,18 @@ impl Vars<'_> {
         Ok(parsed)
     }
 
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError {
+                variable: name,
+                problem: format!("{other:?} is not true or false"),
+            }),
+        }
+    }
+
     /// A prefix for broker or Redis names: short, and only characters that need
     /// no quoting anywhere (letters, digits, `.`, `_`, `-`, `:`).
     fn name_prefix(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -221,6 +347,22 @@ mod tests {
         assert_eq!(config.redis_prefix, "folio:");
         assert_eq!(config.max_attempts, 5);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.auth.access_ttl, Duration::from_secs(900));
+        assert!(config.auth.open_registration);
+        assert!(config.auth.bootstrap_admin.is_none());
+    }
+
+    #[test]
+    fn the_bootstrap_admin_needs_both_settings_and_a_valid_password() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("FOLIO_ADMIN_EMAIL", "admin@example.org"));
+        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, "FOLIO_ADMIN_PASSWORD");
+        pairs.push(("FOLIO_ADMIN_PASSWORD", "password"));
+        let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(error.variable, "FOLIO_ADMIN_PASSWORD");
+        pairs.push(("FOLIO_ADMIN_PASSWORD", "a sturdy admin passphrase"));
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.auth.bootstrap_admin.unwrap().0.as_str(), "admin@example.org");
     }
 
     #[test]
@@ -239,6 +381,9 @@ mod tests {
             ("FOLIO_LOG_FORMAT", "xml"),
             ("FOLIO_AMQP_PREFIX", "has space"),
             ("DATABASE_URL", "mysql://x"),
+            ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
+            ("FOLIO_OPEN_REGISTRATION", "maybe"),
+            ("FOLIO_ADMIN_EMAIL", "not-an-email"),
         ] {
             let mut pairs = REQUIRED.to_vec();
             pairs.push((name, value));

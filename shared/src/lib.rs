@@ -8,12 +8,15 @@
 //!   model file per table.
 //! - [`queue`] holds the RabbitMQ contract: topology names and declaration, job
 //!   encoding and publishing with confirms.
+//! - [`auth`] holds roles, email and password rules, argon2id hashing, PASETO
+//!   access tokens and opaque refresh tokens.
 //! - [`cache`] holds the Redis connection with folio's key prefix.
 //! - [`startup`] holds bounded retries for dependencies that are still coming up.
 //! - [`telemetry`] holds the tracing subscriber both binaries install.
 //!
 //! Nothing here knows tonic: gRPC types stay in the api-server.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;

@@ -22,10 +22,14 @@ use std::{
 };
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use folio_proto::v1::system_service_client::SystemServiceClient;
-use folio_shared::{config::Config, db, queue::Topology};
+use folio_proto::v1::{
+    LoginRequest, RegisterRequest, Session, auth_service_client::AuthServiceClient, system_service_client::SystemServiceClient,
+    user_service_client::UserServiceClient,
+};
+use folio_shared::{auth::tokens::TokenKeys, config::Config, db, queue::Topology};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
+use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService};
 
 pub use proxy::TcpProxy;
 
@@ -41,6 +45,10 @@ pub fn amqp_url() -> String {
 pub fn redis_url() -> String {
     std::env::var("FOLIO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
+
+/// The bootstrap admin every test env configures.
+pub const ADMIN_EMAIL: &str = "admin@folio.test";
+pub const ADMIN_PASSWORD: &str = "test admin passphrase";
 
 /// Serialises template creation and database cloning across test processes.
 const TEMPLATE_LOCK: i64 = 0x666f_6c69_6f74;
@@ -84,6 +92,9 @@ impl TestEnv {
             ("FOLIO_HEALTH_POLL_MS", "100".into()),
             ("FOLIO_RETRY_BASE_MS", "200".into()),
             ("FOLIO_MAX_ATTEMPTS", "3".into()),
+            ("FOLIO_TOKEN_KEYS", TokenKeys::generate_secret()),
+            ("FOLIO_ADMIN_EMAIL", ADMIN_EMAIL.into()),
+            ("FOLIO_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -232,9 +243,64 @@ impl ApiHandle {
             .expect("connect to api-server")
     }
 
-    /// A SystemService client.
-    pub async fn system(&self) -> SystemServiceClient<Channel> {
-        SystemServiceClient::new(self.channel().await)
+    /// A SystemService client signed in as the bootstrap admin.
+    pub async fn system(&self) -> SystemServiceClient<Authed> {
+        let token = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token;
+        SystemServiceClient::new(self.authed(&token).await)
+    }
+
+    /// An AuthService client without a token.
+    pub async fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel().await)
+    }
+
+    /// An AuthService client with `token`.
+    pub async fn auth_as(&self, token: &str) -> AuthServiceClient<Authed> {
+        AuthServiceClient::new(self.authed(token).await)
+    }
+
+    /// A UserService client with `token`.
+    pub async fn users_as(&self, token: &str) -> UserServiceClient<Authed> {
+        UserServiceClient::new(self.authed(token).await)
+    }
+
+    /// A UserService client signed in as the bootstrap admin.
+    pub async fn admin_users(&self) -> UserServiceClient<Authed> {
+        let token = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token;
+        self.users_as(&token).await
+    }
+
+    /// Logs in, panicking on failure.
+    pub async fn login(&self, email: &str, password: &str) -> Session {
+        self.auth()
+            .await
+            .login(LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("login as {email} failed: {status:?}"))
+            .into_inner()
+    }
+
+    /// Registers a new member with a random email, returning the session.
+    pub async fn register_member(&self) -> Session {
+        let email = format!("member-{}@folio.test", uuid::Uuid::new_v4().simple());
+        self.auth()
+            .await
+            .register(RegisterRequest {
+                email,
+                password: "a member's passphrase".into(),
+                display_name: "A Member".into(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+    }
+
+    /// A channel that sends `authorization: Bearer <token>` on every call.
+    pub async fn authed(&self, token: &str) -> Authed {
+        InterceptedService::new(self.channel().await, Bearer::new(token))
     }
 
     /// Waits until health says SERVING.
@@ -253,6 +319,26 @@ impl ApiHandle {
             let _ = stop.send(());
         }
         (&mut self.task).await.expect("api task")
+    }
+}
+
+/// A channel that adds a bearer token to every call.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Self {
+        Bearer(format!("Bearer {token}").parse().expect("token is ASCII"))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
     }
 }
 

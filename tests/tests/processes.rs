@@ -133,7 +133,16 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
         .connect()
         .await
         .unwrap();
-    let mut system = folio_proto::v1::system_service_client::SystemServiceClient::new(channel);
+    let session = folio_proto::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+        .login(folio_proto::v1::LoginRequest {
+            email: folio_tests::ADMIN_EMAIL.into(),
+            password: folio_tests::ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let authed = tonic::service::interceptor::InterceptedService::new(channel, folio_tests::Bearer::new(&session.access_token));
+    let mut system = folio_proto::v1::system_service_client::SystemServiceClient::new(authed);
     let mut ids = Vec::new();
     for _ in 0..40 {
         let response = system

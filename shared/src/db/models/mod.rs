@@ -1,6 +1,10 @@
 //! One module per table: its row types and the queries on it.
 
+pub mod audit_event;
 pub mod outbox;
 pub mod ping;
 pub mod processed_job;
+pub mod refresh_token;
+pub mod session;
+pub mod user;
 pub mod worker;

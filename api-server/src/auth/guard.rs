@@ -1,0 +1,154 @@
+//! Redis-backed protection: per-minute rate limits, login-failure limits and
+//! the denylist of revoked access tokens.
+//!
+//! Limits are fixed one-minute windows (`INCR` + `EXPIRE NX` in one pipeline)
+//! and fail open when Redis is unreachable (with a warning): losing Redis must
+//! not take the API down. The denylist fails closed: when it cannot be read, a
+//! token cannot be shown unrevoked, and the call is refused as UNAVAILABLE.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use folio_shared::{cache::Cache, config::AuthConfig, db::models::session::LiveAccess};
+use uuid::Uuid;
+
+/// Login failures are counted over this window.
+pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The Redis-backed checks.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pub cache: Cache,
+    pub config: AuthConfig,
+}
+
+/// Over a limit: how long until the window ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited {
+    pub retry_after: Duration,
+}
+
+/// Why a token check could not be completed.
+#[derive(Debug)]
+pub enum TokenCheck {
+    Revoked,
+    Unavailable,
+}
+
+impl Guard {
+    /// Checks the denylist for `jti` and counts the call against the peer's and
+    /// (when signed in) the account's limits, in one round trip.
+    pub async fn admit(&self, peer: &str, account: Option<(Uuid, u32)>, jti: Option<Uuid>) -> Result<Option<Limited>, TokenCheck> {
+        let window = Utc::now().timestamp() / 60;
+        let retry_after = Duration::from_secs((60 - Utc::now().timestamp() % 60) as u64);
+        let mut pipe = redis::pipe();
+        if let Some(jti) = jti {
+            pipe.exists(self.cache.key(&format!("denied:{jti}")));
+        }
+        let peer_key = self.cache.key(&format!("rl:peer:{peer}:{window}"));
+        pipe.incr(&peer_key, 1).cmd("EXPIRE").arg(&peer_key).arg(120).arg("NX").ignore();
+        if let Some((user, _)) = account {
+            let key = self.cache.key(&format!("rl:acct:{user}:{window}"));
+            pipe.incr(&key, 1).cmd("EXPIRE").arg(&key).arg(120).arg("NX").ignore();
+        }
+        let mut connection = self.cache.connection();
+        let values: Vec<i64> = match pipe.query_async(&mut connection).await {
+            Ok(values) => values,
+            Err(error) if jti.is_some() => {
+                tracing::warn!(%error, "Redis unreachable: cannot check token revocation, refusing the call");
+                return Err(TokenCheck::Unavailable);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Redis unreachable: rate limits not applied");
+                return Ok(None);
+            }
+        };
+        let mut values = values.into_iter();
+        if jti.is_some() && values.next() == Some(1) {
+            return Err(TokenCheck::Revoked);
+        }
+        let peer_count = values.next().unwrap_or(0);
+        let account_count = values.next().unwrap_or(0);
+        let over_peer = peer_count > i64::from(self.config.rate_per_minute_peer);
+        let over_account = account.is_some_and(|(_, limit)| account_count > i64::from(limit));
+        Ok((over_peer || over_account).then_some(Limited { retry_after }))
+    }
+
+    /// Whether logins for `email` from `peer` must wait, and for how long.
+    pub async fn login_blocked(&self, email: &str, peer: &str) -> Option<Limited> {
+        let pair = self.cache.key(&format!("lf:ap:{email}:{peer}"));
+        let peer_key = self.cache.key(&format!("lf:p:{peer}"));
+        let mut connection = self.cache.connection();
+        let result: redis::RedisResult<(Option<u32>, Option<u32>, i64, i64)> = redis::pipe()
+            .get(&pair)
+            .get(&peer_key)
+            .ttl(&pair)
+            .ttl(&peer_key)
+            .query_async(&mut connection)
+            .await;
+        match result {
+            Ok((pair_count, peer_count, pair_ttl, peer_ttl)) => {
+                let over_pair = pair_count.unwrap_or(0) >= self.config.login_failures_per_account_peer;
+                let over_peer = peer_count.unwrap_or(0) >= self.config.login_failures_per_peer;
+                let ttl = match (over_pair, over_peer) {
+                    (true, true) => pair_ttl.max(peer_ttl),
+                    (true, false) => pair_ttl,
+                    (false, true) => peer_ttl,
+                    (false, false) => return None,
+                };
+                Some(Limited {
+                    retry_after: Duration::from_secs(ttl.max(1) as u64),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Redis unreachable: login-failure limits not applied");
+                None
+            }
+        }
+    }
+
+    /// Counts a failed login for `email` from `peer`.
+    pub async fn login_failed(&self, email: &str, peer: &str) {
+        let window = LOGIN_FAILURE_WINDOW.as_secs();
+        let mut pipe = redis::pipe();
+        for key in [
+            self.cache.key(&format!("lf:ap:{email}:{peer}")),
+            self.cache.key(&format!("lf:p:{peer}")),
+        ] {
+            pipe.incr(&key, 1).ignore().cmd("EXPIRE").arg(&key).arg(window).arg("NX").ignore();
+        }
+        let mut connection = self.cache.connection();
+        if let Err(error) = pipe.query_async::<()>(&mut connection).await {
+            tracing::warn!(%error, "Redis unreachable: login failure not counted");
+        }
+    }
+
+    /// Forgets the failures of `email` from `peer` after a successful login.
+    pub async fn login_succeeded(&self, email: &str, peer: &str) {
+        let mut connection = self.cache.connection();
+        let _: redis::RedisResult<()> = redis::cmd("DEL")
+            .arg(self.cache.key(&format!("lf:ap:{email}:{peer}")))
+            .query_async(&mut connection)
+            .await;
+    }
+
+    /// Denies the given access tokens until they expire.
+    pub async fn deny(&self, tokens: &[LiveAccess]) {
+        if tokens.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let mut pipe = redis::pipe();
+        for token in tokens {
+            let ttl = (token.expires_at - now).num_seconds().max(1) + 1;
+            pipe.set_ex(self.cache.key(&format!("denied:{}", token.jti)), 1, ttl as u64)
+                .ignore();
+        }
+        let mut connection = self.cache.connection();
+        if let Err(error) = pipe.query_async::<()>(&mut connection).await {
+            // The sessions are revoked in Postgres, which the middleware also
+            // checks, so the tokens are refused all the same.
+            tracing::warn!(%error, denied = tokens.len(), "Redis unreachable: revoked tokens not added to the denylist");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The tower layer in front of every gRPC service: authentication, the access
+//! table, rate limits and the audit row of each call.
+
+use std::{
+    cell::RefCell,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _};
+use diesel_async::RunQueryDsl as _;
+use folio_shared::{
+    auth::{Role, tokens::TokenIssuer},
+    db::{
+        self,
+        models::{audit_event::NewAuditEvent, user::User},
+        schema::{sessions, users},
+    },
+};
+use futures_util::future::BoxFuture;
+use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
+use tonic_types::{ErrorDetails, StatusExt as _};
+use uuid::Uuid;
+
+use super::{
+    Principal,
+    guard::{Guard, Limited, TokenCheck},
+    policy::{self, Access},
+};
+use crate::audit::{self, Auditor};
+
+/// What the middleware needs.
+pub struct AuthState {
+    pub tokens: TokenIssuer,
+    pub pool: db::Pool,
+    pub guard: Guard,
+    pub auditor: Auditor,
+}
+
+/// The layer; `Server::builder().layer(AuthLayer::new(state))`.
+#[derive(Clone)]
+pub struct AuthLayer {
+    state: Arc<AuthState>,
+}
+
+impl AuthLayer {
+    pub fn new(state: AuthState) -> Self {
+        AuthLayer { state: Arc::new(state) }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service the layer wraps around the gRPC routes.
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    state: Arc<AuthState>,
+}
+
+/// The outcome of admission: who called (if known) and why they were refused
+/// (if they were).
+struct Admission {
+    principal: Option<Principal>,
+    refusal: Option<Status>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Authenticated<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let path = request.uri().path().to_owned();
+            let peer = request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(|info| info.remote_addr())
+                .map(|addr| addr.ip().to_string())
+                .unwrap_or_default();
+            let access = policy::required(&path);
+            let bearer = bearer_token(request.headers());
+            let admission = state.admit(access, bearer.as_deref(), &peer).await;
+            if let Some(principal) = &admission.principal {
+                request.extensions_mut().insert(principal.clone());
+            }
+            let (response, note) = match admission.refusal {
+                Some(status) => (status.into_http(), None),
+                None => {
+                    // Handlers set their audit note in this task-local scope.
+                    let (result, note) = audit::NOTE
+                        .scope(RefCell::new(None), async move {
+                            let result = inner.call(request).await;
+                            (result, audit::NOTE.with(|note| note.borrow_mut().take()))
+                        })
+                        .await;
+                    (result?, note)
+                }
+            };
+            if admission.principal.is_some() || note.is_some() {
+                let note = note.unwrap_or_default();
+                let principal = admission.principal.as_ref();
+                state.auditor.record(NewAuditEvent {
+                    actor_id: principal.map(|p| p.user_id).or(note.actor_id),
+                    actor_email: principal.map(|p| p.email.clone()).unwrap_or(note.actor_email),
+                    rpc: path,
+                    target: note.target,
+                    outcome: outcome(&response),
+                    event: note.event,
+                    latency_us: started.elapsed().as_micros() as i64,
+                    peer,
+                });
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl AuthState {
+    async fn admit(&self, access: Access, bearer: Option<&str>, peer: &str) -> Admission {
+        let refuse = |status: Status| Admission {
+            principal: None,
+            refusal: Some(status),
+        };
+        if access == Access::Public {
+            return match self.guard.admit(peer, None, None).await {
+                Ok(Some(limited)) => refuse(exhausted(limited)),
+                _ => Admission {
+                    principal: None,
+                    refusal: None,
+                },
+            };
+        }
+        let Some(token) = bearer else {
+            return refuse(Status::unauthenticated(
+                "a bearer token is required (authorization: Bearer <access token>)",
+            ));
+        };
+        let claims = match self.tokens.verify(token) {
+            Ok(claims) => claims,
+            Err(error) => {
+                tracing::debug!(%error, "token refused");
+                return refuse(Status::unauthenticated("invalid or expired token"));
+            }
+        };
+        let user = match self.current_user(claims.user_id, claims.session_id).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return refuse(Status::unauthenticated("the session was revoked or the account deactivated")),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "cannot load the caller's account");
+                return refuse(Status::unavailable("cannot check the caller's account right now"));
+            }
+        };
+        let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+        let limit = match role {
+            Role::Admin => self.guard.config.rate_per_minute_admin,
+            Role::Member => self.guard.config.rate_per_minute_member,
+            Role::Viewer => self.guard.config.rate_per_minute_viewer,
+        };
+        let principal = Principal {
+            user_id: user.id,
+            email: user.email,
+            role,
+            session_id: claims.session_id,
+            jti: claims.jti,
+            token_expires_at: claims.expires_at,
+        };
+        let refusal = match self.guard.admit(peer, Some((principal.user_id, limit)), Some(claims.jti)).await {
+            Err(TokenCheck::Revoked) => return refuse(Status::unauthenticated("the token was revoked")),
+            Err(TokenCheck::Unavailable) => return refuse(Status::unavailable("cannot check token revocation right now")),
+            Ok(Some(limited)) => Some(exhausted(limited)),
+            Ok(None) if !access.allows(role) => Some(Status::permission_denied(
+                format!("this call requires the {access:?} role").to_lowercase(),
+            )),
+            Ok(None) => None,
+        };
+        Admission {
+            principal: Some(principal),
+            refusal,
+        }
+    }
+
+    /// The account behind a token, if it is active and its session is live.
+    async fn current_user(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<Option<User>> {
+        let mut conn = self.pool.get().await?;
+        let found: Option<(User, Option<chrono::DateTime<chrono::Utc>>)> = users::table
+            .inner_join(sessions::table)
+            .filter(users::id.eq(user_id))
+            .filter(sessions::id.eq(session_id))
+            .select((User::as_select(), sessions::revoked_at))
+            .first(&mut conn)
+            .await
+            .optional()?;
+        Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
+    }
+}
+
+/// RESOURCE_EXHAUSTED with RetryInfo.
+pub fn exhausted(limited: Limited) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("rate limit exceeded; retry in {}s", limited.retry_after.as_secs().max(1)),
+        ErrorDetails::with_retry_info(Some(limited.retry_after)),
+    )
+}
+
+fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+/// The gRPC code name of a response: from its headers (a trailers-only error
+/// response) or OK (a normal response carries its status in trailers).
+fn outcome(response: &http::Response<Body>) -> String {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(Code::Ok, Code::from_i32);
+    code_name(code)
+}
+
+/// SCREAMING_SNAKE name of a code, as in the gRPC spec ("INVALID_ARGUMENT").
+pub fn code_name(code: Code) -> String {
+    let camel = format!("{code:?}");
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}

@@ -1,0 +1,45 @@
+//! Who is calling and what they may do.
+//!
+//! - [`policy`] is the one table of each RPC's required access.
+//! - [`middleware`] is the tower layer in front of every service: it verifies
+//!   the bearer token, checks revocation and the caller's current role, applies
+//!   rate limits, puts the [`Principal`] in the request's extensions and writes
+//!   the audit row of the call.
+//! - [`guard`] holds the Redis-backed parts: rate limits, login-failure limits
+//!   and the access-token denylist.
+
+pub mod guard;
+pub mod middleware;
+pub mod policy;
+
+use chrono::{DateTime, Utc};
+use folio_shared::auth::Role;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+/// The authenticated caller of an RPC.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub email: String,
+    /// The user's role now (from the database, not the token), so a role change
+    /// applies from the next call.
+    pub role: Role,
+    pub session_id: Uuid,
+    pub jti: Uuid,
+    pub token_expires_at: DateTime<Utc>,
+}
+
+/// The principal the middleware attached to `request`.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("a bearer token is required"))
+}
+
+/// The caller's address as text ("" when unknown).
+pub fn peer<T>(request: &Request<T>) -> String {
+    request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+}

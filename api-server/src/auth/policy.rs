@@ -1,0 +1,73 @@
+//! The access each RPC requires: one table, read by the middleware. An RPC that
+//! is not listed requires the admin role (deny by default).
+
+use folio_shared::auth::Role;
+
+/// What a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token.
+    Public,
+    /// Any signed-in user (viewer and up).
+    Authenticated,
+    /// A member or an admin.
+    Member,
+    /// An admin.
+    Admin,
+}
+
+impl Access {
+    /// Whether `role` satisfies this access.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::Authenticated => true,
+            Access::Member => role >= Role::Member,
+            Access::Admin => role == Role::Admin,
+        }
+    }
+}
+
+/// Full method names (or a service prefix ending in `/`) and their access.
+const TABLE: &[(&str, Access)] = &[
+    ("/grpc.health.v1.Health/", Access::Public),
+    ("/grpc.reflection.v1.ServerReflection/", Access::Public),
+    ("/grpc.reflection.v1alpha.ServerReflection/", Access::Public),
+    ("/folio.v1.AuthService/Register", Access::Public),
+    ("/folio.v1.AuthService/Login", Access::Public),
+    ("/folio.v1.AuthService/Refresh", Access::Public),
+    ("/folio.v1.AuthService/ListPublicKeys", Access::Public),
+    ("/folio.v1.AuthService/Logout", Access::Authenticated),
+    ("/folio.v1.AuthService/WhoAmI", Access::Authenticated),
+    ("/folio.v1.AuthService/ChangePassword", Access::Authenticated),
+    ("/folio.v1.UserService/", Access::Admin),
+    ("/folio.v1.SystemService/GetInfo", Access::Authenticated),
+    ("/folio.v1.SystemService/PingWorkers", Access::Admin),
+    ("/folio.v1.SystemService/ListWorkers", Access::Admin),
+];
+
+/// The access `path` (a gRPC `/package.Service/Method`) requires.
+pub fn required(path: &str) -> Access {
+    if let Some((_, access)) = TABLE.iter().find(|(name, _)| *name == path) {
+        return *access;
+    }
+    TABLE
+        .iter()
+        .find(|(name, _)| name.ends_with('/') && path.starts_with(name))
+        .map_or(Access::Admin, |(_, access)| *access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_and_services_resolve_and_the_unlisted_need_admin() {
+        assert_eq!(required("/folio.v1.AuthService/Login"), Access::Public);
+        assert_eq!(required("/grpc.health.v1.Health/Watch"), Access::Public);
+        assert_eq!(required("/folio.v1.UserService/ListUsers"), Access::Admin);
+        assert_eq!(required("/folio.v1.Unknown/Thing"), Access::Admin);
+        assert!(!Access::Admin.allows(Role::Member));
+        assert!(Access::Member.allows(Role::Admin));
+        assert!(!Access::Member.allows(Role::Viewer));
+    }
+}

@@ -1,0 +1,258 @@
+//! `folio.v1.AuthService`: register, log in, refresh, log out, who am I, change
+//! password, public keys. Each RPC is a shim over an inner function.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection as _;
+use folio_proto::v1::{
+    self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, LoginRequest, LogoutRequest,
+    LogoutResponse, RefreshRequest, RegisterRequest, WhoAmIRequest, auth_service_server::AuthService,
+};
+use folio_shared::{
+    auth::{Email, Role, password::Password, refresh},
+    db::models::{refresh_token, session, user},
+};
+use tonic::{Request, Response, Status};
+use tonic_types::FieldViolation;
+
+use crate::{
+    accounts::{Accounts, NewUser, user_to_proto},
+    audit::{self, AuditNote},
+    auth::{self, Principal},
+    error::{ApiError, ApiResult},
+};
+
+/// The AuthService implementation.
+pub struct Auth {
+    pub accounts: Accounts,
+}
+
+#[tonic::async_trait]
+impl AuthService for Auth {
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<pb::Session>, Status> {
+        Ok(Response::new(self.register(request.into_inner()).await?))
+    }
+
+    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<pb::Session>, Status> {
+        let peer = auth::peer(&request);
+        Ok(Response::new(self.login(request.into_inner(), &peer).await?))
+    }
+
+    async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<pb::Session>, Status> {
+        Ok(Response::new(self.refresh(request.into_inner()).await?))
+    }
+
+    async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        self.accounts.revoke_sessions(&[principal.session_id], "logout").await?;
+        audit::note(AuditNote {
+            event: "logout".into(),
+            target: format!("session:{}", principal.session_id),
+            ..Default::default()
+        });
+        Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn who_am_i(&self, request: Request<WhoAmIRequest>) -> Result<Response<pb::User>, Status> {
+        let principal = auth::principal(&request)?;
+        let mut conn = self.accounts.pool.get().await.map_err(ApiError::from)?;
+        let found = user::find(&mut conn, principal.user_id).await.map_err(ApiError::from)?;
+        let found = found.ok_or_else(|| Status::unauthenticated("the account no longer exists"))?;
+        Ok(Response::new(user_to_proto(&found)))
+    }
+
+    async fn change_password(&self, request: Request<ChangePasswordRequest>) -> Result<Response<ChangePasswordResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        self.change_password(&principal, request.into_inner()).await?;
+        Ok(Response::new(ChangePasswordResponse {}))
+    }
+
+    async fn list_public_keys(&self, _request: Request<ListPublicKeysRequest>) -> Result<Response<ListPublicKeysResponse>, Status> {
+        let keys = self
+            .accounts
+            .tokens
+            .keys
+            .public_keys()
+            .iter()
+            .map(|key| pb::PublicKey {
+                id: key.id.clone(),
+                public_key: key.paserk.clone(),
+                signing: key.signing,
+            })
+            .collect();
+        Ok(Response::new(ListPublicKeysResponse { keys }))
+    }
+}
+
+/// The one answer for a failed login, whatever the reason.
+const LOGIN_REFUSED: &str = "email or password is wrong";
+
+impl Auth {
+    async fn register(&self, request: RegisterRequest) -> ApiResult<pb::Session> {
+        if !self.accounts.config.open_registration {
+            return Err(ApiError::PermissionDenied(
+                "self-registration is closed; ask an admin for an account".into(),
+            ));
+        }
+        let new = NewUser::parse(&request.email, &request.password, &request.display_name, Role::Member)?;
+        let created = self.accounts.create_user(new).await?;
+        audit::note(AuditNote {
+            event: "register".into(),
+            target: format!("user:{}", created.id),
+            actor_id: Some(created.id),
+            actor_email: created.email.clone(),
+        });
+        self.accounts.start_session(&created).await
+    }
+
+    async fn login(&self, request: LoginRequest, peer: &str) -> ApiResult<pb::Session> {
+        let mut violations = Vec::new();
+        let email = Email::parse(&request.email)
+            .map_err(|e| violations.push(FieldViolation::new("email", e)))
+            .ok();
+        if request.password.is_empty() {
+            violations.push(FieldViolation::new("password", "is required"));
+        }
+        let Some(email) = email.filter(|_| violations.is_empty()) else {
+            return Err(ApiError::InvalidArgument(violations));
+        };
+        let guard = &self.accounts.guard;
+        if let Some(limited) = guard.login_blocked(email.as_str(), peer).await {
+            audit::note(AuditNote {
+                event: "rate_limited".into(),
+                actor_email: email.to_string(),
+                ..Default::default()
+            });
+            return Err(ApiError::ResourceExhausted {
+                message: format!("too many failed logins; retry in {}s", limited.retry_after.as_secs()),
+                retry_after: limited.retry_after,
+            });
+        }
+        let mut conn = self.accounts.pool.get().await?;
+        let found = user::find_by_email(&mut conn, email.as_str()).await?;
+        drop(conn);
+        // An unknown email is checked against a dummy hash so it takes as long.
+        let verified = self
+            .accounts
+            .hasher
+            .verify(found.as_ref().map(|u| u.password_hash.clone()), &request.password)
+            .await;
+        let Some(account) = found.filter(|u| verified.matches && u.active) else {
+            guard.login_failed(email.as_str(), peer).await;
+            audit::note(AuditNote {
+                event: "login_failed".into(),
+                actor_email: email.to_string(),
+                ..Default::default()
+            });
+            return Err(ApiError::Unauthenticated(LOGIN_REFUSED.into()));
+        };
+        guard.login_succeeded(email.as_str(), peer).await;
+        if verified.needs_rehash
+            && let Ok(password) = Password::parse(&request.password)
+        {
+            let hash = self.accounts.hasher.hash(&password).await;
+            let mut conn = self.accounts.pool.get().await?;
+            user::set_password_hash(&mut conn, account.id, &hash).await?;
+            tracing::info!(user = %account.id, "password hash upgraded to the current argon2 parameters");
+        }
+        audit::note(AuditNote {
+            event: "login".into(),
+            target: format!("user:{}", account.id),
+            actor_id: Some(account.id),
+            actor_email: account.email.clone(),
+        });
+        self.accounts.start_session(&account).await
+    }
+
+    async fn refresh(&self, request: RefreshRequest) -> ApiResult<pb::Session> {
+        if request.refresh_token.is_empty() {
+            return Err(ApiError::invalid("refresh_token", "is required"));
+        }
+        let hash = refresh::hash(&request.refresh_token);
+        let mut conn = self.accounts.pool.get().await?;
+        let outcome = conn
+            .transaction(async |conn| -> ApiResult<Result<pb::Session, RefreshRefusal>> {
+                let Some(taken) = refresh_token::take(conn, &hash).await? else {
+                    return Ok(Err(match refresh_token::find(conn, &hash).await? {
+                        None => RefreshRefusal::Unknown,
+                        Some(used) => RefreshRefusal::Used(used),
+                    }));
+                };
+                let Some(session) = session::find(conn, taken.session_id).await? else {
+                    return Ok(Err(RefreshRefusal::Unknown));
+                };
+                let now = Utc::now();
+                if session.revoked_at.is_some() || session.expires_at <= now || taken.idle_expires_at <= now {
+                    return Ok(Err(RefreshRefusal::Expired));
+                }
+                let Some(account) = user::find(conn, session.user_id).await?.filter(|u| u.active) else {
+                    return Ok(Err(RefreshRefusal::Expired));
+                };
+                let issued = self.accounts.issue(conn, &account, session.id, session.expires_at).await?;
+                audit::note(AuditNote {
+                    event: "refresh".into(),
+                    target: format!("session:{}", session.id),
+                    actor_id: Some(account.id),
+                    actor_email: account.email.clone(),
+                });
+                Ok(Ok(issued))
+            })
+            .await?;
+        drop(conn);
+        match outcome {
+            Ok(session) => Ok(session),
+            Err(RefreshRefusal::Unknown) => Err(ApiError::Unauthenticated("unknown refresh token".into())),
+            Err(RefreshRefusal::Expired) => Err(ApiError::Unauthenticated("the session has ended; log in again".into())),
+            Err(RefreshRefusal::Used(used)) => {
+                let grace = chrono::Duration::from_std(self.accounts.config.refresh_reuse_grace).unwrap_or_default();
+                if used.used_at.is_some_and(|at| Utc::now() - at <= grace) {
+                    // A concurrent refresh with the same token won the race.
+                    return Err(ApiError::Unauthenticated("the refresh token was just used".into()));
+                }
+                tracing::warn!(session = %used.session_id, "refresh token reuse detected, revoking its family");
+                self.accounts.revoke_sessions(&[used.session_id], "refresh token reuse").await?;
+                audit::note(AuditNote {
+                    event: "refresh_reuse_detected".into(),
+                    target: format!("session:{}", used.session_id),
+                    ..Default::default()
+                });
+                Err(ApiError::Unauthenticated(
+                    "the refresh token was already used; the session is revoked".into(),
+                ))
+            }
+        }
+    }
+
+    async fn change_password(&self, principal: &Principal, request: ChangePasswordRequest) -> ApiResult<()> {
+        let new = Password::parse(&request.new_password).map_err(|e| ApiError::invalid("new_password", e))?;
+        let mut conn = self.accounts.pool.get().await?;
+        let account = user::find(&mut conn, principal.user_id)
+            .await?
+            .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))?;
+        drop(conn);
+        let verified = self
+            .accounts
+            .hasher
+            .verify(Some(account.password_hash.clone()), &request.current_password)
+            .await;
+        if !verified.matches {
+            return Err(ApiError::invalid("current_password", "is wrong"));
+        }
+        let hash = self.accounts.hasher.hash(&new).await;
+        let mut conn = self.accounts.pool.get().await?;
+        user::set_password_hash(&mut conn, account.id, &hash).await?;
+        drop(conn);
+        self.accounts.revoke_all(account.id, "password changed").await?;
+        audit::note(AuditNote {
+            event: "password_changed".into(),
+            target: format!("user:{}", account.id),
+            ..Default::default()
+        });
+        Ok(())
+    }
+}
+
+enum RefreshRefusal {
+    Unknown,
+    Expired,
+    Used(refresh_token::RefreshToken),
+}

@@ -1,0 +1,281 @@
+//! Access tokens: PASETO v4.public (Ed25519) through pasetors.
+//!
+//! Claims: `sub` (user id), `role`, `sid` (session id), `jti`, `iss`, `aud`,
+//! `iat`, `nbf`, `exp`. The footer's `kid` is the PASERK id (`k4.pid.…`) of the
+//! signing key. The first configured key signs; every configured key verifies,
+//! so a new key can be introduced (second), promoted (first) and the old one
+//! retired later without logging anyone out.
+
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use chrono::{DateTime, Utc};
+use pasetors::{
+    Public,
+    claims::{Claims, ClaimsValidationRules},
+    footer::Footer,
+    keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate as _},
+    paserk::{FormatAsPaserk as _, Id},
+    token::UntrustedToken,
+    version4::{PublicToken, V4},
+};
+use uuid::Uuid;
+
+use super::Role;
+
+/// A key that verifies tokens, as `ListPublicKeys` reports it.
+#[derive(Clone)]
+pub struct PublicKeyInfo {
+    /// PASERK `k4.pid.…`.
+    pub id: String,
+    /// PASERK `k4.public.…`.
+    pub paserk: String,
+    /// Whether this key signs new tokens.
+    pub signing: bool,
+    key: AsymmetricPublicKey<V4>,
+}
+
+/// The signing key and every verifying key.
+#[derive(Clone)]
+pub struct TokenKeys {
+    signing_id: Id,
+    signing: AsymmetricSecretKey<V4>,
+    public: Vec<PublicKeyInfo>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("keys", &self.public.iter().map(|k| &k.id).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn paserk(key: &dyn pasetors::paserk::FormatAsPaserk) -> String {
+    let mut out = String::new();
+    key.fmt(&mut out).expect("formatting into a String");
+    out
+}
+
+impl TokenKeys {
+    /// Keys from PASERK `k4.secret.…` strings; the first signs.
+    pub fn from_paserks(secrets: &[String]) -> Result<TokenKeys, String> {
+        let mut keys = Vec::new();
+        for (index, secret) in secrets.iter().enumerate() {
+            let key = AsymmetricSecretKey::<V4>::try_from(secret.as_str())
+                .map_err(|_| format!("entry {} is not a k4.secret PASERK", index + 1))?;
+            keys.push(key);
+        }
+        let Some(signing) = keys.first().cloned() else {
+            return Err("no key given".into());
+        };
+        let public = keys
+            .iter()
+            .enumerate()
+            .map(|(index, secret)| {
+                let key = AsymmetricPublicKey::<V4>::try_from(secret).expect("public half of a valid secret key");
+                let mut id = String::new();
+                Id::from(&key).fmt(&mut id).expect("formatting into a String");
+                PublicKeyInfo {
+                    id,
+                    paserk: paserk(&key),
+                    signing: index == 0,
+                    key,
+                }
+            })
+            .collect();
+        let signing_public = AsymmetricPublicKey::<V4>::try_from(&signing).expect("public half");
+        Ok(TokenKeys {
+            signing_id: Id::from(&signing_public),
+            signing,
+            public,
+        })
+    }
+
+    /// A new random key as a PASERK `k4.secret.…` string.
+    pub fn generate_secret() -> String {
+        let pair = AsymmetricKeyPair::<V4>::generate().expect("key generation");
+        paserk(&pair.secret)
+    }
+
+    /// The development key saved at `path`, created (mode 0600) if absent.
+    pub fn development(path: &Path) -> Result<TokenKeys, String> {
+        let secret = match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let secret = Self::generate_secret();
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                }
+                write_private(path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                secret
+            }
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        };
+        Self::from_paserks(&[secret])
+    }
+
+    /// The verifying keys, signing key first.
+    pub fn public_keys(&self) -> &[PublicKeyInfo] {
+        &self.public
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(file, "{contents}")
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Uuid,
+    pub jti: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a token was refused. Clients see only "invalid or expired token".
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token was signed by an unknown key")]
+    UnknownKey,
+    #[error("token signature or claims are invalid (expired, not yet valid, other issuer or audience)")]
+    Invalid,
+}
+
+/// Issues and verifies access tokens.
+#[derive(Clone, Debug)]
+pub struct TokenIssuer {
+    pub keys: TokenKeys,
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+}
+
+impl TokenIssuer {
+    /// Signs an access token for `user_id` in `session_id`.
+    pub fn issue(&self, user_id: Uuid, role: Role, session_id: Uuid) -> (String, AccessClaims) {
+        let jti = Uuid::new_v4();
+        let mut claims = Claims::new_expires_in(&self.ttl).expect("claims");
+        claims.subject(&user_id.to_string()).expect("sub");
+        claims.issuer(&self.issuer).expect("iss");
+        claims.audience(&self.audience).expect("aud");
+        claims.token_identifier(&jti.to_string()).expect("jti");
+        claims.add_additional("role", role.as_str()).expect("role");
+        claims.add_additional("sid", session_id.to_string()).expect("sid");
+        let mut footer = Footer::new();
+        footer.key_id(&self.keys.signing_id);
+        let token = pasetors::public::sign(&self.keys.signing, &claims, Some(&footer), None).expect("signing");
+        let expires_at = Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or_default();
+        (
+            token,
+            AccessClaims {
+                user_id,
+                role,
+                session_id,
+                jti,
+                expires_at,
+            },
+        )
+    }
+
+    /// Verifies signature (with the key the footer names), `iss`, `aud`, `exp`,
+    /// `nbf` and `iat`, and reads folio's claims.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| TokenError::Malformed)?;
+        let footer_bytes = untrusted.untrusted_footer();
+        let mut footer = Footer::new();
+        footer.parse_bytes(footer_bytes).map_err(|_| TokenError::Malformed)?;
+        let kid = footer.get_claim("kid").and_then(|v| v.as_str()).ok_or(TokenError::Malformed)?;
+        let key = self.keys.public.iter().find(|k| k.id == kid).ok_or(TokenError::UnknownKey)?;
+        let trusted = PublicToken::verify(&key.key, &untrusted, Some(footer_bytes), None).map_err(|_| TokenError::Invalid)?;
+        let claims = Claims::from_string(trusted.payload()).map_err(|_| TokenError::Invalid)?;
+        let mut rules = ClaimsValidationRules::new();
+        rules.validate_issuer_with(&self.issuer);
+        rules.validate_audience_with(&self.audience);
+        rules.validate_claims(&claims).map_err(|_| TokenError::Invalid)?;
+        let text = |name: &str| claims.get_claim(name).and_then(|v| v.as_str()).ok_or(TokenError::Invalid);
+        let uuid = |name: &str| text(name)?.parse::<Uuid>().map_err(|_| TokenError::Invalid);
+        Ok(AccessClaims {
+            user_id: uuid("sub")?,
+            role: Role::parse(text("role")?).ok_or(TokenError::Invalid)?,
+            session_id: uuid("sid")?,
+            jti: uuid("jti")?,
+            expires_at: DateTime::parse_from_rfc3339(text("exp")?)
+                .map_err(|_| TokenError::Invalid)?
+                .with_timezone(&Utc),
+        })
+    }
+}
+
+/// Formats a key id for logs.
+pub fn describe(keys: &TokenKeys) -> String {
+    let mut out = String::new();
+    for key in keys.public_keys() {
+        let _ = write!(out, "{}{} ", key.id, if key.signing { " (signing)" } else { "" });
+    }
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer(secrets: &[String], audience: &str) -> TokenIssuer {
+        TokenIssuer {
+            keys: TokenKeys::from_paserks(secrets).unwrap(),
+            issuer: "folio".into(),
+            audience: audience.into(),
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_token_verifies_and_carries_its_claims() {
+        let tokens = issuer(&[TokenKeys::generate_secret()], "folio");
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let (token, issued) = tokens.issue(user, Role::Member, session);
+        assert!(token.starts_with("v4.public."));
+        let verified = tokens.verify(&token).unwrap();
+        assert_eq!(
+            (verified.user_id, verified.role, verified.session_id, verified.jti),
+            (user, Role::Member, session, issued.jti)
+        );
+    }
+
+    #[test]
+    fn other_audience_tampered_and_unknown_key_tokens_fail() {
+        let secret = TokenKeys::generate_secret();
+        let ours = issuer(std::slice::from_ref(&secret), "folio");
+        let (token, _) = issuer(std::slice::from_ref(&secret), "elsewhere").issue(Uuid::new_v4(), Role::Admin, Uuid::new_v4());
+        assert!(matches!(ours.verify(&token), Err(TokenError::Invalid)));
+
+        let (token, _) = ours.issue(Uuid::new_v4(), Role::Viewer, Uuid::new_v4());
+        let mut tampered = token.into_bytes();
+        let middle = tampered.len() / 2;
+        tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+        assert!(ours.verify(&String::from_utf8(tampered).unwrap()).is_err());
+
+        let (token, _) = issuer(&[TokenKeys::generate_secret()], "folio").issue(Uuid::new_v4(), Role::Admin, Uuid::new_v4());
+        assert!(matches!(ours.verify(&token), Err(TokenError::UnknownKey)));
+        assert!(matches!(ours.verify("v4.public.garbage"), Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn keys_rotate_both_ways() {
+        let (old, new) = (TokenKeys::generate_secret(), TokenKeys::generate_secret());
+        let before = issuer(std::slice::from_ref(&old), "folio");
+        let during = issuer(&[new.clone(), old.clone()], "folio");
+        let (old_token, _) = before.issue(Uuid::new_v4(), Role::Member, Uuid::new_v4());
+        let (new_token, _) = during.issue(Uuid::new_v4(), Role::Member, Uuid::new_v4());
+        assert!(during.verify(&old_token).is_ok(), "old tokens keep working after the new key signs");
+        assert!(
+            issuer(&[old, new], "folio").verify(&new_token).is_ok(),
+            "new tokens work where the new key is second"
+        );
+    }
+}
