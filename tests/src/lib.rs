@@ -389,11 +389,29 @@ where
     }
 }
 
+/// Waits until the relay has marked every outbox row sent. The mark commits
+/// just after the broker's confirm, so a worker can record a job a moment
+/// before its row reads as sent.
+pub async fn outbox_drained(pool: &db::Pool) {
+    eventually(Duration::from_secs(10), "the outbox drained", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            (db::models::outbox::count_unsent(&mut conn).await.ok()? == 0).then_some(())
+        }
+    })
+    .await;
+}
+
 /// The path of a workspace binary, built by `cargo build --bins` (scripts/test
 /// does that before the suite).
 pub fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>.
+    let mut dir = exe.parent().expect("executable directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

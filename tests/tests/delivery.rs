@@ -61,7 +61,7 @@ async fn ping_waits_in_the_outbox_while_rabbitmq_is_cut_and_is_delivered_after()
     })
     .await;
     assert_eq!(received.receipts, 1);
-    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 0);
+    folio_tests::outbox_drained(&pool).await;
     api.wait_serving().await;
     drop(conn);
 

@@ -4,7 +4,7 @@
 use std::{process::Stdio, time::Duration};
 
 use folio_proto::v1::PingWorkersRequest;
-use folio_shared::db::models::{outbox, ping};
+use folio_shared::db::models::ping;
 use folio_tests::{TestEnv, eventually};
 use tokio::{io::AsyncBufReadExt as _, process::Child};
 use uuid::Uuid;
@@ -181,7 +181,7 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
             "ping {id} applied more than once"
         );
     }
-    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 0);
+    folio_tests::outbox_drained(&pool).await;
 
     sigterm(&successor);
     assert_eq!(exit_code(successor).await, 0, "successor exit code");

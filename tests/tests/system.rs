@@ -6,10 +6,7 @@ use std::time::Duration;
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{GetInfoRequest, ListWorkersRequest, PingWorkersRequest};
-use folio_shared::db::{
-    models::{outbox, ping},
-    schema::processed_jobs,
-};
+use folio_shared::db::{models::ping, schema::processed_jobs};
 use folio_tests::{TestEnv, eventually, health_status};
 use futures_util::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -113,7 +110,7 @@ async fn ping_is_consumed_and_recorded_and_the_queue_ends_empty() {
     let stored = ping::find(&mut conn, response.ping_id.parse().unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.receipts, 1);
     assert_eq!(stored.worker_id.unwrap().to_string(), response.worker_id);
-    assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 0);
+    folio_tests::outbox_drained(&pool).await;
     assert_eq!(queue_depth(&env).await, 0);
 
     let workers = eventually(Duration::from_secs(5), "a heartbeat after the ping", || {
