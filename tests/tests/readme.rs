@@ -66,6 +66,29 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "Register and Refresh print sessions: {stdout}"
     );
 
+    // Error details decode in grpcurl: reflection serves google.rpc's types.
+    let refused = tokio::process::Command::new("grpcurl")
+        .args([
+            "-plaintext",
+            "-d",
+            r#"{"email": "bad", "password": "x"}"#,
+            &api.addr.to_string(),
+            "folio.v1.AuthService/Register",
+        ])
+        .output()
+        .await
+        .expect("grpcurl runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("Code: InvalidArgument") && stderr.contains("\"fieldViolations\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#""field":"email""#) && stderr.contains(r#""field":"password""#),
+        "{stderr}"
+    );
+
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;
