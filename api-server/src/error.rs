@@ -23,6 +23,9 @@ pub enum ApiError {
     /// What was asked for does not exist (or is not the caller's to see).
     #[error("{0}")]
     NotFound(String),
+    /// The resource is not in a state that allows this.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// What was to be created exists.
     #[error("{0}")]
     AlreadyExists(String),
@@ -72,6 +75,7 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::ResourceExhausted { message, retry_after } => {
                 Status::with_error_details(Code::ResourceExhausted, message, ErrorDetails::with_retry_info(Some(retry_after)))
             }

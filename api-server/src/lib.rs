@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod auth_service;
 pub mod broker;
+pub mod document_service;
 pub mod error;
 pub mod health;
 pub mod page_token;
@@ -32,13 +33,15 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use folio_proto::v1::{
-    auth_service_server::AuthServiceServer, system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
+    auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, system_service_server::SystemServiceServer,
+    user_service_server::UserServiceServer,
 };
 use folio_shared::{
     auth::{
         password::Hasher,
         tokens::{self, TokenIssuer, TokenKeys},
     },
+    blobs::Blobs,
     cache::Cache,
     config::Config,
     db,
@@ -111,6 +114,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let started = tokio::time::Instant::now();
 
     let keys = token_keys(&config)?;
+    let blobs = Blobs::open(&config.documents.blob_url).map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
     let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
     startup::wait_for("postgres", config.startup_timeout, || db::ping(&pool)).await?;
@@ -201,6 +205,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let documents = document_service::Documents {
+        pool: pool.clone(),
+        blobs,
+        cache: dependencies.cache.clone(),
+        relay_wake: relay_wake.clone(),
+        config: config.documents.clone(),
+        max_tries: config.max_attempts,
+    };
     let system = System {
         pool,
         dependencies,
@@ -221,6 +233,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             accounts: accounts.clone(),
         }))
         .add_service(UserServiceServer::new(Users { accounts }))
+        .add_service(DocumentServiceServer::new(documents).max_decoding_message_size(4 << 20))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
     tokio::pin!(server);
     tracing::info!(%address, version = folio_shared::VERSION, "folio-api serving");

@@ -25,6 +25,22 @@ pub fn decode_time_id(tag: &str, token: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((DateTime::from_timestamp_micros(micros)?, id))
 }
 
+/// Encodes a (text, id) cursor for the list `tag`.
+pub fn encode_text_id(tag: &str, (text, id): (&str, Uuid)) -> String {
+    hex(&format!("{tag}|{id}|{text}"))
+}
+
+/// Decodes a (text, id) cursor for the list `tag`.
+pub fn decode_text_id(tag: &str, token: &str) -> Option<(String, Uuid)> {
+    let text = unhex(token)?;
+    let mut parts = text.splitn(3, '|');
+    if parts.next()? != tag {
+        return None;
+    }
+    let id: Uuid = parts.next()?.parse().ok()?;
+    Some((parts.next()?.to_owned(), id))
+}
+
 /// Encodes a numeric cursor for the list `tag`.
 pub fn encode_number(tag: &str, value: i64) -> String {
     hex(&format!("{tag}|{value}"))

@@ -50,6 +50,27 @@ pub struct Config {
     pub health_poll: Duration,
     /// Identity and access settings.
     pub auth: AuthConfig,
+    /// Document storage and pipeline settings.
+    pub documents: DocumentsConfig,
+}
+
+/// Settings of uploads and the pipeline.
+#[derive(Clone, Debug)]
+pub struct DocumentsConfig {
+    /// `FOLIO_BLOB_URL`: where blobs go (`file://<directory>`).
+    pub blob_url: String,
+    /// `FOLIO_MAX_UPLOAD_BYTES`: the largest document accepted.
+    pub max_upload_bytes: u64,
+    /// `FOLIO_INLINE_UPLOAD_BYTES`: the largest `CreateDocument` content.
+    pub max_inline_bytes: u64,
+    /// `FOLIO_CHUNK_TOKENS`: the most tokens (words) in a chunk.
+    pub chunk_tokens: usize,
+    /// `FOLIO_CHUNK_OVERLAP`: tokens a chunk repeats from the one before.
+    pub chunk_overlap: usize,
+    /// `FOLIO_EMBED_BATCH`: chunks embedded per batch (cancel is checked between).
+    pub embed_batch: usize,
+    /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document.
+    pub parse_timeout: Duration,
 }
 
 /// Settings of accounts, tokens and limits.
@@ -170,6 +191,24 @@ impl Config {
             relay_poll: Duration::from_millis(vars.bounded("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?),
             health_poll: Duration::from_millis(vars.bounded("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?),
             auth: AuthConfig::from_vars(&vars)?,
+            documents: DocumentsConfig {
+                blob_url: {
+                    let url = vars.get("FOLIO_BLOB_URL").unwrap_or_else(|| "file://./data/blobs".into());
+                    if !url.starts_with("file://") {
+                        return Err(ConfigError {
+                            variable: "FOLIO_BLOB_URL",
+                            problem: format!("{url:?} is not supported; use file://<directory>"),
+                        });
+                    }
+                    url
+                },
+                max_upload_bytes: vars.bounded("FOLIO_MAX_UPLOAD_BYTES", 100 << 20, 1, 1 << 40)?,
+                max_inline_bytes: vars.bounded("FOLIO_INLINE_UPLOAD_BYTES", 3 << 20, 1, 3 << 20)?,
+                chunk_tokens: vars.bounded("FOLIO_CHUNK_TOKENS", 256, 16, 8192)?,
+                chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
+                embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
+                parse_timeout: Duration::from_secs(vars.bounded("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?),
+            },
         })
     }
 }

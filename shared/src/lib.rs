@@ -10,6 +10,10 @@
 //!   encoding and publishing with confirms.
 //! - [`auth`] holds roles, email and password rules, argon2id hashing, PASETO
 //!   access tokens and opaque refresh tokens.
+//! - [`documents`] holds the event-with-state-change helper and Redis notices.
+//! - [`blobs`] holds the blob store.
+//! - [`pipeline`] holds the document stages without transport: format
+//!   detection, parsers, the chunker and the embedders.
 //! - [`cache`] holds the Redis connection with folio's key prefix.
 //! - [`startup`] holds bounded retries for dependencies that are still coming up.
 //! - [`telemetry`] holds the tracing subscriber both binaries install.
@@ -17,9 +21,12 @@
 //! Nothing here knows tonic: gRPC types stay in the api-server.
 
 pub mod auth;
+pub mod blobs;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod documents;
+pub mod pipeline;
 pub mod queue;
 pub mod startup;
 pub mod telemetry;

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use folio_proto::queue::v1::{Job, Ping, job};
+use folio_proto::queue::v1::{Job, Ping, ProcessDocument, job};
 use lapin::{
     BasicProperties, Channel, Confirmation, ExchangeKind, PublisherConfirm,
     options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -233,6 +233,17 @@ impl EncodedJob {
             "ping",
             job::Kind::Ping(Ping {
                 ping_id: ping_id.to_string(),
+            }),
+        )
+    }
+
+    /// A job to run the pipeline for `attempt` of the document.
+    pub fn process_document(document_id: Uuid, attempt: i32) -> Self {
+        Self::new(
+            "process_document",
+            job::Kind::ProcessDocument(ProcessDocument {
+                document_id: document_id.to_string(),
+                attempt: attempt.max(1) as u32,
             }),
         )
     }

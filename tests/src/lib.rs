@@ -46,6 +46,11 @@ pub fn redis_url() -> String {
     std::env::var("FOLIO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Where a test's blobs go.
+fn blob_dir(id: &str) -> PathBuf {
+    std::env::temp_dir().join("folio-test-blobs").join(id)
+}
+
 /// The bootstrap admin every test env configures.
 pub const ADMIN_EMAIL: &str = "admin@folio.test";
 pub const ADMIN_PASSWORD: &str = "test admin passphrase";
@@ -93,6 +98,7 @@ impl TestEnv {
             ("FOLIO_RETRY_BASE_MS", "200".into()),
             ("FOLIO_MAX_ATTEMPTS", "3".into()),
             ("FOLIO_TOKEN_KEYS", TokenKeys::generate_secret()),
+            ("FOLIO_BLOB_URL", format!("file://{}", blob_dir(&id).display())),
             ("FOLIO_ADMIN_EMAIL", ADMIN_EMAIL.into()),
             ("FOLIO_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
         ]
@@ -192,6 +198,9 @@ impl TestEnv {
             if !keys.is_empty() {
                 let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
             }
+        }
+        if let Some(dir) = self.vars.get("FOLIO_BLOB_URL").and_then(|url| url.strip_prefix("file://")) {
+            let _ = std::fs::remove_dir_all(dir);
         }
         let mut admin = admin_connection().await;
         let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))

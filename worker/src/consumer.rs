@@ -178,7 +178,11 @@ impl Consumer {
         let _activity = self.activity.start(job.job_id.clone());
         let span = tracing::info_span!("job", job_id = %job.job_id, attempt);
         let started = tokio::time::Instant::now();
-        let outcome = jobs::run(&self.context, &job).await;
+        let tries = jobs::Try {
+            number: attempt,
+            max: self.topology.max_attempts(),
+        };
+        let outcome = jobs::run(&self.context, &job, tries).await;
         let elapsed = started.elapsed();
         let settle_as = match outcome {
             Ok(Outcome::Applied) => {
@@ -189,8 +193,9 @@ impl Consumer {
                 tracing::info!(parent: &span, "job seen before, acked without running it again");
                 Settle::Ack
             }
-            Err(JobError::Permanent(reason)) => {
-                tracing::error!(parent: &span, %reason, "job failed permanently, dead-lettering it");
+            Err(JobError::Permanent { code, message }) => {
+                tracing::error!(parent: &span, code, %message, "job failed permanently, dead-lettering it");
+                jobs::failed(&self.context, &job, tries, code, &message).await;
                 Settle::Reject
             }
             Err(JobError::Transient(error)) => match self.topology.retry_delay(attempt) {
@@ -201,6 +206,7 @@ impl Consumer {
                     match retried {
                         Ok(()) => {
                             tracing::warn!(parent: &span, error = format!("{error:#}"), ?delay, "job failed, retry {} of {} scheduled", attempt + 1, self.topology.max_attempts());
+                            jobs::retry_scheduled(&self.context, &job, tries, delay, &error).await;
                             Settle::Ack
                         }
                         Err(publish_error) => {
@@ -211,6 +217,7 @@ impl Consumer {
                 }
                 None => {
                     tracing::error!(parent: &span, error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
+                    jobs::failed(&self.context, &job, tries, "UNAVAILABLE", &format!("{error:#}")).await;
                     Settle::Reject
                 }
             },

@@ -17,8 +17,11 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use folio_shared::{
+    blobs::Blobs,
+    cache::Cache,
     config::Config,
     db::{self, models::worker},
+    pipeline::embed::hash::HashEmbedder,
     queue::Topology,
     startup,
 };
@@ -55,6 +58,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         anyhow::Ok(())
     })
     .await?;
+    let cache = startup::wait_for("redis", config.startup_timeout, || {
+        Cache::connect(&config.redis_url, &config.redis_prefix)
+    })
+    .await?;
+    let blobs = Blobs::open(&config.documents.blob_url).map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, "folio-worker started");
 
     let cancel = CancellationToken::new();
@@ -74,6 +82,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         JobContext {
             pool: pool.clone(),
             worker_id: me.id,
+            blobs,
+            cache,
+            documents: config.documents.clone(),
+            embedder: Arc::new(HashEmbedder::new(384)),
         },
         activity,
     ));

@@ -1,5 +1,15 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "vector"))]
+    pub struct Vector;
+}
+
 diesel::table! {
     audit_events (id) {
         id -> Int8,
@@ -12,6 +22,74 @@ diesel::table! {
         event -> Text,
         latency_us -> Int8,
         peer -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Vector;
+    use super::sql_types::Tsvector;
+
+    chunks (id) {
+        id -> Int8,
+        document_id -> Uuid,
+        ordinal -> Int4,
+        text -> Text,
+        section_path -> Array<Nullable<Text>>,
+        page_start -> Nullable<Int4>,
+        page_end -> Nullable<Int4>,
+        token_count -> Int4,
+        embedding -> Vector,
+        tsv -> Nullable<Tsvector>,
+    }
+}
+
+diesel::table! {
+    document_events (id) {
+        id -> Int8,
+        document_id -> Uuid,
+        owner_id -> Uuid,
+        attempt -> Int4,
+        stage -> Text,
+        kind -> Text,
+        percent -> Int4,
+        message -> Text,
+        details -> Jsonb,
+        state -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    documents (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        filename -> Text,
+        title -> Text,
+        content_type -> Text,
+        format -> Text,
+        labels -> Array<Nullable<Text>>,
+        size_bytes -> Int8,
+        sha256 -> Bytea,
+        blob_key -> Text,
+        idempotency_key -> Nullable<Text>,
+        state -> Text,
+        stage -> Nullable<Text>,
+        attempt -> Int4,
+        try_number -> Int4,
+        max_tries -> Int4,
+        next_retry_at -> Nullable<Timestamptz>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        will_retry -> Bool,
+        cancel_requested -> Bool,
+        pages -> Nullable<Int4>,
+        characters -> Nullable<Int8>,
+        chunk_count -> Nullable<Int4>,
+        stage_ms -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -96,11 +174,17 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(chunks -> documents (document_id));
+diesel::joinable!(document_events -> documents (document_id));
+diesel::joinable!(documents -> users (owner_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    chunks,
+    document_events,
+    documents,
     outbox,
     pings,
     processed_jobs,

@@ -2,9 +2,12 @@
 //! registration list.
 
 mod ping;
+mod process_document;
+
+use std::{sync::Arc, time::Duration};
 
 use folio_proto::queue::v1::{Job, job};
-use folio_shared::db;
+use folio_shared::{blobs::Blobs, cache::Cache, config::DocumentsConfig, db, pipeline::embed::Embedder};
 use uuid::Uuid;
 
 /// What a job needs from its worker.
@@ -12,6 +15,18 @@ use uuid::Uuid;
 pub struct JobContext {
     pub pool: db::Pool,
     pub worker_id: Uuid,
+    pub blobs: Blobs,
+    pub cache: Cache,
+    pub documents: DocumentsConfig,
+    pub embedder: Arc<dyn Embedder>,
+}
+
+/// Where a delivery stands among the tries of its job.
+#[derive(Debug, Clone, Copy)]
+pub struct Try {
+    /// 1-based.
+    pub number: u32,
+    pub max: u32,
 }
 
 /// How a job ended, when it did not succeed.
@@ -20,9 +35,20 @@ pub enum JobError {
     /// Worth retrying later: a dependency was unavailable.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
-    /// Retrying cannot help: the job is malformed or names what does not exist.
-    #[error("permanent: {0}")]
-    Permanent(String),
+    /// Retrying cannot help: the job is malformed, names what does not exist,
+    /// or its input is refused (a corrupt file). `code` is for clients.
+    #[error("permanent ({code}): {message}")]
+    Permanent { code: &'static str, message: String },
+}
+
+impl JobError {
+    /// A permanent failure with a code.
+    pub fn permanent(code: &'static str, message: impl Into<String>) -> Self {
+        JobError::Permanent {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for JobError {
@@ -46,17 +72,31 @@ pub enum Outcome {
 
 /// Runs `job`. Every job deduplicates on its id inside the transaction that
 /// applies its effect, so a redelivered job is a no-op.
-pub async fn run(context: &JobContext, job: &Job) -> Result<Outcome, JobError> {
+pub async fn run(context: &JobContext, job: &Job, attempt: Try) -> Result<Outcome, JobError> {
     let job_id = parse_uuid("job_id", &job.job_id)?;
     match &job.kind {
         Some(job::Kind::Ping(ping)) => ping::run(context, job_id, ping).await,
-        Some(job::Kind::ProcessDocument(_)) => Err(JobError::Permanent("this worker does not process documents yet".into())),
-        None => Err(JobError::Permanent("job has no kind".into())),
+        Some(job::Kind::ProcessDocument(body)) => process_document::run(context, job_id, body, attempt).await,
+        None => Err(JobError::permanent("BAD_JOB", "job has no kind")),
+    }
+}
+
+/// Records that a transient failure will be retried after `delay`.
+pub async fn retry_scheduled(context: &JobContext, job: &Job, attempt: Try, delay: Duration, error: &anyhow::Error) {
+    if let Some(job::Kind::ProcessDocument(body)) = &job.kind {
+        process_document::retry_scheduled(context, body, attempt, delay, error).await;
+    }
+}
+
+/// Records that a job failed for good (permanently, or out of tries).
+pub async fn failed(context: &JobContext, job: &Job, attempt: Try, code: &str, message: &str) {
+    if let Some(job::Kind::ProcessDocument(body)) = &job.kind {
+        process_document::failed(context, body, attempt, code, message).await;
     }
 }
 
 fn parse_uuid(field: &str, value: &str) -> Result<Uuid, JobError> {
     value
         .parse()
-        .map_err(|_| JobError::Permanent(format!("{field} {value:?} is not a UUID")))
+        .map_err(|_| JobError::permanent("BAD_JOB", format!("{field} {value:?} is not a UUID")))
 }

@@ -17,7 +17,7 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &Ping) -> Resu
             return Ok(Outcome::Duplicate);
         }
         if ping::record_receipt(conn, ping_id, worker_id).await? == 0 {
-            return Err(JobError::Permanent(format!("ping {ping_id} does not exist")));
+            return Err(JobError::permanent("NOT_FOUND", format!("ping {ping_id} does not exist")));
         }
         Ok(Outcome::Applied)
     })

@@ -1,6 +1,9 @@
 //! One module per table: its row types and the queries on it.
 
 pub mod audit_event;
+pub mod chunk;
+pub mod document;
+pub mod document_event;
 pub mod outbox;
 pub mod ping;
 pub mod processed_job;

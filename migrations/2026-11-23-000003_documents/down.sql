@@ -1,0 +1,3 @@
+DROP TABLE chunks;
+DROP TABLE document_events;
+DROP TABLE documents;

@@ -1,0 +1,83 @@
+//! The blob store for uploaded bytes and parse results: `object_store`, so the
+//! same code writes to a local directory (`file://`, the default) or to object
+//! storage on a fleet of many hosts.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, buffered::BufWriter, local::LocalFileSystem, path::Path};
+use tokio::io::AsyncWriteExt as _;
+
+/// Blobs under keys folio makes (never from user input).
+#[derive(Clone)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").field("store", &self.store.to_string()).finish()
+    }
+}
+
+impl Blobs {
+    /// Opens the store `url` names: `file://<directory>` (created if missing;
+    /// relative paths are relative to the working directory).
+    pub fn open(url: &str) -> Result<Blobs, String> {
+        let Some(path) = url.strip_prefix("file://") else {
+            return Err(format!("{url:?} is not supported (use file://<directory>)"));
+        };
+        std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
+        let store = LocalFileSystem::new_with_prefix(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        Ok(Blobs { store: Arc::new(store) })
+    }
+
+    /// Starts a streaming write of `key`; finish it with [`BlobWriter::finish`]
+    /// or drop it with [`BlobWriter::abort`].
+    pub fn writer(&self, key: &str) -> BlobWriter {
+        BlobWriter {
+            inner: BufWriter::new(self.store.clone(), Path::from(key)),
+        }
+    }
+
+    /// Writes `bytes` to `key` in one go.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> object_store::Result<()> {
+        self.store.put(&Path::from(key), PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// Reads the whole blob.
+    pub async fn get(&self, key: &str) -> object_store::Result<Bytes> {
+        self.store.get(&Path::from(key)).await?.bytes().await
+    }
+
+    /// Deletes a blob; a missing one is not an error.
+    pub async fn delete(&self, key: &str) -> object_store::Result<()> {
+        match self.store.delete(&Path::from(key)).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A blob being written in parts.
+pub struct BlobWriter {
+    inner: BufWriter,
+}
+
+impl BlobWriter {
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: Bytes) -> object_store::Result<()> {
+        self.inner.put(bytes).await
+    }
+
+    /// Completes the blob.
+    pub async fn finish(mut self) -> std::io::Result<()> {
+        self.inner.shutdown().await
+    }
+
+    /// Discards what was written.
+    pub async fn abort(mut self) {
+        let _ = self.inner.abort().await;
+    }
+}

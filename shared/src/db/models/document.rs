@@ -1,0 +1,234 @@
+//! `documents`: uploaded documents and their current processing state.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::schema::documents;
+
+/// Processing states, as stored.
+pub mod state {
+    pub const QUEUED: &str = "QUEUED";
+    pub const PROCESSING: &str = "PROCESSING";
+    pub const RETRY_WAIT: &str = "RETRY_WAIT";
+    pub const READY: &str = "READY";
+    pub const FAILED: &str = "FAILED";
+    pub const CANCELLED: &str = "CANCELLED";
+
+    /// States after which nothing more happens unless a user acts.
+    pub fn is_terminal(state: &str) -> bool {
+        matches!(state, READY | FAILED | CANCELLED)
+    }
+}
+
+/// A document as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = documents)]
+pub struct Document {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub filename: String,
+    pub title: String,
+    pub content_type: String,
+    pub format: String,
+    pub labels: Vec<Option<String>>,
+    pub size_bytes: i64,
+    pub sha256: Vec<u8>,
+    pub blob_key: String,
+    pub idempotency_key: Option<String>,
+    pub state: String,
+    pub stage: Option<String>,
+    pub attempt: i32,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub will_retry: bool,
+    pub cancel_requested: bool,
+    pub pages: Option<i32>,
+    pub characters: Option<i64>,
+    pub chunk_count: Option<i32>,
+    pub stage_ms: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts `document`; returns false when the owner already has the same bytes
+/// or the same idempotency key (the caller then returns the existing one).
+pub async fn insert(conn: &mut AsyncPgConnection, document: &Document) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(documents::table)
+        .values(document)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Looks a document up by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
+    documents::table.find(id).select(Document::as_select()).first(conn).await.optional()
+}
+
+/// Locks a document's row for the rest of the transaction.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
+    documents::table
+        .find(id)
+        .select(Document::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The owner's document with these bytes or this idempotency key.
+pub async fn find_existing(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+    sha256: &[u8],
+    idempotency_key: Option<&str>,
+) -> QueryResult<Option<Document>> {
+    if let Some(key) = idempotency_key {
+        let by_key = documents::table
+            .filter(documents::owner_id.eq(owner))
+            .filter(documents::idempotency_key.eq(key))
+            .select(Document::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if by_key.is_some() {
+            return Ok(by_key);
+        }
+    }
+    documents::table
+        .filter(documents::owner_id.eq(owner))
+        .filter(documents::sha256.eq(sha256))
+        .select(Document::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Changes to a document's processing state; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = documents)]
+pub struct StateChange {
+    pub state: Option<String>,
+    pub stage: Option<Option<String>>,
+    pub title: Option<String>,
+    pub attempt: Option<i32>,
+    pub try_number: Option<i32>,
+    pub max_tries: Option<i32>,
+    pub next_retry_at: Option<Option<DateTime<Utc>>>,
+    pub error_code: Option<Option<String>>,
+    pub error_message: Option<Option<String>>,
+    pub will_retry: Option<bool>,
+    pub cancel_requested: Option<bool>,
+    pub pages: Option<Option<i32>>,
+    pub characters: Option<Option<i64>>,
+    pub chunk_count: Option<Option<i32>>,
+    pub stage_ms: Option<serde_json::Value>,
+    pub completed_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Applies `change` and returns the document.
+pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, change: &StateChange) -> QueryResult<Option<Document>> {
+    diesel::update(documents::table.find(id))
+        .set((change, documents::updated_at.eq(diesel::dsl::now)))
+        .returning(Document::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Deletes a document (its chunks and events go with it); returns it.
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
+    diesel::delete(documents::table.find(id))
+        .returning(Document::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Default, Clone)]
+pub struct DocumentFilter {
+    /// Only this owner's (None: everyone's, for admins).
+    pub owner: Option<Uuid>,
+    pub state: Option<String>,
+    pub label: Option<String>,
+    pub filename_contains: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// The orders [`list`] supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    CreatedDesc,
+    CreatedAsc,
+    FilenameAsc,
+}
+
+/// Where a page starts: after this (sort key, id).
+#[derive(Debug, Clone)]
+pub enum Cursor {
+    Created(DateTime<Utc>, Uuid),
+    Filename(String, Uuid),
+}
+
+/// Lists documents.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &DocumentFilter,
+    order: Order,
+    after: Option<Cursor>,
+    limit: i64,
+) -> QueryResult<Vec<Document>> {
+    let mut query = documents::table.select(Document::as_select()).into_boxed();
+    if let Some(owner) = filter.owner {
+        query = query.filter(documents::owner_id.eq(owner));
+    }
+    if let Some(state) = &filter.state {
+        query = query.filter(documents::state.eq(state.clone()));
+    }
+    if let Some(label) = &filter.label {
+        query = query.filter(documents::labels.contains(vec![Some(label.clone())]));
+    }
+    if let Some(text) = &filter.filename_contains {
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        query = query.filter(documents::filename.ilike(format!("%{escaped}%")));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(documents::created_at.ge(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(documents::created_at.lt(before));
+    }
+    query = match (order, after) {
+        (Order::CreatedDesc, Some(Cursor::Created(at, id))) => query.filter(
+            documents::created_at
+                .lt(at)
+                .or(documents::created_at.eq(at).and(documents::id.lt(id))),
+        ),
+        (Order::CreatedAsc, Some(Cursor::Created(at, id))) => query.filter(
+            documents::created_at
+                .gt(at)
+                .or(documents::created_at.eq(at).and(documents::id.gt(id))),
+        ),
+        (Order::FilenameAsc, Some(Cursor::Filename(name, id))) => query.filter(
+            documents::filename
+                .gt(name.clone())
+                .or(documents::filename.eq(name).and(documents::id.gt(id))),
+        ),
+        _ => query,
+    };
+    query = match order {
+        Order::CreatedDesc => query.order((documents::created_at.desc(), documents::id.desc())),
+        Order::CreatedAsc => query.order((documents::created_at.asc(), documents::id.asc())),
+        Order::FilenameAsc => query.order((documents::filename.asc(), documents::id.asc())),
+    };
+    query.limit(limit).load(conn).await
+}

@@ -1,0 +1,195 @@
+//! Parsing: bytes of a supported format into text blocks that keep the
+//! document's structure (the heading path of each block and, for PDF, its
+//! page). One file per format; [`parse`] is the registration list.
+//!
+//! Every parser runs under [`Limits`]; a violation, a corrupt or an encrypted
+//! file is a [`ParseError`] that the worker treats as permanent (never retried).
+
+pub mod docx;
+pub mod html;
+pub mod markdown;
+pub mod pdf;
+pub mod text;
+
+use std::time::{Duration, Instant};
+
+/// The formats folio parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Text,
+    Markdown,
+    Html,
+    Pdf,
+    Docx,
+}
+
+impl Format {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+            Format::Docx => "docx",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Format> {
+        [Format::Text, Format::Markdown, Format::Html, Format::Pdf, Format::Docx]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+    }
+}
+
+/// A run of text and where it stands in the document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Block {
+    /// The headings above this block, outermost first (empty before the first
+    /// heading).
+    pub section_path: Vec<String>,
+    /// The 1-based page the block is on (PDF only).
+    pub page: Option<u32>,
+    /// The text, whitespace-normalised within lines; paragraphs are separate
+    /// blocks.
+    pub text: String,
+}
+
+/// A parsed document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParsedDocument {
+    /// The document's own title, if it declares one (HTML `<title>`, DOCX core
+    /// properties, PDF info dictionary, the first Markdown H1).
+    pub title: Option<String>,
+    /// The number of pages (PDF only).
+    pub pages: Option<u32>,
+    /// The text in reading order.
+    pub blocks: Vec<Block>,
+}
+
+impl ParsedDocument {
+    /// Total characters of text.
+    pub fn characters(&self) -> usize {
+        self.blocks.iter().map(|b| b.text.chars().count()).sum()
+    }
+}
+
+/// Bounds every parser honours.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Total extracted text, in bytes.
+    pub max_text_bytes: usize,
+    /// DOCX: entries in the zip archive.
+    pub max_zip_entries: usize,
+    /// DOCX: inflated size / compressed size of any entry.
+    pub max_compression_ratio: u64,
+    /// DOCX: total inflated size of the entries read.
+    pub max_inflated_bytes: u64,
+    /// PDF: size of any one decompressed stream.
+    pub max_pdf_stream_bytes: usize,
+    /// Wall time for one document.
+    pub time_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text_bytes: 64 << 20,
+            max_zip_entries: 10_000,
+            max_compression_ratio: 100,
+            max_inflated_bytes: 512 << 20,
+            max_pdf_stream_bytes: 64 << 20,
+            time_budget: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a document could not be parsed. Every variant is permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The bytes are not a valid document of the format.
+    #[error("corrupt {format} file: {detail}")]
+    Corrupt { format: &'static str, detail: String },
+    /// The document is encrypted or password-protected.
+    #[error("encrypted {format} files are not supported")]
+    Encrypted { format: &'static str },
+    /// A limit was exceeded (zip bomb, runaway stream, too much text...).
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// Parsing took longer than the time budget.
+    #[error("parsing took longer than {0:?}")]
+    TimedOut(Duration),
+}
+
+impl ParseError {
+    /// A stable, machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Corrupt { .. } => "CORRUPT_FILE",
+            ParseError::Encrypted { .. } => "ENCRYPTED_FILE",
+            ParseError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            ParseError::TimedOut(_) => "PARSE_TIMEOUT",
+        }
+    }
+}
+
+/// Tracks the time budget and the text budget while a parser runs.
+#[derive(Debug)]
+pub struct Budget<'a> {
+    limits: &'a Limits,
+    started: Instant,
+    text_bytes: usize,
+}
+
+impl<'a> Budget<'a> {
+    pub fn new(limits: &'a Limits) -> Self {
+        Budget {
+            limits,
+            started: Instant::now(),
+            text_bytes: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        self.limits
+    }
+
+    /// Errs once the time budget is spent; call it in every loop.
+    pub fn check_time(&self) -> Result<(), ParseError> {
+        if self.started.elapsed() > self.limits.time_budget {
+            return Err(ParseError::TimedOut(self.limits.time_budget));
+        }
+        Ok(())
+    }
+
+    /// Counts `text` against the text budget.
+    pub fn take_text(&mut self, text: &str) -> Result<(), ParseError> {
+        self.text_bytes += text.len();
+        if self.text_bytes > self.limits.max_text_bytes {
+            return Err(ParseError::LimitExceeded(format!(
+                "more than {} bytes of text",
+                self.limits.max_text_bytes
+            )));
+        }
+        self.check_time()
+    }
+}
+
+/// Parses `bytes` as `format`.
+pub fn parse(format: Format, bytes: &[u8], limits: &Limits) -> Result<ParsedDocument, ParseError> {
+    let mut budget = Budget::new(limits);
+    match format {
+        Format::Text => text::parse(bytes, &mut budget),
+        Format::Markdown => markdown::parse(bytes, &mut budget),
+        Format::Html => html::parse(bytes, &mut budget),
+        Format::Pdf => pdf::parse(bytes, &mut budget),
+        Format::Docx => docx::parse(bytes, &mut budget),
+    }
+}
+
+/// Collapses runs of whitespace to single spaces and trims.
+pub fn normalize_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

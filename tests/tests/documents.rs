@@ -1,0 +1,328 @@
+//! Documents end to end: upload through the real api-server, processing by a
+//! real worker through RabbitMQ, state and events in Postgres.
+
+use std::time::Duration;
+
+use folio_proto::v1::{
+    CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest,
+    ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, RetryDocumentRequest, UploadDocumentRequest,
+    document_service_client::DocumentServiceClient, upload_document_request::Part,
+};
+use folio_tests::{ApiHandle, Authed, TestEnv, eventually};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+async fn documents_as(api: &ApiHandle, token: &str) -> DocumentServiceClient<Authed> {
+    DocumentServiceClient::new(api.authed(token).await)
+}
+
+fn metadata(filename: &str) -> Option<DocumentMetadata> {
+    Some(DocumentMetadata {
+        filename: filename.into(),
+        ..Default::default()
+    })
+}
+
+async fn wait_for_state(client: &DocumentServiceClient<Authed>, id: &str, wanted: DocumentState) -> folio_proto::v1::Document {
+    eventually(Duration::from_secs(30), &format!("document {id} {wanted:?}"), || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            (document.state() == wanted).then_some(document)
+        }
+    })
+    .await
+}
+
+const MARKDOWN: &str = "# Field Guide\n\nA guide to the birds of the marsh.\n\n## Herons\n\nThe grey heron stands still in shallow water for hours.\n\n## Rails\n\nThe water rail is heard far more often than it is seen.\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_markdown_document_is_parsed_chunked_embedded_and_indexed() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+
+    let created = client
+        .create_document(CreateDocumentRequest {
+            metadata: Some(DocumentMetadata {
+                filename: "../../etc/field-guide.md".into(),
+                labels: vec!["birds".into(), "guides".into()],
+                ..Default::default()
+            }),
+            content: MARKDOWN.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    assert_eq!(created.state(), DocumentState::Queued);
+    assert_eq!(created.filename, "field-guide.md", "path parts are stripped");
+    assert_eq!(created.format, "markdown");
+    assert_eq!(created.size_bytes, MARKDOWN.len() as i64);
+
+    let ready = wait_for_state(&client, &created.id, DocumentState::Ready).await;
+    assert_eq!(ready.title, "Field Guide");
+    assert_eq!(ready.chunks, 3);
+    for stage in ["PARSE", "CHUNK", "EMBED", "INDEX"] {
+        assert!(
+            ready.stage_millis.contains_key(stage),
+            "{stage} duration missing: {:?}",
+            ready.stage_millis
+        );
+    }
+    let chunks = client
+        .list_chunks(ListChunksRequest {
+            document_id: created.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .chunks;
+    let paths: Vec<Vec<String>> = chunks.iter().map(|c| c.section_path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            vec!["Field Guide".to_string()],
+            vec!["Field Guide".into(), "Herons".into()],
+            vec!["Field Guide".into(), "Rails".into()]
+        ]
+    );
+    assert!(chunks[1].text.contains("grey heron"));
+
+    let events = client
+        .list_document_events(ListDocumentEventsRequest {
+            document_id: created.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let steps: Vec<(i32, i32)> = events.iter().map(|e| (e.stage, e.kind)).collect();
+    use folio_proto::v1::{EventKind as K, Stage as S};
+    assert_eq!(
+        steps,
+        [
+            (S::Store as i32, K::Completed as i32),
+            (S::Parse as i32, K::Started as i32),
+            (S::Parse as i32, K::Completed as i32),
+            (S::Chunk as i32, K::Completed as i32),
+            (S::Embed as i32, K::Completed as i32),
+            (S::Index as i32, K::Completed as i32),
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id && w[0].percent <= w[1].percent));
+    assert_eq!(events.last().unwrap().state(), DocumentState::Ready);
+
+    // The same bytes again: the existing document, marked as a duplicate.
+    let again = client
+        .create_document(CreateDocumentRequest {
+            metadata: metadata("copy.md"),
+            content: MARKDOWN.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.id, created.id);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_invalid_argument_and_leave_nothing_behind() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_MAX_UPLOAD_BYTES", "1000");
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+
+    let cases: Vec<(Option<DocumentMetadata>, Vec<u8>, &str)> = vec![
+        (metadata("empty.txt"), Vec::new(), "content"),
+        (metadata("big.txt"), vec![b'a'; 1001], "content"),
+        (metadata("image.txt"), b"\x89PNG\r\n\x1a\nrest".to_vec(), "content"),
+        (metadata("\u{0}/\n"), b"text".to_vec(), "metadata.filename"),
+        (None, b"text".to_vec(), "metadata"),
+    ];
+    for (metadata, content, field) in cases {
+        let status = client
+            .create_document(CreateDocumentRequest { metadata, content })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        let fields: Vec<String> = status
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, [field]);
+    }
+    let status = client.create_document(CreateDocumentRequest {
+        metadata: metadata("image.png"),
+        content: b"\x89PNG\r\n\x1a\nrest".to_vec(),
+    });
+    assert!(status.await.unwrap_err().message().contains("supported: plain text"));
+
+    // A stream whose first message is not the metadata.
+    let requests = vec![UploadDocumentRequest {
+        part: Some(Part::Chunk(b"bytes first".to_vec())),
+    }];
+    let status = client.upload_document(tokio_stream::iter(requests)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    let listed = client
+        .list_documents(ListDocumentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    assert!(listed.is_empty(), "no row was left: {listed:?}");
+    let blob_dir = env.vars["FOLIO_BLOB_URL"].strip_prefix("file://").unwrap().to_owned();
+    let leftovers: Vec<_> = walk(std::path::Path::new(&blob_dir));
+    assert!(leftovers.is_empty(), "no blob was left: {leftovers:?}");
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_upload_with_an_idempotency_key_is_answered_once_and_others_see_not_found() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let text: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("line {i} of a long text\n\n").into_bytes())
+        .collect();
+    let upload = || {
+        let mut requests = vec![UploadDocumentRequest {
+            part: Some(Part::Metadata(DocumentMetadata {
+                filename: "long.txt".into(),
+                idempotency_key: "upload-1".into(),
+                ..Default::default()
+            })),
+        }];
+        requests.extend(text.chunks(7000).map(|c| UploadDocumentRequest {
+            part: Some(Part::Chunk(c.to_vec())),
+        }));
+        tokio_stream::iter(requests)
+    };
+    let first = client.upload_document(upload()).await.unwrap().into_inner().document.unwrap();
+    let second = client.upload_document(upload()).await.unwrap().into_inner().document.unwrap();
+    assert_eq!(first.id, second.id);
+    assert!(!second.duplicate, "an idempotent replay is the same answer, not a duplicate");
+    assert_eq!(first.size_bytes, text.len() as i64);
+
+    let stranger = api.register_member().await;
+    let mut theirs = documents_as(&api, &stranger.access_token).await;
+    let status = theirs.get_document(GetDocumentRequest { id: first.id.clone() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = theirs
+        .delete_document(DeleteDocumentRequest { id: first.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        theirs
+            .list_documents(ListDocumentsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .documents
+            .is_empty()
+    );
+    // An admin sees everyone's.
+    let admin = api.login(folio_tests::ADMIN_EMAIL, folio_tests::ADMIN_PASSWORD).await;
+    let all = documents_as(&api, &admin.access_token)
+        .await
+        .list_documents(ListDocumentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    assert_eq!(all.len(), 1);
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_retry_and_delete() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let document = client
+        .create_document(CreateDocumentRequest {
+            metadata: metadata("notes.txt"),
+            content: b"some notes worth keeping".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    // No worker yet: the document waits QUEUED and cancels at once.
+    let cancelled = client
+        .cancel_document(CancelDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), DocumentState::Cancelled);
+
+    let worker = env.spawn_worker();
+    let retried = client
+        .retry_document(RetryDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((retried.state(), retried.attempt), (DocumentState::Queued, 2));
+    let ready = wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    assert_eq!(ready.attempt, 2);
+    let status = client
+        .cancel_document(CancelDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let status = client
+        .retry_document(RetryDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    client
+        .delete_document(DeleteDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap();
+    let status = client
+        .get_document(GetDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let blob_dir = env.vars["FOLIO_BLOB_URL"].strip_prefix("file://").unwrap().to_owned();
+    assert!(walk(std::path::Path::new(&blob_dir)).is_empty(), "blobs removed with the document");
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
