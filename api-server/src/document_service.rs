@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
 use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DocumentMetadata,
-    GetDocumentRequest, ListChunksRequest, ListChunksResponse, ListDocumentEventsRequest, ListDocumentEventsResponse, ListDocumentsRequest,
-    ListDocumentsResponse, RetryDocumentRequest, UploadDocumentRequest, UploadDocumentResponse, document_service_server::DocumentService,
+    DownloadDocumentRequest, DownloadDocumentResponse, DownloadFormat, GetDocumentRequest, GetDocumentStatsRequest, ListChunksRequest,
+    ListChunksResponse, ListDocumentEventsRequest, ListDocumentEventsResponse, ListDocumentsRequest, ListDocumentsResponse,
+    RetryDocumentRequest, UploadDocumentRequest, UploadDocumentResponse, document_service_server::DocumentService,
     upload_document_request::Part,
 };
 use folio_shared::{
@@ -29,7 +30,10 @@ use folio_shared::{
         },
     },
     documents::{self, Progress, kind, stage},
-    pipeline::detect::{self, SNIFF_BYTES},
+    pipeline::{
+        detect::{self, SNIFF_BYTES},
+        parse::ParsedDocument,
+    },
     queue::EncodedJob,
 };
 use futures_util::{Stream, StreamExt as _};
@@ -176,6 +180,21 @@ impl DocumentService for Documents {
             events: events.iter().map(event_to_proto).collect(),
             next_after_event_id,
         }))
+    }
+
+    async fn get_document_stats(&self, request: Request<GetDocumentStatsRequest>) -> Result<Response<pb::DocumentStats>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(self.stats(&principal, &request.get_ref().owner_id).await?))
+    }
+
+    type DownloadDocumentStream = Pin<Box<dyn Stream<Item = Result<DownloadDocumentResponse, Status>> + Send>>;
+
+    async fn download_document(&self, request: Request<DownloadDocumentRequest>) -> Result<Response<Self::DownloadDocumentStream>, Status> {
+        let principal = auth::principal(&request)?;
+        let request = request.into_inner();
+        let found = self.visible(&principal, &request.id).await?;
+        let format = DownloadFormat::try_from(request.format).map_err(|_| ApiError::invalid("format", "is not a known format"))?;
+        Ok(Response::new(self.download(found, format).await?))
     }
 
     async fn list_chunks(&self, request: Request<ListChunksRequest>) -> Result<Response<ListChunksResponse>, Status> {
@@ -582,6 +601,185 @@ impl Documents {
         self.relay_wake.notify_one();
         documents::announce(&self.cache, &event).await;
         Ok(to_proto(&updated, false))
+    }
+}
+
+/// Bytes per DownloadDocument message.
+const DOWNLOAD_PART: usize = 64 * 1024;
+
+impl Documents {
+    async fn stats(&self, principal: &Principal, owner_id: &str) -> ApiResult<pb::DocumentStats> {
+        let owner = match (owner_id.trim(), principal.role) {
+            ("", Role::Admin) => None,
+            ("", _) => Some(principal.user_id),
+            (id, Role::Admin) => Some(id.parse().map_err(|_| ApiError::invalid("owner_id", "must be a UUID"))?),
+            (_, _) => {
+                return Err(ApiError::PermissionDenied(
+                    "only an admin may ask for another owner's statistics".into(),
+                ));
+            }
+        };
+        let mut conn = self.pool.get().await?;
+        let counts = document::counts_by_state(&mut conn, owner).await?;
+        let timings = document::stage_timings(&mut conn, owner).await?;
+        Ok(pb::DocumentStats {
+            total_documents: counts.iter().map(|c| c.documents).sum(),
+            total_bytes: counts.iter().map(|c| c.bytes).sum(),
+            total_chunks: counts.iter().map(|c| c.chunks).sum(),
+            states: counts
+                .iter()
+                .map(|c| pb::StateStats {
+                    state: state_to_proto(&c.state) as i32,
+                    documents: c.documents,
+                    bytes: c.bytes,
+                    chunks: c.chunks,
+                })
+                .collect(),
+            stages: timings
+                .iter()
+                .map(|t| pb::StageStats {
+                    stage: stage_to_proto(Some(&t.stage)) as i32,
+                    p50_ms: t.p50,
+                    p95_ms: t.p95,
+                    samples: t.samples,
+                })
+                .collect(),
+        })
+    }
+
+    async fn download(&self, found: Document, format: DownloadFormat) -> ApiResult<<Self as DocumentService>::DownloadDocumentStream> {
+        if format == DownloadFormat::Original {
+            let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
+            let content_type = found.content_type.clone();
+            let mut first = true;
+            let stream = parts.map(move |part| match part {
+                Ok(data) => {
+                    let content_type = if std::mem::take(&mut first) {
+                        content_type.clone()
+                    } else {
+                        String::new()
+                    };
+                    Ok(DownloadDocumentResponse {
+                        content_type,
+                        data: data.to_vec(),
+                    })
+                }
+                Err(error) => {
+                    tracing::error!(%error, "download interrupted");
+                    Err(Status::unavailable("the blob store failed mid-download; try again"))
+                }
+            });
+            return Ok(Box::pin(stream));
+        }
+        let parsed = match self.blobs.get(&folio_shared::documents::parsed_key(found.id, found.attempt)).await {
+            Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "the document is {} and has not been parsed yet",
+                    found.state
+                )));
+            }
+            Err(error) => return Err(ApiError::Internal(error.into())),
+        };
+        let (content_type, body) = match format {
+            DownloadFormat::Json => {
+                let mut conn = self.pool.get().await?;
+                let chunks = chunk::list(&mut conn, found.id, -1, i64::MAX).await?;
+                ("application/json", render::json(&found, &parsed, &chunks).to_string())
+            }
+            DownloadFormat::Markdown => ("text/markdown; charset=utf-8", render::markdown(&found, &parsed)),
+            _ => ("text/plain; charset=utf-8", render::text(&parsed)),
+        };
+        let bytes = body.into_bytes();
+        let messages: Vec<Result<DownloadDocumentResponse, Status>> = bytes
+            .chunks(DOWNLOAD_PART)
+            .enumerate()
+            .map(|(i, part)| {
+                Ok(DownloadDocumentResponse {
+                    content_type: if i == 0 { content_type.to_owned() } else { String::new() },
+                    data: part.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures_util::stream::iter(messages)))
+    }
+}
+
+/// The parsed forms of DownloadDocument.
+mod render {
+    use folio_shared::{
+        db::models::{chunk::Chunk, document::Document},
+        pipeline::parse::ParsedDocument,
+    };
+
+    fn title<'a>(document: &'a Document, parsed: &'a ParsedDocument) -> &'a str {
+        if !document.title.is_empty() {
+            &document.title
+        } else {
+            parsed.title.as_deref().unwrap_or(&document.filename)
+        }
+    }
+
+    /// Sections (runs of blocks under the same headings) with their blocks,
+    /// and the indexed chunks.
+    pub fn json(document: &Document, parsed: &ParsedDocument, chunks: &[Chunk]) -> serde_json::Value {
+        let mut sections: Vec<serde_json::Value> = Vec::new();
+        let mut current: Option<(Vec<String>, Vec<serde_json::Value>)> = None;
+        for block in &parsed.blocks {
+            if current.as_ref().is_none_or(|(path, _)| *path != block.section_path) {
+                if let Some((path, blocks)) = current.take() {
+                    sections.push(serde_json::json!({ "path": path, "blocks": blocks }));
+                }
+                current = Some((block.section_path.clone(), Vec::new()));
+            }
+            if let Some((_, blocks)) = current.as_mut() {
+                blocks.push(serde_json::json!({ "page": block.page, "text": block.text }));
+            }
+        }
+        if let Some((path, blocks)) = current {
+            sections.push(serde_json::json!({ "path": path, "blocks": blocks }));
+        }
+        serde_json::json!({
+            "id": document.id,
+            "title": title(document, parsed),
+            "filename": document.filename,
+            "format": document.format,
+            "pages": parsed.pages,
+            "sections": sections,
+            "chunks": chunks.iter().map(|c| serde_json::json!({
+                "ordinal": c.ordinal,
+                "section_path": c.section_path.iter().flatten().collect::<Vec<_>>(),
+                "page_start": c.page_start,
+                "page_end": c.page_end,
+                "text": c.text,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Headings where the section path changes, then the blocks as paragraphs.
+    pub fn markdown(document: &Document, parsed: &ParsedDocument) -> String {
+        let mut out = format!("# {}\n\n", title(document, parsed));
+        let mut path: Vec<String> = Vec::new();
+        for block in &parsed.blocks {
+            if block.section_path != path {
+                let common = path.iter().zip(&block.section_path).take_while(|(a, b)| a == b).count();
+                for (depth, heading) in block.section_path.iter().enumerate().skip(common) {
+                    if depth == 0 && heading == title(document, parsed) {
+                        continue;
+                    }
+                    out.push_str(&format!("{} {heading}\n\n", "#".repeat((depth + 2).min(6))));
+                }
+                path = block.section_path.clone();
+            }
+            out.push_str(&block.text);
+            out.push_str("\n\n");
+        }
+        out
+    }
+
+    /// The blocks as paragraphs.
+    pub fn text(parsed: &ParsedDocument) -> String {
+        parsed.blocks.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n\n")
     }
 }
 

@@ -51,6 +51,11 @@ impl Blobs {
         self.store.get(&Path::from(key)).await?.bytes().await
     }
 
+    /// Streams the blob in the store's own parts.
+    pub async fn stream(&self, key: &str) -> object_store::Result<futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>> {
+        Ok(self.store.get(&Path::from(key)).await?.into_stream())
+    }
+
     /// Deletes a blob; a missing one is not an error.
     pub async fn delete(&self, key: &str) -> object_store::Result<()> {
         match self.store.delete(&Path::from(key)).await {

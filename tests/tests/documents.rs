@@ -326,3 +326,147 @@ async fn cancel_retry_and_delete() {
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+async fn download(
+    client: &mut DocumentServiceClient<Authed>,
+    id: &str,
+    format: folio_proto::v1::DownloadFormat,
+) -> Result<(String, Vec<u8>), tonic::Status> {
+    let mut stream = client
+        .download_document(folio_proto::v1::DownloadDocumentRequest {
+            id: id.into(),
+            format: format as i32,
+        })
+        .await?
+        .into_inner();
+    let mut content_type = String::new();
+    let mut data = Vec::new();
+    while let Some(part) = futures_util::StreamExt::next(&mut stream).await {
+        let part = part?;
+        if content_type.is_empty() {
+            content_type = part.content_type;
+        }
+        data.extend(part.data);
+    }
+    Ok((content_type, data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_and_stats() {
+    use folio_proto::v1::DownloadFormat as F;
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let document = client
+        .create_document(CreateDocumentRequest {
+            metadata: metadata("guide.md"),
+            content: MARKDOWN.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    let status = download(&mut client, &document.id, F::Markdown).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "not parsed yet");
+    let (content_type, original) = download(&mut client, &document.id, F::Original).await.unwrap();
+    assert_eq!((content_type.as_str(), original.as_slice()), ("text/markdown", MARKDOWN.as_bytes()));
+
+    let worker = env.spawn_worker();
+    wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    let (_, markdown) = download(&mut client, &document.id, F::Markdown).await.unwrap();
+    let markdown = String::from_utf8(markdown).unwrap();
+    assert!(markdown.starts_with("# Field Guide\n\n"), "{markdown}");
+    assert!(markdown.contains("## Herons\n\nThe grey heron"), "{markdown}");
+    let (_, text) = download(&mut client, &document.id, F::Text).await.unwrap();
+    assert!(String::from_utf8(text).unwrap().contains("The water rail is heard"));
+    let (content_type, json) = download(&mut client, &document.id, F::Json).await.unwrap();
+    assert_eq!(content_type, "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["sections"][1]["path"], serde_json::json!(["Field Guide", "Herons"]));
+    assert_eq!(json["chunks"].as_array().unwrap().len(), 3);
+
+    let stats = client
+        .get_document_stats(folio_proto::v1::GetDocumentStatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (stats.total_documents, stats.total_bytes, stats.total_chunks),
+        (1, MARKDOWN.len() as i64, 3)
+    );
+    assert_eq!(stats.states[0].state(), DocumentState::Ready);
+    let stages: Vec<_> = stats.stages.iter().map(|s| s.stage()).collect();
+    use folio_proto::v1::Stage as S;
+    assert_eq!(stages, [S::Chunk, S::Embed, S::Index, S::Parse]);
+    assert!(stats.stages.iter().all(|s| s.samples == 1 && s.p95_ms >= s.p50_ms));
+    let status = client
+        .get_document_stats(folio_proto::v1::GetDocumentStatsRequest {
+            owner_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_retries_with_backoff_then_fails_and_a_retry_recovers() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let document = client
+        .create_document(CreateDocumentRequest {
+            metadata: metadata("notes.txt"),
+            content: b"notes that will go missing for a while".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    // The blob store loses the bytes: every try fails transiently.
+    let blob_dir = env.vars["FOLIO_BLOB_URL"].strip_prefix("file://").unwrap().to_owned();
+    let blob = walk(std::path::Path::new(&blob_dir)).pop().unwrap();
+    let saved = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+
+    let worker = env.spawn_worker();
+    let waiting = wait_for_state(&client, &document.id, DocumentState::RetryWait).await;
+    assert_eq!((waiting.try_number, waiting.max_tries), (1, 3));
+    assert!(waiting.will_retry && waiting.next_retry_at.is_some());
+    assert_eq!(waiting.error_code, "UNAVAILABLE");
+
+    let failed = wait_for_state(&client, &document.id, DocumentState::Failed).await;
+    assert_eq!((failed.try_number, failed.will_retry), (3, false));
+    let events = client
+        .list_document_events(ListDocumentEventsRequest {
+            document_id: document.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    use folio_proto::v1::EventKind as K;
+    let retries = events.iter().filter(|e| e.kind() == K::RetryScheduled).count();
+    assert_eq!(retries, 2, "tries 1 and 2 scheduled a retry");
+    assert_eq!(events.last().unwrap().kind(), K::EventFailed);
+
+    std::fs::write(&blob, saved).unwrap();
+    client
+        .retry_document(RetryDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap();
+    let ready = wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    assert_eq!((ready.attempt, ready.error_code.as_str()), (2, ""));
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

@@ -50,6 +50,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.DocumentService/ListDocuments", Access::Authenticated),
     ("/folio.v1.DocumentService/ListDocumentEvents", Access::Authenticated),
     ("/folio.v1.DocumentService/ListChunks", Access::Authenticated),
+    ("/folio.v1.DocumentService/GetDocumentStats", Access::Authenticated),
+    ("/folio.v1.DocumentService/DownloadDocument", Access::Authenticated),
     ("/folio.v1.SystemService/PingWorkers", Access::Admin),
     ("/folio.v1.SystemService/ListWorkers", Access::Admin),
 ];

@@ -232,3 +232,56 @@ pub async fn list(
     };
     query.limit(limit).load(conn).await
 }
+
+/// Documents, bytes and chunks in one state.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct StateCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub state: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub documents: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub bytes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub chunks: i64,
+}
+
+/// Percentiles of one stage's duration.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct StageTiming {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub stage: String,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub p50: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub p95: f64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub samples: i64,
+}
+
+/// Counts by state, of one owner's documents or everyone's.
+pub async fn counts_by_state(conn: &mut AsyncPgConnection, owner: Option<Uuid>) -> QueryResult<Vec<StateCount>> {
+    diesel::sql_query(
+        "SELECT state, count(*)::int8 AS documents, coalesce(sum(size_bytes), 0)::int8 AS bytes, \
+         coalesce(sum(chunk_count), 0)::int8 AS chunks \
+         FROM documents WHERE ($1::uuid IS NULL OR owner_id = $1) GROUP BY state ORDER BY state",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(owner)
+    .load(conn)
+    .await
+}
+
+/// p50 and p95 of each stage's recorded duration.
+pub async fn stage_timings(conn: &mut AsyncPgConnection, owner: Option<Uuid>) -> QueryResult<Vec<StageTiming>> {
+    diesel::sql_query(
+        "SELECT s.key AS stage, \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY s.value::float8) AS p50, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY s.value::float8) AS p95, \
+         count(*)::int8 AS samples \
+         FROM documents d, jsonb_each_text(d.stage_ms) s \
+         WHERE ($1::uuid IS NULL OR d.owner_id = $1) GROUP BY s.key ORDER BY s.key",
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(owner)
+    .load(conn)
+    .await
+}
