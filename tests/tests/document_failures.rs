@@ -1,0 +1,209 @@
+//! Documents under failure: a worker killed with SIGKILL mid-job, a cancel
+//! while processing, uploads while RabbitMQ is unreachable.
+
+use std::{process::Stdio, time::Duration};
+
+use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel_async::RunQueryDsl as _;
+use folio_proto::v1::{
+    CancelDocumentRequest, CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest, ListDocumentEventsRequest,
+    UploadDocumentRequest, document_service_client::DocumentServiceClient, upload_document_request::Part,
+};
+use folio_shared::db::schema::chunks;
+use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, eventually};
+
+/// About `words` words of varied text, in paragraphs.
+fn long_text(words: usize) -> Vec<u8> {
+    let vocabulary = [
+        "heron", "marsh", "reed", "water", "rail", "tide", "estuary", "mud", "flight", "nest", "wader", "curlew",
+    ];
+    let mut out = String::with_capacity(words * 8);
+    for i in 0..words {
+        out.push_str(vocabulary[(i * 7 + i / 13) % vocabulary.len()]);
+        out.push_str(if i % 60 == 59 { ".\n\n" } else { " " });
+    }
+    out.into_bytes()
+}
+
+async fn upload(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8]) -> Document {
+    let mut requests = vec![UploadDocumentRequest {
+        part: Some(Part::Metadata(DocumentMetadata {
+            filename: name.into(),
+            ..Default::default()
+        })),
+    }];
+    requests.extend(bytes.chunks(1 << 20).map(|c| UploadDocumentRequest {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    client
+        .upload_document(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap()
+}
+
+async fn wait_for(client: &DocumentServiceClient<Authed>, id: &str, what: &str, pred: impl Fn(&Document) -> bool) -> Document {
+    eventually(Duration::from_secs(60), what, || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        let pred = &pred;
+        async move {
+            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            pred(&document).then_some(document)
+        }
+    })
+    .await
+}
+
+async fn client_for(api: &ApiHandle) -> DocumentServiceClient<Authed> {
+    let member = api.register_member().await;
+    DocumentServiceClient::new(api.authed(&member.access_token).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_chunks() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBED_BATCH", "4");
+    let api = env.spawn_api().await;
+    let mut client = client_for(&api).await;
+
+    let mut doomed = env.command("folio-worker");
+    let mut doomed = doomed.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start a worker");
+    let document = upload(&mut client, "long.txt", &long_text(600_000)).await;
+    let mid_job = wait_for(&client, &document.id, "processing", |d| {
+        d.state() == DocumentState::Processing && d.stage >= 3
+    })
+    .await;
+    assert!(mid_job.completed_at.is_none());
+    doomed.start_kill().unwrap();
+    let status = doomed.wait().await.unwrap();
+    assert!(!status.success(), "killed, not finished");
+
+    let survivor = env.spawn_worker();
+    let ready = wait_for(&client, &document.id, "READY after the kill", |d| d.state() == DocumentState::Ready).await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let ordinals: Vec<i32> = chunks::table
+        .filter(chunks::document_id.eq(ready.id.parse::<uuid::Uuid>().unwrap()))
+        .order(chunks::ordinal)
+        .select(chunks::ordinal)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ordinals.len() as i32, ready.chunks);
+    assert_eq!(ordinals, (0..ready.chunks).collect::<Vec<_>>(), "one set, no duplicates, no gaps");
+    drop(conn);
+
+    let events = client
+        .list_document_events(ListDocumentEventsRequest {
+            document_id: document.id.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    use folio_proto::v1::{EventKind as K, Stage as S};
+    let starts = events.iter().filter(|e| e.stage() == S::Parse && e.kind() == K::Started).count();
+    assert_eq!(starts, 2, "the log shows the second run");
+    let resumed = events
+        .iter()
+        .filter(|e| e.stage() == S::Parse && e.kind() == K::Completed)
+        .last()
+        .unwrap();
+    assert!(
+        resumed.message.contains("reused"),
+        "the second run resumed after PARSE: {}",
+        resumed.message
+    );
+
+    survivor.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_processing_within_about_a_second_and_removes_partial_results() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBED_BATCH", "4");
+    let api = env.spawn_api().await;
+    let mut client = client_for(&api).await;
+    let worker = env.spawn_worker();
+    let document = upload(&mut client, "long.txt", &long_text(600_000)).await;
+    wait_for(&client, &document.id, "processing", |d| {
+        d.state() == DocumentState::Processing && d.stage >= 3
+    })
+    .await;
+
+    let asked = std::time::Instant::now();
+    client
+        .cancel_document(CancelDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap();
+    let cancelled = wait_for(&client, &document.id, "CANCELLED", |d| d.state() == DocumentState::Cancelled).await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "cancel took {took:?}");
+    assert_eq!(cancelled.chunks, 0);
+    let mut conn = env.pool().get().await.unwrap();
+    let left: i64 = chunks::table
+        .filter(chunks::document_id.eq(document.id.parse::<uuid::Uuid>().unwrap()))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    drop(conn);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_while_rabbitmq_is_unreachable_are_processed_after_it_returns() {
+    let mut env = TestEnv::new().await;
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let worker = env.spawn_worker();
+    env.set("AMQP_URL", proxy.url_through(&folio_tests::amqp_url()));
+    let api = env.spawn_api().await;
+    let mut client = client_for(&api).await;
+
+    proxy.cut();
+    let document = client
+        .create_document(CreateDocumentRequest {
+            metadata: Some(DocumentMetadata {
+                filename: "offline.txt".into(),
+                ..Default::default()
+            }),
+            content: b"written while the broker was away".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap();
+    assert_eq!(document.state(), DocumentState::Queued);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = client
+        .get_document(GetDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        still.state(),
+        DocumentState::Queued,
+        "nothing can run while the job waits in the outbox"
+    );
+
+    proxy.restore();
+    wait_for(&client, &document.id, "READY after RabbitMQ returned", |d| {
+        d.state() == DocumentState::Ready
+    })
+    .await;
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
