@@ -109,11 +109,7 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
     use folio_proto::v1::{EventKind as K, Stage as S};
     let starts = events.iter().filter(|e| e.stage() == S::Parse && e.kind() == K::Started).count();
     assert_eq!(starts, 2, "the log shows the second run");
-    let resumed = events
-        .iter()
-        .filter(|e| e.stage() == S::Parse && e.kind() == K::Completed)
-        .last()
-        .unwrap();
+    let resumed = events.iter().rfind(|e| e.stage() == S::Parse && e.kind() == K::Completed).unwrap();
     assert!(
         resumed.message.contains("reused"),
         "the second run resumed after PARSE: {}",
