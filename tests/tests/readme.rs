@@ -55,6 +55,11 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "\"rpc\": \"/folio.v1.SystemService/PingWorkers\"",
         "\"email\": \"grace@example.org\"",
         "k4.public.",
+        "\"state\": \"READY\"",
+        "\"sectionPath\": [",
+        "## Herons",
+        "The grey heron waits in the shallows.",
+        "\"totalDocuments\": \"1\"",
     ] {
         assert!(stdout.contains(expected), "walkthrough output lacks {expected}\n{stdout}");
     }
