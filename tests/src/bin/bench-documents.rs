@@ -1,0 +1,265 @@
+//! Ingestion benchmark, printed as Markdown (BENCHMARKS.md keeps the figures).
+//! Run with `scripts/bench documents` (release builds, real servers):
+//! 1,000 mixed documents (~20 KB of text, Markdown and HTML) uploaded by 32
+//! concurrent callers to a folio-api process, processed by one and then two
+//! folio-worker processes with the `hash` embedder.
+
+use std::{process::Stdio, time::Duration};
+
+use diesel_async::RunQueryDsl as _;
+use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv};
+use tokio::time::Instant;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+const DOCUMENTS: usize = 1000;
+const CALLERS: usize = 32;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Document `i`: ~20 KB, text, Markdown or HTML, each unique.
+fn document(i: usize) -> (String, Vec<u8>) {
+    const WORDS: [&str; 24] = [
+        "archive", "ledger", "river", "signal", "harbor", "lantern", "meadow", "orbit", "pattern", "quartz", "relay", "summit", "thicket",
+        "umbra", "vessel", "willow", "yarrow", "zephyr", "beacon", "cinder", "delta", "ember", "falcon", "granite",
+    ];
+    let mut paragraphs = Vec::new();
+    let mut n = i * 7919;
+    while paragraphs.iter().map(|p: &String| p.len()).sum::<usize>() < 20_000 {
+        let words: Vec<&str> = (0..60)
+            .map(|_| {
+                n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                WORDS[(n >> 33) % WORDS.len()]
+            })
+            .collect();
+        paragraphs.push(format!("{} {i}.", words.join(" ")));
+    }
+    match i % 3 {
+        0 => (format!("doc-{i}.txt"), paragraphs.join("\n\n").into_bytes()),
+        1 => {
+            let body: Vec<String> = paragraphs
+                .iter()
+                .enumerate()
+                .map(|(k, p)| if k % 5 == 0 { format!("## Part {k}\n\n{p}") } else { p.clone() })
+                .collect();
+            (
+                format!("doc-{i}.md"),
+                format!("# Document {i}\n\n{}", body.join("\n\n")).into_bytes(),
+            )
+        }
+        _ => {
+            let body: String = paragraphs
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    if k % 5 == 0 {
+                        format!("<h2>Part {k}</h2><p>{p}</p>")
+                    } else {
+                        format!("<p>{p}</p>")
+                    }
+                })
+                .collect();
+            (
+                format!("doc-{i}.html"),
+                format!("<!DOCTYPE html><html><head><title>Document {i}</title></head><body><h1>Document {i}</h1>{body}</body></html>")
+                    .into_bytes(),
+            )
+        }
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Totals {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ready: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    chunks: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    p50_s: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    p99_s: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    span_s: f64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct StageShare {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    stage: String,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    total_ms: f64,
+}
+
+async fn run(workers: usize) {
+    let mut env = TestEnv::new().await;
+    for (k, v) in [
+        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
+        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
+        ("RUST_LOG", "warn"),
+        ("FOLIO_MAX_ATTEMPTS", "5"),
+    ] {
+        env.set(k, v);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut api = env
+        .command("folio-api")
+        .env("FOLIO_GRPC_ADDR", &addr)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("folio-api");
+    let url = format!("http://{addr}");
+    let channel = loop {
+        if folio_tests::health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+            break Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let token = folio_proto::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+        .login(folio_proto::v1::LoginRequest {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut processes: Vec<_> = (0..workers)
+        .map(|_| {
+            env.command("folio-worker")
+                .env("FOLIO_WORKER_CONCURRENCY", "4")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("folio-worker")
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let documents: Vec<(String, Vec<u8>)> = (0..DOCUMENTS).map(document).collect();
+    let bytes: usize = documents.iter().map(|(_, d)| d.len()).sum();
+    let started = Instant::now();
+    let per_caller = DOCUMENTS / CALLERS + 1;
+    let uploads = documents.chunks(per_caller).map(|batch| {
+        let mut client = DocumentServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(&token)));
+        let batch = batch.to_vec();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for (filename, content) in batch {
+                let t = Instant::now();
+                client
+                    .create_document(CreateDocumentRequest {
+                        metadata: Some(DocumentMetadata {
+                            filename,
+                            ..Default::default()
+                        }),
+                        content,
+                    })
+                    .await
+                    .expect("upload");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut latencies: Vec<Duration> = futures_util::future::join_all(uploads)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    let upload_time = started.elapsed();
+    latencies.sort();
+
+    let pool = env.pool();
+    let totals = loop {
+        let mut conn = pool.get().await.unwrap();
+        let totals: Totals = diesel::sql_query(
+            "SELECT count(*) FILTER (WHERE state = 'READY')::int8 AS ready, coalesce(sum(chunk_count), 0)::int8 AS chunks, \
+             coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at)), 0)::float8 AS p50_s, \
+             coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at)), 0)::float8 AS p99_s, \
+             coalesce(extract(epoch FROM max(completed_at) - min(created_at)), 0)::float8 AS span_s FROM documents",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if totals.ready as usize == DOCUMENTS || started.elapsed() > Duration::from_secs(900) {
+            break totals;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut conn = pool.get().await.unwrap();
+    let shares: Vec<StageShare> = diesel::sql_query(
+        "SELECT s.key AS stage, sum(s.value::float8) AS total_ms FROM documents d, jsonb_each_text(d.stage_ms) s GROUP BY s.key ORDER BY s.key",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let stage_total: f64 = shares.iter().map(|s| s.total_ms).sum();
+    let peaks: Vec<u64> = processes.iter().map(|p| peak_kib(p.id().unwrap()) / 1024).collect();
+
+    let span = totals.span_s.max(0.001);
+    println!("\n### {workers} worker(s)\n");
+    println!("| measure | figure |");
+    println!("|---|---|");
+    println!(
+        "| documents READY | {} of {DOCUMENTS} ({:.1} MB) |",
+        totals.ready,
+        bytes as f64 / 1e6
+    );
+    println!("| end to end, first upload to last READY | {span:.1} s |");
+    println!("| documents/s | {:.1} |", totals.ready as f64 / span);
+    println!("| MB/s | {:.2} |", bytes as f64 / 1e6 / span);
+    println!("| chunks/s | {:.0} ({} chunks) |", totals.chunks as f64 / span, totals.chunks);
+    println!("| upload to READY p50 / p99 | {:.2} s / {:.2} s |", totals.p50_s, totals.p99_s);
+    println!(
+        "| uploads: all {DOCUMENTS} done in | {:.1} s ({:.0}/s) |",
+        upload_time.as_secs_f64(),
+        DOCUMENTS as f64 / upload_time.as_secs_f64()
+    );
+    println!(
+        "| upload p50 / p99, {CALLERS} callers | {} / {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    let shares: Vec<String> = shares
+        .iter()
+        .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.total_ms / stage_total.max(1.0)))
+        .collect();
+    println!("| share of worker time per stage | {} |", shares.join(", "));
+    println!(
+        "| peak worker memory (VmHWM) | {} MiB |",
+        peaks.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" / ")
+    );
+
+    for process in processes.iter().chain(std::iter::once(&api)) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &process.id().unwrap().to_string()])
+            .status();
+    }
+    for process in &mut processes {
+        let _ = process.wait().await;
+    }
+    let _ = api.wait().await;
+    env.cleanup().await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    run(1).await;
+    run(2).await;
+}
