@@ -1,0 +1,229 @@
+//! Real documents nobody on the team wrote: the Debian manuals that
+//! `scripts/install-test-documents` installs (PDF, HTML in several scripts, DOCX
+//! converted by pandoc), uploaded and processed end to end; and hostile files
+//! that must fail permanently, without retries.
+
+use std::{io::Write as _, path::PathBuf, time::Duration};
+
+use folio_proto::v1::{
+    Document, DocumentMetadata, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, ListChunksRequest,
+    ListDocumentEventsRequest, UploadDocumentRequest, document_service_client::DocumentServiceClient, upload_document_request::Part,
+};
+use folio_tests::{Authed, TestEnv, eventually};
+
+fn documents_dir() -> PathBuf {
+    std::env::var("FOLIO_TEST_DOCUMENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-documents")))
+}
+
+async fn upload(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8]) -> Document {
+    let mut requests = vec![UploadDocumentRequest {
+        part: Some(Part::Metadata(DocumentMetadata {
+            filename: name.into(),
+            ..Default::default()
+        })),
+    }];
+    requests.extend(bytes.chunks(1 << 20).map(|c| UploadDocumentRequest {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    client
+        .upload_document(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .unwrap()
+}
+
+async fn finished(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
+    eventually(Duration::from_secs(300), &format!("{id} finished"), || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            let d = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            matches!(d.state(), DocumentState::Ready | DocumentState::Failed).then_some(d)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
+    let dir = documents_dir();
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv"))
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/install-test-documents (scripts/test does)", dir.display()));
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+
+    let rows: Vec<Vec<String>> = manifest
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert!(rows.len() >= 10, "{manifest}");
+    let mut uploaded = Vec::new();
+    for row in &rows {
+        let bytes = std::fs::read(dir.join(&row[0])).unwrap();
+        uploaded.push(upload(&mut client, &row[0], &bytes).await);
+    }
+    let mut formats = std::collections::BTreeSet::new();
+    for (row, document) in rows.iter().zip(&uploaded) {
+        let (file, format, phrase, heading, pages) = (&row[0], &row[1], &row[3], &row[4], &row[5]);
+        let done = finished(&client, &document.id).await;
+        assert_eq!(
+            done.state(),
+            DocumentState::Ready,
+            "{file}: {} {}",
+            done.error_code,
+            done.error_message
+        );
+        assert_eq!(&done.format, format, "{file}");
+        formats.insert(format.clone());
+        if pages != "-" {
+            assert_eq!(done.pages.to_string(), *pages, "{file} pages");
+        }
+        let mut text = Vec::new();
+        let mut stream = client
+            .download_document(DownloadDocumentRequest {
+                id: document.id.clone(),
+                format: DownloadFormat::Text as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(part) = futures_util::StreamExt::next(&mut stream).await {
+            text.extend(part.unwrap().data);
+        }
+        let text = String::from_utf8(text).unwrap();
+        let normalized = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(normalized.contains(phrase.as_str()), "{file}: {phrase:?} not in the parsed text");
+        if heading != "-" {
+            let mut token = String::new();
+            let mut found = false;
+            loop {
+                let page = client
+                    .list_chunks(ListChunksRequest {
+                        document_id: document.id.clone(),
+                        page_size: 500,
+                        page_token: token,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                found |= page.chunks.iter().any(|c| c.section_path.iter().any(|h| h == heading));
+                if found || page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            assert!(found, "{file}: no chunk under the heading {heading:?}");
+        }
+        if format == "pdf" {
+            let chunks = client
+                .list_chunks(ListChunksRequest {
+                    document_id: document.id.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .chunks;
+            assert!(
+                chunks.iter().all(|c| c.page_start >= 1 && c.page_end >= c.page_start),
+                "{file}: chunks carry pages"
+            );
+        }
+    }
+    assert_eq!(formats.into_iter().collect::<Vec<_>>(), ["docx", "html", "pdf"]);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// A DOCX whose document.xml inflates from a few KiB to 64 MiB.
+fn docx_bomb() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("[Content_Types].xml", options).unwrap();
+    zip.write_all(b"<?xml version=\"1.0\"?><Types/>").unwrap();
+    zip.start_file("word/document.xml", options).unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        zip.write_all(&spaces).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+/// A PDF whose one content stream inflates to 80 MiB of no-op operators.
+fn pdf_runaway_stream() -> Vec<u8> {
+    use lopdf::{Document as Pdf, Object, Stream, dictionary};
+    let mut pdf = Pdf::with_version("1.5");
+    let pages_id = pdf.new_object_id();
+    let mut content = Stream::new(dictionary! {}, b"q Q\n".repeat(20 << 20));
+    content.compress().unwrap();
+    let content_id = pdf.add_object(content);
+    let page_id = pdf.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        "Contents" => content_id,
+    });
+    pdf.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let catalog_id = pdf.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    pdf.trailer.set("Root", catalog_id);
+    let mut bytes = Vec::new();
+    pdf.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docx_zip_bomb_and_a_pdf_runaway_stream_fail_permanently_without_retries() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    for (name, bytes, code) in [
+        ("bomb.docx", docx_bomb(), "LIMIT_EXCEEDED"),
+        ("runaway.pdf", pdf_runaway_stream(), "LIMIT_EXCEEDED"),
+        ("truncated.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(), "CORRUPT_FILE"),
+    ] {
+        assert!(bytes.len() < 1 << 20, "{name} is small on the wire: {} bytes", bytes.len());
+        let document = upload(&mut client, name, &bytes).await;
+        let done = finished(&client, &document.id).await;
+        assert_eq!(done.state(), DocumentState::Failed, "{name}");
+        assert_eq!(
+            (done.error_code.as_str(), done.try_number, done.will_retry),
+            (code, 1, false),
+            "{name}: {}",
+            done.error_message
+        );
+        let events = client
+            .list_document_events(ListDocumentEventsRequest {
+                document_id: document.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        assert!(
+            events.iter().all(|e| e.kind() != folio_proto::v1::EventKind::RetryScheduled),
+            "{name} was retried"
+        );
+    }
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
