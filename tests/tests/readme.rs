@@ -60,6 +60,8 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "## Herons",
         "The grey heron waits in the shallows.",
         "\"totalDocuments\": \"1\"",
+        "\"pages\": 87",
+        "GNU Bourne-Again SHell",
     ] {
         assert!(stdout.contains(expected), "walkthrough output lacks {expected}\n{stdout}");
     }
