@@ -331,6 +331,32 @@ impl ApiHandle {
     }
 }
 
+/// Uploads `bytes` as `name` through the streaming `UploadDocument`, in 1 MiB
+/// messages, panicking on failure.
+pub async fn upload_document(
+    client: &mut folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
+    name: &str,
+    bytes: &[u8],
+) -> folio_proto::v1::Document {
+    use folio_proto::v1::{DocumentMetadata, UploadDocumentRequest, upload_document_request::Part};
+    let mut requests = vec![UploadDocumentRequest {
+        part: Some(Part::Metadata(DocumentMetadata {
+            filename: name.into(),
+            ..Default::default()
+        })),
+    }];
+    requests.extend(bytes.chunks(1 << 20).map(|c| UploadDocumentRequest {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    client
+        .upload_document(tokio_stream::iter(requests))
+        .await
+        .expect("upload")
+        .into_inner()
+        .document
+        .expect("a document")
+}
+
 /// A channel that adds a bearer token to every call.
 pub type Authed = InterceptedService<Channel, Bearer>;
 

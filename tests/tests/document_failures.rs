@@ -7,7 +7,7 @@ use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{
     CancelDocumentRequest, CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest, ListDocumentEventsRequest,
-    UploadDocumentRequest, document_service_client::DocumentServiceClient, upload_document_request::Part,
+    document_service_client::DocumentServiceClient,
 };
 use folio_shared::db::schema::chunks;
 use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, eventually};
@@ -23,25 +23,6 @@ fn long_text(words: usize) -> Vec<u8> {
         out.push_str(if i % 60 == 59 { ".\n\n" } else { " " });
     }
     out.into_bytes()
-}
-
-async fn upload(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8]) -> Document {
-    let mut requests = vec![UploadDocumentRequest {
-        part: Some(Part::Metadata(DocumentMetadata {
-            filename: name.into(),
-            ..Default::default()
-        })),
-    }];
-    requests.extend(bytes.chunks(1 << 20).map(|c| UploadDocumentRequest {
-        part: Some(Part::Chunk(c.to_vec())),
-    }));
-    client
-        .upload_document(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .document
-        .unwrap()
 }
 
 async fn wait_for(client: &DocumentServiceClient<Authed>, id: &str, what: &str, pred: impl Fn(&Document) -> bool) -> Document {
@@ -71,7 +52,7 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
 
     let mut doomed = env.command("folio-worker");
     let mut doomed = doomed.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start a worker");
-    let document = upload(&mut client, "long.txt", &long_text(600_000)).await;
+    let document = folio_tests::upload_document(&mut client, "long.txt", &long_text(600_000)).await;
     let mid_job = wait_for(&client, &document.id, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })
@@ -128,7 +109,7 @@ async fn cancel_stops_processing_within_about_a_second_and_removes_partial_resul
     let api = env.spawn_api().await;
     let mut client = client_for(&api).await;
     let worker = env.spawn_worker();
-    let document = upload(&mut client, "long.txt", &long_text(600_000)).await;
+    let document = folio_tests::upload_document(&mut client, "long.txt", &long_text(600_000)).await;
     wait_for(&client, &document.id, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })

@@ -6,8 +6,8 @@
 use std::{io::Write as _, path::PathBuf, time::Duration};
 
 use folio_proto::v1::{
-    Document, DocumentMetadata, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, ListChunksRequest,
-    ListDocumentEventsRequest, UploadDocumentRequest, document_service_client::DocumentServiceClient, upload_document_request::Part,
+    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest,
+    document_service_client::DocumentServiceClient,
 };
 use folio_tests::{Authed, TestEnv, eventually};
 
@@ -15,25 +15,6 @@ fn documents_dir() -> PathBuf {
     std::env::var("FOLIO_TEST_DOCUMENTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-documents")))
-}
-
-async fn upload(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8]) -> Document {
-    let mut requests = vec![UploadDocumentRequest {
-        part: Some(Part::Metadata(DocumentMetadata {
-            filename: name.into(),
-            ..Default::default()
-        })),
-    }];
-    requests.extend(bytes.chunks(1 << 20).map(|c| UploadDocumentRequest {
-        part: Some(Part::Chunk(c.to_vec())),
-    }));
-    client
-        .upload_document(tokio_stream::iter(requests))
-        .await
-        .unwrap()
-        .into_inner()
-        .document
-        .unwrap()
 }
 
 async fn finished(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
@@ -68,7 +49,7 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
     let mut uploaded = Vec::new();
     for row in &rows {
         let bytes = std::fs::read(dir.join(&row[0])).unwrap();
-        uploaded.push(upload(&mut client, &row[0], &bytes).await);
+        uploaded.push(folio_tests::upload_document(&mut client, &row[0], &bytes).await);
     }
     let mut formats = std::collections::BTreeSet::new();
     for (row, document) in rows.iter().zip(&uploaded) {
@@ -200,7 +181,7 @@ async fn a_docx_zip_bomb_and_a_pdf_runaway_stream_fail_permanently_without_retri
         ("truncated.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(), "CORRUPT_FILE"),
     ] {
         assert!(bytes.len() < 1 << 20, "{name} is small on the wire: {} bytes", bytes.len());
-        let document = upload(&mut client, name, &bytes).await;
+        let document = folio_tests::upload_document(&mut client, name, &bytes).await;
         let done = finished(&client, &document.id).await;
         assert_eq!(done.state(), DocumentState::Failed, "{name}");
         assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use folio_shared::{config::Config, telemetry};
+use folio_shared::startup;
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -16,36 +16,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("folio-worker: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("folio-worker: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(folio_worker::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("folio-worker: {}", folio_shared::startup::one_line(&format!("{error:#}")));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    startup::run_binary("folio-worker", |config| folio_worker::run(config, startup::shutdown_signal()))
 }
