@@ -6,7 +6,7 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DocumentMetadata,
@@ -46,7 +46,7 @@ use crate::{
     auth::{self, Principal},
     error::{ApiError, ApiResult},
     page_token,
-    system::timestamp,
+    system::{timestamp, to_time},
     user_service::{next_token, page_size},
 };
 
@@ -788,10 +788,6 @@ pub fn blob_keys(document: &Document) -> Vec<String> {
     let mut keys = vec![document.blob_key.clone()];
     keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::parsed_key(document.id, attempt)));
     keys
-}
-
-fn to_time(field: &str, t: prost_types::Timestamp) -> ApiResult<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| ApiError::invalid(field, "is out of range"))
 }
 
 /// The stored name of a protobuf state.

@@ -161,6 +161,11 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// A chrono timestamp from the protobuf one in request field `field`.
+pub fn to_time(field: &str, t: prost_types::Timestamp) -> ApiResult<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| ApiError::invalid(field, "is out of range"))
+}
+
 /// A protobuf duration from a std one.
 pub fn duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {

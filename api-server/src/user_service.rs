@@ -1,7 +1,6 @@
 //! `folio.v1.UserService` (admin only, by the policy table): accounts and the
 //! audit log.
 
-use chrono::{DateTime, Utc};
 use folio_proto::v1::{
     self as pb, CreateUserRequest, GetUserRequest, ListAuditEventsRequest, ListAuditEventsResponse, ListUsersRequest, ListUsersResponse,
     UpdateUserRequest, user_service_server::UserService,
@@ -21,7 +20,7 @@ use crate::{
     audit::{self, AuditNote},
     error::{ApiError, ApiResult},
     page_token,
-    system::timestamp,
+    system::{timestamp, to_time},
 };
 
 const USERS_TAG: &str = "u1";
@@ -230,8 +229,4 @@ pub fn next_token<T>(rows: &mut Vec<T>, page_size: i64, token: impl Fn(&T) -> St
 
 fn parse_id(field: &str, value: &str) -> ApiResult<Uuid> {
     value.parse().map_err(|_| ApiError::invalid(field, "must be a UUID"))
-}
-
-fn to_time(field: &str, t: prost_types::Timestamp) -> ApiResult<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| ApiError::invalid(field, "is out of range"))
 }

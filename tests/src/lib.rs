@@ -424,6 +424,24 @@ where
     }
 }
 
+/// Messages ready on `queue` (a passive declare; the queue must exist).
+pub async fn ready_messages(queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, Default::default())
+        .await
+        .expect("the queue exists");
+    let _ = connection.close(200, "done".into()).await;
+    declared.message_count()
+}
+
 /// Waits until the relay has marked every outbox row sent. The mark commits
 /// just after the broker's confirm, so a worker can record a job a moment
 /// before its row reads as sent.

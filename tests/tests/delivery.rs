@@ -15,7 +15,7 @@ use folio_shared::{
     queue::{self, EncodedJob, Topology},
 };
 use folio_tests::{TcpProxy, TestEnv, eventually, health_status};
-use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::ConfirmSelectOptions;
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ async fn a_job_published_twice_has_its_effect_once() {
     let worker = env.spawn_worker();
     eventually(Duration::from_secs(10), "both deliveries consumed", || {
         let env = &env;
-        async move { (ready_messages(env, &env.topology().process_queue()).await == 0).then_some(()) }
+        async move { (folio_tests::ready_messages(&env.topology().process_queue()).await == 0).then_some(()) }
     })
     .await;
     // The second delivery may still be in flight; wait until it is settled too.
@@ -107,7 +107,7 @@ async fn a_job_published_twice_has_its_effect_once() {
     assert_eq!(stored.receipts, 1, "the effect ran more than once");
     let processed: i64 = processed_jobs::table.count().get_result(&mut conn).await.unwrap();
     assert_eq!(processed, 1);
-    assert_eq!(ready_messages(&env, &topology.dead_letter()).await, 0);
+    assert_eq!(folio_tests::ready_messages(&topology.dead_letter()).await, 0);
     let _ = connection.close(200, "done".into()).await;
     drop(conn);
 
@@ -192,10 +192,10 @@ async fn a_job_that_cannot_run_is_dead_lettered_not_retried() {
     }
     eventually(Duration::from_secs(10), "two dead letters", || {
         let env = &env;
-        async move { (ready_messages(env, &env.topology().dead_letter()).await == 2).then_some(()) }
+        async move { (folio_tests::ready_messages(&env.topology().dead_letter()).await == 2).then_some(()) }
     })
     .await;
-    assert_eq!(ready_messages(&env, &topology.process_queue()).await, 0);
+    assert_eq!(folio_tests::ready_messages(&topology.process_queue()).await, 0);
 
     let _ = connection.close(200, "done".into()).await;
     worker.stop().await.unwrap();
@@ -250,25 +250,4 @@ async fn a_retry_queue_holds_a_job_for_its_delay_then_returns_it_to_the_job_queu
     let _ = connection.close(200, "done".into()).await;
     api.stop().await.unwrap();
     env.cleanup().await;
-}
-
-/// Messages ready on `queue`.
-async fn ready_messages(_env: &TestEnv, queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "done".into()).await;
-    declared.message_count()
 }

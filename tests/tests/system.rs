@@ -111,7 +111,7 @@ async fn ping_is_consumed_and_recorded_and_the_queue_ends_empty() {
     assert_eq!(stored.receipts, 1);
     assert_eq!(stored.worker_id.unwrap().to_string(), response.worker_id);
     folio_tests::outbox_drained(&pool).await;
-    assert_eq!(queue_depth(&env).await, 0);
+    assert_eq!(folio_tests::ready_messages(&env.topology().process_queue()).await, 0);
 
     let workers = eventually(Duration::from_secs(5), "a heartbeat after the ping", || {
         let mut system = system.clone();
@@ -232,25 +232,4 @@ async fn list_workers_pages_with_tokens_and_refuses_bad_ones() {
 
     api.stop().await.unwrap();
     env.cleanup().await;
-}
-
-/// Messages ready on the test's job queue.
-pub async fn queue_depth(env: &TestEnv) -> u32 {
-    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let queue = channel
-        .queue_declare(
-            env.topology().process_queue().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "done".into()).await;
-    queue.message_count()
 }
