@@ -47,7 +47,6 @@ use crate::{
     error::{ApiError, ApiResult},
     page_token,
     system::{timestamp, to_time},
-    user_service::{next_token, page_size},
 };
 
 const DOCUMENTS_TAG: &str = "d1";
@@ -166,7 +165,7 @@ impl DocumentService for Documents {
         if request.after_event_id < 0 {
             return Err(ApiError::invalid("after_event_id", "must not be negative").into());
         }
-        let limit = page_size(request.page_size, 100, 1000)?;
+        let limit = page_token::page_size(request.page_size, 100, 1000)?;
         let mut conn = self.pool.get().await.map_err(ApiError::from)?;
         let events = document_event::list(&mut conn, found.id, request.after_event_id, limit)
             .await
@@ -201,7 +200,7 @@ impl DocumentService for Documents {
         let principal = auth::principal(&request)?;
         let request = request.into_inner();
         let found = self.visible(&principal, &request.document_id).await?;
-        let limit = page_size(request.page_size, 50, 500)?;
+        let limit = page_token::page_size(request.page_size, 50, 500)?;
         let after = match request.page_token.as_str() {
             "" => -1,
             token => page_token::decode_number(CHUNKS_TAG, token)
@@ -209,7 +208,7 @@ impl DocumentService for Documents {
         };
         let mut conn = self.pool.get().await.map_err(ApiError::from)?;
         let mut rows = chunk::list(&mut conn, found.id, after, limit + 1).await.map_err(ApiError::from)?;
-        let next_page_token = next_token(&mut rows, limit, |c| page_token::encode_number(CHUNKS_TAG, i64::from(c.ordinal)));
+        let next_page_token = page_token::next_token(&mut rows, limit, |c| page_token::encode_number(CHUNKS_TAG, i64::from(c.ordinal)));
         Ok(Response::new(ListChunksResponse {
             chunks: rows
                 .into_iter()
@@ -451,7 +450,7 @@ impl Documents {
     }
 
     async fn list(&self, principal: &Principal, request: ListDocumentsRequest) -> ApiResult<ListDocumentsResponse> {
-        let limit = page_size(request.page_size, 50, 500)?;
+        let limit = page_token::page_size(request.page_size, 50, 500)?;
         let order = match request.order_by.trim() {
             "" | "created_at desc" => Order::CreatedDesc,
             "created_at asc" | "created_at" => Order::CreatedAsc,
@@ -492,7 +491,7 @@ impl Documents {
         };
         let mut conn = self.pool.get().await?;
         let mut rows = document::list(&mut conn, &filter, order, after, limit + 1).await?;
-        let next_page_token = next_token(&mut rows, limit, |d| match order {
+        let next_page_token = page_token::next_token(&mut rows, limit, |d| match order {
             Order::FilenameAsc => page_token::encode_text_id(DOCUMENTS_BY_NAME_TAG, (&d.filename, d.id)),
             _ => page_token::encode_time_id(DOCUMENTS_TAG, (d.created_at, d.id)),
         });

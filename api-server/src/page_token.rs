@@ -1,4 +1,4 @@
-//! Opaque page tokens (AIP-158). A token encodes where the previous page ended
+//! Paging (AIP-158): page sizes, and opaque page tokens. A token encodes where the previous page ended
 //! and which list it belongs to (a tag), so a token from one list is refused by
 //! another. Clients must treat tokens as opaque; they are hex, not text.
 
@@ -54,6 +54,26 @@ pub fn decode_number(tag: &str, token: &str) -> Option<i64> {
         return None;
     }
     value.parse().ok()
+}
+
+/// A page size: 0 is `default`, negative is invalid, above `max` is `max`.
+pub fn page_size(requested: i32, default: i64, max: i64) -> crate::error::ApiResult<i64> {
+    match requested {
+        0 => Ok(default),
+        n if n < 0 => Err(crate::error::ApiError::invalid("page_size", "must not be negative")),
+        n => Ok(i64::from(n).min(max)),
+    }
+}
+
+/// Cuts `rows` (fetched with one extra) to `page_size` and returns the token
+/// of the next page, empty on the last.
+pub fn next_token<T>(rows: &mut Vec<T>, page_size: i64, token: impl Fn(&T) -> String) -> String {
+    if rows.len() as i64 > page_size {
+        rows.truncate(page_size as usize);
+        rows.last().map(token).unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 fn hex(text: &str) -> String {

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::{
     error::{ApiError, ApiResult},
     health::Dependencies,
-    page_token, user_service,
+    page_token,
 };
 
 /// Default and maximum wait of `PingWorkers`.
@@ -119,7 +119,7 @@ impl System {
     }
 
     async fn workers(&self, request: ListWorkersRequest) -> ApiResult<ListWorkersResponse> {
-        let page_size = user_service::page_size(request.page_size, 100, 1000)?;
+        let page_size = page_token::page_size(request.page_size, 100, 1000)?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(
@@ -129,7 +129,7 @@ impl System {
         };
         let mut conn = self.pool.get().await?;
         let mut rows = worker::list(&mut conn, page_size + 1, after, request.include_stopped).await?;
-        let next_page_token = user_service::next_token(&mut rows, page_size, |w| {
+        let next_page_token = page_token::next_token(&mut rows, page_size, |w| {
             page_token::encode_time_id(WORKERS_TAG, (w.last_seen_at, w.id))
         });
         Ok(ListWorkersResponse {

@@ -75,7 +75,7 @@ impl Users {
     }
 
     async fn list(&self, request: ListUsersRequest) -> ApiResult<ListUsersResponse> {
-        let page_size = page_size(request.page_size, 50, 500)?;
+        let page_size = page_token::page_size(request.page_size, 50, 500)?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(
@@ -94,7 +94,7 @@ impl Users {
         };
         let mut conn = self.accounts.pool.get().await?;
         let mut rows = user::list(&mut conn, &filter, page_size + 1, after).await?;
-        let next_page_token = next_token(&mut rows, page_size, |u| {
+        let next_page_token = page_token::next_token(&mut rows, page_size, |u| {
             page_token::encode_time_id(USERS_TAG, (u.created_at, u.id))
         });
         Ok(ListUsersResponse {
@@ -165,7 +165,7 @@ impl Users {
     }
 
     async fn audit_events(&self, request: ListAuditEventsRequest) -> ApiResult<ListAuditEventsResponse> {
-        let page_size = page_size(request.page_size, 50, 500)?;
+        let page_size = page_token::page_size(request.page_size, 50, 500)?;
         let before = match request.page_token.as_str() {
             "" => None,
             token => Some(
@@ -185,7 +185,7 @@ impl Users {
         };
         let mut conn = self.accounts.pool.get().await?;
         let mut rows = audit_event::list(&mut conn, &filter, page_size + 1, before).await?;
-        let next_page_token = next_token(&mut rows, page_size, |e| page_token::encode_number(AUDIT_TAG, e.id));
+        let next_page_token = page_token::next_token(&mut rows, page_size, |e| page_token::encode_number(AUDIT_TAG, e.id));
         Ok(ListAuditEventsResponse {
             events: rows
                 .into_iter()
@@ -204,26 +204,6 @@ impl Users {
                 .collect(),
             next_page_token,
         })
-    }
-}
-
-/// A page size: 0 is `default`, negative is invalid, above `max` is `max`.
-pub fn page_size(requested: i32, default: i64, max: i64) -> ApiResult<i64> {
-    match requested {
-        0 => Ok(default),
-        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
-        n => Ok(i64::from(n).min(max)),
-    }
-}
-
-/// Cuts `rows` (fetched with one extra) to `page_size` and returns the token
-/// of the next page, empty on the last.
-pub fn next_token<T>(rows: &mut Vec<T>, page_size: i64, token: impl Fn(&T) -> String) -> String {
-    if rows.len() as i64 > page_size {
-        rows.truncate(page_size as usize);
-        rows.last().map(token).unwrap_or_default()
-    } else {
-        String::new()
     }
 }
 
