@@ -146,6 +146,7 @@ impl Accounts {
         let mut conn = self.pool.get().await?;
         let live = session::revoke(&mut conn, ids, reason).await?;
         self.guard.deny(&live).await;
+        self.guard.announce_revoked(ids).await;
         Ok(())
     }
 

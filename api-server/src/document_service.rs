@@ -12,8 +12,8 @@ use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DocumentMetadata,
     DownloadDocumentRequest, DownloadDocumentResponse, DownloadFormat, GetDocumentRequest, GetDocumentStatsRequest, ListChunksRequest,
     ListChunksResponse, ListDocumentEventsRequest, ListDocumentEventsResponse, ListDocumentsRequest, ListDocumentsResponse,
-    RetryDocumentRequest, UploadDocumentRequest, UploadDocumentResponse, document_service_server::DocumentService,
-    upload_document_request::Part,
+    RetryDocumentRequest, UploadDocumentRequest, UploadDocumentResponse, WatchDocumentRequest, WatchDocumentsRequest,
+    document_service_server::DocumentService, upload_document_request::Part,
 };
 use folio_shared::{
     auth::Role,
@@ -25,7 +25,7 @@ use folio_shared::{
         models::{
             chunk,
             document::{self, Cursor, Document, DocumentFilter, Order, StateChange, state},
-            document_event::{self, DocumentEvent},
+            document_event::{self, DocumentEvent, Scope},
             outbox,
         },
     },
@@ -39,6 +39,7 @@ use folio_shared::{
 use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -47,6 +48,10 @@ use crate::{
     error::{ApiError, ApiResult},
     page_token,
     system::{timestamp, to_time},
+    watch::{
+        Hub,
+        stream::{Target, Watch, WatchStream},
+    },
 };
 
 const DOCUMENTS_TAG: &str = "d1";
@@ -59,6 +64,9 @@ pub struct Documents {
     pub blobs: Blobs,
     pub cache: Cache,
     pub relay_wake: Arc<Notify>,
+    pub hub: Hub,
+    /// Cancelled at shutdown: open watch streams end with UNAVAILABLE.
+    pub shutdown: CancellationToken,
     pub config: DocumentsConfig,
     /// Tries per processing attempt (`FOLIO_MAX_ATTEMPTS`).
     pub max_tries: u32,
@@ -110,6 +118,80 @@ impl DocumentService for Documents {
         let bytes: ByteStream<'_> = Box::pin(futures_util::stream::iter([Ok(Bytes::from(content))]));
         let document = self.store(&principal, metadata, bytes).await?;
         Ok(Response::new(UploadDocumentResponse { document: Some(document) }))
+    }
+
+    type WatchDocumentStream = WatchStream;
+    type WatchDocumentsStream = WatchStream;
+
+    async fn watch_document(&self, request: Request<WatchDocumentRequest>) -> Result<Response<WatchStream>, Status> {
+        let principal = auth::principal(&request)?;
+        let WatchDocumentRequest {
+            document_id,
+            after_event_id,
+            follow,
+        } = request.into_inner();
+        let id = parse_id("document_id", &document_id)?;
+        if after_event_id < 0 {
+            return Err(ApiError::invalid("after_event_id", "must not be negative").into());
+        }
+        let permit = self.hub.admit(principal.user_id)?;
+        // Subscribed before the document is read: nothing falls in between.
+        let subscription = self.hub.subscribe(Scope::Document(id), None, principal.session_id);
+        let found = self.visible(&principal, &document_id).await?;
+        let watch = Watch::new(
+            self.hub.clone(),
+            self.pool.clone(),
+            principal,
+            Target::Document { id, follow },
+            after_event_id,
+            permit,
+            subscription,
+            self.shutdown.clone(),
+            state::is_terminal(&found.state),
+            false,
+        );
+        Ok(Response::new(watch.into_stream()))
+    }
+
+    async fn watch_documents(&self, request: Request<WatchDocumentsRequest>) -> Result<Response<WatchStream>, Status> {
+        let principal = auth::principal(&request)?;
+        let request = request.into_inner();
+        if request.after_event_id.is_some_and(|after| after < 0) {
+            return Err(ApiError::invalid("after_event_id", "must not be negative").into());
+        }
+        let filter = Arc::new(document_filter(
+            &principal,
+            request.state,
+            &request.label,
+            &request.filename_contains,
+            request.created_after,
+            request.created_before,
+        )?);
+        let scope = filter.owner.map_or(Scope::Everyone, Scope::Owner);
+        let permit = self.hub.admit(principal.user_id)?;
+        let subscription = self.hub.subscribe(scope, Some(filter.clone()), principal.session_id);
+        // From now on: everything up to the newest event is skipped; what
+        // commits after the subscription reaches it.
+        let cursor = match request.after_event_id {
+            Some(after) => after,
+            None => {
+                let mut conn = self.pool.get().await.map_err(ApiError::from)?;
+                document_event::last_id(&mut conn).await.map_err(ApiError::from)?
+            }
+        };
+        let watch = Watch::new(
+            self.hub.clone(),
+            self.pool.clone(),
+            principal,
+            Target::Documents { scope, filter },
+            cursor,
+            permit,
+            subscription,
+            self.shutdown.clone(),
+            false,
+            request.after_event_id.is_none(),
+        );
+        Ok(Response::new(watch.into_stream()))
     }
 
     async fn get_document(&self, request: Request<GetDocumentRequest>) -> Result<Response<pb::Document>, Status> {
@@ -397,6 +479,8 @@ impl Documents {
                 if !document::insert(conn, &row).await? {
                     return Ok(None);
                 }
+                // The event goes last: its append holds the event lock to the commit.
+                outbox::enqueue(conn, &job).await?;
                 let Some((stored, event)) = documents::transition(
                     conn,
                     id,
@@ -413,7 +497,6 @@ impl Documents {
                 else {
                     return Ok(None);
                 };
-                outbox::enqueue(conn, &job).await?;
                 Ok::<_, diesel::result::Error>(Some((stored, event)))
             })
             .await?;
@@ -441,7 +524,7 @@ impl Documents {
 
     /// The document `id` if the caller may see it; NOT_FOUND otherwise.
     async fn visible(&self, principal: &Principal, id: &str) -> ApiResult<Document> {
-        let id: Uuid = id.parse().map_err(|_| ApiError::invalid("id", "must be a UUID"))?;
+        let id = parse_id("id", id)?;
         let mut conn = self.pool.get().await?;
         document::find(&mut conn, id)
             .await?
@@ -475,20 +558,14 @@ impl Documents {
                 Some(Cursor::Created(at, id))
             }
         };
-        let filter = DocumentFilter {
-            owner: (principal.role != Role::Admin).then_some(principal.user_id),
-            state: match request.state {
-                0 => None,
-                value => Some(
-                    state_name(pb::DocumentState::try_from(value).map_err(|_| ApiError::invalid("state", "is not a known state"))?)
-                        .to_owned(),
-                ),
-            },
-            label: Some(request.label.trim().to_owned()).filter(|l| !l.is_empty()),
-            filename_contains: Some(request.filename_contains.trim().to_owned()).filter(|f| !f.is_empty()),
-            created_after: request.created_after.map(|t| to_time("created_after", t)).transpose()?,
-            created_before: request.created_before.map(|t| to_time("created_before", t)).transpose()?,
-        };
+        let filter = document_filter(
+            principal,
+            request.state,
+            &request.label,
+            &request.filename_contains,
+            request.created_after,
+            request.created_before,
+        )?;
         let mut conn = self.pool.get().await?;
         let mut rows = document::list(&mut conn, &filter, order, after, limit + 1).await?;
         let next_page_token = page_token::next_token(&mut rows, limit, |d| match order {
@@ -590,10 +667,11 @@ impl Documents {
                     message: format!("queued again as attempt {attempt}"),
                     details: serde_json::json!({ "attempt": attempt }),
                 };
+                // The event goes last: its append holds the event lock to the commit.
+                outbox::enqueue(conn, &EncodedJob::process_document(current.id, attempt)).await?;
                 let (updated, event) = documents::transition(conn, current.id, &change, progress)
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("no document {}", current.id)))?;
-                outbox::enqueue(conn, &EncodedJob::process_document(current.id, attempt)).await?;
                 Ok((updated, event))
             })
             .await?;
@@ -601,6 +679,35 @@ impl Documents {
         documents::announce(&self.cache, &event).await;
         Ok(to_proto(&updated, false))
     }
+}
+
+fn parse_id(field: &str, id: &str) -> ApiResult<Uuid> {
+    id.parse().map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// The filters ListDocuments and WatchDocuments share: the caller's own
+/// documents (an admin: everyone's), then the request's conditions.
+fn document_filter(
+    principal: &Principal,
+    state: i32,
+    label: &str,
+    filename_contains: &str,
+    created_after: Option<prost_types::Timestamp>,
+    created_before: Option<prost_types::Timestamp>,
+) -> ApiResult<DocumentFilter> {
+    Ok(DocumentFilter {
+        owner: (principal.role != Role::Admin).then_some(principal.user_id),
+        state: match state {
+            0 => None,
+            value => Some(
+                state_name(pb::DocumentState::try_from(value).map_err(|_| ApiError::invalid("state", "is not a known state"))?).to_owned(),
+            ),
+        },
+        label: Some(label.trim().to_owned()).filter(|l| !l.is_empty()),
+        filename_contains: Some(filename_contains.trim().to_owned()).filter(|f| !f.is_empty()),
+        created_after: created_after.map(|t| to_time("created_after", t)).transpose()?,
+        created_before: created_before.map(|t| to_time("created_before", t)).transpose()?,
+    })
 }
 
 /// Bytes per DownloadDocument message.

@@ -10,6 +10,7 @@
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
+//! - [`watch`] holds the live status streams and the hub that feeds them.
 //! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
 //!
@@ -28,6 +29,7 @@ pub mod page_token;
 pub mod relay;
 pub mod system;
 pub mod user_service;
+pub mod watch;
 
 use std::{future::Future, sync::Arc};
 
@@ -65,6 +67,7 @@ use crate::{
     relay::Relay,
     system::System,
     user_service::Users,
+    watch::Hub,
 };
 
 /// The token keys from `FOLIO_TOKEN_KEYS`, or the development key file.
@@ -205,16 +208,21 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
+    let (hub, hub_task) = Hub::start(config.watch.clone(), pool.clone(), redis, &config.redis_prefix, cancel.clone()).await?;
     let documents = document_service::Documents {
         pool: pool.clone(),
         blobs,
         cache: dependencies.cache.clone(),
         relay_wake: relay_wake.clone(),
+        hub: hub.clone(),
+        shutdown: cancel.clone(),
         config: config.documents.clone(),
         max_tries: config.max_attempts,
     };
     let system = System {
         pool,
+        hub,
         dependencies,
         relay_wake,
         started_at,
@@ -224,6 +232,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let address = listener.local_addr()?;
     let stop_accepting = CancellationToken::new();
     let server = tonic::transport::Server::builder()
+        // Pings find dead peers, so a vanished client's streams are dropped.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -256,6 +267,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }
     };
     cancel.cancel();
+    let _ = hub_task.await;
     let _ = relay.await;
     let _ = audit_writer.await;
     tracing::info!("folio-api stopped");

@@ -24,6 +24,7 @@ use crate::{
     error::{ApiError, ApiResult},
     health::Dependencies,
     page_token,
+    watch::Hub,
 };
 
 /// Default and maximum wait of `PingWorkers`.
@@ -39,6 +40,7 @@ pub struct System {
     pub pool: db::Pool,
     pub dependencies: Dependencies,
     pub relay_wake: Arc<Notify>,
+    pub hub: Hub,
     pub started_at: DateTime<Utc>,
     pub started: Instant,
 }
@@ -74,6 +76,14 @@ impl System {
                     error: check.error.unwrap_or_default(),
                 })
                 .collect(),
+            watch: Some({
+                let stats = self.hub.stats();
+                pb::WatchStats {
+                    streams: stats.streams as i64,
+                    live_notices: stats.live_notices,
+                    fallbacks: stats.fallbacks as i64,
+                }
+            }),
         }
     }
 

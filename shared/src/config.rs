@@ -52,6 +52,28 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Document storage and pipeline settings.
     pub documents: DocumentsConfig,
+    /// Live status stream settings.
+    pub watch: WatchConfig,
+}
+
+/// Settings of the WatchDocument and WatchDocuments streams.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// `FOLIO_WATCH_POLL_MS`: how often the api-server reads new events from
+    /// Postgres while Redis is unreachable (with Redis, notices wake it at once).
+    pub poll: Duration,
+    /// `FOLIO_WATCH_HEARTBEAT_SECS`: a stream that sent nothing for this long
+    /// sends a heartbeat message.
+    pub heartbeat: Duration,
+    /// `FOLIO_WATCH_BUFFER`: live events held for one stream; a stream that
+    /// falls further behind reads from Postgres until it has caught up.
+    pub buffer: usize,
+    /// `FOLIO_WATCH_MAX_PER_USER`: streams one account may hold open on one
+    /// api-server.
+    pub max_per_user: usize,
+    /// `FOLIO_WATCH_RECHECK_SECS`: how often a stream checks that its session is
+    /// still live (revocations also reach streams at once through Redis).
+    pub recheck: Duration,
 }
 
 /// Settings of uploads and the pipeline.
@@ -208,6 +230,13 @@ impl Config {
                 chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
                 embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
                 parse_timeout: Duration::from_secs(vars.bounded("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?),
+            },
+            watch: WatchConfig {
+                poll: Duration::from_millis(vars.bounded("FOLIO_WATCH_POLL_MS", 500, 10, 60_000)?),
+                heartbeat: Duration::from_secs(vars.bounded("FOLIO_WATCH_HEARTBEAT_SECS", 15, 1, 3600)?),
+                buffer: vars.bounded("FOLIO_WATCH_BUFFER", 256, 1, 1 << 20)?,
+                max_per_user: vars.bounded("FOLIO_WATCH_MAX_PER_USER", 100, 1, 1 << 20)?,
+                recheck: Duration::from_secs(vars.bounded("FOLIO_WATCH_RECHECK_SECS", 30, 1, 3600)?),
             },
         })
     }

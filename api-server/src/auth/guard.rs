@@ -12,6 +12,9 @@ use chrono::Utc;
 use folio_shared::{cache::Cache, config::AuthConfig, db::models::session::LiveAccess};
 use uuid::Uuid;
 
+/// The Redis channel (after the prefix) that announces revoked sessions.
+pub const REVOCATIONS_CHANNEL: &str = "sessions-revoked";
+
 /// Login failures are counted over this window.
 pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -130,6 +133,21 @@ impl Guard {
             .arg(self.cache.key(&format!("lf:ap:{email}:{peer}")))
             .query_async(&mut connection)
             .await;
+    }
+
+    /// Tells every api-server that `sessions` were revoked, so their open
+    /// watch streams end at once (each stream also re-checks its session on a
+    /// timer, in case this notice is lost).
+    pub async fn announce_revoked(&self, sessions: &[Uuid]) {
+        let mut connection = self.cache.connection();
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(self.cache.key(REVOCATIONS_CHANNEL))
+            .arg(serde_json::to_string(sessions).unwrap_or_default())
+            .query_async(&mut connection)
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "revoked sessions not announced; their watch streams end at their next check");
+        }
     }
 
     /// Denies the given access tokens until they expire.

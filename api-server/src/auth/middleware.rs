@@ -8,20 +8,13 @@ use std::{
     time::Instant,
 };
 
-use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _};
-use diesel_async::RunQueryDsl as _;
 use folio_shared::{
     auth::{Role, tokens::TokenIssuer},
-    db::{
-        self,
-        models::{audit_event::NewAuditEvent, user::User},
-        schema::{sessions, users},
-    },
+    db::{self, models::audit_event::NewAuditEvent},
 };
 use futures_util::future::BoxFuture;
 use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
 use tonic_types::{ErrorDetails, StatusExt as _};
-use uuid::Uuid;
 
 use super::{
     Principal,
@@ -168,7 +161,7 @@ impl AuthState {
                 return refuse(Status::unauthenticated("invalid or expired token"));
             }
         };
-        let user = match self.current_user(claims.user_id, claims.session_id).await {
+        let user = match super::live_account(&self.pool, claims.user_id, claims.session_id).await {
             Ok(Some(user)) => user,
             Ok(None) => return refuse(Status::unauthenticated("the session was revoked or the account deactivated")),
             Err(error) => {
@@ -203,20 +196,6 @@ impl AuthState {
             principal: Some(principal),
             refusal,
         }
-    }
-
-    /// The account behind a token, if it is active and its session is live.
-    async fn current_user(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<Option<User>> {
-        let mut conn = self.pool.get().await?;
-        let found: Option<(User, Option<chrono::DateTime<chrono::Utc>>)> = users::table
-            .inner_join(sessions::table)
-            .filter(users::id.eq(user_id))
-            .filter(sessions::id.eq(session_id))
-            .select((User::as_select(), sessions::revoked_at))
-            .first(&mut conn)
-            .await
-            .optional()?;
-        Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
     }
 }
 

@@ -13,7 +13,16 @@ pub mod middleware;
 pub mod policy;
 
 use chrono::{DateTime, Utc};
-use folio_shared::auth::Role;
+use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _};
+use diesel_async::RunQueryDsl as _;
+use folio_shared::{
+    auth::Role,
+    db::{
+        self,
+        models::user::User,
+        schema::{sessions, users},
+    },
+};
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -42,4 +51,18 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 /// The caller's address as text ("" when unknown).
 pub fn peer<T>(request: &Request<T>) -> String {
     request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+}
+
+/// The account behind a token, if it is active and its session is live.
+pub async fn live_account(pool: &db::Pool, user_id: Uuid, session_id: Uuid) -> anyhow::Result<Option<User>> {
+    let mut conn = pool.get().await?;
+    let found: Option<(User, Option<DateTime<Utc>>)> = users::table
+        .inner_join(sessions::table)
+        .filter(users::id.eq(user_id))
+        .filter(sessions::id.eq(session_id))
+        .select((User::as_select(), sessions::revoked_at))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
 }

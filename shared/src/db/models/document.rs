@@ -164,6 +164,22 @@ pub struct DocumentFilter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
+impl DocumentFilter {
+    /// Whether an event leaving a document in `state` passes the filter (the
+    /// watch streams' version of [`list`]'s conditions).
+    pub fn admits(&self, owner: Uuid, state: &str, labels: &[Option<String>], filename: &str, created_at: DateTime<Utc>) -> bool {
+        self.owner.is_none_or(|o| o == owner)
+            && self.state.as_deref().is_none_or(|s| s == state)
+            && self.label.as_deref().is_none_or(|l| labels.iter().flatten().any(|x| x == l))
+            && self
+                .filename_contains
+                .as_deref()
+                .is_none_or(|f| filename.to_lowercase().contains(&f.to_lowercase()))
+            && self.created_after.is_none_or(|t| created_at >= t)
+            && self.created_before.is_none_or(|t| created_at < t)
+    }
+}
+
 /// The orders [`list`] supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::document_events;
+use crate::db::schema::{document_events, documents};
 
 /// An event as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -39,8 +39,23 @@ pub struct NewDocumentEvent {
     pub state: String,
 }
 
+/// The advisory lock that serialises event appends ("folio" and 1).
+const APPEND_LOCK: i64 = 0x666f_6c69_6f00_0001;
+
 /// Appends an event, returning it with its id.
+///
+/// Ids must become visible in id order, or a reader that has seen id n could
+/// later find an id below n commit and miss it (a bigserial alone does not
+/// give that: ids are drawn at insert, transactions commit in any order). So
+/// the append takes a transaction-scoped advisory lock first: the next append
+/// draws its id only after this transaction has committed (or rolled back).
+/// Make the append the last statement of its transaction, so the lock is held
+/// for the commit alone.
 pub async fn append(conn: &mut AsyncPgConnection, event: &NewDocumentEvent) -> QueryResult<DocumentEvent> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(APPEND_LOCK)
+        .execute(conn)
+        .await?;
     diesel::insert_into(document_events::table)
         .values(event)
         .returning(DocumentEvent::as_returning())
@@ -58,4 +73,53 @@ pub async fn list(conn: &mut AsyncPgConnection, document_id: Uuid, after_id: i64
         .select(DocumentEvent::as_select())
         .load(conn)
         .await
+}
+
+/// An event with what the watch filters need of its document.
+#[derive(Debug, Clone, Queryable)]
+pub struct WatchedEvent {
+    pub event: DocumentEvent,
+    pub labels: Vec<Option<String>>,
+    pub filename: String,
+    pub document_created_at: DateTime<Utc>,
+}
+
+/// Whose events [`list_watched`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Document(Uuid),
+    Owner(Uuid),
+    Everyone,
+}
+
+/// Events in `scope` after `after_id`, oldest first, with their documents'
+/// labels, filename and creation time.
+pub async fn list_watched(conn: &mut AsyncPgConnection, scope: Scope, after_id: i64, limit: i64) -> QueryResult<Vec<WatchedEvent>> {
+    let mut query = document_events::table
+        .inner_join(documents::table)
+        .filter(document_events::id.gt(after_id))
+        .order(document_events::id.asc())
+        .limit(limit)
+        .select((
+            DocumentEvent::as_select(),
+            documents::labels,
+            documents::filename,
+            documents::created_at,
+        ))
+        .into_boxed();
+    query = match scope {
+        Scope::Document(id) => query.filter(document_events::document_id.eq(id)),
+        Scope::Owner(id) => query.filter(document_events::owner_id.eq(id)),
+        Scope::Everyone => query,
+    };
+    query.load(conn).await
+}
+
+/// The id of the newest event (0 when there is none).
+pub async fn last_id(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    document_events::table
+        .select(diesel::dsl::max(document_events::id))
+        .first::<Option<i64>>(conn)
+        .await
+        .map(Option::unwrap_or_default)
 }

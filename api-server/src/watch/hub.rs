@@ -1,0 +1,402 @@
+//! The hub: one per api-server process. It alone listens to Redis and reads new
+//! events from Postgres, then hands each event to the streams watching its
+//! document, its owner or everyone.
+//!
+//! Redis notices only wake the hub; what it hands out is always what it read
+//! from Postgres after its cursor, in id order (appends commit in id order, see
+//! `document_event::append`). So a lost notice delays an event, never loses it:
+//! the hub also reads every [`BACKSTOP`] while Redis is up, and every
+//! `FOLIO_WATCH_POLL_MS` while it is not.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use folio_shared::{
+    config::WatchConfig,
+    db::{
+        self,
+        models::{
+            document::DocumentFilter,
+            document_event::{self, Scope, WatchedEvent},
+        },
+    },
+    documents::EVENTS_CHANNEL,
+};
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{auth::guard::REVOCATIONS_CHANNEL, error::ApiError};
+
+/// How often the hub reads Postgres while Redis notices arrive (a backstop
+/// for a notice lost between a commit and its publish).
+pub const BACKSTOP: Duration = Duration::from_secs(5);
+/// Events read per query.
+const PAGE: i64 = 500;
+/// How often the Redis subscription is pinged to find a dead connection.
+const REDIS_PING: Duration = Duration::from_secs(10);
+/// How long a Redis connect or ping may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The handle streams use; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WatchConfig,
+    registry: Mutex<Registry>,
+    live_notices: AtomicBool,
+    fallbacks: AtomicU64,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    by_scope: HashMap<Scope, Vec<u64>>,
+    streams_per_user: HashMap<Uuid, usize>,
+    streams: usize,
+}
+
+struct Entry {
+    scope: Scope,
+    filter: Option<Arc<DocumentFilter>>,
+    session_id: Uuid,
+    sender: mpsc::Sender<Arc<WatchedEvent>>,
+    revoked: CancellationToken,
+}
+
+/// A stream's place in the hub: live events arrive on `events`. When the stream
+/// falls more than `FOLIO_WATCH_BUFFER` events behind, the hub drops it and
+/// `events` ends: the stream then catches up from Postgres and subscribes
+/// again. Dropping the subscription leaves the hub.
+pub struct Subscription {
+    id: u64,
+    pub events: mpsc::Receiver<Arc<WatchedEvent>>,
+    /// Cancelled when the stream's session is revoked.
+    pub revoked: CancellationToken,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.inner.lock().remove(self.id);
+    }
+}
+
+/// One open stream of one account; dropping it frees the place.
+pub struct StreamPermit {
+    user_id: Uuid,
+    inner: Arc<Inner>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut registry = self.inner.lock();
+        registry.streams -= 1;
+        if let Some(count) = registry.streams_per_user.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                registry.streams_per_user.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// What GetInfo reports.
+#[derive(Debug, Clone, Copy)]
+pub struct HubStats {
+    pub streams: usize,
+    pub live_notices: bool,
+    pub fallbacks: u64,
+}
+
+impl Registry {
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(entry) = self.entries.remove(&id) else {
+            return false;
+        };
+        if let Some(ids) = self.by_scope.get_mut(&entry.scope) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_scope.remove(&entry.scope);
+            }
+        }
+        true
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands `watched` to every stream whose scope and filter take it. A stream
+    /// whose buffer is full is dropped (it catches up from Postgres).
+    fn dispatch(&self, watched: &Arc<WatchedEvent>) {
+        let event = &watched.event;
+        let mut registry = self.lock();
+        let mut behind = Vec::new();
+        for scope in [Scope::Document(event.document_id), Scope::Owner(event.owner_id), Scope::Everyone] {
+            let Some(ids) = registry.by_scope.get(&scope) else {
+                continue;
+            };
+            for id in ids {
+                let entry = &registry.entries[id];
+                let admitted = entry.filter.as_ref().is_none_or(|filter| {
+                    filter.admits(
+                        event.owner_id,
+                        &event.state,
+                        &watched.labels,
+                        &watched.filename,
+                        watched.document_created_at,
+                    )
+                });
+                if admitted && let Err(mpsc::error::TrySendError::Full(_)) = entry.sender.try_send(watched.clone()) {
+                    behind.push(*id);
+                }
+            }
+        }
+        for id in behind {
+            registry.remove(id);
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the streams of the revoked sessions.
+    fn revoke(&self, sessions: &[Uuid]) {
+        let registry = self.lock();
+        for entry in registry.entries.values() {
+            if sessions.contains(&entry.session_id) {
+                entry.revoked.cancel();
+            }
+        }
+    }
+
+    /// Reads every event after `cursor` and hands it out.
+    async fn catch_up(&self, pool: &db::Pool, cursor: &mut i64) -> anyhow::Result<()> {
+        let mut conn = pool.get().await?;
+        loop {
+            let page = document_event::list_watched(&mut conn, Scope::Everyone, *cursor, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            for watched in page {
+                *cursor = watched.event.id;
+                self.dispatch(&Arc::new(watched));
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Starts the hub: its cursor is the newest event now; the returned task
+    /// runs until `cancel`.
+    pub async fn start(
+        config: WatchConfig,
+        pool: db::Pool,
+        redis: redis::Client,
+        prefix: &str,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<(Hub, tokio::task::JoinHandle<()>)> {
+        let cursor = document_event::last_id(&mut *pool.get().await?).await?;
+        let inner = Arc::new(Inner {
+            config,
+            registry: Mutex::default(),
+            live_notices: AtomicBool::new(false),
+            fallbacks: AtomicU64::new(0),
+        });
+        let wake = Arc::new(Notify::new());
+        let channels = Channels {
+            events: format!("{prefix}{EVENTS_CHANNEL}"),
+            revocations: format!("{prefix}{REVOCATIONS_CHANNEL}"),
+        };
+        let listener = tokio::spawn(listen(inner.clone(), redis, channels, wake.clone(), cancel.clone()));
+        let reader = tokio::spawn(read(inner.clone(), pool, cursor, wake, cancel));
+        let task = tokio::spawn(async move {
+            let _ = listener.await;
+            let _ = reader.await;
+        });
+        Ok((Hub { inner }, task))
+    }
+
+    /// Takes a stream place for `user_id`: RESOURCE_EXHAUSTED past
+    /// `FOLIO_WATCH_MAX_PER_USER`.
+    pub fn admit(&self, user_id: Uuid) -> Result<StreamPermit, ApiError> {
+        let mut registry = self.inner.lock();
+        let count = registry.streams_per_user.entry(user_id).or_default();
+        if *count >= self.inner.config.max_per_user {
+            return Err(ApiError::ResourceExhausted {
+                message: format!("{count} watch streams are open for this account on this server, the most allowed; close one first"),
+                retry_after: Duration::from_secs(5),
+            });
+        }
+        *count += 1;
+        registry.streams += 1;
+        Ok(StreamPermit {
+            user_id,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Subscribes to the live events in `scope` that pass `filter`.
+    pub fn subscribe(&self, scope: Scope, filter: Option<Arc<DocumentFilter>>, session_id: Uuid) -> Subscription {
+        let (sender, events) = mpsc::channel(self.inner.config.buffer);
+        let revoked = CancellationToken::new();
+        let mut registry = self.inner.lock();
+        registry.next_id += 1;
+        let id = registry.next_id;
+        registry.entries.insert(
+            id,
+            Entry {
+                scope,
+                filter,
+                session_id,
+                sender,
+                revoked: revoked.clone(),
+            },
+        );
+        registry.by_scope.entry(scope).or_default().push(id);
+        Subscription {
+            id,
+            events,
+            revoked,
+            inner: self.inner.clone(),
+        }
+    }
+
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            streams: self.inner.lock().streams,
+            live_notices: self.inner.live_notices.load(Ordering::Relaxed),
+            fallbacks: self.inner.fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn config(&self) -> &WatchConfig {
+        &self.inner.config
+    }
+}
+
+struct Channels {
+    events: String,
+    revocations: String,
+}
+
+/// Reads new events whenever woken, and on a timer: the backstop while Redis
+/// notices arrive, `FOLIO_WATCH_POLL_MS` while they do not.
+async fn read(inner: Arc<Inner>, pool: db::Pool, mut cursor: i64, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut failing = false;
+    loop {
+        let interval = if inner.live_notices.load(Ordering::Relaxed) {
+            BACKSTOP
+        } else {
+            inner.config.poll
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        match inner.catch_up(&pool, &mut cursor).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(cursor, "watch: reading events again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(error = format!("{error:#}"), "watch: cannot read new events; retrying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Keeps one Redis subscription to the event and revocation channels,
+/// reconnecting with backoff; while it is down the reader polls.
+async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let lost = tokio::select! {
+            () = cancel.cancelled() => return,
+            lost = subscribed(&inner, &client, &channels, &wake, &mut backoff) => lost,
+        };
+        if inner.live_notices.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %lost, poll = ?inner.config.poll, "watch: Redis notices lost; polling Postgres until they return");
+        }
+        wake.notify_one();
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Subscribes and forwards notices until the connection fails.
+async fn subscribed(
+    inner: &Inner,
+    client: &redis::Client,
+    channels: &Channels,
+    wake: &Notify,
+    backoff: &mut Duration,
+) -> redis::RedisError {
+    let connected = async {
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| timed_out("connect"))??;
+        let (mut sink, stream) = pubsub.split();
+        tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&[&channels.events, &channels.revocations]))
+            .await
+            .map_err(|_| timed_out("subscribe"))??;
+        redis::RedisResult::Ok((sink, stream))
+    };
+    let (mut sink, mut stream) = match connected.await {
+        Ok(connected) => connected,
+        Err(error) => return error,
+    };
+    *backoff = Duration::from_millis(100);
+    inner.live_notices.store(true, Ordering::Relaxed);
+    tracing::info!("watch: live notices from Redis");
+    // Events committed while the subscription was down are read now.
+    wake.notify_one();
+    let mut ping = tokio::time::interval(REDIS_PING);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                let Some(message) = message else {
+                    return timed_out("the subscription ended");
+                };
+                if message.get_channel_name() == channels.revocations {
+                    let sessions: Vec<Uuid> = serde_json::from_slice(message.get_payload_bytes()).unwrap_or_default();
+                    inner.revoke(&sessions);
+                } else {
+                    wake.notify_one();
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return error,
+                    Err(_) => return timed_out("ping"),
+                }
+            }
+        }
+    }
+}
+
+fn timed_out(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "Redis subscription", what.to_owned()))
+}

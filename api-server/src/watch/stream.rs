@@ -1,0 +1,293 @@
+//! One watch stream, as a `Stream` of responses that tonic polls: nothing runs
+//! while the client is not reading (HTTP/2 flow control holds the stream), and
+//! dropping it (the client went away) leaves the hub.
+
+use std::{collections::VecDeque, pin::Pin, sync::Arc};
+
+use chrono::Utc;
+use folio_proto::v1::{self as pb, watch_response::Item};
+use folio_shared::db::{
+    self,
+    models::{
+        document::{self, DocumentFilter, state},
+        document_event::{self, Scope, WatchedEvent},
+    },
+};
+use futures_util::Stream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::hub::{Hub, StreamPermit, Subscription};
+use crate::{
+    auth::{self, Principal},
+    document_service::event_to_proto,
+    system::timestamp,
+};
+
+/// Events read from Postgres per query while catching up.
+const PAGE: i64 = 200;
+
+/// The stream type both watch RPCs return.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic::Status>> + Send>>;
+
+/// What a stream watches.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One document; the stream ends after its terminal event unless `follow`.
+    Document { id: Uuid, follow: bool },
+    /// The documents in `scope` that pass `filter`; never ends by itself.
+    Documents { scope: Scope, filter: Arc<DocumentFilter> },
+}
+
+impl Target {
+    fn scope(&self) -> Scope {
+        match self {
+            Target::Document { id, .. } => Scope::Document(*id),
+            Target::Documents { scope, .. } => *scope,
+        }
+    }
+
+    fn filter(&self) -> Option<Arc<DocumentFilter>> {
+        match self {
+            Target::Document { .. } => None,
+            Target::Documents { filter, .. } => Some(filter.clone()),
+        }
+    }
+}
+
+/// A stream's state between two messages.
+pub struct Watch {
+    hub: Hub,
+    pool: db::Pool,
+    principal: Principal,
+    target: Target,
+    /// The last event id passed (sent, or filtered out).
+    cursor: i64,
+    subscription: Subscription,
+    _permit: StreamPermit,
+    shutdown: CancellationToken,
+    /// Events read from Postgres (or handed over live) not yet passed.
+    pending: VecDeque<Arc<WatchedEvent>>,
+    /// Whether Postgres may hold events after the cursor that are not pending.
+    replaying: bool,
+    /// Whether the watched document's state after the last event passed is
+    /// terminal (WatchDocument only).
+    terminal: bool,
+    /// Send a heartbeat before anything else (a WatchDocuments from now on
+    /// tells the client where it starts).
+    greet: bool,
+    last_sent: Instant,
+    next_recheck: Instant,
+    expires_at: Instant,
+    done: bool,
+}
+
+/// What waiting for live events produced.
+enum Live {
+    Event(Arc<WatchedEvent>),
+    Behind,
+    Heartbeat,
+    Recheck,
+    End(tonic::Status),
+}
+
+impl Watch {
+    /// A stream that must already be subscribed (`subscription`) before the
+    /// caller read anything it decides on (the document's state), so that no
+    /// event falls between that read and the live ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        hub: Hub,
+        pool: db::Pool,
+        principal: Principal,
+        target: Target,
+        cursor: i64,
+        permit: StreamPermit,
+        subscription: Subscription,
+        shutdown: CancellationToken,
+        terminal: bool,
+        greet: bool,
+    ) -> Self {
+        let now = Instant::now();
+        let left = (principal.token_expires_at - Utc::now()).to_std().unwrap_or_default();
+        Watch {
+            next_recheck: now + hub.config().recheck,
+            expires_at: now + left,
+            hub,
+            pool,
+            principal,
+            target,
+            cursor,
+            subscription,
+            _permit: permit,
+            shutdown,
+            pending: VecDeque::new(),
+            replaying: true,
+            terminal,
+            greet,
+            last_sent: now,
+            done: false,
+        }
+    }
+
+    /// The stream tonic sends.
+    pub fn into_stream(self) -> WatchStream {
+        Box::pin(futures_util::stream::unfold(self, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
+        }))
+    }
+
+    /// The next message, or None when the stream is over.
+    async fn next(&mut self) -> Option<Result<pb::WatchResponse, tonic::Status>> {
+        if self.done {
+            return None;
+        }
+        if std::mem::take(&mut self.greet) {
+            return Some(Ok(self.heartbeat()));
+        }
+        loop {
+            if Instant::now() >= self.expires_at {
+                return self.end(self.expired());
+            }
+            if let Some(watched) = self.pending.pop_front() {
+                if let Some(event) = self.pass(&watched) {
+                    self.last_sent = Instant::now();
+                    return Some(Ok(pb::WatchResponse {
+                        item: Some(Item::Event(event)),
+                    }));
+                }
+                continue;
+            }
+            if self.replaying {
+                match self.read_page().await {
+                    Ok(page) => {
+                        self.replaying = page.len() as i64 == PAGE;
+                        self.pending.extend(page.into_iter().map(Arc::new));
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "watch: cannot read events");
+                        return self.end(tonic::Status::unavailable(format!(
+                            "cannot read events right now; reconnect with after_event_id {}",
+                            self.cursor
+                        )));
+                    }
+                }
+            }
+            if self.terminal && matches!(self.target, Target::Document { follow: false, .. }) {
+                self.done = true;
+                return None;
+            }
+            match self.wait_live().await {
+                Live::Event(watched) => self.pending.push_back(watched),
+                Live::Behind => {
+                    // The hub dropped this stream for falling behind: subscribe
+                    // again, then read what was missed from Postgres.
+                    self.subscription = self
+                        .hub
+                        .subscribe(self.target.scope(), self.target.filter(), self.principal.session_id);
+                    self.replaying = true;
+                }
+                Live::Heartbeat => {
+                    self.last_sent = Instant::now();
+                    return Some(Ok(self.heartbeat()));
+                }
+                Live::Recheck => {
+                    self.next_recheck = Instant::now() + self.hub.config().recheck;
+                    if let Some(status) = self.recheck().await {
+                        return self.end(status);
+                    }
+                }
+                Live::End(status) => return self.end(status),
+            }
+        }
+    }
+
+    /// Passes `watched`: None when the cursor is already past it or the
+    /// filter refuses it.
+    fn pass(&mut self, watched: &WatchedEvent) -> Option<pb::DocumentEvent> {
+        let event = &watched.event;
+        if event.id <= self.cursor {
+            return None;
+        }
+        self.cursor = event.id;
+        match &self.target {
+            Target::Document { .. } => self.terminal = state::is_terminal(&event.state),
+            Target::Documents { filter, .. } => {
+                let admitted = filter.admits(
+                    event.owner_id,
+                    &event.state,
+                    &watched.labels,
+                    &watched.filename,
+                    watched.document_created_at,
+                );
+                if !admitted {
+                    return None;
+                }
+            }
+        }
+        Some(event_to_proto(event))
+    }
+
+    async fn read_page(&self) -> anyhow::Result<Vec<WatchedEvent>> {
+        let mut conn = self.pool.get().await?;
+        Ok(document_event::list_watched(&mut conn, self.target.scope(), self.cursor, PAGE).await?)
+    }
+
+    async fn wait_live(&mut self) -> Live {
+        let heartbeat_at = self.last_sent + self.hub.config().heartbeat;
+        let subscription = &mut self.subscription;
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => Live::End(tonic::Status::unavailable(format!(
+                "the server is shutting down; reconnect with after_event_id {}", self.cursor
+            ))),
+            () = subscription.revoked.cancelled() => Live::End(tonic::Status::unauthenticated("the session was revoked")),
+            () = tokio::time::sleep_until(self.expires_at) => Live::End(self.expired()),
+            event = subscription.events.recv() => event.map_or(Live::Behind, Live::Event),
+            () = tokio::time::sleep_until(self.next_recheck) => Live::Recheck,
+            () = tokio::time::sleep_until(heartbeat_at) => Live::Heartbeat,
+        }
+    }
+
+    /// The periodic check: the session is still live (a lost revocation
+    /// notice), the watched document still exists.
+    async fn recheck(&self) -> Option<tonic::Status> {
+        let principal = &self.principal;
+        match auth::live_account(&self.pool, principal.user_id, principal.session_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Some(tonic::Status::unauthenticated("the session was revoked or the account deactivated")),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "watch: cannot re-check the session; trying later"),
+        }
+        if let Target::Document { id, .. } = self.target {
+            let found = async { anyhow::Ok(document::find(&mut *self.pool.get().await?, id).await?) }.await;
+            if let Ok(None) = found {
+                return Some(tonic::Status::not_found(format!("document {id} was deleted")));
+            }
+        }
+        None
+    }
+
+    fn expired(&self) -> tonic::Status {
+        tonic::Status::unauthenticated(format!(
+            "the access token expired; refresh it and reconnect with after_event_id {}",
+            self.cursor
+        ))
+    }
+
+    fn heartbeat(&self) -> pb::WatchResponse {
+        pb::WatchResponse {
+            item: Some(Item::Heartbeat(pb::Heartbeat {
+                time: Some(timestamp(Utc::now())),
+                last_event_id: self.cursor,
+            })),
+        }
+    }
+
+    fn end(&mut self, status: tonic::Status) -> Option<Result<pb::WatchResponse, tonic::Status>> {
+        self.done = true;
+        Some(Err(status))
+    }
+}
