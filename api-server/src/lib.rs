@@ -51,8 +51,8 @@ use folio_shared::{
     startup,
 };
 use tokio::{net::TcpListener, sync::Notify};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::{
     accounts::Accounts,
@@ -245,7 +245,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }))
         .add_service(UserServiceServer::new(Users { accounts }))
         .add_service(DocumentServiceServer::new(documents).max_decoding_message_size(4 << 20))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a small response (a watch event, a unary
+            // answer) can wait for the peer's delayed ACK: 40 ms on Linux.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop_accepting.clone().cancelled_owned(),
+        );
     tokio::pin!(server);
     tracing::info!(%address, version = folio_shared::VERSION, "folio-api serving");
 

@@ -62,6 +62,9 @@ pub struct WatchConfig {
     /// `FOLIO_WATCH_POLL_MS`: how often the api-server reads new events from
     /// Postgres while Redis is unreachable (with Redis, notices wake it at once).
     pub poll: Duration,
+    /// `FOLIO_WATCH_BACKSTOP_SECS`: how often it reads them while Redis is up,
+    /// for a notice lost between a commit and its publish.
+    pub backstop: Duration,
     /// `FOLIO_WATCH_HEARTBEAT_SECS`: a stream that sent nothing for this long
     /// sends a heartbeat message.
     pub heartbeat: Duration,
@@ -233,6 +236,7 @@ impl Config {
             },
             watch: WatchConfig {
                 poll: Duration::from_millis(vars.bounded("FOLIO_WATCH_POLL_MS", 500, 10, 60_000)?),
+                backstop: Duration::from_secs(vars.bounded("FOLIO_WATCH_BACKSTOP_SECS", 5, 1, 3600)?),
                 heartbeat: Duration::from_secs(vars.bounded("FOLIO_WATCH_HEARTBEAT_SECS", 15, 1, 3600)?),
                 buffer: vars.bounded("FOLIO_WATCH_BUFFER", 256, 1, 1 << 20)?,
                 max_per_user: vars.bounded("FOLIO_WATCH_MAX_PER_USER", 100, 1, 1 << 20)?,

@@ -309,6 +309,9 @@ async fn with_redis_cut_streams_poll_postgres_and_lose_nothing_then_go_live_agai
     let proxy = TcpProxy::start("127.0.0.1:6379").await;
     env.set("REDIS_URL", proxy.url_through(&folio_tests::redis_url()));
     env.set("FOLIO_WATCH_POLL_MS", "100");
+    // With no backstop read for a minute, events that arrive while Redis is
+    // cut can only come from polling.
+    env.set("FOLIO_WATCH_BACKSTOP_SECS", "60");
     let api = env.spawn_api().await;
     let member = api.register_member().await;
     let mut client = documents_as(&api, &member.access_token).await;

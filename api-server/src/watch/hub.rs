@@ -5,8 +5,8 @@
 //! Redis notices only wake the hub; what it hands out is always what it read
 //! from Postgres after its cursor, in id order (appends commit in id order, see
 //! `document_event::append`). So a lost notice delays an event, never loses it:
-//! the hub also reads every [`BACKSTOP`] while Redis is up, and every
-//! `FOLIO_WATCH_POLL_MS` while it is not.
+//! the hub also reads every `FOLIO_WATCH_BACKSTOP_SECS` while Redis is up, and
+//! every `FOLIO_WATCH_POLL_MS` while it is not.
 
 use std::{
     collections::HashMap,
@@ -33,11 +33,22 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{auth::guard::REVOCATIONS_CHANNEL, error::ApiError};
+use crate::{auth::guard::REVOCATIONS_CHANNEL, document_service::event_to_proto, error::ApiError};
 
-/// How often the hub reads Postgres while Redis notices arrive (a backstop
-/// for a notice lost between a commit and its publish).
-pub const BACKSTOP: Duration = Duration::from_secs(5);
+/// An event as streams receive it: what the filters need, and the message,
+/// converted once for all the streams it goes to.
+pub struct Delivery {
+    pub watched: WatchedEvent,
+    pub message: folio_proto::v1::DocumentEvent,
+}
+
+impl Delivery {
+    pub fn new(watched: WatchedEvent) -> Arc<Self> {
+        let message = event_to_proto(&watched.event);
+        Arc::new(Delivery { watched, message })
+    }
+}
+
 /// Events read per query.
 const PAGE: i64 = 500;
 /// How often the Redis subscription is pinged to find a dead connection.
@@ -71,7 +82,7 @@ struct Entry {
     scope: Scope,
     filter: Option<Arc<DocumentFilter>>,
     session_id: Uuid,
-    sender: mpsc::Sender<Arc<WatchedEvent>>,
+    sender: mpsc::Sender<Arc<Delivery>>,
     revoked: CancellationToken,
 }
 
@@ -81,7 +92,7 @@ struct Entry {
 /// again. Dropping the subscription leaves the hub.
 pub struct Subscription {
     id: u64,
-    pub events: mpsc::Receiver<Arc<WatchedEvent>>,
+    pub events: mpsc::Receiver<Arc<Delivery>>,
     /// Cancelled when the stream's session is revoked.
     pub revoked: CancellationToken,
     inner: Arc<Inner>,
@@ -142,7 +153,8 @@ impl Inner {
 
     /// Hands `watched` to every stream whose scope and filter take it. A stream
     /// whose buffer is full is dropped (it catches up from Postgres).
-    fn dispatch(&self, watched: &Arc<WatchedEvent>) {
+    fn dispatch(&self, delivery: &Arc<Delivery>) {
+        let watched = &delivery.watched;
         let event = &watched.event;
         let mut registry = self.lock();
         let mut behind = Vec::new();
@@ -161,7 +173,7 @@ impl Inner {
                         watched.document_created_at,
                     )
                 });
-                if admitted && let Err(mpsc::error::TrySendError::Full(_)) = entry.sender.try_send(watched.clone()) {
+                if admitted && let Err(mpsc::error::TrySendError::Full(_)) = entry.sender.try_send(delivery.clone()) {
                     behind.push(*id);
                 }
             }
@@ -190,7 +202,7 @@ impl Inner {
             let full = page.len() as i64 == PAGE;
             for watched in page {
                 *cursor = watched.event.id;
-                self.dispatch(&Arc::new(watched));
+                self.dispatch(&Delivery::new(watched));
             }
             if !full {
                 return Ok(());
@@ -299,7 +311,7 @@ async fn read(inner: Arc<Inner>, pool: db::Pool, mut cursor: i64, wake: Arc<Noti
     let mut failing = false;
     loop {
         let interval = if inner.live_notices.load(Ordering::Relaxed) {
-            BACKSTOP
+            inner.config.backstop
         } else {
             inner.config.poll
         };
@@ -334,8 +346,9 @@ async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, wa
         };
         if inner.live_notices.swap(false, Ordering::Relaxed) {
             tracing::warn!(error = %lost, poll = ?inner.config.poll, "watch: Redis notices lost; polling Postgres until they return");
+            // The reader switches to its polling interval now.
+            wake.notify_one();
         }
-        wake.notify_one();
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}

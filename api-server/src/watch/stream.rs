@@ -18,10 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::hub::{Hub, StreamPermit, Subscription};
+use super::hub::{Delivery, Hub, StreamPermit, Subscription};
 use crate::{
     auth::{self, Principal},
-    document_service::event_to_proto,
     system::timestamp,
 };
 
@@ -68,7 +67,7 @@ pub struct Watch {
     _permit: StreamPermit,
     shutdown: CancellationToken,
     /// Events read from Postgres (or handed over live) not yet passed.
-    pending: VecDeque<Arc<WatchedEvent>>,
+    pending: VecDeque<Arc<Delivery>>,
     /// Whether Postgres may hold events after the cursor that are not pending.
     replaying: bool,
     /// Whether the watched document's state after the last event passed is
@@ -85,7 +84,7 @@ pub struct Watch {
 
 /// What waiting for live events produced.
 enum Live {
-    Event(Arc<WatchedEvent>),
+    Event(Arc<Delivery>),
     Behind,
     Heartbeat,
     Recheck,
@@ -151,8 +150,8 @@ impl Watch {
             if Instant::now() >= self.expires_at {
                 return self.end(self.expired());
             }
-            if let Some(watched) = self.pending.pop_front() {
-                if let Some(event) = self.pass(&watched) {
+            if let Some(delivery) = self.pending.pop_front() {
+                if let Some(event) = self.pass(&delivery) {
                     self.last_sent = Instant::now();
                     return Some(Ok(pb::WatchResponse {
                         item: Some(Item::Event(event)),
@@ -164,7 +163,7 @@ impl Watch {
                 match self.read_page().await {
                     Ok(page) => {
                         self.replaying = page.len() as i64 == PAGE;
-                        self.pending.extend(page.into_iter().map(Arc::new));
+                        self.pending.extend(page.into_iter().map(Delivery::new));
                         continue;
                     }
                     Err(error) => {
@@ -181,7 +180,7 @@ impl Watch {
                 return None;
             }
             match self.wait_live().await {
-                Live::Event(watched) => self.pending.push_back(watched),
+                Live::Event(delivery) => self.pending.push_back(delivery),
                 Live::Behind => {
                     // The hub dropped this stream for falling behind: subscribe
                     // again, then read what was missed from Postgres.
@@ -207,7 +206,8 @@ impl Watch {
 
     /// Passes `watched`: None when the cursor is already past it or the
     /// filter refuses it.
-    fn pass(&mut self, watched: &WatchedEvent) -> Option<pb::DocumentEvent> {
+    fn pass(&mut self, delivery: &Delivery) -> Option<pb::DocumentEvent> {
+        let watched = &delivery.watched;
         let event = &watched.event;
         if event.id <= self.cursor {
             return None;
@@ -228,7 +228,7 @@ impl Watch {
                 }
             }
         }
-        Some(event_to_proto(event))
+        Some(delivery.message.clone())
     }
 
     async fn read_page(&self) -> anyhow::Result<Vec<WatchedEvent>> {

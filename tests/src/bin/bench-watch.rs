@@ -1,0 +1,229 @@
+//! Live status benchmark, printed as Markdown (BENCHMARKS.md keeps the
+//! figures). Run with `scripts/bench watch` (release builds, real servers).
+//!
+//! A folio-api process and one folio-worker process; 1, 100 and then 1,000
+//! WatchDocuments streams (the admin's, so each sees every event) over
+//! connections of 100 streams each. For each count: the api-server's resident
+//! memory before and after the streams open (idle), then 20 small documents
+//! uploaded 200 ms apart; every watcher notes, for every event, its arrival
+//! time minus the event's `created_at` (written by `clock_timestamp()` as the
+//! last statement before the worker's commit, on the same machine clock).
+
+use std::{process::Stdio, time::Duration};
+
+use folio_proto::v1::{
+    CreateDocumentRequest, DocumentMetadata, LoginRequest, WatchDocumentsRequest, auth_service_client::AuthServiceClient,
+    document_service_client::DocumentServiceClient, watch_response::Item,
+};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv};
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+const DOCUMENTS: usize = 20;
+const STREAMS_PER_CONNECTION: usize = 100;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Row {
+    watchers: usize,
+    events: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    idle_bytes_per_watcher: Option<f64>,
+}
+
+async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usize) -> Row {
+    let connections = watchers.div_ceil(STREAMS_PER_CONNECTION);
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap());
+    }
+    let before = rss_kib(api_pid);
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let (opened, mut opened_rx) = tokio::sync::mpsc::channel::<()>(watchers);
+    for n in 0..watchers {
+        let mut client = DocumentServiceClient::new(InterceptedService::new(channels[n % connections].clone(), Bearer::new(token)));
+        let opened = opened.clone();
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = client
+                .watch_documents(WatchDocumentsRequest::default())
+                .await
+                .expect("watch")
+                .into_inner();
+            let mut latencies = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return latencies,
+                    message = stream.next() => match message.expect("stream open").expect("no error").item {
+                        Some(Item::Heartbeat(_)) => { let _ = opened.send(()).await; }
+                        Some(Item::Event(event)) => {
+                            let created = event.created_at.expect("created_at");
+                            let created = std::time::UNIX_EPOCH + Duration::new(created.seconds as u64, created.nanos as u32);
+                            latencies.push(std::time::SystemTime::now().duration_since(created).unwrap_or_default());
+                        }
+                        None => panic!("an empty message"),
+                    }
+                }
+            }
+        }));
+    }
+    for _ in 0..watchers {
+        opened_rx.recv().await.expect("opened");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(api_pid);
+    let idle_bytes_per_watcher = (watchers >= 100).then(|| (after.saturating_sub(before) * 1024) as f64 / watchers as f64);
+
+    let mut uploader = DocumentServiceClient::new(InterceptedService::new(channels[0].clone(), Bearer::new(token)));
+    let pool = env.pool();
+    let first_document = {
+        let mut conn = pool.get().await.unwrap();
+        folio_shared::db::models::document_event::last_id(&mut conn).await.unwrap()
+    };
+    for i in 0..DOCUMENTS {
+        uploader
+            .create_document(CreateDocumentRequest {
+                metadata: Some(DocumentMetadata {
+                    filename: format!("w{watchers}-{i}.md"),
+                    ..Default::default()
+                }),
+                content: format!("# Note {watchers}-{i}\n\nA short note about tides, number {i}.\n\n## More\n\nAnd a second part.\n")
+                    .into_bytes(),
+            })
+            .await
+            .expect("upload");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Wait until every document is READY, then a little for the last events.
+    loop {
+        let mut conn = pool.get().await.unwrap();
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use diesel_async::RunQueryDsl as _;
+        use folio_shared::db::schema::documents;
+        let pending: i64 = documents::table
+            .filter(documents::state.ne("READY"))
+            .count()
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let expected = {
+        let mut conn = pool.get().await.unwrap();
+        folio_shared::db::models::document_event::list_watched(
+            &mut conn,
+            folio_shared::db::models::document_event::Scope::Everyone,
+            first_document,
+            100_000,
+        )
+        .await
+        .unwrap()
+        .len()
+    };
+    let _ = stop.send(true);
+    let mut all = Vec::new();
+    for task in tasks {
+        let latencies = task.await.unwrap();
+        assert_eq!(latencies.len(), expected, "a watcher missed events");
+        all.extend(latencies);
+    }
+    all.sort();
+    Row {
+        watchers,
+        events: expected,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        max: *all.last().unwrap(),
+        idle_bytes_per_watcher,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut env = TestEnv::new().await;
+    for (k, v) in [
+        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
+        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
+        ("FOLIO_WATCH_MAX_PER_USER", "5000"),
+        ("RUST_LOG", "warn"),
+    ] {
+        env.set(k, v);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut api = env
+        .command("folio-api")
+        .env("FOLIO_GRPC_ADDR", &addr)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("folio-api");
+    let url = format!("http://{addr}");
+    let channel = loop {
+        if folio_tests::health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+            break Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let token = AuthServiceClient::new(channel)
+        .login(LoginRequest {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut worker = env.command("folio-worker").stdout(Stdio::null()).spawn().expect("folio-worker");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let api_pid = api.id().unwrap();
+    let mut rows = Vec::new();
+    for watchers in [1, 100, 1000] {
+        rows.push(run(&env, &url, api_pid, &token, watchers).await);
+    }
+    println!("| watchers | events each | commit → client p50 | p99 | max | api-server memory per idle watcher |");
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.watchers,
+            row.events,
+            ms(row.p50),
+            ms(row.p99),
+            ms(row.max),
+            row.idle_bytes_per_watcher.map_or("-".into(), |b| format!("{:.1} KB", b / 1024.0))
+        );
+    }
+
+    for process in [&api, &worker] {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &process.id().unwrap().to_string()])
+            .status();
+    }
+    let _ = worker.wait().await;
+    let _ = api.wait().await;
+    env.cleanup().await;
+}
