@@ -54,6 +54,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     /// Live status stream settings.
     pub watch: WatchConfig,
+    /// Embedding and reranking models.
+    pub models: ModelsConfig,
 }
 
 /// Settings of the WatchDocument and WatchDocuments streams.
@@ -77,6 +79,94 @@ pub struct WatchConfig {
     /// `FOLIO_WATCH_RECHECK_SECS`: how often a stream checks that its session is
     /// still live (revocations also reach streams at once through Redis).
     pub recheck: Duration,
+}
+
+
+/// Which embedding and reranking models run, and how to reach them.
+#[derive(Clone, Debug)]
+pub struct ModelsConfig {
+    /// `FOLIO_EMBEDDER`: `hash` (no model), `openai` or `local`.
+    pub embedder: EmbedderKind,
+    /// `FOLIO_EMBED_URL`: the OpenAI-compatible server's base URL (`openai`);
+    /// folio posts to `<url>/v1/embeddings`.
+    pub embed_url: Option<String>,
+    /// `FOLIO_EMBED_MODEL`: the model the server is asked for (`openai`).
+    pub embed_model: Option<String>,
+    /// `FOLIO_EMBED_API_KEY`: sent as a bearer token, if set (`openai`).
+    pub embed_api_key: Option<ApiKey>,
+    /// `FOLIO_EMBED_DIMENSION`: the vectors' dimension; every vector is checked
+    /// against it.
+    pub embed_dimension: usize,
+    /// `FOLIO_EMBED_MODEL_DIR`: a sentence-transformers BERT model directory
+    /// (`local`): config.json, model.safetensors, tokenizer.json.
+    pub embed_model_dir: Option<PathBuf>,
+    /// `FOLIO_EMBED_TIMEOUT_MS`: the time one request to the server may take.
+    pub embed_timeout: Duration,
+    /// `FOLIO_EMBED_CONCURRENCY`: embedding requests (`openai`) or inferences
+    /// (`local`) one process runs at once.
+    pub embed_concurrency: usize,
+    /// `FOLIO_EMBED_MAX_BATCH`: the most texts in one request or inference;
+    /// larger batches are split.
+    pub embed_max_batch: usize,
+    /// `FOLIO_RERANKER`: `lexical`, `tei`, `cohere` or `none`.
+    pub reranker: RerankerKind,
+    /// `FOLIO_RERANK_URL`: the reranking server's base URL (`tei`: folio posts
+    /// to `<url>/rerank`; `cohere`: to `<url>/v1/rerank`).
+    pub rerank_url: Option<String>,
+    /// `FOLIO_RERANK_MODEL`: the model the server is asked for (`cohere`).
+    pub rerank_model: Option<String>,
+    /// `FOLIO_RERANK_API_KEY`: sent as a bearer token, if set.
+    pub rerank_api_key: Option<ApiKey>,
+    /// `FOLIO_RERANK_TIMEOUT_MS`: the time one reranking request may take.
+    pub rerank_timeout: Duration,
+    /// `FOLIO_RERANK_CONCURRENCY`: reranking requests one process runs at once.
+    pub rerank_concurrency: usize,
+}
+
+/// The embedding provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbedderKind {
+    /// Feature hashing: no model, always available.
+    Hash,
+    /// An OpenAI-compatible `/v1/embeddings` server.
+    OpenAi,
+    /// A BERT model run in the process.
+    Local,
+}
+
+/// The reranking provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RerankerKind {
+    /// BM25 over the candidates, in the process.
+    Lexical,
+    /// Text Embeddings Inference's `/rerank`.
+    Tei,
+    /// The Cohere-style `/v1/rerank`.
+    Cohere,
+    /// No reranking.
+    None,
+}
+
+/// A secret sent to a model server. Its `Debug` does not show it, so a logged
+/// configuration does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(..)")
+    }
 }
 
 /// Settings of uploads and the pipeline.
@@ -242,6 +332,83 @@ impl Config {
                 max_per_user: vars.bounded("FOLIO_WATCH_MAX_PER_USER", 100, 1, 1 << 20)?,
                 recheck: Duration::from_secs(vars.bounded("FOLIO_WATCH_RECHECK_SECS", 30, 1, 3600)?),
             },
+            models: ModelsConfig::from_vars(&vars)?,
+        })
+    }
+}
+
+impl ModelsConfig {
+    /// Reads only the model settings through `lookup`; the model tests and
+    /// the embedding benchmark use it.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars(&lookup))
+    }
+
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let embedder = match vars.get("FOLIO_EMBEDDER").as_deref() {
+            None | Some("hash") => EmbedderKind::Hash,
+            Some("openai") => EmbedderKind::OpenAi,
+            Some("local") => EmbedderKind::Local,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "FOLIO_EMBEDDER",
+                    problem: format!("{other:?} is not one of hash, openai, local"),
+                });
+            }
+        };
+        let reranker = match vars.get("FOLIO_RERANKER").as_deref() {
+            None | Some("lexical") => RerankerKind::Lexical,
+            Some("tei") => RerankerKind::Tei,
+            Some("cohere") => RerankerKind::Cohere,
+            Some("none") => RerankerKind::None,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "FOLIO_RERANKER",
+                    problem: format!("{other:?} is not one of lexical, tei, cohere, none"),
+                });
+            }
+        };
+        let needed = |name: &'static str, needed: bool, by: &str| -> Result<Option<String>, ConfigError> {
+            match vars.get(name) {
+                None if needed => Err(ConfigError {
+                    variable: name,
+                    problem: format!("is not set but {by} needs it"),
+                }),
+                value => Ok(value),
+            }
+        };
+        let http_url = |name: &'static str, needed_by: Option<&str>| -> Result<Option<String>, ConfigError> {
+            match vars.get(name) {
+                None => needed(name, needed_by.is_some(), needed_by.unwrap_or_default()),
+                Some(_) => vars
+                    .url(name, &["http", "https"])
+                    .map(|url| Some(url.trim_end_matches('/').to_owned())),
+            }
+        };
+        let openai = (embedder == EmbedderKind::OpenAi).then_some("FOLIO_EMBEDDER=openai");
+        let local = embedder == EmbedderKind::Local;
+        let rerank_by = match reranker {
+            RerankerKind::Tei => Some("FOLIO_RERANKER=tei"),
+            RerankerKind::Cohere => Some("FOLIO_RERANKER=cohere"),
+            RerankerKind::Lexical | RerankerKind::None => None,
+        };
+        let millis = |name, default, min, max| vars.bounded(name, default, min, max).map(Duration::from_millis);
+        Ok(ModelsConfig {
+            embedder,
+            embed_url: http_url("FOLIO_EMBED_URL", openai)?,
+            embed_model: needed("FOLIO_EMBED_MODEL", openai.is_some(), "FOLIO_EMBEDDER=openai")?,
+            embed_api_key: vars.get("FOLIO_EMBED_API_KEY").map(ApiKey),
+            embed_dimension: vars.bounded("FOLIO_EMBED_DIMENSION", 384, 1, 16_000)?,
+            embed_model_dir: needed("FOLIO_EMBED_MODEL_DIR", local, "FOLIO_EMBEDDER=local")?.map(PathBuf::from),
+            embed_timeout: millis("FOLIO_EMBED_TIMEOUT_MS", 30_000, 10, 600_000)?,
+            embed_concurrency: vars.bounded("FOLIO_EMBED_CONCURRENCY", 4, 1, 256)?,
+            embed_max_batch: vars.bounded("FOLIO_EMBED_MAX_BATCH", 32, 1, 4096)?,
+            reranker,
+            rerank_url: http_url("FOLIO_RERANK_URL", rerank_by)?,
+            rerank_model: needed("FOLIO_RERANK_MODEL", reranker == RerankerKind::Cohere, "FOLIO_RERANKER=cohere")?,
+            rerank_api_key: vars.get("FOLIO_RERANK_API_KEY").map(ApiKey),
+            rerank_timeout: millis("FOLIO_RERANK_TIMEOUT_MS", 10_000, 10, 600_000)?,
+            rerank_concurrency: vars.bounded("FOLIO_RERANK_CONCURRENCY", 8, 1, 256)?,
         })
     }
 }
@@ -445,6 +612,45 @@ mod tests {
     }
 
     #[test]
+    fn models_default_to_hash_and_lexical_and_each_provider_asks_for_what_it_needs() {
+        let config = Config::from_lookup(lookup(&REQUIRED)).unwrap();
+        assert_eq!(config.models.embedder, EmbedderKind::Hash);
+        assert_eq!(config.models.embed_dimension, 384);
+        assert_eq!(config.models.reranker, RerankerKind::Lexical);
+
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("FOLIO_EMBEDDER", "openai"));
+        let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "setting FOLIO_EMBED_URL: is not set but FOLIO_EMBEDDER=openai needs it"
+        );
+        pairs.push(("FOLIO_EMBED_URL", "http://127.0.0.1:8000/"));
+        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, "FOLIO_EMBED_MODEL");
+        pairs.push(("FOLIO_EMBED_MODEL", "e5-small"));
+        pairs.push(("FOLIO_EMBED_API_KEY", "sk-secret"));
+        let models = Config::from_lookup(lookup(&pairs)).unwrap().models;
+        assert_eq!(models.embed_url.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(models.embed_api_key.as_ref().map(ApiKey::expose), Some("sk-secret"));
+        assert!(!format!("{models:?}").contains("sk-secret"));
+
+        for (kind, missing) in [
+            ("local", "FOLIO_EMBED_MODEL_DIR"),
+            ("tei", "FOLIO_RERANK_URL"),
+            ("cohere", "FOLIO_RERANK_URL"),
+        ] {
+            let mut pairs = REQUIRED.to_vec();
+            let name = if kind == "local" { "FOLIO_EMBEDDER" } else { "FOLIO_RERANKER" };
+            pairs.push((name, kind));
+            assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, missing, "{kind}");
+        }
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("FOLIO_RERANKER", "cohere"));
+        pairs.push(("FOLIO_RERANK_URL", "https://rerank.example"));
+        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, "FOLIO_RERANK_MODEL");
+    }
+
+    #[test]
     fn malformed_values_name_their_variable() {
         for (name, value) in [
             ("FOLIO_GRPC_ADDR", "not-an-address"),
@@ -456,6 +662,12 @@ mod tests {
             ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
             ("FOLIO_OPEN_REGISTRATION", "maybe"),
             ("FOLIO_ADMIN_EMAIL", "not-an-email"),
+            ("FOLIO_EMBEDDER", "word2vec"),
+            ("FOLIO_RERANKER", "random"),
+            ("FOLIO_EMBED_URL", "ftp://models"),
+            ("FOLIO_EMBED_DIMENSION", "0"),
+            ("FOLIO_EMBED_TIMEOUT_MS", "soon"),
+            ("FOLIO_EMBED_MAX_BATCH", "100000"),
         ] {
             let mut pairs = REQUIRED.to_vec();
             pairs.push((name, value));

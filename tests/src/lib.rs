@@ -8,8 +8,10 @@
 //! Servers run in-process ([`TestEnv::spawn_api`], [`TestEnv::spawn_worker`]) or
 //! as the real binaries ([`TestEnv::command`]) where exit codes and signals are
 //! what is under test. [`TcpProxy`] stands between a server and a dependency so a
-//! test can cut the link and restore it.
+//! test can cut the link and restore it. [`models`] finds the real models the
+//! model tests run.
 
+pub mod models;
 pub mod proxy;
 
 use std::{

@@ -21,7 +21,7 @@ use folio_shared::{
     cache::Cache,
     config::Config,
     db::{self, models::worker},
-    pipeline::embed::hash::HashEmbedder,
+    pipeline::embed,
     queue::Topology,
     startup,
 };
@@ -32,6 +32,12 @@ use crate::{activity::Activity, consumer::Consumer, jobs::JobContext};
 
 /// Runs a worker until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // First, so a model that cannot be loaded stops start-up before anything
+    // registers; loading reads the weights, hence the blocking thread.
+    let models = config.models.clone();
+    let embedder = tokio::task::spawn_blocking(move || embed::from_config(&models))
+        .await
+        .context("loading the embedding model")??;
     let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
     let now = chrono::Utc::now();
     let me = worker::Worker {
@@ -63,7 +69,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     })
     .await?;
     let blobs = Blobs::open(&config.documents.blob_url).map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
-    tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, "folio-worker started");
+    tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, embedder = embedder.model(), "folio-worker started");
 
     let cancel = CancellationToken::new();
     let activity = Arc::new(Activity::default());
@@ -85,7 +91,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             blobs,
             cache,
             documents: config.documents.clone(),
-            embedder: Arc::new(HashEmbedder::new(384)),
+            embedder,
         },
         activity,
     ));
