@@ -5,7 +5,8 @@
 //! - [`run`] wires everything: it waits (bounded) for Postgres, Redis and
 //!   RabbitMQ, migrates, starts the relay and the health poller, and serves
 //!   until the shutdown future resolves.
-//! - [`system`], [`auth_service`] and [`user_service`] hold the gRPC services;
+//! - [`system`], [`auth_service`], [`user_service`], [`document_service`] and
+//!   [`search_service`] hold the gRPC services;
 //!   [`accounts`] the account and session logic they share.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod health;
 pub mod page_token;
 pub mod relay;
+pub mod search_service;
 pub mod system;
 pub mod user_service;
 pub mod watch;
@@ -35,8 +37,8 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use folio_proto::v1::{
-    auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, system_service_server::SystemServiceServer,
-    user_service_server::UserServiceServer,
+    auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
+    system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
 };
 use folio_shared::{
     auth::{
@@ -220,6 +222,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         config: config.documents.clone(),
         max_tries: config.max_attempts,
     };
+    let search = search_service::Search {
+        pool: pool.clone(),
+        embedder: folio_shared::pipeline::embed::from_config(&config.models)?,
+        reranker: folio_shared::pipeline::rerank::from_config(&config.models)?,
+        config: config.search.clone(),
+        relay_wake: relay_wake.clone(),
+        cache: dependencies.cache.clone(),
+    };
     let system = System {
         pool,
         hub,
@@ -245,6 +255,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         }))
         .add_service(UserServiceServer::new(Users { accounts }))
         .add_service(DocumentServiceServer::new(documents).max_decoding_message_size(4 << 20))
+        .add_service(SearchServiceServer::new(search))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small response (a watch event, a unary
             // answer) can wait for the peer's delayed ACK: 40 ms on Linux.

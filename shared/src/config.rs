@@ -56,6 +56,19 @@ pub struct Config {
     pub watch: WatchConfig,
     /// Embedding and reranking models.
     pub models: ModelsConfig,
+    /// Search settings.
+    pub search: SearchConfig,
+}
+
+/// Settings of SearchService.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    /// `FOLIO_HNSW_EF_SEARCH`: candidates the HNSW scan keeps (pgvector's
+    /// `hnsw.ef_search`): higher finds more of the true nearest, slower.
+    pub ef_search: u32,
+    /// `FOLIO_SEARCH_CANDIDATES`: candidates taken from each list (at least
+    /// twice `top_k`) and handed to the reranker after fusion.
+    pub candidates: usize,
 }
 
 /// Settings of the WatchDocument and WatchDocuments streams.
@@ -80,7 +93,6 @@ pub struct WatchConfig {
     /// still live (revocations also reach streams at once through Redis).
     pub recheck: Duration,
 }
-
 
 /// Which embedding and reranking models run, and how to reach them.
 #[derive(Clone, Debug)]
@@ -323,6 +335,10 @@ impl Config {
                 chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
                 embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
                 parse_timeout: Duration::from_secs(vars.bounded("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?),
+            },
+            search: SearchConfig {
+                ef_search: vars.bounded("FOLIO_HNSW_EF_SEARCH", 100, 1, 1000)?,
+                candidates: vars.bounded("FOLIO_SEARCH_CANDIDATES", 50, 1, 1000)?,
             },
             watch: WatchConfig {
                 poll: Duration::from_millis(vars.bounded("FOLIO_WATCH_POLL_MS", 500, 10, 60_000)?),

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use folio_proto::queue::v1::{Job, Ping, ProcessDocument, job};
+use folio_proto::queue::v1::{Job, Ping, ProcessDocument, ReindexDocument, job};
 use lapin::{
     BasicProperties, Channel, Confirmation, ExchangeKind, PublisherConfirm,
     options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -244,6 +244,17 @@ impl EncodedJob {
             job::Kind::ProcessDocument(ProcessDocument {
                 document_id: document_id.to_string(),
                 attempt: attempt.max(1) as u32,
+            }),
+        )
+    }
+
+    /// A job to re-embed a READY document's chunks with `model`.
+    pub fn reindex_document(document_id: Uuid, model: &str) -> Self {
+        Self::new(
+            "reindex_document",
+            job::Kind::ReindexDocument(ReindexDocument {
+                document_id: document_id.to_string(),
+                model: model.to_owned(),
             }),
         )
     }

@@ -54,6 +54,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.DocumentService/DownloadDocument", Access::Authenticated),
     ("/folio.v1.DocumentService/WatchDocument", Access::Authenticated),
     ("/folio.v1.DocumentService/WatchDocuments", Access::Authenticated),
+    ("/folio.v1.SearchService/Search", Access::Authenticated),
+    ("/folio.v1.SearchService/ReindexDocuments", Access::Admin),
     ("/folio.v1.SystemService/PingWorkers", Access::Admin),
     ("/folio.v1.SystemService/ListWorkers", Access::Admin),
 ];

@@ -40,6 +40,7 @@ diesel::table! {
         page_end -> Nullable<Int4>,
         token_count -> Int4,
         embedding -> Vector,
+        embedding_model -> Text,
         tsv -> Nullable<Tsvector>,
     }
 }
@@ -90,6 +91,15 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    embedding_index (singleton) {
+        singleton -> Bool,
+        model -> Text,
+        dimension -> Int4,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -185,6 +195,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chunks,
     document_events,
     documents,
+    embedding_index,
     outbox,
     pings,
     processed_jobs,

@@ -33,6 +33,16 @@ pub struct Chunk {
     pub token_count: usize,
 }
 
+/// What embedders and rerankers see of a chunk: its headings, then its text.
+/// The headings say what the text is about even when it never names it.
+pub fn with_headings<S: AsRef<str>>(section_path: &[S], text: &str) -> String {
+    if section_path.is_empty() {
+        return text.to_owned();
+    }
+    let headings: Vec<&str> = section_path.iter().map(AsRef::as_ref).collect();
+    format!("{}\n\n{text}", headings.join(" > "))
+}
+
 struct Word<'a> {
     text: &'a str,
     page: Option<u32>,

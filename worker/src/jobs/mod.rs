@@ -3,6 +3,7 @@
 
 mod ping;
 mod process_document;
+mod reindex_document;
 
 use std::{sync::Arc, time::Duration};
 
@@ -77,6 +78,7 @@ pub async fn run(context: &JobContext, job: &Job, attempt: Try) -> Result<Outcom
     match &job.kind {
         Some(job::Kind::Ping(ping)) => ping::run(context, job_id, ping).await,
         Some(job::Kind::ProcessDocument(body)) => process_document::run(context, job_id, body, attempt).await,
+        Some(job::Kind::ReindexDocument(body)) => reindex_document::run(context, job_id, body).await,
         None => Err(JobError::permanent("BAD_JOB", "job has no kind")),
     }
 }

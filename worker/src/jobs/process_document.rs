@@ -21,11 +21,12 @@ use folio_shared::{
     db::models::{
         chunk::{self, Embedding, NewChunk},
         document::{self, Document, StateChange, state},
+        embedding_index::{self, IndexModel},
         processed_job,
     },
     documents::{self, Progress, kind, parsed_key, stage},
     pipeline::{
-        chunk::{ChunkSettings, chunk},
+        chunk::{ChunkSettings, chunk, with_headings},
         embed::EmbedError,
         parse::{self, Format, Limits, ParsedDocument},
     },
@@ -221,7 +222,7 @@ impl Pipeline<'_> {
 
         // EMBED, in batches; cancel is checked between them.
         let started = Instant::now();
-        let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
+        let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
         let mut vectors = Vec::with_capacity(texts.len());
         let batches = texts.len().div_ceil(context.documents.embed_batch);
         let mut reported = 0;
@@ -278,20 +279,27 @@ impl Pipeline<'_> {
                 page_end: c.page_end.map(|p| p as i32),
                 token_count: c.token_count as i32,
                 embedding: Embedding(pgvector::Vector::from(v)),
+                embedding_model: context.embedder.model().to_owned(),
             })
             .collect();
         let count = rows.len();
         let mut conn = context.pool.get().await?;
         let committed = conn
-            .transaction(async |conn| -> Result<Option<_>, diesel::result::Error> {
+            .transaction(async |conn| -> Result<Result<Option<_>, IndexModel>, diesel::result::Error> {
                 let Some(locked) = document::lock(conn, self.document_id).await? else {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 };
                 if locked.attempt != self.job_attempt || locked.cancel_requested || state::is_terminal(&locked.state) {
-                    return Ok(None);
+                    return Ok(Ok(None));
+                }
+                // The index's model, shared-locked: a reindex switching it
+                // waits for this commit, then finds these chunks stale.
+                let index = embedding_index::claim(conn, context.embedder.model(), context.embedder.dimension() as i32).await?;
+                if index.model != context.embedder.model() {
+                    return Ok(Err(index));
                 }
                 if !processed_job::claim(conn, self.job_id, context.worker_id).await? {
-                    return Ok(None);
+                    return Ok(Ok(None));
                 }
                 chunk::replace(conn, self.document_id, &rows).await?;
                 stage_ms.insert(stage::INDEX.into(), (started.elapsed().as_millis() as i64).into());
@@ -315,8 +323,19 @@ impl Pipeline<'_> {
                     },
                 )
                 .await
+                .map(Ok)
             })
             .await?;
+        let committed = committed.map_err(|index| {
+            transient(anyhow::anyhow!(
+                "EMBEDDER_MISMATCH: the index is for {} ({} dimensions) but this worker embeds with {} ({}); \
+                 run ReindexDocuments or set FOLIO_EMBEDDER to match",
+                index.model,
+                index.dimension,
+                context.embedder.model(),
+                context.embedder.dimension()
+            ))
+        })?;
         match committed {
             Some((_, event)) => {
                 documents::announce(&context.cache, &event).await;

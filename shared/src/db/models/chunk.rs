@@ -18,6 +18,28 @@ use crate::db::schema::{chunks, sql_types};
 #[diesel(sql_type = sql_types::Vector)]
 pub struct Embedding(pub pgvector::Vector);
 
+impl Chunk {
+    /// What embedders see: all headings, then text.
+    pub fn with_headings(&self) -> String {
+        let path: Vec<&str> = self.section_path.iter().flatten().map(String::as_str).collect();
+        crate::pipeline::chunk::with_headings(&path, &self.text)
+    }
+
+    /// What rerankers see: the chunk's own heading, then text (the headings
+    /// above it are shared with its sibling sections and blur them).
+    pub fn with_own_heading(&self) -> String {
+        let own: Vec<&str> = self
+            .section_path
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .next_back()
+            .into_iter()
+            .collect();
+        crate::pipeline::chunk::with_headings(&own, &self.text)
+    }
+}
+
 impl ToSql<sql_types::Vector, Pg> for Embedding {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
         <pgvector::Vector as ToSql<pgvector::sql_types::Vector, Pg>>::to_sql(&self.0, out)
@@ -42,6 +64,8 @@ pub struct NewChunk {
     pub page_end: Option<i32>,
     pub token_count: i32,
     pub embedding: Embedding,
+    /// The model that made `embedding`.
+    pub embedding_model: String,
 }
 
 /// A stored chunk, without its vector.
@@ -97,5 +121,111 @@ pub async fn count(conn: &mut AsyncPgConnection, document_id: Uuid) -> QueryResu
         .filter(chunks::document_id.eq(document_id))
         .count()
         .get_result(conn)
+        .await
+}
+
+/// Which chunks a search may return: those of READY documents, of one owner
+/// (None: everyone's), narrowed to some documents and labels (empty: all).
+#[derive(Debug, Clone, Default)]
+pub struct SearchScope {
+    pub owner: Option<Uuid>,
+    pub document_ids: Vec<Uuid>,
+    pub labels: Vec<String>,
+}
+
+/// A candidate: a chunk and its score in one list.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Candidate {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub score: f64,
+}
+
+/// The scope's conditions on `c` (chunks) and `d` (documents), binds $2..$4.
+const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id = $2) \
+     AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
+     AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
+
+/// The `limit` chunks nearest to `query` (cosine similarity as the score)
+/// among those embedded by `model`, through the HNSW index: `ef_search`
+/// candidates per scan, and pgvector's iterative scan so a narrow scope still
+/// fills the list. Run it in a transaction (the settings are local to it).
+pub async fn nearest(
+    conn: &mut AsyncPgConnection,
+    query: &pgvector::Vector,
+    model: &str,
+    scope: &SearchScope,
+    limit: i64,
+    ef_search: u32,
+) -> QueryResult<Vec<Candidate>> {
+    diesel::sql_query(format!("SET LOCAL hnsw.ef_search = {ef_search}"))
+        .execute(conn)
+        .await?;
+    diesel::sql_query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        .execute(conn)
+        .await?;
+    // Relaxed order may return a few out of place: the outer query sorts.
+    diesel::sql_query(format!(
+        "WITH nearest AS MATERIALIZED ( \
+           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 ORDER BY c.embedding <=> $1 LIMIT $6) \
+         SELECT id, 1 - distance AS score FROM nearest ORDER BY distance"
+    ))
+    .bind::<pgvector::sql_types::Vector, _>(query)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
+    .bind::<diesel::sql_types::Text, _>(model)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// The `limit` best full-text matches of `query` (web search syntax, English
+/// configuration), ranked by `ts_rank_cd`.
+pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchScope, limit: i64) -> QueryResult<Vec<Candidate>> {
+    diesel::sql_query(format!(
+        "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
+         FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery('english', $1) q \
+         WHERE c.tsv @@ q AND {SCOPE_SQL} ORDER BY score DESC, c.id LIMIT $5"
+    ))
+    .bind::<diesel::sql_types::Text, _>(query)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Chunks by id with their documents' titles and filenames.
+pub async fn with_documents(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<(Chunk, String, String)>> {
+    use crate::db::schema::documents;
+    chunks::table
+        .inner_join(documents::table)
+        .filter(chunks::id.eq_any(ids))
+        .select((Chunk::as_select(), documents::title, documents::filename))
+        .load(conn)
+        .await
+}
+
+/// A document's chunks whose vectors were made by another model than
+/// `model`, in reading order.
+pub async fn stale(conn: &mut AsyncPgConnection, document_id: Uuid, model: &str) -> QueryResult<Vec<Chunk>> {
+    chunks::table
+        .filter(chunks::document_id.eq(document_id))
+        .filter(chunks::embedding_model.ne(model))
+        .order(chunks::ordinal.asc())
+        .select(Chunk::as_select())
+        .load(conn)
+        .await
+}
+
+/// Replaces one chunk's vector.
+pub async fn set_embedding(conn: &mut AsyncPgConnection, id: i64, embedding: Embedding, model: &str) -> QueryResult<usize> {
+    diesel::update(chunks::table.find(id))
+        .set((chunks::embedding.eq(embedding), chunks::embedding_model.eq(model)))
+        .execute(conn)
         .await
 }

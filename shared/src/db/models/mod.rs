@@ -4,6 +4,7 @@ pub mod audit_event;
 pub mod chunk;
 pub mod document;
 pub mod document_event;
+pub mod embedding_index;
 pub mod outbox;
 pub mod ping;
 pub mod processed_job;

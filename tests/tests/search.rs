@@ -1,0 +1,430 @@
+//! Search end to end: real documents uploaded through the api-server,
+//! processed by a real worker, searched through SearchService.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use folio_proto::v1::{
+    CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest, ListChunksRequest, ReindexDocumentsRequest, SearchMode,
+    SearchRequest, SearchResponse, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
+};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, eventually, models::minilm_dir, upload_document};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+fn documents_dir() -> PathBuf {
+    std::env::var("FOLIO_TEST_DOCUMENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-documents")))
+}
+
+async fn clients(api: &ApiHandle, token: &str) -> (DocumentServiceClient<Authed>, SearchServiceClient<Authed>) {
+    let channel = api.authed(token).await;
+    (DocumentServiceClient::new(channel.clone()), SearchServiceClient::new(channel))
+}
+
+async fn ready(client: &DocumentServiceClient<Authed>, id: &str) {
+    eventually(Duration::from_secs(300), &format!("{id} READY"), || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            let d = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            assert_ne!(d.state(), DocumentState::Failed, "{} failed: {}", d.filename, d.error_message);
+            (d.state() == DocumentState::Ready).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, labels: &[&str], text: &str) -> String {
+    client
+        .create_document(CreateDocumentRequest {
+            metadata: Some(DocumentMetadata {
+                filename: name.into(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                ..Default::default()
+            }),
+            content: text.as_bytes().to_vec(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .document
+        .expect("document")
+        .id
+}
+
+async fn search(client: &mut SearchServiceClient<Authed>, request: SearchRequest) -> SearchResponse {
+    client.search(request).await.expect("search").into_inner()
+}
+
+/// For every section heading of the Bash Reference Manual, a search for the
+/// heading must find a chunk of that section in the top 3.
+async fn heading_hit_rate(api: &ApiHandle, token: &str, document_id: &str, no_rerank: bool) -> (usize, usize) {
+    let (mut documents, mut searches) = clients(api, token).await;
+    let mut headings = BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = documents
+            .list_chunks(ListChunksRequest {
+                document_id: document_id.into(),
+                page_size: 500,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        headings.extend(page.chunks.iter().filter_map(|c| c.section_path.last().cloned()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut found = 0;
+    let mut missed = Vec::new();
+    for heading in &headings {
+        let response = search(
+            &mut searches,
+            SearchRequest {
+                query: heading.clone(),
+                top_k: 3,
+                no_rerank,
+                ..Default::default()
+            },
+        )
+        .await;
+        if response.results.iter().any(|r| r.section_path.last() == Some(heading)) {
+            found += 1;
+        } else {
+            missed.push(heading.clone());
+        }
+    }
+    eprintln!("missed: {missed:?}");
+    (found, headings.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_for_each_heading_of_a_real_manual_finds_its_section_in_the_top_3() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let (mut documents, mut searches) = clients(&api, &member.access_token).await;
+    let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
+    let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
+    ready(&documents, &id).await;
+
+    let (fused_only, _) = heading_hit_rate(&api, &member.access_token, &id, true).await;
+    let (found, total) = heading_hit_rate(&api, &member.access_token, &id, false).await;
+    eprintln!("hash embedder, hybrid without rerank: {fused_only} of {total} headings in the top 3");
+    let rate = found as f64 / total as f64;
+    eprintln!(
+        "hash embedder, hybrid + lexical rerank: {found} of {total} headings in the top 3 ({:.1}%)",
+        rate * 100.0
+    );
+    assert!(total >= 50, "the manual has many sections: {total}");
+    assert!(rate >= 0.9, "{found} of {total} headings found in the top 3");
+
+    // A result says where it comes from, with every score and the timings.
+    let response = search(
+        &mut searches,
+        SearchRequest {
+            query: "Pipelines".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let top = &response.results[0];
+    assert_eq!(top.document_id, id);
+    assert_eq!(top.filename, "bashref.html");
+    assert!(!top.section_path.is_empty() && !top.text.is_empty());
+    let scores = top.scores.unwrap();
+    assert!(scores.fused > 0.0 && scores.rerank > 0.0);
+    assert!(scores.vector_rank > 0 || scores.keyword_rank > 0);
+    assert_eq!(response.model, "folio-hash-v1-384");
+    assert_eq!(response.reranker, "lexical-bm25");
+    let timings = response.timings.unwrap();
+    assert!(timings.total.is_some() && timings.vector.is_some() && timings.keyword.is_some() && timings.rerank.is_some());
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_ownership_never_leak_another_members_chunks() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let alice = api.register_member().await;
+    let bob = api.register_member().await;
+    let (mut alice_documents, mut alice_search) = clients(&api, &alice.access_token).await;
+    let (mut bob_documents, mut bob_search) = clients(&api, &bob.access_token).await;
+    let herons = create(
+        &mut alice_documents,
+        "herons.md",
+        &["birds"],
+        "# Herons\n\nThe grey heron wades in the marsh at dawn.\n",
+    )
+    .await;
+    let rails = create(
+        &mut alice_documents,
+        "rails.md",
+        &["birds", "secretive"],
+        "# Rails\n\nThe water rail hides in the marsh reeds.\n",
+    )
+    .await;
+    let bobs = create(
+        &mut bob_documents,
+        "marsh.md",
+        &["places"],
+        "# Marshes\n\nA marsh is wet ground where herons and rails live.\n",
+    )
+    .await;
+    for id in [&herons, &rails] {
+        ready(&alice_documents, id).await;
+    }
+    ready(&bob_documents, &bobs).await;
+
+    let all = search(
+        &mut alice_search,
+        SearchRequest {
+            query: "marsh".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: BTreeSet<String> = all.results.iter().map(|r| r.document_id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from([herons.clone(), rails.clone()]), "only Alice's documents");
+    for mode in [SearchMode::Vector, SearchMode::Keyword] {
+        let found = search(
+            &mut alice_search,
+            SearchRequest {
+                query: "marsh".into(),
+                mode: mode as i32,
+                no_rerank: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(found.results.iter().all(|r| r.document_id != bobs), "{mode:?} leaked");
+        assert!(!found.results.is_empty(), "{mode:?} found nothing");
+        assert!(found.reranker.is_empty());
+        let scores = found.results[0].scores.unwrap();
+        match mode {
+            SearchMode::Vector => assert!(scores.vector_rank == 1 && scores.keyword_rank == 0),
+            _ => assert!(scores.keyword_rank == 1 && scores.vector_rank == 0),
+        }
+    }
+    let secretive = search(
+        &mut alice_search,
+        SearchRequest {
+            query: "marsh".into(),
+            labels: vec!["secretive".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(secretive.results.iter().all(|r| r.document_id == rails) && !secretive.results.is_empty());
+    let one = search(
+        &mut alice_search,
+        SearchRequest {
+            query: "marsh".into(),
+            document_ids: vec![herons.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(one.results.iter().all(|r| r.document_id == herons) && !one.results.is_empty());
+
+    // Bob sees only his; naming Alice's document is refused as unknown.
+    let bob_found = search(
+        &mut bob_search,
+        SearchRequest {
+            query: "heron".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(bob_found.results.iter().all(|r| r.document_id == bobs));
+    let refused = bob_search
+        .search(SearchRequest {
+            query: "heron".into(),
+            document_ids: vec![herons.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("another member's document");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    // The admin searches everyone's.
+    let admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, mut admin_search) = clients(&api, &admin.access_token).await;
+    let everyone = search(
+        &mut admin_search,
+        SearchRequest {
+            query: "marsh".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: BTreeSet<String> = everyone.results.iter().map(|r| r.document_id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from([herons, rails, bobs]));
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_search_input_is_invalid_argument_with_field_violations() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let (_, mut searches) = clients(&api, &member.access_token).await;
+    let cases = [
+        (SearchRequest::default(), "query"),
+        (
+            SearchRequest {
+                query: "x".into(),
+                top_k: 101,
+                ..Default::default()
+            },
+            "top_k",
+        ),
+        (
+            SearchRequest {
+                query: "x".into(),
+                mode: 9,
+                ..Default::default()
+            },
+            "mode",
+        ),
+        (
+            SearchRequest {
+                query: "x".into(),
+                document_ids: vec!["not-a-uuid".into()],
+                ..Default::default()
+            },
+            "document_ids[0]",
+        ),
+        (
+            SearchRequest {
+                query: "x".into(),
+                document_ids: vec![uuid::Uuid::now_v7().to_string()],
+                ..Default::default()
+            },
+            "document_ids[0]",
+        ),
+        (
+            SearchRequest {
+                query: "x".into(),
+                labels: vec!["nobody-uses-this".into()],
+                ..Default::default()
+            },
+            "labels[0]",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = searches.search(request).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        let violations = status.get_details_bad_request().expect("field violations").field_violations;
+        assert_eq!(violations[0].field, field);
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_model_is_refused_until_reindex_re_embeds_the_index_without_reparsing() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let (mut documents, _) = clients(&api, &member.access_token).await;
+    let id = create(
+        &mut documents,
+        "herons.md",
+        &[],
+        "# Herons\n\nThe grey heron wades in the marsh at dawn.\n\n## Nesting\n\nHerons nest in colonies high in trees.\n",
+    )
+    .await;
+    ready(&documents, &id).await;
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+
+    // Switch to the local MiniLM model: search names both models until reindexed.
+    env.set("FOLIO_EMBEDDER", "local");
+    env.set("FOLIO_EMBED_MODEL_DIR", minilm_dir().display().to_string());
+    let api = env.spawn_api().await;
+    let (mut documents, mut searches) = clients(&api, &member.access_token).await;
+    let status = searches
+        .search(SearchRequest {
+            query: "heron".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("model mismatch");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("folio-hash-v1-384"), "{}", status.message());
+
+    let admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, mut admin_search) = clients(&api, &admin.access_token).await;
+    let reindexed = admin_search
+        .reindex_documents(ReindexDocumentsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reindexed.documents, 1);
+    assert_eq!(reindexed.dimension, 384);
+    let model = reindexed.model;
+    assert_ne!(model, "folio-hash-v1-384");
+
+    let worker = env.spawn_worker();
+    eventually(Duration::from_secs(60), "re-embedded", || {
+        let mut documents = documents.clone();
+        let id = id.clone();
+        let model = model.clone();
+        async move {
+            let events = documents
+                .list_document_events(folio_proto::v1::ListDocumentEventsRequest {
+                    document_id: id,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .events;
+            events
+                .iter()
+                .any(|e| e.message == format!("re-embedded 2 chunks with {model}"))
+                .then_some(())
+        }
+    })
+    .await;
+    let found = search(
+        &mut searches,
+        SearchRequest {
+            query: "where do herons nest".into(),
+            mode: SearchMode::Vector as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(found.model, model);
+    assert_eq!(found.results[0].section_path.last().map(String::as_str), Some("Nesting"));
+    // Not parsed again: one PARSE COMPLETED in the whole log.
+    let events = documents
+        .list_document_events(folio_proto::v1::ListDocumentEventsRequest {
+            document_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.iter().filter(|e| e.message.starts_with("parsed")).count(), 1);
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
