@@ -359,6 +359,54 @@ pub async fn upload_document(
         .expect("a document")
 }
 
+/// A folio-api process (the built binary) serving on a free port.
+pub struct ApiProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub channel: Channel,
+    /// The bootstrap admin's access token.
+    pub admin_token: String,
+}
+
+/// Starts folio-api as its own process with `env`'s settings, waits until it
+/// is SERVING and logs in as the bootstrap admin. The benchmarks use it.
+pub async fn spawn_api_process(env: &TestEnv) -> ApiProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = env
+        .command("folio-api")
+        .env("FOLIO_GRPC_ADDR", &addr)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("folio-api");
+    let url = format!("http://{addr}");
+    let channel = loop {
+        if health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+            break Channel::from_shared(url.clone()).expect("url").connect().await.expect("connect");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let admin_token = AuthServiceClient::new(channel.clone())
+        .login(LoginRequest {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("admin login")
+        .into_inner()
+        .access_token;
+    ApiProcess {
+        child,
+        url,
+        channel,
+        admin_token,
+    }
+}
+
 /// A channel that adds a bearer token to every call.
 pub type Authed = InterceptedService<Channel, Bearer>;
 

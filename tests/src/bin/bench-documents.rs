@@ -8,9 +8,9 @@ use std::{process::Stdio, time::Duration};
 
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv};
+use folio_tests::{Bearer, TestEnv};
 use tokio::time::Instant;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::service::interceptor::InterceptedService;
 
 const DOCUMENTS: usize = 1000;
 const CALLERS: usize = 32;
@@ -115,30 +115,12 @@ async fn run(workers: usize) {
     ] {
         env.set(k, v);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut api = env
-        .command("folio-api")
-        .env("FOLIO_GRPC_ADDR", &addr)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("folio-api");
-    let url = format!("http://{addr}");
-    let channel = loop {
-        if folio_tests::health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
-            break Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let token = folio_proto::v1::auth_service_client::AuthServiceClient::new(channel.clone())
-        .login(folio_proto::v1::LoginRequest {
-            email: ADMIN_EMAIL.into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let folio_tests::ApiProcess {
+        child: mut api,
+        channel,
+        admin_token: token,
+        ..
+    } = folio_tests::spawn_api_process(&env).await;
     let mut processes: Vec<_> = (0..workers)
         .map(|_| {
             env.command("folio-worker")

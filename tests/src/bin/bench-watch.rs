@@ -12,10 +12,9 @@
 use std::{process::Stdio, time::Duration};
 
 use folio_proto::v1::{
-    CreateDocumentRequest, DocumentMetadata, LoginRequest, WatchDocumentsRequest, auth_service_client::AuthServiceClient,
-    document_service_client::DocumentServiceClient, watch_response::Item,
+    CreateDocumentRequest, DocumentMetadata, WatchDocumentsRequest, document_service_client::DocumentServiceClient, watch_response::Item,
 };
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv};
+use folio_tests::{Bearer, TestEnv};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -172,30 +171,12 @@ async fn main() {
     ] {
         env.set(k, v);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut api = env
-        .command("folio-api")
-        .env("FOLIO_GRPC_ADDR", &addr)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("folio-api");
-    let url = format!("http://{addr}");
-    let channel = loop {
-        if folio_tests::health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
-            break Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let token = AuthServiceClient::new(channel)
-        .login(LoginRequest {
-            email: ADMIN_EMAIL.into(),
-            password: ADMIN_PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let folio_tests::ApiProcess {
+        child: mut api,
+        url,
+        admin_token: token,
+        ..
+    } = folio_tests::spawn_api_process(&env).await;
     let mut worker = env.command("folio-worker").stdout(Stdio::null()).spawn().expect("folio-worker");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
