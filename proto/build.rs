@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Hand-written (src/watch.rs): it can carry its own encoding.
+        .extern_path(".folio.v1.WatchResponse", "crate::watch::WatchResponse")
         .compile_fds(fds)?;
     Ok(())
 }

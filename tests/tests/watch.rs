@@ -90,9 +90,11 @@ async fn receive(stream: &mut Streaming<WatchResponse>, limit: usize, timeout: D
             }
             Ok(Some(Ok(WatchResponse {
                 item: Some(Item::Event(event)),
+                ..
             }))) => received.events.push(event),
             Ok(Some(Ok(WatchResponse {
                 item: Some(Item::Heartbeat(heartbeat)),
+                ..
             }))) => received.heartbeats.push(heartbeat.last_event_id),
             Ok(Some(Ok(_))) => panic!("an empty watch response"),
         }
@@ -177,6 +179,7 @@ async fn a_document_is_watched_live_to_ready_and_a_late_subscriber_gets_the_hist
     match tokio::time::timeout(Duration::from_secs(5), following.next()).await {
         Ok(Some(Ok(WatchResponse {
             item: Some(Item::Heartbeat(heartbeat)),
+            ..
         }))) => assert_eq!(heartbeat.last_event_id, last.id, "the heartbeat carries the position"),
         other => panic!("expected a heartbeat, got {other:?}"),
     }
@@ -208,6 +211,7 @@ async fn events_of_concurrent_documents_and_workers_arrive_exactly_once_in_order
         match stream.next().await {
             Some(Ok(WatchResponse {
                 item: Some(Item::Heartbeat(_)),
+                ..
             })) => {}
             other => panic!("expected the opening heartbeat, got {other:?}"),
         }

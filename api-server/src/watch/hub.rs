@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use folio_proto::v1::WatchResponse;
 use folio_shared::{
     config::WatchConfig,
     db::{
@@ -36,16 +37,16 @@ use uuid::Uuid;
 use crate::{auth::guard::REVOCATIONS_CHANNEL, document_service::event_to_proto, error::ApiError};
 
 /// An event as streams receive it: what the filters need, and the message,
-/// converted once for all the streams it goes to.
+/// encoded once for all the streams it goes to.
 pub struct Delivery {
     pub watched: WatchedEvent,
-    pub message: folio_proto::v1::DocumentEvent,
+    pub response: WatchResponse,
 }
 
 impl Delivery {
     pub fn new(watched: WatchedEvent) -> Arc<Self> {
-        let message = event_to_proto(&watched.event);
-        Arc::new(Delivery { watched, message })
+        let response = WatchResponse::pre_encoded_event(&event_to_proto(&watched.event));
+        Arc::new(Delivery { watched, response })
     }
 }
 

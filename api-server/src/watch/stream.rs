@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, pin::Pin, sync::Arc};
 
 use chrono::Utc;
-use folio_proto::v1::{self as pb, watch_response::Item};
+use folio_proto::v1 as pb;
 use folio_shared::db::{
     self,
     models::{
@@ -14,8 +14,8 @@ use folio_shared::db::{
     },
 };
 use futures_util::Stream;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 use super::hub::{Delivery, Hub, StreamPermit, Subscription};
@@ -65,7 +65,14 @@ pub struct Watch {
     cursor: i64,
     subscription: Subscription,
     _permit: StreamPermit,
-    shutdown: CancellationToken,
+    /// Ready once the server shuts down / the session is revoked. Kept
+    /// between messages, as is `timer`, so a message costs no registration.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires at or before the earliest of expiry, recheck and heartbeat;
+    /// re-armed only when it fires (sending a message moves the heartbeat
+    /// later, which at worst makes the timer fire early once).
+    timer: Pin<Box<Sleep>>,
     /// Events read from Postgres (or handed over live) not yet passed.
     pending: VecDeque<Arc<Delivery>>,
     /// Whether Postgres may hold events after the cursor that are not pending.
@@ -110,9 +117,13 @@ impl Watch {
     ) -> Self {
         let now = Instant::now();
         let left = (principal.token_expires_at - Utc::now()).to_std().unwrap_or_default();
+        let revoked = Box::pin(subscription.revoked.clone().cancelled_owned());
         Watch {
             next_recheck: now + hub.config().recheck,
             expires_at: now + left,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            revoked,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
             hub,
             pool,
             principal,
@@ -120,7 +131,6 @@ impl Watch {
             cursor,
             subscription,
             _permit: permit,
-            shutdown,
             pending: VecDeque::new(),
             replaying: true,
             terminal,
@@ -132,7 +142,8 @@ impl Watch {
 
     /// The stream tonic sends.
     pub fn into_stream(self) -> WatchStream {
-        Box::pin(futures_util::stream::unfold(self, |mut watch| async move {
+        // Boxed: the state moves in and out of each step's future.
+        Box::pin(futures_util::stream::unfold(Box::new(self), |mut watch| async move {
             let item = watch.next().await?;
             Some((item, watch))
         }))
@@ -151,11 +162,9 @@ impl Watch {
                 return self.end(self.expired());
             }
             if let Some(delivery) = self.pending.pop_front() {
-                if let Some(event) = self.pass(&delivery) {
+                if self.pass(&delivery) {
                     self.last_sent = Instant::now();
-                    return Some(Ok(pb::WatchResponse {
-                        item: Some(Item::Event(event)),
-                    }));
+                    return Some(Ok(delivery.response.clone()));
                 }
                 continue;
             }
@@ -187,6 +196,7 @@ impl Watch {
                     self.subscription = self
                         .hub
                         .subscribe(self.target.scope(), self.target.filter(), self.principal.session_id);
+                    self.revoked = Box::pin(self.subscription.revoked.clone().cancelled_owned());
                     self.replaying = true;
                 }
                 Live::Heartbeat => {
@@ -204,13 +214,13 @@ impl Watch {
         }
     }
 
-    /// Passes `watched`: None when the cursor is already past it or the
-    /// filter refuses it.
-    fn pass(&mut self, delivery: &Delivery) -> Option<pb::DocumentEvent> {
+    /// Whether to send `delivery`: not when the cursor is already past it or
+    /// the filter refuses it.
+    fn pass(&mut self, delivery: &Delivery) -> bool {
         let watched = &delivery.watched;
         let event = &watched.event;
         if event.id <= self.cursor {
-            return None;
+            return false;
         }
         self.cursor = event.id;
         match &self.target {
@@ -224,11 +234,11 @@ impl Watch {
                     watched.document_created_at,
                 );
                 if !admitted {
-                    return None;
+                    return false;
                 }
             }
         }
-        Some(delivery.message.clone())
+        true
     }
 
     async fn read_page(&self) -> anyhow::Result<Vec<WatchedEvent>> {
@@ -237,18 +247,30 @@ impl Watch {
     }
 
     async fn wait_live(&mut self) -> Live {
-        let heartbeat_at = self.last_sent + self.hub.config().heartbeat;
-        let subscription = &mut self.subscription;
-        tokio::select! {
-            biased;
-            () = self.shutdown.cancelled() => Live::End(tonic::Status::unavailable(format!(
-                "the server is shutting down; reconnect with after_event_id {}", self.cursor
-            ))),
-            () = subscription.revoked.cancelled() => Live::End(tonic::Status::unauthenticated("the session was revoked")),
-            () = tokio::time::sleep_until(self.expires_at) => Live::End(self.expired()),
-            event = subscription.events.recv() => event.map_or(Live::Behind, Live::Event),
-            () = tokio::time::sleep_until(self.next_recheck) => Live::Recheck,
-            () = tokio::time::sleep_until(heartbeat_at) => Live::Heartbeat,
+        loop {
+            let heartbeat_at = self.last_sent + self.hub.config().heartbeat;
+            let timer = &mut self.timer;
+            tokio::select! {
+                biased;
+                () = &mut self.shutdown => return Live::End(tonic::Status::unavailable(format!(
+                    "the server is shutting down; reconnect with after_event_id {}", self.cursor
+                ))),
+                () = &mut self.revoked => return Live::End(tonic::Status::unauthenticated("the session was revoked")),
+                event = self.subscription.events.recv() => return event.map_or(Live::Behind, Live::Event),
+                () = timer.as_mut() => {
+                    let now = Instant::now();
+                    if now >= self.expires_at {
+                        return Live::End(self.expired());
+                    }
+                    if now >= self.next_recheck {
+                        return Live::Recheck;
+                    }
+                    if now >= heartbeat_at {
+                        return Live::Heartbeat;
+                    }
+                    timer.as_mut().reset(heartbeat_at.min(self.next_recheck).min(self.expires_at));
+                }
+            }
         }
     }
 
@@ -278,12 +300,10 @@ impl Watch {
     }
 
     fn heartbeat(&self) -> pb::WatchResponse {
-        pb::WatchResponse {
-            item: Some(Item::Heartbeat(pb::Heartbeat {
-                time: Some(timestamp(Utc::now())),
-                last_event_id: self.cursor,
-            })),
-        }
+        pb::WatchResponse::heartbeat(pb::Heartbeat {
+            time: Some(timestamp(Utc::now())),
+            last_event_id: self.cursor,
+        })
     }
 
     fn end(&mut self, status: tonic::Status) -> Option<Result<pb::WatchResponse, tonic::Status>> {

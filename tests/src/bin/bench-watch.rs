@@ -4,7 +4,7 @@
 //! A folio-api process and one folio-worker process; 1, 100 and then 1,000
 //! WatchDocuments streams (the admin's, so each sees every event) over
 //! connections of 100 streams each. For each count: the api-server's resident
-//! memory before and after the streams open (idle), then 20 small documents
+//! memory before and after the streams open (idle), then 50 small documents
 //! uploaded 200 ms apart; every watcher notes, for every event, its arrival
 //! time minus the event's `created_at` (written by `clock_timestamp()` as the
 //! last statement before the worker's commit, on the same machine clock).
@@ -19,7 +19,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-const DOCUMENTS: usize = 20;
+const DOCUMENTS: usize = 50;
 const STREAMS_PER_CONNECTION: usize = 100;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -69,9 +69,12 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
                 .expect("watch")
                 .into_inner();
             let mut latencies = Vec::new();
+            // One wait for the stop for the whole run, not one per message.
+            let stop = stopped.changed();
+            tokio::pin!(stop);
             loop {
                 tokio::select! {
-                    _ = stopped.changed() => return latencies,
+                    _ = &mut stop => return latencies,
                     message = stream.next() => match message.expect("stream open").expect("no error").item {
                         Some(Item::Heartbeat(_)) => { let _ = opened.send(()).await; }
                         Some(Item::Event(event)) => {
