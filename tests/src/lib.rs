@@ -9,10 +9,11 @@
 //! as the real binaries ([`TestEnv::command`]) where exit codes and signals are
 //! what is under test. [`TcpProxy`] stands between a server and a dependency so a
 //! test can cut the link and restore it. [`models`] finds the real models the
-//! model tests run.
+//! model tests run; [`relevance`] the real documents and the search relevance measure.
 
 pub mod models;
 pub mod proxy;
+pub mod relevance;
 
 use std::{
     collections::HashMap,

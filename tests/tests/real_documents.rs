@@ -3,19 +3,13 @@
 //! converted by pandoc), uploaded and processed end to end; and hostile files
 //! that must fail permanently, without retries.
 
-use std::{io::Write as _, path::PathBuf, time::Duration};
+use std::{io::Write as _, time::Duration};
 
 use folio_proto::v1::{
     Document, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest,
     document_service_client::DocumentServiceClient,
 };
-use folio_tests::{Authed, TestEnv, eventually};
-
-fn documents_dir() -> PathBuf {
-    std::env::var("FOLIO_TEST_DOCUMENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-documents")))
-}
+use folio_tests::{Authed, TestEnv, eventually, relevance::documents_dir};
 
 async fn finished(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
     eventually(Duration::from_secs(300), &format!("{id} finished"), || {

@@ -1,21 +1,20 @@
 //! Search end to end: real documents uploaded through the api-server,
 //! processed by a real worker, searched through SearchService.
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use folio_proto::v1::{
-    CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest, ListChunksRequest, ReindexDocumentsRequest, SearchMode,
-    SearchRequest, SearchResponse, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
+    CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest, ReindexDocumentsRequest, SearchMode, SearchRequest,
+    SearchResponse, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, eventually, models::minilm_dir, upload_document};
+use folio_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, eventually,
+    models::minilm_dir,
+    relevance::{HitRate, documents_dir, heading_hit_rate},
+    upload_document,
+};
 use tonic::Code;
 use tonic_types::StatusExt as _;
-
-fn documents_dir() -> PathBuf {
-    std::env::var("FOLIO_TEST_DOCUMENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-documents")))
-}
 
 async fn clients(api: &ApiHandle, token: &str) -> (DocumentServiceClient<Authed>, SearchServiceClient<Authed>) {
     let channel = api.authed(token).await;
@@ -57,51 +56,6 @@ async fn search(client: &mut SearchServiceClient<Authed>, request: SearchRequest
     client.search(request).await.expect("search").into_inner()
 }
 
-/// For every section heading of the Bash Reference Manual, a search for the
-/// heading must find a chunk of that section in the top 3.
-async fn heading_hit_rate(api: &ApiHandle, token: &str, document_id: &str, no_rerank: bool) -> (usize, usize) {
-    let (mut documents, mut searches) = clients(api, token).await;
-    let mut headings = BTreeSet::new();
-    let mut page_token = String::new();
-    loop {
-        let page = documents
-            .list_chunks(ListChunksRequest {
-                document_id: document_id.into(),
-                page_size: 500,
-                page_token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        headings.extend(page.chunks.iter().filter_map(|c| c.section_path.last().cloned()));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    let mut found = 0;
-    let mut missed = Vec::new();
-    for heading in &headings {
-        let response = search(
-            &mut searches,
-            SearchRequest {
-                query: heading.clone(),
-                top_k: 3,
-                no_rerank,
-                ..Default::default()
-            },
-        )
-        .await;
-        if response.results.iter().any(|r| r.section_path.last() == Some(heading)) {
-            found += 1;
-        } else {
-            missed.push(heading.clone());
-        }
-    }
-    eprintln!("missed: {missed:?}");
-    (found, headings.len())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_for_each_heading_of_a_real_manual_finds_its_section_in_the_top_3() {
     let mut env = TestEnv::new().await;
@@ -113,9 +67,14 @@ async fn a_search_for_each_heading_of_a_real_manual_finds_its_section_in_the_top
     let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
     ready(&documents, &id).await;
 
-    let (fused_only, _) = heading_hit_rate(&api, &member.access_token, &id, true).await;
-    let (found, total) = heading_hit_rate(&api, &member.access_token, &id, false).await;
-    eprintln!("hash embedder, hybrid without rerank: {fused_only} of {total} headings in the top 3");
+    let channel = api.authed(&member.access_token).await;
+    let fused_only = heading_hit_rate(channel.clone(), &id, true).await;
+    let HitRate { found, total, missed } = heading_hit_rate(channel, &id, false).await;
+    eprintln!(
+        "hash embedder, hybrid without rerank: {} of {total} headings in the top 3",
+        fused_only.found
+    );
+    eprintln!("missed: {missed:?}");
     let rate = found as f64 / total as f64;
     eprintln!(
         "hash embedder, hybrid + lexical rerank: {found} of {total} headings in the top 3 ({:.1}%)",

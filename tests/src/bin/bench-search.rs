@@ -1,0 +1,392 @@
+//! Search benchmark, printed as Markdown (BENCHMARKS.md keeps the figures).
+//! Run with `scripts/bench search` (release builds, real servers);
+//! `FOLIO_BENCH_HOLD=1` keeps the database until Enter, to look at plans.
+//!
+//! The corpus: every test document (the Debian manuals in HTML, PDF and DOCX
+//! that `scripts/install-test-documents` fetches) parsed and chunked by the
+//! pipeline, then topped up to 10,000 and 100,000 chunks with chunks made of
+//! runs of sentences from one region of a real document under its real
+//! headings, so every chunk is on one topic and has its own text and vector.
+//! Vectors come from the `hash` embedder, as the worker makes them; rows are
+//! bulk-inserted with the indexes dropped, then the migration's HNSW and GIN
+//! indexes are built again.
+//!
+//! Latency: Search through a folio-api process (gRPC, HYBRID, the lexical
+//! reranker; one caller) for 300 queries, each a real section heading, after a
+//! warm-up pass. Recall@10: for the same queries and for 300 sentences of real
+//! chunks (longer queries), the vector step as Search
+//! runs it (`chunk::nearest` through HNSW, the first 10 of
+//! FOLIO_SEARCH_CANDIDATES) at several `hnsw.ef_search`, against the same
+//! query with index scans off (an exact scan); a hit counts when its
+//! similarity is at least the exact 10th's, so ties between equal vectors do
+//! not count as misses.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use diesel::{ExpressionMethods as _, QueryDsl as _};
+use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
+use folio_shared::{
+    db::{
+        models::{
+            chunk::{self, Embedding, NewChunk, SearchScope},
+            document::{self, Document},
+            embedding_index,
+        },
+        schema::users,
+    },
+    pipeline::{
+        chunk::{ChunkSettings, with_headings},
+        detect,
+        embed::{Embedder as _, hash::HashEmbedder},
+        parse::{self, Limits},
+    },
+};
+use folio_tests::{ADMIN_EMAIL, Bearer, TestEnv, relevance::documents_dir, spawn_api_process};
+use tonic::service::interceptor::InterceptedService;
+use uuid::Uuid;
+
+const SIZES: [usize; 2] = [10_000, 100_000];
+const QUERIES: usize = 300;
+const CHUNKS_PER_DOCUMENT: usize = 200;
+/// `hnsw.ef_search` values whose recall is measured (the server's default,
+/// FOLIO_HNSW_EF_SEARCH, is 100).
+const EF_SEARCH: [u32; 4] = [40, 100, 200, 400];
+/// As the server's default (FOLIO_SEARCH_CANDIDATES).
+const CANDIDATES: i64 = 50;
+
+/// A small deterministic generator (splitmix64): the same corpus every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
+struct Piece {
+    section_path: Vec<String>,
+    page: Option<u32>,
+    text: String,
+}
+
+/// Every test document through the real parser and chunker.
+fn real_chunks() -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(documents_dir())
+        .expect("test documents (scripts/install-test-documents)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e != "tsv"))
+        .collect();
+    names.sort();
+    for path in names {
+        let bytes = std::fs::read(&path).expect("read");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Ok(format) = detect::detect(&bytes[..bytes.len().min(8192)], &name, None) else {
+            continue;
+        };
+        let Ok(parsed) = parse::parse(format, &bytes, &Limits::default()) else {
+            continue;
+        };
+        for c in folio_shared::pipeline::chunk::chunk(&parsed.blocks, ChunkSettings::default()) {
+            pieces.push(Piece {
+                section_path: c.section_path,
+                page: c.page_start,
+                text: c.text,
+            });
+        }
+    }
+    pieces
+}
+
+/// `n` more chunks, each made of runs of sentences from one region of a real
+/// document (a window of consecutive real chunks) under the headings of one of
+/// them: on one topic, as a real chunk is, and with its own text and vector.
+fn synthetic(real: &[Piece], n: usize, rng: &mut Rng) -> Vec<Piece> {
+    const WINDOW: usize = 8;
+    let sentences: Vec<Vec<&str>> = real
+        .iter()
+        .map(|p| p.text.split_inclusive(". ").filter(|s| s.len() > 20).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let home = rng.below(real.len());
+            let region = home.saturating_sub(WINDOW / 2)..(home + WINDOW / 2).min(real.len());
+            let mut text = String::new();
+            let words = 120 + rng.below(120);
+            let mut tries = 0;
+            while text.split_whitespace().count() < words && tries < 64 {
+                tries += 1;
+                let from = &sentences[region.start + rng.below(region.len())];
+                if from.is_empty() {
+                    continue;
+                }
+                let start = rng.below(from.len());
+                for s in &from[start..from.len().min(start + 1 + rng.below(3))] {
+                    text.push_str(s);
+                }
+            }
+            if text.is_empty() {
+                text = real[home].text.clone();
+            }
+            Piece {
+                section_path: real[home].section_path.clone(),
+                page: real[home].page,
+                text,
+            }
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `statements` in order on one connection.
+async fn execute(pool: &folio_shared::db::Pool, statements: &[&str]) {
+    let mut conn = pool.get().await.unwrap();
+    for sql in statements {
+        diesel::sql_query(*sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// Inserts `pieces` as READY documents of `owner`, `CHUNKS_PER_DOCUMENT` each.
+async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embedder: &HashEmbedder, first: usize) {
+    let mut conn = pool.get().await.unwrap();
+    for (n, group) in pieces.chunks(CHUNKS_PER_DOCUMENT).enumerate() {
+        let id = Uuid::now_v7();
+        let now = chrono::Utc::now();
+        let row = Document {
+            id,
+            owner_id: owner,
+            filename: format!("bench-{}.html", first / CHUNKS_PER_DOCUMENT + n),
+            title: format!("Bench document {}", first / CHUNKS_PER_DOCUMENT + n),
+            content_type: "text/html".into(),
+            format: "html".into(),
+            labels: vec![],
+            size_bytes: 0,
+            sha256: id.as_bytes().to_vec(),
+            blob_key: format!("bench/{id}"),
+            idempotency_key: None,
+            state: "READY".into(),
+            stage: None,
+            attempt: 1,
+            try_number: 1,
+            max_tries: 5,
+            next_retry_at: None,
+            error_code: None,
+            error_message: None,
+            will_retry: false,
+            cancel_requested: false,
+            pages: None,
+            characters: None,
+            chunk_count: Some(group.len() as i32),
+            stage_ms: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+            completed_at: Some(now),
+        };
+        document::insert(&mut conn, &row).await.unwrap();
+        let texts: Vec<String> = group.iter().map(|p| with_headings(&p.section_path, &p.text)).collect();
+        let vectors = embedder.embed(&texts).await.unwrap();
+        let rows: Vec<NewChunk> = group
+            .iter()
+            .zip(vectors)
+            .enumerate()
+            .map(|(ordinal, (p, v))| NewChunk {
+                document_id: id,
+                ordinal: ordinal as i32,
+                text: p.text.clone(),
+                section_path: p.section_path.iter().cloned().map(Some).collect(),
+                page_start: p.page.map(|p| p as i32),
+                page_end: p.page.map(|p| p as i32),
+                token_count: p.text.split_whitespace().count() as i32,
+                embedding: Embedding(pgvector::Vector::from(v)),
+                embedding_model: embedder.model().to_owned(),
+            })
+            .collect();
+        chunk::replace(&mut conn, id, &rows).await.unwrap();
+    }
+}
+
+/// Recall@10 of the vector step as Search runs it (HNSW, the first 10 of
+/// `CANDIDATES`) against an exact scan, for each `ef_search` in `EF_SEARCH`.
+async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<f64> {
+    let mut conn = pool.get().await.unwrap();
+    let model = embedder.model().to_owned();
+    let scope = SearchScope::default();
+    let mut hits = vec![0usize; EF_SEARCH.len()];
+    for query in queries {
+        let vector = pgvector::Vector::from(embedder.embed(std::slice::from_ref(query)).await.unwrap().remove(0));
+        let mut run = async |limit: i64, ef_search: Option<u32>| {
+            conn.transaction(async |conn| {
+                if ef_search.is_none() {
+                    diesel::sql_query("SET LOCAL enable_indexscan = off").execute(conn).await?;
+                }
+                chunk::nearest(conn, &vector, &model, &scope, limit, ef_search.unwrap_or(40)).await
+            })
+            .await
+            .unwrap()
+        };
+        let exact = run(10, None).await;
+        // Equal vectors tie: a hit as close as the exact 10th counts.
+        let bar = exact.last().map_or(f64::MIN, |c| c.score) - 1e-6;
+        for (n, ef) in EF_SEARCH.iter().enumerate() {
+            let approximate = run(CANDIDATES, Some(*ef)).await;
+            hits[n] += approximate.iter().take(10).filter(|c| c.score >= bar).count();
+        }
+    }
+    hits.iter().map(|h| *h as f64 / (queries.len() * 10) as f64).collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let env = TestEnv::new().await;
+    let pool = env.pool();
+    let embedder = HashEmbedder::new(384);
+    let mut rng = Rng(0x0066_6f6c_696f);
+
+    let started = Instant::now();
+    let real = real_chunks();
+    let headings: BTreeSet<String> = real.iter().filter_map(|p| p.section_path.last().cloned()).collect();
+    let headings: Vec<String> = headings.into_iter().collect();
+    let queries: Vec<String> = (0..QUERIES).map(|_| headings[rng.below(headings.len())].clone()).collect();
+    // Longer queries for recall too: a sentence of a real chunk.
+    let sentences: Vec<&str> = real
+        .iter()
+        .flat_map(|p| p.text.split_inclusive(". "))
+        .filter(|s| (40..200).contains(&s.len()))
+        .collect();
+    let sentence_queries: Vec<String> = (0..QUERIES).map(|_| sentences[rng.below(sentences.len())].to_owned()).collect();
+    eprintln!(
+        "{} real chunks, {} headings, parsed in {:.1} s",
+        real.len(),
+        headings.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut corpus: Vec<Piece> = real;
+    corpus.extend(synthetic(&corpus, SIZES[SIZES.len() - 1].saturating_sub(corpus.len()), &mut rng));
+    // Keep the real chunks spread over both sizes.
+    for i in (1..corpus.len()).rev() {
+        let j = rng.below(i + 1);
+        corpus.swap(i, j);
+    }
+
+    let api = spawn_api_process(&env).await;
+    let owner: Uuid = {
+        let mut conn = pool.get().await.unwrap();
+        users::table
+            .filter(users::email.eq(ADMIN_EMAIL))
+            .select(users::id)
+            .first(&mut conn)
+            .await
+            .unwrap()
+    };
+    {
+        let mut conn = pool.get().await.unwrap();
+        embedding_index::set(&mut conn, embedder.model(), 384).await.unwrap();
+    }
+    let mut client = SearchServiceClient::new(InterceptedService::new(api.channel.clone(), Bearer::new(&api.admin_token)));
+
+    let efs: Vec<String> = EF_SEARCH.iter().map(|ef| format!("ef_search {ef}")).collect();
+    println!(
+        "| chunks | search p50 | p95 | p99 | server: embed / vector / keyword / rerank (mean) | recall@10, heading queries, at {} | recall@10, sentence queries | load + index build |",
+        efs.join(" / ")
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut loaded = 0;
+    for size in SIZES {
+        let started = Instant::now();
+        execute(&pool, &["DROP INDEX chunks_embedding_idx", "DROP INDEX chunks_tsv_idx"]).await;
+        load(&pool, owner, &corpus[loaded..size], &embedder, loaded).await;
+        loaded = size;
+        // The migrations' definitions.
+        execute(
+            &pool,
+            &[
+                "SET maintenance_work_mem = '2GB'",
+                "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)",
+                "CREATE INDEX chunks_tsv_idx ON chunks USING GIN (tsv)",
+                "VACUUM ANALYZE chunks",
+                "ANALYZE documents",
+            ],
+        )
+        .await;
+        let build = started.elapsed();
+
+        let mut latencies = Vec::new();
+        let mut steps = [Duration::ZERO; 4];
+        let mut slowest = Vec::new();
+        for pass in 0..2 {
+            for query in &queries {
+                let sent = Instant::now();
+                let response = client
+                    .search(SearchRequest {
+                        query: query.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("search")
+                    .into_inner();
+                let took = sent.elapsed();
+                assert!(!response.results.is_empty(), "{query}: no results");
+                if pass == 1 {
+                    latencies.push(took);
+                    let t = response.timings.unwrap_or_default();
+                    let t: Vec<Duration> = [t.embed, t.vector, t.keyword, t.rerank]
+                        .into_iter()
+                        .map(|d| d.map_or(Duration::ZERO, |d| Duration::new(d.seconds as u64, d.nanos as u32)))
+                        .collect();
+                    for (sum, d) in steps.iter_mut().zip(&t) {
+                        *sum += *d;
+                    }
+                    slowest.push((took, query.clone(), t));
+                }
+            }
+        }
+        latencies.sort();
+        slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (took, query, t) in slowest.iter().take(5) {
+            eprintln!("{size}: slow query {query:?}: {} (embed/vector/keyword/rerank {t:?})", ms(*took));
+        }
+        let means: Vec<String> = steps
+            .iter()
+            .map(|s| format!("{:.1}", s.as_secs_f64() * 1000.0 / queries.len() as f64))
+            .collect();
+        let recalls: Vec<String> = recall(&pool, &embedder, &queries).await.iter().map(|r| format!("{r:.3}")).collect();
+        let sentence_recalls: Vec<String> = recall(&pool, &embedder, &sentence_queries)
+            .await
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect();
+        println!(
+            "| {size} | {} | {} | {} | {} ms | {} | {} | {:.0} s |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.95)),
+            ms(percentile(&latencies, 0.99)),
+            means.join(" / "),
+            recalls.join(" / "),
+            sentence_recalls.join(" / "),
+            build.as_secs_f64()
+        );
+    }
+    if std::env::var_os("FOLIO_BENCH_HOLD").is_some() {
+        eprintln!("holding {} (FOLIO_BENCH_HOLD): press Enter to clean up", env.config().database_url);
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+    drop(api);
+}
