@@ -1,6 +1,8 @@
 //! Search benchmark, printed as Markdown (BENCHMARKS.md keeps the figures).
 //! Run with `scripts/bench search` (release builds, real servers);
-//! `FOLIO_BENCH_HOLD=1` keeps the database until Enter, to look at plans.
+//! `FOLIO_BENCH_HOLD=1` keeps the database until Enter, to look at plans;
+//! `FOLIO_BENCH_HNSW_WITH="m = 24, ef_construction = 128"` builds the HNSW
+//! index with other parameters than the migration's.
 //!
 //! The corpus: every test document (the Debian manuals in HTML, PDF and DOCX
 //! that `scripts/install-test-documents` fetches) parsed and chunked by the
@@ -314,12 +316,16 @@ async fn main() {
         execute(&pool, &["DROP INDEX chunks_embedding_idx", "DROP INDEX chunks_tsv_idx"]).await;
         load(&pool, owner, &corpus[loaded..size], &embedder, loaded).await;
         loaded = size;
-        // The migrations' definitions.
+        // The migrations' definitions, or other HNSW parameters to compare.
+        let hnsw = match std::env::var("FOLIO_BENCH_HNSW_WITH") {
+            Ok(with) => format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with})"),
+            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)".to_owned(),
+        };
         execute(
             &pool,
             &[
                 "SET maintenance_work_mem = '2GB'",
-                "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)",
+                &hnsw,
                 "CREATE INDEX chunks_tsv_idx ON chunks USING GIN (tsv)",
                 "VACUUM ANALYZE chunks",
                 "ANALYZE documents",
