@@ -601,3 +601,28 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,lapin=warn".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
+
+/// Small helpers the benchmark binaries share.
+pub mod bench {
+    use std::time::Duration;
+
+    /// The `p` quantile (0 to 1) of sorted durations.
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    /// A duration as "12.3 ms".
+    pub fn ms(d: Duration) -> String {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+
+    /// A KiB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), 0 if unknown.
+    pub fn status_kib(pid: u32, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}

@@ -14,18 +14,13 @@ use folio_shared::auth::{
     Role,
     tokens::{TokenIssuer, TokenKeys},
 };
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv};
+use folio_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv,
+    bench::{ms, percentile},
+};
 use tokio::time::Instant;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use uuid::Uuid;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// Resident and peak resident memory of `pid` in KiB.
 fn memory(pid: u32) -> (u64, u64) {

@@ -8,29 +8,15 @@ use std::{process::Stdio, time::Duration};
 
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
-use folio_tests::{Bearer, TestEnv};
+use folio_tests::{
+    Bearer, TestEnv,
+    bench::{ms, percentile, status_kib},
+};
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 
 const DOCUMENTS: usize = 1000;
 const CALLERS: usize = 32;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn peak_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Document `i`: ~20 KB, text, Markdown or HTML, each unique.
 fn document(i: usize) -> (String, Vec<u8>) {
@@ -192,7 +178,7 @@ async fn run(workers: usize) {
     .unwrap();
     drop(conn);
     let stage_total: f64 = shares.iter().map(|s| s.total_ms).sum();
-    let peaks: Vec<u64> = processes.iter().map(|p| peak_kib(p.id().unwrap()) / 1024).collect();
+    let peaks: Vec<u64> = processes.iter().map(|p| status_kib(p.id().unwrap(), "VmHWM") / 1024).collect();
 
     let span = totals.span_s.max(0.001);
     println!("\n### {workers} worker(s)\n");

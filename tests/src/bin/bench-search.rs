@@ -47,7 +47,12 @@ use folio_shared::{
         parse::{self, Limits},
     },
 };
-use folio_tests::{ADMIN_EMAIL, Bearer, TestEnv, relevance::documents_dir, spawn_api_process};
+use folio_tests::{
+    ADMIN_EMAIL, Bearer, TestEnv,
+    bench::{ms, percentile},
+    relevance::documents_dir,
+    spawn_api_process,
+};
 use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
 
@@ -145,14 +150,6 @@ fn synthetic(real: &[Piece], n: usize, rng: &mut Rng) -> Vec<Piece> {
             }
         })
         .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Runs `statements` in order on one connection.

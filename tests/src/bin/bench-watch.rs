@@ -14,30 +14,16 @@ use std::{process::Stdio, time::Duration};
 use folio_proto::v1::{
     CreateDocumentRequest, DocumentMetadata, WatchDocumentsRequest, document_service_client::DocumentServiceClient, watch_response::Item,
 };
-use folio_tests::{Bearer, TestEnv};
+use folio_tests::{
+    Bearer, TestEnv,
+    bench::{ms, percentile, status_kib},
+};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const DOCUMENTS: usize = 50;
 const STREAMS_PER_CONNECTION: usize = 100;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
 
 struct Row {
     watchers: usize,
@@ -54,7 +40,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
     for _ in 0..connections {
         channels.push(Channel::from_shared(url.to_owned()).unwrap().connect().await.unwrap());
     }
-    let before = rss_kib(api_pid);
+    let before = status_kib(api_pid, "VmRSS");
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     let (opened, mut opened_rx) = tokio::sync::mpsc::channel::<()>(watchers);
@@ -92,7 +78,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
         opened_rx.recv().await.expect("opened");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(api_pid);
+    let after = status_kib(api_pid, "VmRSS");
     let idle_bytes_per_watcher = (watchers >= 100).then(|| (after.saturating_sub(before) * 1024) as f64 / watchers as f64);
 
     let mut uploader = DocumentServiceClient::new(InterceptedService::new(channels[0].clone(), Bearer::new(token)));
