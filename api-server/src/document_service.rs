@@ -47,6 +47,7 @@ use crate::{
     auth::{self, Principal},
     error::{ApiError, ApiResult},
     page_token,
+    settings::Settings,
     system::{timestamp, to_time},
     watch::{
         Hub,
@@ -68,6 +69,8 @@ pub struct Documents {
     /// Cancelled at shutdown: open watch streams end with UNAVAILABLE.
     pub shutdown: CancellationToken,
     pub config: DocumentsConfig,
+    /// The upload limit and other settings admins change at run time.
+    pub settings: Settings,
     /// Tries per processing attempt (`FOLIO_MAX_ATTEMPTS`).
     pub max_tries: u32,
 }
@@ -417,16 +420,14 @@ impl Documents {
         let mut writer = self.blobs.writer(&blob_key);
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
+        let limit = self.settings.max_upload_bytes();
         let written: ApiResult<()> = async {
             let mut parts = futures_util::stream::iter(pending.into_iter().map(Ok)).chain(&mut bytes);
             while let Some(part) = parts.next().await {
                 let part = part.map_err(|status| ApiError::invalid("content", format!("upload interrupted: {}", status.message())))?;
                 size += part.len() as u64;
-                if size > self.config.max_upload_bytes {
-                    return Err(ApiError::invalid(
-                        "content",
-                        format!("is over the limit of {} bytes", self.config.max_upload_bytes),
-                    ));
+                if size > limit {
+                    return Err(ApiError::invalid("content", format!("is over the limit of {limit} bytes")));
                 }
                 hasher.update(&part);
                 writer.write(part).await.map_err(|e| ApiError::Internal(e.into()))?;

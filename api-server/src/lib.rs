@@ -29,6 +29,7 @@ pub mod health;
 pub mod page_token;
 pub mod relay;
 pub mod search_service;
+pub mod settings;
 pub mod system;
 pub mod user_service;
 pub mod watch;
@@ -212,6 +213,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         .build_v1alpha()?;
     let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
     let (hub, hub_task) = Hub::start(config.watch.clone(), pool.clone(), redis, &config.redis_prefix, cancel.clone()).await?;
+    let (settings, settings_task) = settings::Settings::start(
+        pool.clone(),
+        config.documents.max_upload_bytes,
+        config.settings_refresh,
+        cancel.clone(),
+    )
+    .await?;
     let documents = document_service::Documents {
         pool: pool.clone(),
         blobs,
@@ -220,6 +228,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         hub: hub.clone(),
         shutdown: cancel.clone(),
         config: config.documents.clone(),
+        settings: settings.clone(),
         max_tries: config.max_attempts,
     };
     let search = search_service::Search {
@@ -232,6 +241,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
     let system = System {
         pool,
+        settings,
         hub,
         dependencies,
         relay_wake,
@@ -284,6 +294,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
     cancel.cancel();
     let _ = hub_task.await;
+    let _ = settings_task.await;
     let _ = relay.await;
     let _ = audit_writer.await;
     tracing::info!("folio-api stopped");

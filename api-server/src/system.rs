@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
 use folio_proto::v1::{
-    self as pb, GetInfoRequest, GetInfoResponse, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest, PingWorkersResponse,
-    system_service_server::SystemService,
+    self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
+    PingWorkersResponse, UpdateSettingsRequest, system_service_server::SystemService,
 };
 use folio_shared::{
     db::{
@@ -21,9 +21,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
+    audit::{self, AuditNote},
+    auth,
     error::{ApiError, ApiResult},
     health::Dependencies,
     page_token,
+    settings::Settings,
     watch::Hub,
 };
 
@@ -38,6 +41,7 @@ const PING_POLL: Duration = Duration::from_millis(20);
 /// The SystemService implementation.
 pub struct System {
     pub pool: db::Pool,
+    pub settings: Settings,
     pub dependencies: Dependencies,
     pub relay_wake: Arc<Notify>,
     pub hub: Hub,
@@ -57,6 +61,21 @@ impl SystemService for System {
 
     async fn list_workers(&self, request: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
         Ok(Response::new(self.workers(request.into_inner()).await?))
+    }
+
+    async fn get_settings(&self, _request: Request<GetSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
+        Ok(Response::new(self.settings.to_proto()))
+    }
+
+    async fn update_settings(&self, request: Request<UpdateSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
+        let principal = auth::principal(&request)?;
+        let (settings, target) = self.settings.update(request.into_inner(), principal.user_id).await?;
+        audit::note(AuditNote {
+            event: "settings_updated".into(),
+            target: format!("settings:{target}"),
+            ..Default::default()
+        });
+        Ok(Response::new(settings))
     }
 }
 

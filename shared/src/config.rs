@@ -48,6 +48,9 @@ pub struct Config {
     pub relay_poll: Duration,
     /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
     pub health_poll: Duration,
+    /// `FOLIO_SETTINGS_REFRESH_MS`: how often an api-server rereads the
+    /// settings admins change at run time (the `settings` table).
+    pub settings_refresh: Duration,
     /// Identity and access settings.
     pub auth: AuthConfig,
     /// Document storage and pipeline settings.
@@ -181,12 +184,18 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// `FOLIO_MAX_UPLOAD_BYTES`'s built-in default and its largest value, which
+/// also bound the run-time setting `max_upload_bytes` (the smallest is 1).
+pub const MAX_UPLOAD_BYTES_DEFAULT: u64 = 100 << 20;
+pub const MAX_UPLOAD_BYTES_MAX: u64 = 1 << 40;
+
 /// Settings of uploads and the pipeline.
 #[derive(Clone, Debug)]
 pub struct DocumentsConfig {
     /// `FOLIO_BLOB_URL`: where blobs go (`file://<directory>`).
     pub blob_url: String,
-    /// `FOLIO_MAX_UPLOAD_BYTES`: the largest document accepted.
+    /// `FOLIO_MAX_UPLOAD_BYTES`: the largest document accepted, until an admin
+    /// sets `max_upload_bytes` (SystemService.UpdateSettings).
     pub max_upload_bytes: u64,
     /// `FOLIO_INLINE_UPLOAD_BYTES`: the largest `CreateDocument` content.
     pub max_inline_bytes: u64,
@@ -317,6 +326,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(vars.bounded("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?),
             relay_poll: Duration::from_millis(vars.bounded("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?),
             health_poll: Duration::from_millis(vars.bounded("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?),
+            settings_refresh: Duration::from_millis(vars.bounded("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?),
             auth: AuthConfig::from_vars(&vars)?,
             documents: DocumentsConfig {
                 blob_url: {
@@ -329,7 +339,7 @@ impl Config {
                     }
                     url
                 },
-                max_upload_bytes: vars.bounded("FOLIO_MAX_UPLOAD_BYTES", 100 << 20, 1, 1 << 40)?,
+                max_upload_bytes: vars.bounded("FOLIO_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES_DEFAULT, 1, MAX_UPLOAD_BYTES_MAX)?,
                 max_inline_bytes: vars.bounded("FOLIO_INLINE_UPLOAD_BYTES", 3 << 20, 1, 3 << 20)?,
                 chunk_tokens: vars.bounded("FOLIO_CHUNK_TOKENS", 256, 16, 8192)?,
                 chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,

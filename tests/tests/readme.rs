@@ -53,6 +53,8 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "\"workers\"",
         "\"email\": \"ada@example.org\"",
         "\"rpc\": \"/folio.v1.SystemService/PingWorkers\"",
+        "\"source\": \"SETTING_SOURCE_ADMIN\"",
+        "\"value\": \"52428800\"",
         "\"email\": \"grace@example.org\"",
         "k4.public.",
         "\"state\": \"READY\"",

@@ -1,13 +1,18 @@
 //! The foundation end to end: health, reflection, GetInfo, the ping round trip
-//! through outbox, relay, RabbitMQ and a worker, and ListWorkers.
+//! through outbox, relay, RabbitMQ and a worker, ListWorkers, and the settings
+//! admins change at run time.
 
 use std::time::Duration;
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
-use folio_proto::v1::{GetInfoRequest, ListWorkersRequest, PingWorkersRequest};
+use folio_proto::v1::{
+    CreateDocumentRequest, DocumentMetadata, GetInfoRequest, GetSettingsRequest, ListAuditEventsRequest, ListDocumentsRequest,
+    ListWorkersRequest, PingWorkersRequest, SettingSource, UpdateSettingsRequest, WhoAmIRequest,
+    document_service_client::DocumentServiceClient, system_service_client::SystemServiceClient,
+};
 use folio_shared::db::{models::ping, schema::processed_jobs};
-use folio_tests::{TestEnv, eventually, health_status};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, eventually, health_status};
 use futures_util::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -230,6 +235,175 @@ async fn list_workers_pages_with_tokens_and_refuses_bad_ones() {
     assert_eq!(outbox_rows, 0, "a refused ping left an outbox row");
     drop(conn);
 
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Uploads `size` bytes of text as the member behind `client`.
+async fn create_text(
+    client: &mut DocumentServiceClient<folio_tests::Authed>,
+    size: usize,
+) -> Result<folio_proto::v1::Document, tonic::Status> {
+    let request = CreateDocumentRequest {
+        metadata: Some(DocumentMetadata {
+            filename: format!("{size}.txt"),
+            ..Default::default()
+        }),
+        content: "a".repeat(size).into_bytes(),
+    };
+    client
+        .create_document(request)
+        .await
+        .map(|r| r.into_inner().document.expect("a document"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changes_the_upload_limit_at_run_time_and_every_api_server_applies_it() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_MAX_UPLOAD_BYTES", "5000");
+    env.set("FOLIO_SETTINGS_REFRESH_MS", "100");
+    let api = env.spawn_api().await;
+    let other = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut admin = api.system().await;
+    let mut as_member = SystemServiceClient::new(api.authed(&member.access_token).await);
+    let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let documents_elsewhere = DocumentServiceClient::new(other.authed(&member.access_token).await);
+
+    // The environment's value, readable by any signed-in user.
+    let settings = as_member.get_settings(GetSettingsRequest {}).await.unwrap().into_inner();
+    let limit = settings.max_upload_bytes.unwrap();
+    assert_eq!((limit.value, limit.default_value), (5000, 5000));
+    assert_eq!(limit.source(), SettingSource::Environment);
+    assert!(limit.updated_at.is_none() && limit.updated_by.is_empty());
+    create_text(&mut documents, 4000).await.unwrap();
+
+    // Only an admin may change it.
+    let status = as_member
+        .update_settings(UpdateSettingsRequest {
+            max_upload_bytes: Some(1 << 30),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // Bad requests name the field and change nothing.
+    let bad = [
+        (Some(0), vec![], "max_upload_bytes"),
+        (Some(1 << 41), vec![], "max_upload_bytes"),
+        (None, vec!["max_download_bytes".to_owned()], "reset"),
+        (Some(1000), vec!["max_upload_bytes".to_owned()], "reset"),
+        (None, vec![], "max_upload_bytes"),
+    ];
+    for (max_upload_bytes, reset, field) in bad {
+        let status = admin
+            .update_settings(UpdateSettingsRequest { max_upload_bytes, reset })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert_eq!(violated_fields(&status), [field], "{status:?}");
+    }
+    let unchanged = admin.get_settings(GetSettingsRequest {}).await.unwrap().into_inner();
+    assert_eq!(unchanged.max_upload_bytes.unwrap().value, 5000);
+
+    // Lowered: the server that took the call refuses a larger upload at once,
+    // leaving nothing behind; the other server within its refresh.
+    let admin_id = api
+        .auth_as(&api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token)
+        .await
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let updated = admin
+        .update_settings(UpdateSettingsRequest {
+            max_upload_bytes: Some(3000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .max_upload_bytes
+        .unwrap();
+    assert_eq!((updated.value, updated.default_value), (3000, 5000));
+    assert_eq!(updated.source(), SettingSource::Admin);
+    assert_eq!(updated.updated_by, admin_id);
+    assert!(updated.updated_at.is_some());
+    let status = create_text(&mut documents, 4000).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["content"]);
+    assert!(status.message().contains("3000"), "{status:?}");
+    eventually(Duration::from_secs(5), "the other api-server applies the new limit", || {
+        let mut documents_elsewhere = documents_elsewhere.clone();
+        async move {
+            create_text(&mut documents_elsewhere, 4000)
+                .await
+                .err()
+                .filter(|s| s.code() == tonic::Code::InvalidArgument)
+        }
+    })
+    .await;
+    create_text(&mut documents, 3000).await.unwrap();
+    let listed = documents
+        .list_documents(ListDocumentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    let mut sizes: Vec<i64> = listed.iter().map(|d| d.size_bytes).collect();
+    sizes.sort();
+    assert_eq!(sizes, [3000, 4000], "the refused uploads left no document");
+
+    // The change is in the audit log with what it set.
+    let users = api.admin_users().await;
+    eventually(Duration::from_secs(5), "the settings change in the audit log", || {
+        let mut users = users.clone();
+        let admin_id = admin_id.clone();
+        async move {
+            let events = users
+                .list_audit_events(ListAuditEventsRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .events;
+            events
+                .into_iter()
+                .find(|e| e.event == "settings_updated" && e.target == "settings:max_upload_bytes=3000" && e.actor_id == admin_id)
+        }
+    })
+    .await;
+
+    // Reset: the environment's value again, on both servers.
+    let reset = admin
+        .update_settings(UpdateSettingsRequest {
+            reset: vec!["max_upload_bytes".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .max_upload_bytes
+        .unwrap();
+    assert_eq!((reset.value, reset.source()), (5000, SettingSource::Environment));
+    create_text(&mut documents, 4500).await.unwrap();
+    eventually(Duration::from_secs(5), "the other api-server applies the reset", || {
+        let mut documents_elsewhere = documents_elsewhere.clone();
+        async move { create_text(&mut documents_elsewhere, 4600).await.ok() }
+    })
+    .await;
+
+    other.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;
 }

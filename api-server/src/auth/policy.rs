@@ -58,6 +58,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.SearchService/ReindexDocuments", Access::Admin),
     ("/folio.v1.SystemService/PingWorkers", Access::Admin),
     ("/folio.v1.SystemService/ListWorkers", Access::Admin),
+    ("/folio.v1.SystemService/GetSettings", Access::Authenticated),
+    ("/folio.v1.SystemService/UpdateSettings", Access::Admin),
 ];
 
 /// The access `path` (a gRPC `/package.Service/Method`) requires.

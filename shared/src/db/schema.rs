@@ -158,6 +158,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Int8,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -189,6 +198,7 @@ diesel::joinable!(document_events -> documents (document_id));
 diesel::joinable!(documents -> users (owner_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(settings -> users (updated_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
@@ -201,6 +211,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     processed_jobs,
     refresh_tokens,
     sessions,
+    settings,
     users,
     workers,
 );

@@ -10,5 +10,6 @@ pub mod ping;
 pub mod processed_job;
 pub mod refresh_token;
 pub mod session;
+pub mod setting;
 pub mod user;
 pub mod worker;
