@@ -120,7 +120,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let started = tokio::time::Instant::now();
 
     let keys = token_keys(&config)?;
-    let blobs = Blobs::open(&config.documents.blob_url).map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
+    let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
+        .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
     let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
     startup::wait_for("postgres", config.startup_timeout, || db::ping(&pool)).await?;

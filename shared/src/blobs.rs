@@ -1,12 +1,21 @@
 //! The blob store for uploaded bytes and parse results: `object_store`, so the
 //! same code writes to a local directory (`file://`, the default) or to object
-//! storage on a fleet of many hosts.
+//! storage (`s3://`, any S3-compatible service) on a fleet of many hosts.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, buffered::BufWriter, local::LocalFileSystem, path::Path};
+use object_store::{
+    ObjectStore, ObjectStoreExt as _, PutPayload,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    buffered::BufWriter,
+    local::LocalFileSystem,
+    path::Path,
+    prefix::PrefixStore,
+};
 use tokio::io::AsyncWriteExt as _;
+
+use crate::config::BlobOptions;
 
 /// Blobs under keys folio makes (never from user input).
 #[derive(Clone)]
@@ -22,10 +31,31 @@ impl std::fmt::Debug for Blobs {
 
 impl Blobs {
     /// Opens the store `url` names: `file://<directory>` (created if missing;
-    /// relative paths are relative to the working directory).
-    pub fn open(url: &str) -> Result<Blobs, String> {
+    /// relative paths are relative to the working directory) or
+    /// `s3://<bucket>[/<prefix>]` with `options` (`aws_*` keys as
+    /// `object_store` reads them: credentials, region, endpoint).
+    pub fn open(url: &str, options: &BlobOptions) -> Result<Blobs, String> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            crate::pipeline::remote::install_tls_provider();
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+            for (name, value) in &options.0 {
+                let key: AmazonS3ConfigKey = name.parse().map_err(|e| format!("{name}: {e}"))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = builder.build().map_err(|e| format!("cannot open {url}: {e}"))?;
+            let prefix = prefix.trim_matches('/');
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(store)
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            };
+            return Ok(Blobs { store });
+        }
         let Some(path) = url.strip_prefix("file://") else {
-            return Err(format!("{url:?} is not supported (use file://<directory>)"));
+            return Err(format!(
+                "{url:?} is not supported (use file://<directory> or s3://<bucket>[/<prefix>])"
+            ));
         };
         std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
         let store = LocalFileSystem::new_with_prefix(path).map_err(|e| format!("cannot open {path}: {e}"))?;

@@ -189,11 +189,45 @@ impl fmt::Debug for ApiKey {
 pub const MAX_UPLOAD_BYTES_DEFAULT: u64 = 100 << 20;
 pub const MAX_UPLOAD_BYTES_MAX: u64 = 1 << 40;
 
+/// The variables an `s3://` blob store reads: credentials (without them the
+/// store asks the environment's instance or container credentials), region,
+/// and an endpoint for an S3-compatible service.
+pub const BLOB_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_SERVER_SIDE_ENCRYPTION",
+    "AWS_SSE_KMS_KEY_ID",
+];
+
+/// Object store settings as (lower-cased variable name, value) pairs. Debug
+/// shows only the names: the values include secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BlobOptions(pub Vec<(String, String)>);
+
+impl fmt::Debug for BlobOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(name, _)| name)).finish()
+    }
+}
+
 /// Settings of uploads and the pipeline.
 #[derive(Clone, Debug)]
 pub struct DocumentsConfig {
-    /// `FOLIO_BLOB_URL`: where blobs go (`file://<directory>`).
+    /// `FOLIO_BLOB_URL`: where blobs go (`file://<directory>` or
+    /// `s3://<bucket>[/<prefix>]`).
     pub blob_url: String,
+    /// The object store's settings from `AWS_*` variables (see
+    /// [`BLOB_VARIABLES`]), for `s3://`.
+    pub blob_options: BlobOptions,
     /// `FOLIO_MAX_UPLOAD_BYTES`: the largest document accepted, until an admin
     /// sets `max_upload_bytes` (SystemService.UpdateSettings).
     pub max_upload_bytes: u64,
@@ -331,14 +365,21 @@ impl Config {
             documents: DocumentsConfig {
                 blob_url: {
                     let url = vars.get("FOLIO_BLOB_URL").unwrap_or_else(|| "file://./data/blobs".into());
-                    if !url.starts_with("file://") {
+                    let bucket = url.strip_prefix("s3://").map(|rest| rest.split('/').next().unwrap_or_default());
+                    if !(url.starts_with("file://") || bucket.is_some_and(|b| !b.is_empty())) {
                         return Err(ConfigError {
                             variable: "FOLIO_BLOB_URL",
-                            problem: format!("{url:?} is not supported; use file://<directory>"),
+                            problem: format!("{url:?} is not supported; use file://<directory> or s3://<bucket>[/<prefix>]"),
                         });
                     }
                     url
                 },
+                blob_options: BlobOptions(
+                    BLOB_VARIABLES
+                        .iter()
+                        .filter_map(|name| vars.get(name).map(|value| (name.to_ascii_lowercase(), value)))
+                        .collect(),
+                ),
                 max_upload_bytes: vars.bounded("FOLIO_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES_DEFAULT, 1, MAX_UPLOAD_BYTES_MAX)?,
                 max_inline_bytes: vars.bounded("FOLIO_INLINE_UPLOAD_BYTES", 3 << 20, 1, 3 << 20)?,
                 chunk_tokens: vars.bounded("FOLIO_CHUNK_TOKENS", 256, 16, 8192)?,
@@ -628,6 +669,32 @@ mod tests {
         pairs.push(("FOLIO_ADMIN_PASSWORD", "a sturdy admin passphrase"));
         let config = Config::from_lookup(lookup(&pairs)).unwrap();
         assert_eq!(config.auth.bootstrap_admin.unwrap().0.as_str(), "admin@example.org");
+    }
+
+    #[test]
+    fn blob_urls_are_a_directory_or_an_s3_bucket_and_s3_secrets_stay_out_of_debug() {
+        for bad in ["s3://", "s3:///prefix", "gs://bucket", "/var/blobs"] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("FOLIO_BLOB_URL", bad));
+            assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, "FOLIO_BLOB_URL", "{bad}");
+        }
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            ("FOLIO_BLOB_URL", "s3://folio-blobs/prod"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("AWS_NOT_A_SETTING", "ignored"),
+        ]);
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.documents.blob_url, "s3://folio-blobs/prod");
+        assert_eq!(
+            config.documents.blob_options.0,
+            [
+                ("aws_secret_access_key".to_owned(), "very-secret".to_owned()),
+                ("aws_region".to_owned(), "eu-west-1".to_owned()),
+            ]
+        );
+        assert!(!format!("{config:?}").contains("very-secret"));
     }
 
     #[test]

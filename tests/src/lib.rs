@@ -9,11 +9,13 @@
 //! as the real binaries ([`TestEnv::command`]) where exit codes and signals are
 //! what is under test. [`TcpProxy`] stands between a server and a dependency so a
 //! test can cut the link and restore it. [`models`] finds the real models the
-//! model tests run; [`relevance`] the real documents and the search relevance measure.
+//! model tests run; [`relevance`] the real documents and the search relevance measure;
+//! [`s3`] runs an S3-compatible server for the `s3://` blob store.
 
 pub mod models;
 pub mod proxy;
 pub mod relevance;
+pub mod s3;
 
 use std::{
     collections::HashMap,
@@ -358,6 +360,60 @@ pub async fn upload_document(
         .into_inner()
         .document
         .expect("a document")
+}
+
+/// Creates a document from `content` with `CreateDocument`, panicking on
+/// failure.
+pub async fn create_document(
+    client: &mut folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
+    name: &str,
+    labels: &[&str],
+    content: &[u8],
+) -> folio_proto::v1::Document {
+    use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata};
+    client
+        .create_document(CreateDocumentRequest {
+            metadata: Some(DocumentMetadata {
+                filename: name.into(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                ..Default::default()
+            }),
+            content: content.to_vec(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("create {name}: {status:?}"))
+        .into_inner()
+        .document
+        .expect("a document")
+}
+
+/// Polls `GetDocument` until document `id` is in `wanted`, for up to
+/// `timeout`. Panics at once if it fails while something else is wanted.
+pub async fn wait_for_state(
+    client: &folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
+    id: &str,
+    wanted: folio_proto::v1::DocumentState,
+    timeout: Duration,
+) -> folio_proto::v1::Document {
+    use folio_proto::v1::{DocumentState, GetDocumentRequest};
+    eventually(timeout, &format!("document {id} {wanted:?}"), || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            if wanted != DocumentState::Failed {
+                assert_ne!(
+                    document.state(),
+                    DocumentState::Failed,
+                    "{} failed: {}",
+                    document.filename,
+                    document.error_message
+                );
+            }
+            (document.state() == wanted).then_some(document)
+        }
+    })
+    .await
 }
 
 /// A folio-api process (the built binary) serving on a free port.

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use folio_proto::v1::{
-    CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest,
-    ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, RetryDocumentRequest, UploadDocumentRequest,
+    CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DocumentMetadata, DocumentState, DownloadFormat,
+    GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, RetryDocumentRequest, UploadDocumentRequest,
     document_service_client::DocumentServiceClient, upload_document_request::Part,
 };
-use folio_tests::{ApiHandle, Authed, TestEnv, eventually};
+use folio_tests::{ApiHandle, Authed, TestEnv, relevance::documents_dir, s3::S3Server, upload_document};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -24,15 +24,7 @@ fn metadata(filename: &str) -> Option<DocumentMetadata> {
 }
 
 async fn wait_for_state(client: &DocumentServiceClient<Authed>, id: &str, wanted: DocumentState) -> folio_proto::v1::Document {
-    eventually(Duration::from_secs(30), &format!("document {id} {wanted:?}"), || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            (document.state() == wanted).then_some(document)
-        }
-    })
-    .await
+    folio_tests::wait_for_state(client, id, wanted, Duration::from_secs(30)).await
 }
 
 const MARKDOWN: &str = "# Field Guide\n\nA guide to the birds of the marsh.\n\n## Herons\n\nThe grey heron stands still in shallow water for hours.\n\n## Rails\n\nThe water rail is heard far more often than it is seen.\n";
@@ -465,6 +457,67 @@ async fn a_transient_failure_retries_with_backoff_then_fails_and_a_retry_recover
         .unwrap();
     let ready = wait_for_state(&client, &document.id, DocumentState::Ready).await;
     assert_eq!((ready.attempt, ready.error_code.as_str()), (2, ""));
+
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_s3_blob_store_documents_live_in_the_bucket_and_nothing_is_left_behind() {
+    let s3 = S3Server::start().await;
+    let mut env = TestEnv::new().await;
+    for (name, value) in s3.vars("folio") {
+        env.set(name, value);
+    }
+    // Past object_store's 10 MiB part size, so the refused upload below has
+    // begun a multipart upload that must be aborted.
+    env.set("FOLIO_MAX_UPLOAD_BYTES", (11 << 20).to_string());
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+
+    // A real PDF: stored in the bucket, parsed by the worker from there, its
+    // parse result written there, and both read back by DownloadDocument.
+    let pdf = std::fs::read(documents_dir().join("bash.pdf")).expect("bash.pdf (scripts/test installs it)");
+    let document = upload_document(&mut client, "bash.pdf", &pdf).await;
+    let ready = folio_tests::wait_for_state(&client, &document.id, DocumentState::Ready, Duration::from_secs(120)).await;
+    assert!(ready.chunks > 0 && ready.pages > 0, "{ready:?}");
+    let keys = s3.keys("folio/").await;
+    let original = keys
+        .iter()
+        .find(|k| k.starts_with("folio/documents/") && k.ends_with(&document.id))
+        .unwrap_or_else(|| panic!("the original in the bucket: {keys:?}"));
+    assert!(
+        keys.iter().any(|k| k.starts_with(&format!("folio/parsed/{}/", document.id))),
+        "the parse result in the bucket: {keys:?}"
+    );
+    assert_eq!(s3.size(original).await, Some(pdf.len() as u64), "the bucket holds the upload");
+    let (_, downloaded) = download(&mut client, &document.id, DownloadFormat::Original).await.unwrap();
+    assert!(downloaded == pdf, "DownloadDocument returns the uploaded bytes");
+    let (_, markdown) = download(&mut client, &document.id, DownloadFormat::Markdown).await.unwrap();
+    assert!(String::from_utf8_lossy(&markdown).contains("GNU Bourne-Again SHell"));
+
+    // Over the limit after a multipart upload began: refused, with no object
+    // and no unfinished multipart upload left in the bucket.
+    let mut requests = vec![UploadDocumentRequest {
+        part: Some(Part::Metadata(metadata("big.txt").unwrap())),
+    }];
+    requests.extend((0..12).map(|_| UploadDocumentRequest {
+        part: Some(Part::Chunk(vec![b'a'; 1 << 20])),
+    }));
+    let status = client.upload_document(tokio_stream::iter(requests)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(s3.keys("folio/").await, keys, "nothing new in the bucket");
+    assert_eq!(s3.pending_multipart_uploads().await, Vec::<String>::new());
+
+    // Deleting the document deletes its blobs.
+    client
+        .delete_document(DeleteDocumentRequest { id: document.id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(s3.keys("folio/").await, Vec::<String>::new());
 
     worker.stop().await.unwrap();
     api.stop().await.unwrap();

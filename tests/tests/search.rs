@@ -4,14 +4,14 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use folio_proto::v1::{
-    CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest, ReindexDocumentsRequest, SearchMode, SearchRequest,
-    SearchResponse, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
+    DocumentState, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
+    search_service_client::SearchServiceClient,
 };
 use folio_tests::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, eventually,
+    ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, create_document, eventually,
     models::minilm_dir,
     relevance::{HitRate, documents_dir, heading_hit_rate},
-    upload_document,
+    upload_document, wait_for_state,
 };
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -22,34 +22,11 @@ async fn clients(api: &ApiHandle, token: &str) -> (DocumentServiceClient<Authed>
 }
 
 async fn ready(client: &DocumentServiceClient<Authed>, id: &str) {
-    eventually(Duration::from_secs(300), &format!("{id} READY"), || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let d = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            assert_ne!(d.state(), DocumentState::Failed, "{} failed: {}", d.filename, d.error_message);
-            (d.state() == DocumentState::Ready).then_some(())
-        }
-    })
-    .await;
+    wait_for_state(client, id, DocumentState::Ready, Duration::from_secs(300)).await;
 }
 
 async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, labels: &[&str], text: &str) -> String {
-    client
-        .create_document(CreateDocumentRequest {
-            metadata: Some(DocumentMetadata {
-                filename: name.into(),
-                labels: labels.iter().map(|l| l.to_string()).collect(),
-                ..Default::default()
-            }),
-            content: text.as_bytes().to_vec(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .document
-        .expect("document")
-        .id
+    create_document(client, name, labels, text.as_bytes()).await.id
 }
 
 async fn search(client: &mut SearchServiceClient<Authed>, request: SearchRequest) -> SearchResponse {

@@ -7,8 +7,8 @@ use std::{collections::HashSet, time::Duration};
 
 use diesel_async::AsyncConnection as _;
 use folio_proto::v1::{
-    CreateDocumentRequest, DocumentEvent, DocumentMetadata, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest,
-    WatchDocumentRequest, WatchDocumentsRequest, WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
+    DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
+    WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
 };
 use folio_shared::{
     cache::Cache,
@@ -28,20 +28,7 @@ async fn documents_as(api: &ApiHandle, token: &str) -> DocumentServiceClient<Aut
 }
 
 async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, text: &str) -> String {
-    client
-        .create_document(CreateDocumentRequest {
-            metadata: Some(DocumentMetadata {
-                filename: name.into(),
-                ..Default::default()
-            }),
-            content: text.as_bytes().to_vec(),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .document
-        .expect("document")
-        .id
+    folio_tests::create_document(client, name, &[], text.as_bytes()).await.id
 }
 
 /// The document's whole log as ListDocumentEvents pages it.

@@ -68,7 +68,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Cache::connect(&config.redis_url, &config.redis_prefix)
     })
     .await?;
-    let blobs = Blobs::open(&config.documents.blob_url).map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
+    let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
+        .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, embedder = embedder.model(), "folio-worker started");
 
     let cancel = CancellationToken::new();
