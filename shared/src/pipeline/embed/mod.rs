@@ -10,6 +10,7 @@
 pub mod hash;
 pub mod local;
 pub mod openai;
+pub mod saved;
 
 use std::sync::Arc;
 
