@@ -3,10 +3,12 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{
     DocumentState, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
     search_service_client::SearchServiceClient,
 };
+use folio_shared::db::models::chunk;
 use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, create_document, eventually,
     models::minilm_dir,
@@ -361,6 +363,63 @@ async fn another_model_is_refused_until_reindex_re_embeds_the_index_without_repa
     assert_eq!(events.iter().filter(|e| e.message.starts_with("parsed")).count(), 1);
 
     worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_the_hnsw_graph() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let (mut documents, mut searches) = clients(&api, &member.access_token).await;
+    let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
+    let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
+    ready(&documents, &id).await;
+    let vector_search = |query: &str| SearchRequest {
+        query: query.into(),
+        mode: SearchMode::Vector as i32,
+        top_k: 5,
+        no_rerank: true,
+        ..Default::default()
+    };
+    let query = "Pipelines: a sequence of one or more commands separated by the control operators";
+    let first = search(&mut searches, vector_search(query)).await;
+    assert_eq!(first.results.len(), 5);
+
+    // The worker's indexer puts every chunk into the graph.
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    eventually(Duration::from_secs(60), "every chunk in the HNSW graph", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            (chunk::pending_count(&mut conn).await.ok()? == 0).then_some(())
+        }
+    })
+    .await;
+    let in_graph = search(&mut searches, vector_search(query)).await;
+
+    // Out of the graph again (the indexer stopped): the exact scan of pending
+    // chunks alone finds the same neighbours.
+    worker.stop().await.unwrap();
+    diesel::sql_query("UPDATE chunks SET in_hnsw = false")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let pending = search(&mut searches, vector_search(query)).await;
+    let ranked = |response: &SearchResponse| -> Vec<(i64, String)> {
+        response
+            .results
+            .iter()
+            .map(|r| (r.chunk_id, format!("{:.6}", r.scores.unwrap().vector)))
+            .collect()
+    };
+    assert_eq!(ranked(&in_graph), ranked(&pending));
+    assert_eq!(ranked(&first), ranked(&pending));
+
+    drop(conn);
     api.stop().await.unwrap();
     env.cleanup().await;
 }

@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod consumer;
+pub mod indexer;
 pub mod jobs;
 
 use std::{future::Future, sync::Arc};
@@ -97,12 +98,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         activity,
     ));
     let consuming = tokio::spawn(consumer.run(cancel.clone()));
+    let indexing = tokio::spawn(indexer::run(pool.clone(), cancel.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
     cancel.cancel();
     consuming.await.context("consumer task")?;
     heartbeat.await.context("heartbeat task")?;
+    indexing.await.context("indexer task")?;
     let mut conn = pool.get().await?;
     worker::mark_stopped(&mut conn, me.id).await?;
     tracing::info!("folio-worker stopped");

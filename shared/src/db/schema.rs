@@ -42,6 +42,7 @@ diesel::table! {
         embedding -> Vector,
         embedding_model -> Text,
         tsv -> Nullable<Tsvector>,
+        in_hnsw -> Bool,
     }
 }
 

@@ -315,13 +315,17 @@ async fn main() {
         loaded = size;
         // The migrations' definitions, or other HNSW parameters to compare.
         let hnsw = match std::env::var("FOLIO_BENCH_HNSW_WITH") {
-            Ok(with) => format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with})"),
-            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)".to_owned(),
+            Ok(with) => {
+                format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with}) WHERE in_hnsw")
+            }
+            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WHERE in_hnsw".to_owned(),
         };
         execute(
             &pool,
             &[
                 "SET maintenance_work_mem = '2GB'",
+                // All in the graph, as the workers' indexers leave them.
+                "UPDATE chunks SET in_hnsw = true WHERE NOT in_hnsw",
                 &hnsw,
                 "CREATE INDEX chunks_tsv_idx ON chunks USING GIN (tsv)",
                 "VACUUM ANALYZE chunks",

@@ -148,9 +148,11 @@ const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id =
      AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
 
 /// The `limit` chunks nearest to `query` (cosine similarity as the score)
-/// among those embedded by `model`, through the HNSW index: `ef_search`
-/// candidates per scan, and pgvector's iterative scan so a narrow scope still
-/// fills the list. Run it in a transaction (the settings are local to it).
+/// among those embedded by `model`: through the HNSW index for chunks in it
+/// (`ef_search` candidates per scan, and pgvector's iterative scan so a
+/// narrow scope still fills the list), and by an exact scan of the chunks the
+/// indexer has not reached yet. Run it in a transaction (the settings are
+/// local to it).
 pub async fn nearest(
     conn: &mut AsyncPgConnection,
     query: &pgvector::Vector,
@@ -167,10 +169,14 @@ pub async fn nearest(
         .await?;
     // Relaxed order may return a few out of place: the outer query sorts.
     diesel::sql_query(format!(
-        "WITH nearest AS MATERIALIZED ( \
+        "WITH in_graph AS MATERIALIZED ( \
            SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE {SCOPE_SQL} AND c.embedding_model = $5 ORDER BY c.embedding <=> $1 LIMIT $6) \
-         SELECT id, 1 - distance AS score FROM nearest ORDER BY distance"
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND c.in_hnsw ORDER BY c.embedding <=> $1 LIMIT $6), \
+         pending AS MATERIALIZED ( \
+           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND NOT c.in_hnsw ORDER BY distance LIMIT $6) \
+         SELECT id, 1 - distance AS score FROM (SELECT * FROM in_graph UNION ALL SELECT * FROM pending) nearest \
+         ORDER BY distance LIMIT $6"
     ))
     .bind::<pgvector::sql_types::Vector, _>(query)
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
@@ -180,6 +186,23 @@ pub async fn nearest(
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .load(conn)
     .await
+}
+
+/// Puts up to `limit` chunks that are not in the HNSW graph into it (oldest
+/// first), returning how many. Rows another indexer holds are skipped.
+pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE chunks SET in_hnsw = true WHERE id IN ( \
+           SELECT id FROM chunks WHERE NOT in_hnsw ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
+
+/// How many chunks wait for the indexer.
+pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    chunks::table.filter(chunks::in_hnsw.eq(false)).count().get_result(conn).await
 }
 
 /// The `limit` best full-text matches of `query` (web search syntax, English

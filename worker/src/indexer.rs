@@ -1,0 +1,39 @@
+//! The HNSW indexer. INDEX writes chunks outside the HNSW graph (`in_hnsw`
+//! false; the index is partial), so a document becomes READY at the speed of
+//! plain inserts, and searches scan those chunks exactly until this task has
+//! put them into the graph. Every worker runs one; `FOR UPDATE SKIP LOCKED`
+//! keeps them on different rows.
+
+use std::time::Duration;
+
+use folio_shared::db::{self, models::chunk};
+use tokio_util::sync::CancellationToken;
+
+/// Chunks put into the graph per transaction: small enough that a document
+/// being replaced or deleted waits for at most about a second of work.
+const BATCH: i64 = 256;
+/// How long an idle indexer waits before looking again.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// Indexes pending chunks until `cancel`; a batch in progress finishes.
+pub async fn run(pool: db::Pool, cancel: CancellationToken) {
+    loop {
+        let indexed = async {
+            let mut conn = pool.get().await?;
+            anyhow::Ok(chunk::index_pending(&mut conn, BATCH).await?)
+        }
+        .await;
+        let pause = match indexed {
+            Ok(count) if count as i64 == BATCH => Duration::ZERO,
+            Ok(_) => IDLE,
+            Err(error) => {
+                tracing::warn!(%error, "could not put chunks into the HNSW index; trying again");
+                IDLE * 5
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
