@@ -241,6 +241,10 @@ pub struct DocumentsConfig {
     pub embed_batch: usize,
     /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document.
     pub parse_timeout: Duration,
+    /// `FOLIO_HNSW_MAX_PENDING`: while a worker has jobs in flight its
+    /// indexer leaves new chunks out of the HNSW graph (searches scan them
+    /// exactly) unless more than this many wait.
+    pub hnsw_max_pending: i64,
 }
 
 /// Settings of accounts, tokens and limits.
@@ -386,6 +390,7 @@ impl Config {
                 chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
                 embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
                 parse_timeout: Duration::from_secs(vars.bounded("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?),
+                hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
             },
             search: SearchConfig {
                 ef_search: vars.bounded("FOLIO_HNSW_EF_SEARCH", 100, 1, 1000)?,

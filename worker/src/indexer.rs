@@ -2,12 +2,17 @@
 //! false; the index is partial), so a document becomes READY at the speed of
 //! plain inserts, and searches scan those chunks exactly until this task has
 //! put them into the graph. Every worker runs one; `FOR UPDATE SKIP LOCKED`
-//! keeps them on different rows.
+//! keeps them on different rows. Graph inserts are the most expensive write
+//! there is, so an indexer yields to its worker's jobs: while jobs are in
+//! flight it indexes only when more than `FOLIO_HNSW_MAX_PENDING` chunks wait
+//! (bounding what searches scan exactly).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use folio_shared::db::{self, models::chunk};
 use tokio_util::sync::CancellationToken;
+
+use crate::activity::Activity;
 
 /// Chunks put into the graph per transaction: small enough that a document
 /// being replaced or deleted waits for at most about a second of work.
@@ -16,10 +21,14 @@ const BATCH: i64 = 256;
 const IDLE: Duration = Duration::from_millis(200);
 
 /// Indexes pending chunks until `cancel`; a batch in progress finishes.
-pub async fn run(pool: db::Pool, cancel: CancellationToken) {
+pub async fn run(pool: db::Pool, activity: Arc<Activity>, max_pending: i64, cancel: CancellationToken) {
     loop {
         let indexed = async {
             let mut conn = pool.get().await?;
+            let busy = activity.snapshot().1 > 0;
+            if busy && !chunk::pending_over(&mut conn, max_pending).await? {
+                return anyhow::Ok(0);
+            }
             anyhow::Ok(chunk::index_pending(&mut conn, BATCH).await?)
         }
         .await;

@@ -95,10 +95,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             documents: config.documents.clone(),
             embedder,
         },
-        activity,
+        activity.clone(),
     ));
     let consuming = tokio::spawn(consumer.run(cancel.clone()));
-    let indexing = tokio::spawn(indexer::run(pool.clone(), cancel.clone()));
+    let indexing = tokio::spawn(indexer::run(
+        pool.clone(),
+        activity.clone(),
+        config.documents.hnsw_max_pending,
+        cancel.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");

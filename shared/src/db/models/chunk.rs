@@ -200,6 +200,19 @@ pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryRes
     .await
 }
 
+/// Whether more than `limit` chunks wait for the indexer (reads at most
+/// `limit + 1` entries of the pending index).
+pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<bool> {
+    let waiting: i64 = chunks::table
+        .filter(chunks::in_hnsw.eq(false))
+        .select(chunks::id)
+        .limit(limit + 1)
+        .load::<i64>(conn)
+        .await?
+        .len() as i64;
+    Ok(waiting > limit)
+}
+
 /// How many chunks wait for the indexer.
 pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     chunks::table.filter(chunks::in_hnsw.eq(false)).count().get_result(conn).await
