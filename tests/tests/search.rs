@@ -404,10 +404,13 @@ async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_th
     // Out of the graph again (the indexer stopped): the exact scan of pending
     // chunks alone finds the same neighbours.
     worker.stop().await.unwrap();
-    diesel::sql_query("UPDATE chunks SET in_hnsw = false")
+    let taken_out = diesel::sql_query("UPDATE chunks SET in_hnsw = false")
         .execute(&mut conn)
         .await
-        .unwrap();
+        .unwrap() as i64;
+    assert_eq!(chunk::pending_count(&mut conn).await.unwrap(), taken_out);
+    assert!(chunk::pending_over(&mut conn, taken_out - 1).await.unwrap());
+    assert!(!chunk::pending_over(&mut conn, taken_out).await.unwrap());
     let pending = search(&mut searches, vector_search(query)).await;
     let ranked = |response: &SearchResponse| -> Vec<(i64, String)> {
         response

@@ -5,9 +5,10 @@
 //! attempt, so a redelivered job (a worker killed mid-way) resumes after PARSE;
 //! chunking is deterministic and reruns. Vectors that took a while to make are
 //! saved too (`pipeline::embed::saved`), so a job redelivered after EMBED
-//! resumes at INDEX; cheap ones (the `hash` embedder) are simply made again. The chunks are replaced,
-//! the job id recorded and the document marked READY in one transaction, so a
-//! document has exactly one set of chunks whatever crashes when.
+//! resumes at INDEX; cheap ones (the `hash` embedder) are simply made again.
+//! The chunks are replaced, the job id recorded and the document marked READY
+//! in one transaction, so a document has exactly one set of chunks whatever
+//! crashes when.
 //!
 //! A session-level advisory lock on the document keeps two workers from running
 //! it at once (a redelivery while the first worker still runs); it is released
@@ -150,7 +151,7 @@ impl Pipeline<'_> {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).ok(),
             Err(_) => None,
         };
-        let resumed = reused.is_some();
+        let parse_reused = reused.is_some();
         let parsed = match reused {
             Some(parsed) => parsed,
             None => {
@@ -184,7 +185,7 @@ impl Pipeline<'_> {
             stage::PARSE,
             kind::COMPLETED,
             35,
-            if resumed {
+            if parse_reused {
                 "parse result reused from an earlier try".into()
             } else {
                 format!("parsed {characters} characters")
@@ -194,7 +195,7 @@ impl Pipeline<'_> {
                 "characters": characters,
                 "blocks": parsed.blocks.len(),
                 "duration_ms": parse_ms,
-                "resumed": resumed,
+                "resumed": parse_reused,
             }),
         )
         .await?;
@@ -233,20 +234,28 @@ impl Pipeline<'_> {
         let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
         let fingerprint = saved::fingerprint(context.embedder.model(), &texts);
         let saved_key = embedded_key(self.document_id, self.job_attempt);
-        let reused = match context.blobs.get(&saved_key).await {
-            Ok(stored) => saved::decode(&stored, &fingerprint, texts.len(), context.embedder.dimension()),
-            Err(_) => None,
+        // Only a try that found an earlier try's parse result can find its
+        // vectors: a first try skips the lookup.
+        let reused = if parse_reused {
+            match context.blobs.get(&saved_key).await {
+                Ok(stored) => saved::decode(&stored, &fingerprint, texts.len(), context.embedder.dimension()),
+                Err(_) => None,
+            }
+        } else {
+            None
         };
         let resumed = reused.is_some();
+        let mut vectors_saved = resumed;
         let vectors = match reused {
             Some(vectors) => vectors,
             None => {
                 let vectors = self.embed(&texts).await?;
                 // Saved only when embedding cost more than a blob write would.
-                if started.elapsed() >= SAVE_EMBEDDINGS_AFTER
-                    && let Err(error) = context.blobs.put(&saved_key, saved::encode(&fingerprint, &vectors)).await
-                {
-                    tracing::warn!(%error, key = saved_key, "vectors not saved; a retry would embed again");
+                if started.elapsed() >= SAVE_EMBEDDINGS_AFTER {
+                    match context.blobs.put(&saved_key, saved::encode(&fingerprint, &vectors)).await {
+                        Ok(()) => vectors_saved = true,
+                        Err(error) => tracing::warn!(%error, key = saved_key, "vectors not saved; a retry would embed again"),
+                    }
                 }
                 vectors
             }
@@ -347,7 +356,9 @@ impl Pipeline<'_> {
             Some((_, event)) => {
                 documents::announce(&context.cache, &event).await;
                 // Indexed: the saved vectors are no longer needed.
-                let _ = context.blobs.delete(&saved_key).await;
+                if vectors_saved {
+                    let _ = context.blobs.delete(&saved_key).await;
+                }
                 Ok(())
             }
             None => {

@@ -203,14 +203,16 @@ pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryRes
 /// Whether more than `limit` chunks wait for the indexer (reads at most
 /// `limit + 1` entries of the pending index).
 pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<bool> {
-    let waiting: i64 = chunks::table
-        .filter(chunks::in_hnsw.eq(false))
-        .select(chunks::id)
-        .limit(limit + 1)
-        .load::<i64>(conn)
-        .await?
-        .len() as i64;
-    Ok(waiting > limit)
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let counted: Waiting = diesel::sql_query("SELECT count(*) AS waiting FROM (SELECT 1 FROM chunks WHERE NOT in_hnsw LIMIT $1) w")
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
+        .get_result(conn)
+        .await?;
+    Ok(counted.waiting > limit)
 }
 
 /// How many chunks wait for the indexer.
