@@ -511,6 +511,17 @@ pub async fn health_status(url: &str, service: &str) -> Option<tonic_health::pb:
     Some(response.into_inner().status())
 }
 
+/// The fields a status's BadRequest details name, in order (none without
+/// details).
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// Polls `probe` every 50 ms until it returns Some, panicking with `what` after
 /// `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T

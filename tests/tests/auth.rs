@@ -15,18 +15,10 @@ use folio_shared::{
     },
     db::models::user,
 };
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TcpProxy, TestEnv, eventually};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TcpProxy, TestEnv, eventually, violated_fields};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
 
 fn retry_after(status: &tonic::Status) -> Duration {
     status
@@ -116,11 +108,11 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_writes_nothing(
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{email} {password}");
-        assert_eq!(violations(&status), fields);
+        assert_eq!(violated_fields(&status), fields);
     }
     let status = auth.login(LoginRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(violations(&status), ["email", "password"]);
+    assert_eq!(violated_fields(&status), ["email", "password"]);
 
     let mut conn = env.pool().get().await.unwrap();
     assert!(user::find_by_email(&mut conn, "ok@example.org").await.unwrap().is_none());
@@ -140,7 +132,7 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_writes_nothing(
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(violations(&status), ["update_mask"]);
+    assert_eq!(violated_fields(&status), ["update_mask"]);
     let status = users
         .list_users(ListUsersRequest {
             page_token: "bogus".into(),
@@ -148,7 +140,7 @@ async fn bad_input_is_invalid_argument_with_field_violations_and_writes_nothing(
         })
         .await
         .unwrap_err();
-    assert_eq!(violations(&status), ["page_token"]);
+    assert_eq!(violated_fields(&status), ["page_token"]);
 
     api.stop().await.unwrap();
     env.cleanup().await;
@@ -566,7 +558,7 @@ async fn changing_the_password_revokes_every_session() {
         })
         .await
         .unwrap_err();
-    assert_eq!(violations(&status), ["current_password"]);
+    assert_eq!(violated_fields(&status), ["current_password"]);
     api.auth_as(&member.access_token)
         .await
         .change_password(ChangePasswordRequest {

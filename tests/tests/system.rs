@@ -12,7 +12,7 @@ use folio_proto::v1::{
     document_service_client::DocumentServiceClient, system_service_client::SystemServiceClient,
 };
 use folio_shared::db::{models::ping, schema::processed_jobs};
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, eventually, health_status};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, eventually, health_status, violated_fields};
 use futures_util::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -237,15 +237,6 @@ async fn list_workers_pages_with_tokens_and_refuses_bad_ones() {
 
     api.stop().await.unwrap();
     env.cleanup().await;
-}
-
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 /// Uploads `size` bytes of text as the member behind `client`.
