@@ -1,4 +1,4 @@
-# Shared by scripts/up and scripts/test: make sure Postgres (with pgvector),
+# Shared by scripts/up and scripts/test: make sure Postgres (with pgvector and RUM),
 # RabbitMQ and Redis answer on their usual local ports, reusing running servers
 # and otherwise starting (or installing, from Debian/Ubuntu packages) local ones.
 # Sourced, not run.
@@ -48,6 +48,15 @@ ensure_postgres() {
   if ! psql "$PG_ADMIN_URL" -Atqc "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'" | grep -q 1; then
     say "installing pgvector"
     "$FOLIO_ROOT/scripts/install-pgvector"
+  fi
+  # RUM: the full-text index that returns matches already ranked (keyword
+  # search's top-k without ranking every match). Debian packages it per
+  # PostgreSQL major version.
+  if ! psql "$PG_ADMIN_URL" -Atqc "SELECT 1 FROM pg_available_extensions WHERE name = 'rum'" | grep -q 1; then
+    say "installing RUM"
+    local major
+    major=$(psql "$PG_ADMIN_URL" -Atqc "SHOW server_version_num" | cut -c1-2)
+    apt_install "postgresql-${major}-rum"
   fi
 }
 

@@ -368,7 +368,7 @@ async fn another_model_is_refused_until_reindex_re_embeds_the_index_without_repa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_the_hnsw_graph() {
+async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_indexes_them() {
     let mut env = TestEnv::new().await;
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
@@ -384,14 +384,21 @@ async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_th
         no_rerank: true,
         ..Default::default()
     };
+    let keyword_search = |query: &str| SearchRequest {
+        mode: SearchMode::Keyword as i32,
+        ..vector_search(query)
+    };
     let query = "Pipelines: a sequence of one or more commands separated by the control operators";
+    let words = "pipeline commands";
     let first = search(&mut searches, vector_search(query)).await;
     assert_eq!(first.results.len(), 5);
+    let first_words = search(&mut searches, keyword_search(words)).await;
+    assert_eq!(first_words.results.len(), 5);
 
     // The worker's indexer puts every chunk into the graph.
     let pool = env.pool();
     let mut conn = pool.get().await.unwrap();
-    eventually(Duration::from_secs(60), "every chunk in the HNSW graph", || {
+    eventually(Duration::from_secs(60), "every chunk indexed", || {
         let pool = pool.clone();
         async move {
             let mut conn = pool.get().await.ok()?;
@@ -400,11 +407,13 @@ async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_th
     })
     .await;
     let in_graph = search(&mut searches, vector_search(query)).await;
+    let in_rum = search(&mut searches, keyword_search(words)).await;
 
-    // Out of the graph again (the indexer stopped): the exact scan of pending
-    // chunks alone finds the same neighbours.
+    // Out of the HNSW graph and the RUM index again (the indexer stopped): the
+    // exact scan of pending chunks alone finds the same neighbours, and their
+    // GIN index the same matches with the same scores.
     worker.stop().await.unwrap();
-    let taken_out = diesel::sql_query("UPDATE chunks SET in_hnsw = false")
+    let taken_out = diesel::sql_query("UPDATE chunks SET indexed = false")
         .execute(&mut conn)
         .await
         .unwrap() as i64;
@@ -412,15 +421,21 @@ async fn vector_search_finds_chunks_before_and_after_the_indexer_puts_them_in_th
     assert!(chunk::pending_over(&mut conn, taken_out - 1).await.unwrap());
     assert!(!chunk::pending_over(&mut conn, taken_out).await.unwrap());
     let pending = search(&mut searches, vector_search(query)).await;
+    let pending_words = search(&mut searches, keyword_search(words)).await;
     let ranked = |response: &SearchResponse| -> Vec<(i64, String)> {
         response
             .results
             .iter()
-            .map(|r| (r.chunk_id, format!("{:.6}", r.scores.unwrap().vector)))
+            .map(|r| {
+                let scores = r.scores.unwrap();
+                (r.chunk_id, format!("{:.6} {:.6}", scores.vector, scores.keyword))
+            })
             .collect()
     };
     assert_eq!(ranked(&in_graph), ranked(&pending));
     assert_eq!(ranked(&first), ranked(&pending));
+    assert_eq!(ranked(&in_rum), ranked(&pending_words));
+    assert_eq!(ranked(&first_words), ranked(&pending_words));
 
     drop(conn);
     api.stop().await.unwrap();

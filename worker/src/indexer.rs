@@ -1,11 +1,12 @@
-//! The HNSW indexer. INDEX writes chunks outside the HNSW graph (`in_hnsw`
-//! false; the index is partial), so a document becomes READY at the speed of
-//! plain inserts, and searches scan those chunks exactly until this task has
-//! put them into the graph. Every worker runs one; `FOR UPDATE SKIP LOCKED`
-//! keeps them on different rows. Graph inserts are the most expensive write
-//! there is, so an indexer yields to its worker's jobs: while jobs are in
-//! flight it indexes only when more than `FOLIO_HNSW_MAX_PENDING` chunks wait
-//! (bounding what searches scan exactly).
+//! The search indexer. INDEX writes chunks outside the HNSW graph and the RUM
+//! keyword index (`indexed` false; both indexes are partial), so a document
+//! becomes READY at the speed of plain inserts, and searches scan those chunks
+//! exactly (vectors) or through their own GIN index (keywords) until this task
+//! has indexed them. Every worker runs one; `FOR UPDATE SKIP LOCKED` keeps them
+//! on different rows. Graph and RUM inserts are the most expensive writes there
+//! are, so an indexer yields to its worker's jobs: while jobs are in flight it
+//! indexes only when more than `FOLIO_HNSW_MAX_PENDING` chunks wait (bounding
+//! what searches scan without the ranked indexes).
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::activity::Activity;
 
-/// Chunks put into the graph per transaction: small enough that a document
+/// Chunks indexed per transaction: small enough that a document
 /// being replaced or deleted waits for at most about a second of work.
 const BATCH: i64 = 256;
 /// How long an idle indexer waits before looking again.
@@ -36,7 +37,7 @@ pub async fn run(pool: db::Pool, activity: Arc<Activity>, max_pending: i64, canc
             Ok(count) if count as i64 == BATCH => Duration::ZERO,
             Ok(_) => IDLE,
             Err(error) => {
-                tracing::warn!(%error, "could not put chunks into the HNSW index; trying again");
+                tracing::warn!(%error, "could not index chunks; trying again");
                 IDLE * 5
             }
         };

@@ -42,7 +42,7 @@ diesel::table! {
         embedding -> Vector,
         embedding_model -> Text,
         tsv -> Nullable<Tsvector>,
-        in_hnsw -> Bool,
+        indexed -> Bool,
     }
 }
 

@@ -10,7 +10,7 @@
 //! runs of sentences from one region of a real document under its real
 //! headings, so every chunk is on one topic and has its own text and vector.
 //! Vectors come from the `hash` embedder, as the worker makes them; rows are
-//! bulk-inserted with the indexes dropped, then the migration's HNSW and GIN
+//! bulk-inserted with the indexes dropped, then the migration's HNSW and RUM
 //! indexes are built again.
 //!
 //! Latency: Search through a folio-api process (gRPC, HYBRID, the lexical
@@ -316,18 +316,18 @@ async fn main() {
         // The migrations' definitions, or other HNSW parameters to compare.
         let hnsw = match std::env::var("FOLIO_BENCH_HNSW_WITH") {
             Ok(with) => {
-                format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with}) WHERE in_hnsw")
+                format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with}) WHERE indexed")
             }
-            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WHERE in_hnsw".to_owned(),
+            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WHERE indexed".to_owned(),
         };
         execute(
             &pool,
             &[
                 "SET maintenance_work_mem = '2GB'",
-                // All in the graph, as the workers' indexers leave them.
-                "UPDATE chunks SET in_hnsw = true WHERE NOT in_hnsw",
+                // All indexed, as the workers' indexers leave them.
+                "UPDATE chunks SET indexed = true WHERE NOT indexed",
                 &hnsw,
-                "CREATE INDEX chunks_tsv_idx ON chunks USING GIN (tsv)",
+                "CREATE INDEX chunks_tsv_idx ON chunks USING rum (tsv rum_tsvector_ops) WHERE indexed",
                 "VACUUM ANALYZE chunks",
                 "ANALYZE documents",
             ],

@@ -171,10 +171,10 @@ pub async fn nearest(
     diesel::sql_query(format!(
         "WITH in_graph AS MATERIALIZED ( \
            SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND c.in_hnsw ORDER BY c.embedding <=> $1 LIMIT $6), \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND c.indexed ORDER BY c.embedding <=> $1 LIMIT $6), \
          pending AS MATERIALIZED ( \
            SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND NOT c.in_hnsw ORDER BY distance LIMIT $6) \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND NOT c.indexed ORDER BY distance LIMIT $6) \
          SELECT id, 1 - distance AS score FROM (SELECT * FROM in_graph UNION ALL SELECT * FROM pending) nearest \
          ORDER BY distance LIMIT $6"
     ))
@@ -188,12 +188,13 @@ pub async fn nearest(
     .await
 }
 
-/// Puts up to `limit` chunks that are not in the HNSW graph into it (oldest
-/// first), returning how many. Rows another indexer holds are skipped.
+/// Puts up to `limit` chunks that are not yet indexed into the HNSW graph and
+/// the RUM index (oldest first), returning how many. Rows another indexer
+/// holds are skipped.
 pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
     diesel::sql_query(
-        "UPDATE chunks SET in_hnsw = true WHERE id IN ( \
-           SELECT id FROM chunks WHERE NOT in_hnsw ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        "UPDATE chunks SET indexed = true WHERE id IN ( \
+           SELECT id FROM chunks WHERE NOT indexed ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)",
     )
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .execute(conn)
@@ -208,7 +209,7 @@ pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResu
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         waiting: i64,
     }
-    let counted: Waiting = diesel::sql_query("SELECT count(*) AS waiting FROM (SELECT 1 FROM chunks WHERE NOT in_hnsw LIMIT $1) w")
+    let counted: Waiting = diesel::sql_query("SELECT count(*) AS waiting FROM (SELECT 1 FROM chunks WHERE NOT indexed LIMIT $1) w")
         .bind::<diesel::sql_types::BigInt, _>(limit + 1)
         .get_result(conn)
         .await?;
@@ -217,16 +218,31 @@ pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResu
 
 /// How many chunks wait for the indexer.
 pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    chunks::table.filter(chunks::in_hnsw.eq(false)).count().get_result(conn).await
+    chunks::table.filter(chunks::indexed.eq(false)).count().get_result(conn).await
 }
 
 /// The `limit` best full-text matches of `query` (web search syntax, English
-/// configuration), ranked by `ts_rank_cd`.
+/// configuration), scored by RUM's `rum_ts_score` (heading words weigh more
+/// than body words; the score is the reciprocal of the `<=>` distance).
+/// Indexed chunks come ranked from the RUM index, which stops after `limit`
+/// instead of ranking every match; chunks the indexer has not reached yet are
+/// found through their own GIN index and ranked by the same function.
 pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchScope, limit: i64) -> QueryResult<Vec<Candidate>> {
+    // The query is written out in each ORDER BY (not joined in from a
+    // function scan) so the planner sees a constant it can hand to the index.
     diesel::sql_query(format!(
-        "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
-         FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery('english', $1) q \
-         WHERE c.tsv @@ q AND {SCOPE_SQL} ORDER BY score DESC, c.id LIMIT $5"
+        "WITH ranked AS MATERIALIZED ( \
+           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
+           FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
+           ORDER BY c.tsv <=> websearch_to_tsquery('english', $1) LIMIT $5), \
+         pending AS MATERIALIZED ( \
+           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
+           FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE NOT c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
+           ORDER BY distance LIMIT $5) \
+         SELECT id, (1 / distance)::float8 AS score FROM (SELECT * FROM ranked UNION ALL SELECT * FROM pending) matches \
+         ORDER BY distance, id LIMIT $5"
     ))
     .bind::<diesel::sql_types::Text, _>(query)
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
