@@ -173,13 +173,13 @@ impl DocumentService for Documents {
         let scope = filter.owner.map_or(Scope::Everyone, Scope::Owner);
         let permit = self.hub.admit(principal.user_id)?;
         let subscription = self.hub.subscribe(scope, Some(filter.clone()), principal.session_id);
-        // From now on: everything up to the newest event is skipped; what
-        // commits after the subscription reaches it.
+        // From now on: everything up to the settled horizon is skipped; the
+        // hub hands every later event to the subscription.
         let cursor = match request.after_event_id {
             Some(after) => after,
             None => {
                 let mut conn = self.pool.get().await.map_err(ApiError::from)?;
-                document_event::last_id(&mut conn).await.map_err(ApiError::from)?
+                document_event::settled(&mut conn).await.map_err(ApiError::from)?
             }
         };
         let watch = Watch::new(

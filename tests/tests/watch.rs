@@ -603,3 +603,87 @@ async fn bad_watch_requests_are_refused_with_field_violations_and_streams_are_ca
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+/// One progress event on `id`, in the caller's open transaction.
+async fn transition(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: Uuid,
+    message: &str,
+) -> folio_shared::db::models::document_event::DocumentEvent {
+    documents::transition(
+        conn,
+        id,
+        &StateChange::default(),
+        Progress {
+            stage: stage::PARSE,
+            kind: kind::PROGRESS,
+            percent: 10,
+            message: message.into(),
+            details: serde_json::json!({}),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is_still_streamed_first() {
+    use diesel_async::SimpleAsyncConnection as _;
+    use folio_shared::db::models::document_event;
+
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let first: Uuid = create(&mut client, "first.md", MARKDOWN).await.parse().unwrap();
+    let second: Uuid = create(&mut client, "second.md", "# Second\n\nAnother.\n").await.parse().unwrap();
+    let mut stream = watch_documents(&mut client, None).await;
+    match stream.next().await {
+        Some(Ok(WatchResponse {
+            item: Some(Item::Heartbeat(_)),
+            ..
+        })) => {}
+        other => panic!("expected the opening heartbeat, got {other:?}"),
+    }
+
+    let config = env.config();
+    let cache = Cache::connect(&config.redis_url, &config.redis_prefix).await.unwrap();
+    let pool = env.pool();
+    // An append that draws its id and then stays open...
+    let mut slow = pool.get().await.unwrap();
+    slow.batch_execute("BEGIN").await.unwrap();
+    let lower = transition(&mut slow, first, "slow").await;
+    // ...does not hold up another document's append, which takes a higher id
+    // and commits first.
+    let mut fast = pool.get().await.unwrap();
+    let higher = tokio::time::timeout(
+        Duration::from_secs(5),
+        fast.transaction(async |conn| Ok::<_, diesel::result::Error>(transition(conn, second, "fast").await)),
+    )
+    .await
+    .expect("an append waited for another transaction's commit")
+    .unwrap();
+    assert!(lower.id < higher.id);
+    documents::announce(&cache, &higher).await;
+
+    // The settled horizon waits for the open append, and streams hand out
+    // nothing past it meanwhile (the higher id is committed, the lower is not).
+    let mut reader = pool.get().await.unwrap();
+    let horizon = tokio::spawn(async move { document_event::settled(&mut reader).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!horizon.is_finished(), "the horizon did not wait for an append in flight");
+    let early = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(early.is_err(), "an event was streamed past an append in flight: {early:?}");
+
+    slow.batch_execute("COMMIT").await.unwrap();
+    documents::announce(&cache, &lower).await;
+    assert!(horizon.await.unwrap() >= higher.id);
+    let received = receive(&mut stream, 2, Duration::from_secs(10)).await;
+    assert_eq!(ids(&received.events), vec![lower.id, higher.id], "both, the lower id first");
+
+    drop(slow);
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

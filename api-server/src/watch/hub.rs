@@ -3,8 +3,9 @@
 //! document, its owner or everyone.
 //!
 //! Redis notices only wake the hub; what it hands out is always what it read
-//! from Postgres after its cursor, in id order (appends commit in id order, see
-//! `document_event::append`). So a lost notice delays an event, never loses it:
+//! from Postgres after its cursor and up to a settled horizon, in id order
+//! (below the horizon no lower id can still commit, see
+//! `document_event::settled`). So a lost notice delays an event, never loses it:
 //! the hub also reads every `FOLIO_WATCH_BACKSTOP_SECS` while Redis is up, and
 //! every `FOLIO_WATCH_POLL_MS` while it is not.
 
@@ -66,12 +67,19 @@ pub struct Hub {
 struct Inner {
     config: WatchConfig,
     registry: Mutex<Registry>,
+    /// Wakes the reader: a Redis notice, or a new subscription.
+    wake: Notify,
     live_notices: AtomicBool,
     fallbacks: AtomicU64,
 }
 
 #[derive(Default)]
 struct Registry {
+    /// Every event up to here is settled and has been handed out (or, while no
+    /// stream was open, skipped). Moved under this lock together with the
+    /// hand-out, so a stream that reads it after subscribing gets each later
+    /// event from the hub and each earlier one from its replay.
+    cursor: i64,
     next_id: u64,
     entries: HashMap<u64, Entry>,
     by_scope: HashMap<Scope, Vec<u64>>,
@@ -158,6 +166,7 @@ impl Inner {
         let watched = &delivery.watched;
         let event = &watched.event;
         let mut registry = self.lock();
+        registry.cursor = event.id;
         let mut behind = Vec::new();
         for scope in [Scope::Document(event.document_id), Scope::Owner(event.owner_id), Scope::Everyone] {
             let Some(ids) = registry.by_scope.get(&scope) else {
@@ -195,17 +204,31 @@ impl Inner {
         }
     }
 
-    /// Reads every event after `cursor` and hands it out.
-    async fn catch_up(&self, pool: &db::Pool, cursor: &mut i64) -> anyhow::Result<()> {
+    /// Reads every event after the cursor up to a settled horizon and hands it
+    /// out. With no stream open and `skip_when_idle`, the cursor jumps to the
+    /// horizon without reading (nobody would receive the events; a stream that
+    /// opens later replays up to the cursor).
+    async fn catch_up(&self, pool: &db::Pool, skip_when_idle: bool) -> anyhow::Result<()> {
         let mut conn = pool.get().await?;
+        let horizon = document_event::settled(&mut conn).await?;
+        {
+            let mut registry = self.lock();
+            if skip_when_idle && registry.entries.is_empty() {
+                registry.cursor = registry.cursor.max(horizon);
+                return Ok(());
+            }
+        }
         loop {
-            let page = document_event::list_watched(&mut conn, Scope::Everyone, *cursor, PAGE).await?;
+            let cursor = self.lock().cursor;
+            let page = document_event::list_watched(&mut conn, Scope::Everyone, cursor, horizon, PAGE).await?;
             let full = page.len() as i64 == PAGE;
             for watched in page {
-                *cursor = watched.event.id;
                 self.dispatch(&Delivery::new(watched));
             }
             if !full {
+                // Ids up to the horizon that no event holds were rolled back.
+                let mut registry = self.lock();
+                registry.cursor = registry.cursor.max(horizon);
                 return Ok(());
             }
         }
@@ -213,7 +236,7 @@ impl Inner {
 }
 
 impl Hub {
-    /// Starts the hub: its cursor is the newest event now; the returned task
+    /// Starts the hub: its cursor is the settled horizon now; the returned task
     /// runs until `cancel`.
     pub async fn start(
         config: WatchConfig,
@@ -222,20 +245,23 @@ impl Hub {
         prefix: &str,
         cancel: CancellationToken,
     ) -> anyhow::Result<(Hub, tokio::task::JoinHandle<()>)> {
-        let cursor = document_event::last_id(&mut *pool.get().await?).await?;
+        let cursor = document_event::settled(&mut *pool.get().await?).await?;
         let inner = Arc::new(Inner {
             config,
-            registry: Mutex::default(),
+            registry: Mutex::new(Registry {
+                cursor,
+                ..Registry::default()
+            }),
+            wake: Notify::new(),
             live_notices: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
         });
-        let wake = Arc::new(Notify::new());
         let channels = Channels {
             events: format!("{prefix}{EVENTS_CHANNEL}"),
             revocations: format!("{prefix}{REVOCATIONS_CHANNEL}"),
         };
-        let listener = tokio::spawn(listen(inner.clone(), redis, channels, wake.clone(), cancel.clone()));
-        let reader = tokio::spawn(read(inner.clone(), pool, cursor, wake, cancel));
+        let listener = tokio::spawn(listen(inner.clone(), redis, channels, cancel.clone()));
+        let reader = tokio::spawn(read(inner.clone(), pool, cancel));
         let task = tokio::spawn(async move {
             let _ = listener.await;
             let _ = reader.await;
@@ -280,12 +306,22 @@ impl Hub {
             },
         );
         registry.by_scope.entry(scope).or_default().push(id);
+        drop(registry);
+        // The hub skips reading while no stream is open: catch up now.
+        self.inner.wake.notify_one();
         Subscription {
             id,
             events,
             revoked,
             inner: self.inner.clone(),
         }
+    }
+
+    /// The hub's cursor: every event up to it is settled and was handed out
+    /// before; every later one will be handed to the streams subscribed now.
+    /// A stream replays from Postgres up to here.
+    pub fn cursor(&self) -> i64 {
+        self.inner.lock().cursor
     }
 
     pub fn stats(&self) -> HubStats {
@@ -307,8 +343,10 @@ struct Channels {
 }
 
 /// Reads new events whenever woken, and on a timer: the backstop while Redis
-/// notices arrive, `FOLIO_WATCH_POLL_MS` while they do not.
-async fn read(inner: Arc<Inner>, pool: db::Pool, mut cursor: i64, wake: Arc<Notify>, cancel: CancellationToken) {
+/// notices arrive, `FOLIO_WATCH_POLL_MS` while they do not. While no stream is
+/// open, notices are ignored and the timer only moves the cursor, so a busy
+/// log with nobody watching costs one settled horizon per interval.
+async fn read(inner: Arc<Inner>, pool: db::Pool, cancel: CancellationToken) {
     let mut failing = false;
     loop {
         let interval = if inner.live_notices.load(Ordering::Relaxed) {
@@ -316,15 +354,18 @@ async fn read(inner: Arc<Inner>, pool: db::Pool, mut cursor: i64, wake: Arc<Noti
         } else {
             inner.config.poll
         };
-        tokio::select! {
+        let woken = tokio::select! {
             () = cancel.cancelled() => return,
-            () = wake.notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = inner.wake.notified() => true,
+            () = tokio::time::sleep(interval) => false,
+        };
+        if woken && inner.lock().entries.is_empty() {
+            continue;
         }
-        match inner.catch_up(&pool, &mut cursor).await {
+        match inner.catch_up(&pool, !woken).await {
             Ok(()) if failing => {
                 failing = false;
-                tracing::info!(cursor, "watch: reading events again");
+                tracing::info!(cursor = inner.lock().cursor, "watch: reading events again");
             }
             Ok(()) => {}
             Err(error) if !failing => {
@@ -338,17 +379,17 @@ async fn read(inner: Arc<Inner>, pool: db::Pool, mut cursor: i64, wake: Arc<Noti
 
 /// Keeps one Redis subscription to the event and revocation channels,
 /// reconnecting with backoff; while it is down the reader polls.
-async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, wake: Arc<Notify>, cancel: CancellationToken) {
+async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let lost = tokio::select! {
             () = cancel.cancelled() => return,
-            lost = subscribed(&inner, &client, &channels, &wake, &mut backoff) => lost,
+            lost = subscribed(&inner, &client, &channels, &mut backoff) => lost,
         };
         if inner.live_notices.swap(false, Ordering::Relaxed) {
             tracing::warn!(error = %lost, poll = ?inner.config.poll, "watch: Redis notices lost; polling Postgres until they return");
             // The reader switches to its polling interval now.
-            wake.notify_one();
+            inner.wake.notify_one();
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -359,13 +400,7 @@ async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, wa
 }
 
 /// Subscribes and forwards notices until the connection fails.
-async fn subscribed(
-    inner: &Inner,
-    client: &redis::Client,
-    channels: &Channels,
-    wake: &Notify,
-    backoff: &mut Duration,
-) -> redis::RedisError {
+async fn subscribed(inner: &Inner, client: &redis::Client, channels: &Channels, backoff: &mut Duration) -> redis::RedisError {
     let connected = async {
         let pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
             .await
@@ -384,7 +419,7 @@ async fn subscribed(
     inner.live_notices.store(true, Ordering::Relaxed);
     tracing::info!("watch: live notices from Redis");
     // Events committed while the subscription was down are read now.
-    wake.notify_one();
+    inner.wake.notify_one();
     let mut ping = tokio::time::interval(REDIS_PING);
     ping.tick().await;
     loop {
@@ -397,7 +432,7 @@ async fn subscribed(
                     let sessions: Vec<Uuid> = serde_json::from_slice(message.get_payload_bytes()).unwrap_or_default();
                     inner.revoke(&sessions);
                 } else {
-                    wake.notify_one();
+                    inner.wake.notify_one();
                 }
             }
             _ = ping.tick() => {

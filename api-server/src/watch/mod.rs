@@ -7,11 +7,14 @@
 //!   id it has already passed; it sends heartbeats and ends on a terminal
 //!   event, shutdown, token expiry or revocation.
 //!
-//! Why nothing is lost or sent twice: event ids become visible in id order
-//! (appends are serialised, see `document_event::append`), the subscription is
-//! made before the replay query, and the stream's cursor only moves forward.
-//! Every event after the cursor is either already committed when the replay
-//! reads (so the replay has it) or committed later (so the hub hands it over).
+//! Why nothing is lost or sent twice: the hub hands out events in id order
+//! and only up to a settled horizon, below which no lower id can still commit
+//! (see `document_event::settled`); a stream subscribes before it replays, and
+//! replays from Postgres only up to the hub's cursor, which moves under the
+//! same lock as the hand-out; the stream's cursor only moves forward. Every
+//! event after the stream's cursor is either at or below the hub's cursor
+//! when the replay reads (so the replay has it) or above it (so the hub hands
+//! it over).
 
 pub mod hub;
 pub mod stream;

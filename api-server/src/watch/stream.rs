@@ -243,7 +243,10 @@ impl Watch {
 
     async fn read_page(&self) -> anyhow::Result<Vec<WatchedEvent>> {
         let mut conn = self.pool.get().await?;
-        Ok(document_event::list_watched(&mut conn, self.target.scope(), self.cursor, PAGE).await?)
+        // Up to the hub's cursor: below it every event is settled, above it the
+        // hub hands each one over (this stream subscribed before reading).
+        let up_to = self.hub.cursor();
+        Ok(document_event::list_watched(&mut conn, self.target.scope(), self.cursor, up_to, PAGE).await?)
     }
 
     async fn wait_live(&mut self) -> Live {

@@ -125,6 +125,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
             &mut conn,
             folio_shared::db::models::document_event::Scope::Everyone,
             first_document,
+            i64::MAX,
             100_000,
         )
         .await

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::schema::{document_events, documents};
@@ -39,20 +39,23 @@ pub struct NewDocumentEvent {
     pub state: String,
 }
 
-/// The advisory lock that serialises event appends ("folio" and 1).
+/// The advisory lock between event appends and readers of the whole log
+/// ("folio" and 1): appends hold it shared, [`settled`] takes it exclusively.
 const APPEND_LOCK: i64 = 0x666f_6c69_6f00_0001;
 
 /// Appends an event, returning it with its id.
 ///
-/// Ids must become visible in id order, or a reader that has seen id n could
-/// later find an id below n commit and miss it (a bigserial alone does not
-/// give that: ids are drawn at insert, transactions commit in any order). So
-/// the append takes a transaction-scoped advisory lock first: the next append
-/// draws its id only after this transaction has committed (or rolled back).
-/// Make the append the last statement of its transaction, so the lock is held
-/// for the commit alone.
+/// A bigserial id is drawn at insert, but transactions commit in any order,
+/// so id n may become visible after id n + 1. Within one document that cannot
+/// happen: every append follows an update of its document's row (see
+/// `documents::transition`), whose lock is held to the commit. Across
+/// documents, a reader of the whole log reads only up to [`settled`]. For that
+/// the append holds the append lock shared from before its id is drawn to its
+/// end: appends never wait for each other, and their commits share WAL
+/// flushes. Make the append the last statement of its transaction, so a
+/// reader waiting in [`settled`] waits for the commit alone.
 pub async fn append(conn: &mut AsyncPgConnection, event: &NewDocumentEvent) -> QueryResult<DocumentEvent> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)")
         .bind::<diesel::sql_types::BigInt, _>(APPEND_LOCK)
         .execute(conn)
         .await?;
@@ -61,6 +64,32 @@ pub async fn append(conn: &mut AsyncPgConnection, event: &NewDocumentEvent) -> Q
         .returning(DocumentEvent::as_returning())
         .get_result(conn)
         .await
+}
+
+/// The settled horizon: an id h such that every event with an id up to h has
+/// committed or rolled back, so a reader that has read the log up to h in id
+/// order will never see a lower id appear. It reads the last id drawn, then
+/// takes the append lock exclusively for an instant, which waits for the
+/// appends in flight (every id up to h was drawn under a shared hold that
+/// lasts to its transaction's end). Appends that start meanwhile wait behind
+/// it for about one commit.
+pub async fn settled(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Drawn {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last: i64,
+    }
+    conn.transaction(async |conn| {
+        let drawn: Drawn = diesel::sql_query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM document_events_id_seq")
+            .get_result(conn)
+            .await?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(APPEND_LOCK)
+            .execute(conn)
+            .await?;
+        Ok::<_, diesel::result::Error>(drawn.last)
+    })
+    .await
 }
 
 /// A document's events after `after_id`, oldest first.
@@ -92,12 +121,20 @@ pub enum Scope {
     Everyone,
 }
 
-/// Events in `scope` after `after_id`, oldest first, with their documents'
-/// labels, filename and creation time.
-pub async fn list_watched(conn: &mut AsyncPgConnection, scope: Scope, after_id: i64, limit: i64) -> QueryResult<Vec<WatchedEvent>> {
+/// Events in `scope` after `after_id` and up to `up_to` (a [`settled`]
+/// horizon), oldest first, with their documents' labels, filename and
+/// creation time.
+pub async fn list_watched(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    after_id: i64,
+    up_to: i64,
+    limit: i64,
+) -> QueryResult<Vec<WatchedEvent>> {
     let mut query = document_events::table
         .inner_join(documents::table)
         .filter(document_events::id.gt(after_id))
+        .filter(document_events::id.le(up_to))
         .order(document_events::id.asc())
         .limit(limit)
         .select((
