@@ -195,13 +195,7 @@ async fn events_of_concurrent_documents_and_workers_arrive_exactly_once_in_order
     let mut everyone = watch_documents(&mut admin_client, None).await;
     // Streams from now on start with a heartbeat carrying their position.
     for stream in [&mut mine, &mut theirs, &mut everyone] {
-        match stream.next().await {
-            Some(Ok(WatchResponse {
-                item: Some(Item::Heartbeat(_)),
-                ..
-            })) => {}
-            other => panic!("expected the opening heartbeat, got {other:?}"),
-        }
+        opening_heartbeat(stream).await;
     }
 
     let workers = [env.spawn_worker(), env.spawn_worker()];
@@ -380,25 +374,9 @@ async fn append_progress(env: &TestEnv, id: &str, count: usize) {
     let mut conn = pool.get().await.unwrap();
     for n in 0..count {
         let event = conn
-            .transaction(async |conn| {
-                documents::transition(
-                    conn,
-                    id,
-                    &StateChange::default(),
-                    Progress {
-                        stage: stage::PARSE,
-                        kind: kind::PROGRESS,
-                        percent: 10,
-                        message: format!("step {n}"),
-                        details: serde_json::json!({ "step": n }),
-                    },
-                )
-                .await
-            })
+            .transaction(async |conn| Ok::<_, diesel::result::Error>(progress(conn, id, &format!("step {n}")).await))
             .await
-            .unwrap()
-            .unwrap()
-            .1;
+            .unwrap();
         documents::announce(&cache, &event).await;
     }
 }
@@ -605,7 +583,7 @@ async fn bad_watch_requests_are_refused_with_field_violations_and_streams_are_ca
 }
 
 /// One progress event on `id`, in the caller's open transaction.
-async fn transition(
+async fn progress(
     conn: &mut diesel_async::AsyncPgConnection,
     id: Uuid,
     message: &str,
@@ -628,6 +606,17 @@ async fn transition(
     .1
 }
 
+/// Reads the heartbeat a stream opened without a cursor starts with.
+async fn opening_heartbeat(stream: &mut Streaming<WatchResponse>) {
+    match stream.next().await {
+        Some(Ok(WatchResponse {
+            item: Some(Item::Heartbeat(_)),
+            ..
+        })) => {}
+        other => panic!("expected the opening heartbeat, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is_still_streamed_first() {
     use diesel_async::SimpleAsyncConnection as _;
@@ -640,13 +629,7 @@ async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is
     let first: Uuid = create(&mut client, "first.md", MARKDOWN).await.parse().unwrap();
     let second: Uuid = create(&mut client, "second.md", "# Second\n\nAnother.\n").await.parse().unwrap();
     let mut stream = watch_documents(&mut client, None).await;
-    match stream.next().await {
-        Some(Ok(WatchResponse {
-            item: Some(Item::Heartbeat(_)),
-            ..
-        })) => {}
-        other => panic!("expected the opening heartbeat, got {other:?}"),
-    }
+    opening_heartbeat(&mut stream).await;
 
     let config = env.config();
     let cache = Cache::connect(&config.redis_url, &config.redis_prefix).await.unwrap();
@@ -654,13 +637,13 @@ async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is
     // An append that draws its id and then stays open...
     let mut slow = pool.get().await.unwrap();
     slow.batch_execute("BEGIN").await.unwrap();
-    let lower = transition(&mut slow, first, "slow").await;
+    let lower = progress(&mut slow, first, "slow").await;
     // ...does not hold up another document's append, which takes a higher id
     // and commits first.
     let mut fast = pool.get().await.unwrap();
     let higher = tokio::time::timeout(
         Duration::from_secs(5),
-        fast.transaction(async |conn| Ok::<_, diesel::result::Error>(transition(conn, second, "fast").await)),
+        fast.transaction(async |conn| Ok::<_, diesel::result::Error>(progress(conn, second, "fast").await)),
     )
     .await
     .expect("an append waited for another transaction's commit")
