@@ -242,8 +242,9 @@ pub struct DocumentsConfig {
     /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document.
     pub parse_timeout: Duration,
     /// `FOLIO_HNSW_MAX_PENDING`: while a worker has jobs in flight its
-    /// indexer leaves new chunks out of the HNSW graph (searches scan them
-    /// exactly) unless more than this many wait.
+    /// indexer leaves new chunks out of the HNSW graph and the RUM index
+    /// (searches scan them exactly and match them through their own GIN
+    /// index) unless more than this many wait.
     pub hnsw_max_pending: i64,
 }
 

@@ -85,7 +85,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
     let pool = env.pool();
     let first_document = {
         let mut conn = pool.get().await.unwrap();
-        folio_shared::db::models::document_event::last_id(&mut conn).await.unwrap()
+        folio_shared::db::models::document_event::settled(&mut conn).await.unwrap()
     };
     for i in 0..DOCUMENTS {
         uploader

@@ -151,12 +151,3 @@ pub async fn list_watched(
     };
     query.load(conn).await
 }
-
-/// The id of the newest event (0 when there is none).
-pub async fn last_id(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    document_events::table
-        .select(diesel::dsl::max(document_events::id))
-        .first::<Option<i64>>(conn)
-        .await
-        .map(Option::unwrap_or_default)
-}
