@@ -2,7 +2,8 @@
 //! Run with `scripts/bench documents` (release builds, real servers):
 //! 1,000 mixed documents (~20 KB of text, Markdown and HTML) uploaded by 32
 //! concurrent callers to a folio-api process, processed by one and then two
-//! folio-worker processes with the `hash` embedder.
+//! folio-worker processes with the `hash` embedder; then the same uploads with
+//! no worker running.
 
 use std::{process::Stdio, time::Duration};
 
@@ -92,39 +93,12 @@ struct StageShare {
     total_ms: f64,
 }
 
-async fn run(workers: usize) {
-    let mut env = TestEnv::new().await;
-    for (k, v) in [
-        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
-        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
-        ("RUST_LOG", "warn"),
-        ("FOLIO_MAX_ATTEMPTS", "5"),
-    ] {
-        env.set(k, v);
-    }
-    let folio_tests::ApiProcess {
-        child: mut api,
-        channel,
-        admin_token: token,
-        ..
-    } = folio_tests::spawn_api_process(&env).await;
-    let mut processes: Vec<_> = (0..workers)
-        .map(|_| {
-            env.command("folio-worker")
-                .env("FOLIO_WORKER_CONCURRENCY", "4")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("folio-worker")
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let documents: Vec<(String, Vec<u8>)> = (0..DOCUMENTS).map(document).collect();
-    let bytes: usize = documents.iter().map(|(_, d)| d.len()).sum();
-    let started = Instant::now();
-    let per_caller = DOCUMENTS / CALLERS + 1;
+/// Uploads `documents` with `CreateDocument` from `CALLERS` concurrent
+/// callers, each one after another; returns every call's latency, sorted.
+async fn upload_all(channel: &tonic::transport::Channel, token: &str, documents: Vec<(String, Vec<u8>)>) -> Vec<Duration> {
+    let per_caller = documents.len().div_ceil(CALLERS);
     let uploads = documents.chunks(per_caller).map(|batch| {
-        let mut client = DocumentServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(&token)));
+        let mut client = DocumentServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(token)));
         let batch = batch.to_vec();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -150,8 +124,74 @@ async fn run(workers: usize) {
         .into_iter()
         .flat_map(Result::unwrap)
         .collect();
-    let upload_time = started.elapsed();
     latencies.sort();
+    latencies
+}
+
+/// The table rows of an upload run: its rate and its latency percentiles.
+fn print_upload_rows(latencies: &[Duration], took: Duration) {
+    println!(
+        "| uploads: all {DOCUMENTS} done in | {:.1} s ({:.0}/s) |",
+        took.as_secs_f64(),
+        DOCUMENTS as f64 / took.as_secs_f64()
+    );
+    println!(
+        "| upload p50 / p99, {CALLERS} callers | {} / {} |",
+        ms(percentile(latencies, 0.5)),
+        ms(percentile(latencies, 0.99))
+    );
+}
+
+/// A test environment with the benchmark's settings: no rate limits, quiet logs.
+async fn bench_env() -> TestEnv {
+    let mut env = TestEnv::new().await;
+    for (k, v) in [
+        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
+        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
+        ("RUST_LOG", "warn"),
+        ("FOLIO_MAX_ATTEMPTS", "5"),
+    ] {
+        env.set(k, v);
+    }
+    env
+}
+
+/// One run: `workers` folio-worker processes (none: the upload path on its
+/// own, as when the worker fleet runs on other machines, so the callers share
+/// the cores with folio-api, Postgres, RabbitMQ and Redis only).
+async fn run(workers: usize) {
+    let mut env = bench_env().await;
+    let folio_tests::ApiProcess {
+        child: mut api,
+        channel,
+        admin_token: token,
+        ..
+    } = folio_tests::spawn_api_process(&env).await;
+    let mut processes: Vec<_> = (0..workers)
+        .map(|_| {
+            env.command("folio-worker")
+                .env("FOLIO_WORKER_CONCURRENCY", "4")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("folio-worker")
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let documents: Vec<(String, Vec<u8>)> = (0..DOCUMENTS).map(document).collect();
+    let bytes: usize = documents.iter().map(|(_, d)| d.len()).sum();
+    let started = Instant::now();
+    let latencies = upload_all(&channel, &token, documents).await;
+    let upload_time = started.elapsed();
+    if workers == 0 {
+        println!("\n### uploads alone (no worker running)\n");
+        println!("| measure | figure |");
+        println!("|---|---|");
+        print_upload_rows(&latencies, upload_time);
+        stop(&mut api).await;
+        env.cleanup().await;
+        return;
+    }
 
     let pool = env.pool();
     let totals = loop {
@@ -208,16 +248,7 @@ async fn run(workers: usize) {
         graph_at.as_secs_f64(),
         (graph_at - ready_at).as_secs_f64()
     );
-    println!(
-        "| uploads: all {DOCUMENTS} done in | {:.1} s ({:.0}/s) |",
-        upload_time.as_secs_f64(),
-        DOCUMENTS as f64 / upload_time.as_secs_f64()
-    );
-    println!(
-        "| upload p50 / p99, {CALLERS} callers | {} / {} |",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
-    );
+    print_upload_rows(&latencies, upload_time);
     let shares: Vec<String> = shares
         .iter()
         .map(|s| format!("{} {:.0}%", s.stage, 100.0 * s.total_ms / stage_total.max(1.0)))
@@ -228,20 +259,26 @@ async fn run(workers: usize) {
         peaks.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" / ")
     );
 
-    for process in processes.iter().chain(std::iter::once(&api)) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &process.id().unwrap().to_string()])
-            .status();
+    for process in processes.iter_mut().chain(std::iter::once(&mut api)) {
+        stop(process).await;
     }
-    for process in &mut processes {
-        let _ = process.wait().await;
-    }
-    let _ = api.wait().await;
     env.cleanup().await;
+}
+
+/// Stops a spawned process with SIGTERM and waits for it to exit.
+async fn stop(process: &mut tokio::process::Child) {
+    if let Some(pid) = process.id() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+    let _ = process.wait().await;
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    run(1).await;
-    run(2).await;
+    // FOLIO_BENCH_PHASE=uploads runs the last phase alone (for profiling).
+    if std::env::var("FOLIO_BENCH_PHASE").as_deref() != Ok("uploads") {
+        run(1).await;
+        run(2).await;
+    }
+    run(0).await;
 }
