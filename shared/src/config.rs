@@ -68,7 +68,9 @@ pub struct Config {
 pub struct SearchConfig {
     /// `FOLIO_HNSW_EF_SEARCH`: candidates the HNSW scan keeps (pgvector's
     /// `hnsw.ef_search`): higher finds more of the true nearest, slower.
-    pub ef_search: u32,
+    /// Unset, it scales with the number of chunks (100 up to 12,500 chunks,
+    /// one per 125 above, at most 800; `chunk::SCALED_EF_SEARCH_PER`).
+    pub ef_search: Option<u32>,
     /// `FOLIO_SEARCH_CANDIDATES`: candidates taken from each list (at least
     /// twice `top_k`) and handed to the reranker after fusion.
     pub candidates: usize,
@@ -394,7 +396,7 @@ impl Config {
                 hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
             },
             search: SearchConfig {
-                ef_search: vars.bounded("FOLIO_HNSW_EF_SEARCH", 100, 1, 1000)?,
+                ef_search: vars.bounded_if_set("FOLIO_HNSW_EF_SEARCH", 1, 1000)?,
                 candidates: vars.bounded("FOLIO_SEARCH_CANDIDATES", 50, 1, 1000)?,
             },
             watch: WatchConfig {
@@ -586,6 +588,18 @@ impl Vars<'_> {
         })
     }
 
+    /// A number within `min..=max` if the variable is set, else `None`.
+    fn bounded_if_set<T>(&self, name: &'static str, min: T, max: T) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            Some(_) => self.bounded(name, min, min, max).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn bounded<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + fmt::Display + Copy,
@@ -662,6 +676,10 @@ mod tests {
         assert_eq!(config.auth.access_ttl, Duration::from_secs(900));
         assert!(config.auth.open_registration);
         assert!(config.auth.bootstrap_admin.is_none());
+        assert_eq!(config.search.ef_search, None, "unset: scaled with the corpus");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("FOLIO_HNSW_EF_SEARCH", "300"));
+        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap().search.ef_search, Some(300));
     }
 
     #[test]
@@ -767,6 +785,7 @@ mod tests {
             ("FOLIO_EMBED_DIMENSION", "0"),
             ("FOLIO_EMBED_TIMEOUT_MS", "soon"),
             ("FOLIO_EMBED_MAX_BATCH", "100000"),
+            ("FOLIO_HNSW_EF_SEARCH", "0"),
         ] {
             let mut pairs = REQUIRED.to_vec();
             pairs.push((name, value));

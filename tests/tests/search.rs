@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use diesel_async::RunQueryDsl as _;
+use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
 use folio_proto::v1::{
     DocumentState, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
     search_service_client::SearchServiceClient,
@@ -439,5 +439,55 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
 
     drop(conn);
     api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct EfSearch {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    ef_search: String,
+}
+
+/// Without `FOLIO_HNSW_EF_SEARCH` the vector step's `hnsw.ef_search` follows
+/// Postgres's estimate of the number of chunks (100 when there is none or
+/// few, one per 125 chunks up to 800); a configured value is used as given.
+#[tokio::test]
+async fn the_vector_steps_ef_search_scales_with_the_corpus_unless_configured() {
+    let mut env = TestEnv::new().await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let query = pgvector::Vector::from(vec![0.05_f32; 384]);
+    for (estimate, configured, expected) in [
+        (-1.0_f32, None, 100),
+        (10_000.0, None, 100),
+        (50_000.0, None, 400),
+        (100_000.0, None, 800),
+        (5_000_000.0, None, 800),
+        (100_000.0, Some(37), 37),
+    ] {
+        // What ANALYZE (or autovacuum) records for the table.
+        diesel::sql_query("UPDATE pg_class SET reltuples = $1 WHERE oid = 'chunks'::regclass")
+            .bind::<diesel::sql_types::Float, _>(estimate)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let used: EfSearch = conn
+            .transaction(async |conn| {
+                chunk::nearest(conn, &query, "folio-hash-v1-384", &chunk::SearchScope::default(), 10, configured).await?;
+                diesel::sql_query("SELECT current_setting('hnsw.ef_search') AS ef_search")
+                    .get_result(conn)
+                    .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(used.ef_search, expected.to_string(), "{estimate} chunks, configured {configured:?}");
+    }
+    // The settings were local to each search's transaction.
+    let after: EfSearch = diesel::sql_query("SELECT coalesce(current_setting('hnsw.ef_search', true), '40') AS ef_search")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after.ef_search, "40");
+    drop(conn);
     env.cleanup().await;
 }

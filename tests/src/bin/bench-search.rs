@@ -2,7 +2,8 @@
 //! Run with `scripts/bench search` (release builds, real servers);
 //! `FOLIO_BENCH_HOLD=1` keeps the database until Enter, to look at plans;
 //! `FOLIO_BENCH_HNSW_WITH="m = 24, ef_construction = 128"` builds the HNSW
-//! index with other parameters than the migration's.
+//! index with other parameters than the migration's; `FOLIO_HNSW_EF_SEARCH`
+//! is passed to the server for the latency pass.
 //!
 //! The corpus: every test document (the Debian manuals in HTML, PDF and DOCX
 //! that `scripts/install-test-documents` fetches) parsed and chunked by the
@@ -21,7 +22,8 @@
 //! FOLIO_SEARCH_CANDIDATES) at several `hnsw.ef_search`, against the same
 //! query with index scans off (an exact scan); a hit counts when its
 //! similarity is at least the exact 10th's, so ties between equal vectors do
-//! not count as misses.
+//! not count as misses. The vector step's own p50 / p95 at each
+//! `ef_search` go to stderr.
 
 use std::{
     collections::BTreeSet,
@@ -59,9 +61,9 @@ use uuid::Uuid;
 const SIZES: [usize; 2] = [10_000, 100_000];
 const QUERIES: usize = 300;
 const CHUNKS_PER_DOCUMENT: usize = 200;
-/// `hnsw.ef_search` values whose recall is measured (the server's default,
-/// FOLIO_HNSW_EF_SEARCH, is 100).
-const EF_SEARCH: [u32; 4] = [40, 100, 200, 400];
+/// `hnsw.ef_search` values whose recall is measured (the server's default
+/// scales with the corpus: 100 at 10,000 chunks, 800 at 100,000).
+const EF_SEARCH: [u32; 5] = [40, 100, 200, 400, 800];
 /// As the server's default (FOLIO_SEARCH_CANDIDATES).
 const CANDIDATES: i64 = 50;
 
@@ -163,6 +165,23 @@ async fn execute(pool: &folio_shared::db::Pool, statements: &[&str]) {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct IndexDefinition {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    indexdef: String,
+}
+
+/// `CREATE INDEX ...` for the index `name` as the migrations made it.
+async fn index_definition(pool: &folio_shared::db::Pool, name: &str) -> String {
+    let mut conn = pool.get().await.unwrap();
+    diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result::<IndexDefinition>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("the definition of {name}: {e}"))
+        .indexdef
+}
+
 /// Inserts `pieces` as READY documents of `owner`, `CHUNKS_PER_DOCUMENT` each.
 async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embedder: &HashEmbedder, first: usize) {
     let mut conn = pool.get().await.unwrap();
@@ -222,13 +241,22 @@ async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embe
     }
 }
 
+/// The vector step at one `ef_search`: recall@10 and how long it took.
+struct VectorStep {
+    recall: f64,
+    p50: Duration,
+    p95: Duration,
+}
+
 /// Recall@10 of the vector step as Search runs it (HNSW, the first 10 of
-/// `CANDIDATES`) against an exact scan, for each `ef_search` in `EF_SEARCH`.
-async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<f64> {
+/// `CANDIDATES`) against an exact scan, and the step's latency, for each
+/// `ef_search` in `EF_SEARCH`.
+async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<VectorStep> {
     let mut conn = pool.get().await.unwrap();
     let model = embedder.model().to_owned();
     let scope = SearchScope::default();
     let mut hits = vec![0usize; EF_SEARCH.len()];
+    let mut took: Vec<Vec<Duration>> = vec![Vec::new(); EF_SEARCH.len()];
     for query in queries {
         let vector = pgvector::Vector::from(embedder.embed(std::slice::from_ref(query)).await.unwrap().remove(0));
         let mut run = async |limit: i64, ef_search: Option<u32>| {
@@ -236,7 +264,7 @@ async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries:
                 if ef_search.is_none() {
                     diesel::sql_query("SET LOCAL enable_indexscan = off").execute(conn).await?;
                 }
-                chunk::nearest(conn, &vector, &model, &scope, limit, ef_search.unwrap_or(40)).await
+                chunk::nearest(conn, &vector, &model, &scope, limit, Some(ef_search.unwrap_or(40))).await
             })
             .await
             .unwrap()
@@ -245,16 +273,32 @@ async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries:
         // Equal vectors tie: a hit as close as the exact 10th counts.
         let bar = exact.last().map_or(f64::MIN, |c| c.score) - 1e-6;
         for (n, ef) in EF_SEARCH.iter().enumerate() {
+            let started = Instant::now();
             let approximate = run(CANDIDATES, Some(*ef)).await;
+            took[n].push(started.elapsed());
             hits[n] += approximate.iter().take(10).filter(|c| c.score >= bar).count();
         }
     }
-    hits.iter().map(|h| *h as f64 / (queries.len() * 10) as f64).collect()
+    hits.iter()
+        .zip(&mut took)
+        .map(|(h, took)| {
+            took.sort();
+            VectorStep {
+                recall: *h as f64 / (queries.len() * 10) as f64,
+                p50: percentile(took, 0.5),
+                p95: percentile(took, 0.95),
+            }
+        })
+        .collect()
 }
 
 #[tokio::main]
 async fn main() {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    // The server's ef_search for the latency pass (recall is measured at each of EF_SEARCH).
+    if let Ok(ef_search) = std::env::var("FOLIO_HNSW_EF_SEARCH") {
+        env.set("FOLIO_HNSW_EF_SEARCH", &ef_search);
+    }
     let pool = env.pool();
     let embedder = HashEmbedder::new(384);
     let mut rng = Rng(0x0066_6f6c_696f);
@@ -307,18 +351,21 @@ async fn main() {
         efs.join(" / ")
     );
     println!("|---|---|---|---|---|---|---|---|");
+    // The migrations' index definitions, to build again after each bulk load.
+    let vector_index = index_definition(&pool, "chunks_embedding_idx").await;
+    let keyword_index = index_definition(&pool, "chunks_tsv_idx").await;
     let mut loaded = 0;
     for size in SIZES {
         let started = Instant::now();
         execute(&pool, &["DROP INDEX chunks_embedding_idx", "DROP INDEX chunks_tsv_idx"]).await;
         load(&pool, owner, &corpus[loaded..size], &embedder, loaded).await;
         loaded = size;
-        // The migrations' definitions, or other HNSW parameters to compare.
+        // The migration's definition, or other HNSW parameters to compare.
         let hnsw = match std::env::var("FOLIO_BENCH_HNSW_WITH") {
             Ok(with) => {
                 format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with}) WHERE indexed")
             }
-            Err(_) => "CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WHERE indexed".to_owned(),
+            Err(_) => vector_index.clone(),
         };
         execute(
             &pool,
@@ -327,7 +374,7 @@ async fn main() {
                 // All indexed, as the workers' indexers leave them.
                 "UPDATE chunks SET indexed = true WHERE NOT indexed",
                 &hnsw,
-                "CREATE INDEX chunks_tsv_idx ON chunks USING rum (tsv rum_tsvector_ops) WHERE indexed",
+                &keyword_index,
                 "VACUUM ANALYZE chunks",
                 "ANALYZE documents",
             ],
@@ -374,12 +421,19 @@ async fn main() {
             .iter()
             .map(|s| format!("{:.1}", s.as_secs_f64() * 1000.0 / queries.len() as f64))
             .collect();
-        let recalls: Vec<String> = recall(&pool, &embedder, &queries).await.iter().map(|r| format!("{r:.3}")).collect();
-        let sentence_recalls: Vec<String> = recall(&pool, &embedder, &sentence_queries)
-            .await
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect();
+        let by_heading = recall(&pool, &embedder, &queries).await;
+        let by_sentence = recall(&pool, &embedder, &sentence_queries).await;
+        let recalls: Vec<String> = by_heading.iter().map(|r| format!("{:.3}", r.recall)).collect();
+        let sentence_recalls: Vec<String> = by_sentence.iter().map(|r| format!("{:.3}", r.recall)).collect();
+        for (ef, (heading, sentence)) in EF_SEARCH.iter().zip(by_heading.iter().zip(&by_sentence)) {
+            eprintln!(
+                "{size}: vector step at ef_search {ef}: p50 / p95 {} / {} (heading queries), {} / {} (sentences)",
+                ms(heading.p50),
+                ms(heading.p95),
+                ms(sentence.p50),
+                ms(sentence.p95)
+            );
+        }
         println!(
             "| {size} | {} | {} | {} | {} ms | {} | {} | {:.0} s |",
             ms(percentile(&latencies, 0.5)),

@@ -147,11 +147,24 @@ const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id =
      AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
      AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
 
+/// `hnsw.ef_search` scaled to the corpus when none is configured: one
+/// candidate per this many chunks (Postgres's estimate of the table's rows,
+/// `pg_class.reltuples`, which autovacuum keeps), within the bounds below. A
+/// graph's recall at a given `ef_search` falls as it grows: at 10,000 `hash`
+/// chunks 100 gives recall@10 0.96 and 400 already walks most of the graph
+/// (20 ms); at 100,000, 800 gives 0.97 in 10 ms (BENCHMARKS.md, Search).
+pub const SCALED_EF_SEARCH_PER: u32 = 125;
+/// The least `hnsw.ef_search` when it is scaled to the corpus.
+pub const SCALED_EF_SEARCH_MIN: u32 = 100;
+/// The most `hnsw.ef_search` when it is scaled to the corpus.
+pub const SCALED_EF_SEARCH_MAX: u32 = 800;
+
 /// The `limit` chunks nearest to `query` (cosine similarity as the score)
 /// among those embedded by `model`: through the HNSW index for chunks in it
-/// (`ef_search` candidates per scan, and pgvector's iterative scan so a
-/// narrow scope still fills the list), and by an exact scan of the chunks the
-/// indexer has not reached yet. Run it in a transaction (the settings are
+/// (`ef_search` candidates per scan, or, if `None`, as many as the corpus's
+/// size calls for, see `SCALED_EF_SEARCH_PER`; and pgvector's iterative scan
+/// so a narrow scope still fills the list), and by an exact scan of the chunks
+/// the indexer has not reached yet. Run it in a transaction (the settings are
 /// local to it).
 pub async fn nearest(
     conn: &mut AsyncPgConnection,
@@ -159,14 +172,17 @@ pub async fn nearest(
     model: &str,
     scope: &SearchScope,
     limit: i64,
-    ef_search: u32,
+    ef_search: Option<u32>,
 ) -> QueryResult<Vec<Candidate>> {
-    diesel::sql_query(format!("SET LOCAL hnsw.ef_search = {ef_search}"))
-        .execute(conn)
-        .await?;
-    diesel::sql_query("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        .execute(conn)
-        .await?;
+    diesel::sql_query(format!(
+        "SELECT set_config('hnsw.ef_search', coalesce($1, ( \
+           SELECT greatest({SCALED_EF_SEARCH_MIN}, least({SCALED_EF_SEARCH_MAX}, ceil(reltuples / {SCALED_EF_SEARCH_PER})))::int \
+           FROM pg_class WHERE oid = 'chunks'::regclass))::text, true), \
+         set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+    ))
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>(ef_search.map(|ef| ef as i32))
+    .execute(conn)
+    .await?;
     // Relaxed order may return a few out of place: the outer query sorts.
     diesel::sql_query(format!(
         "WITH in_graph AS MATERIALIZED ( \
