@@ -152,7 +152,7 @@ const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id =
 /// `pg_class.reltuples`, which autovacuum keeps), within the bounds below. A
 /// graph's recall at a given `ef_search` falls as it grows: at 10,000 `hash`
 /// chunks 100 gives recall@10 0.96 and 400 already walks most of the graph
-/// (20 ms); at 100,000, 800 gives 0.97 in 10 ms (BENCHMARKS.md, Search).
+/// (23 ms); at 100,000, 800 gives 0.97 in 10 ms (BENCHMARKS.md, Search).
 pub const SCALED_EF_SEARCH_PER: u32 = 125;
 /// The least `hnsw.ef_search` when it is scaled to the corpus.
 pub const SCALED_EF_SEARCH_MIN: u32 = 100;

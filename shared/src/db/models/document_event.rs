@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::schema::{document_events, documents};
@@ -68,28 +68,23 @@ pub async fn append(conn: &mut AsyncPgConnection, event: &NewDocumentEvent) -> Q
 
 /// The settled horizon: an id h such that every event with an id up to h has
 /// committed or rolled back, so a reader that has read the log up to h in id
-/// order will never see a lower id appear. It reads the last id drawn, then
-/// takes the append lock exclusively for an instant, which waits for the
-/// appends in flight (every id up to h was drawn under a shared hold that
-/// lasts to its transaction's end). Appends that start meanwhile wait behind
-/// it for about one commit.
+/// order will never see a lower id appear. One call of the SQL function
+/// `folio_settled_event_id`: it reads the last id drawn, then takes the append
+/// lock exclusively for an instant, which waits for the appends in flight
+/// (every id up to h was drawn under a shared hold that lasts to its
+/// transaction's end). Appends that start meanwhile wait behind it for about
+/// one commit. Called inside a transaction, the lock lasts to its end.
 pub async fn settled(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Drawn {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last: i64,
     }
-    conn.transaction(async |conn| {
-        let drawn: Drawn = diesel::sql_query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM document_events_id_seq")
-            .get_result(conn)
-            .await?;
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(APPEND_LOCK)
-            .execute(conn)
-            .await?;
-        Ok::<_, diesel::result::Error>(drawn.last)
-    })
-    .await
+    let drawn: Drawn = diesel::sql_query("SELECT folio_settled_event_id($1) AS last")
+        .bind::<diesel::sql_types::BigInt, _>(APPEND_LOCK)
+        .get_result(conn)
+        .await?;
+    Ok(drawn.last)
 }
 
 /// A document's events after `after_id`, oldest first.

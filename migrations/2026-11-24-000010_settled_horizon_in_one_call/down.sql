@@ -1,0 +1,1 @@
+DROP FUNCTION folio_settled_event_id(BIGINT);
