@@ -8,9 +8,8 @@ use folio_proto::v1::{
     GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, RetryDocumentRequest, UploadDocumentRequest,
     document_service_client::DocumentServiceClient, upload_document_request::Part,
 };
-use folio_tests::{ApiHandle, Authed, TestEnv, relevance::documents_dir, s3::S3Server, upload_document};
+use folio_tests::{ApiHandle, Authed, TestEnv, relevance::documents_dir, s3::S3Server, upload_document, violated_fields};
 use tonic::Code;
-use tonic_types::StatusExt as _;
 
 async fn documents_as(api: &ApiHandle, token: &str) -> DocumentServiceClient<Authed> {
     DocumentServiceClient::new(api.authed(token).await)
@@ -151,15 +150,7 @@ async fn bad_uploads_are_invalid_argument_and_leave_nothing_behind() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        let fields: Vec<String> = status
-            .get_error_details()
-            .bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|v| v.field.clone())
-            .collect();
-        assert_eq!(fields, [field]);
+        assert_eq!(violated_fields(&status), [field]);
     }
     let status = client.create_document(CreateDocumentRequest {
         metadata: metadata("image.png"),

@@ -31,6 +31,14 @@ async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, labels: 
     create_document(client, name, labels, text.as_bytes()).await.id
 }
 
+/// Uploads the Bash Reference Manual (HTML) and waits until it is READY.
+async fn upload_bashref(client: &mut DocumentServiceClient<Authed>) -> String {
+    let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
+    let id = upload_document(client, "bashref.html", &bytes).await.id;
+    ready(client, &id).await;
+    id
+}
+
 async fn search(client: &mut SearchServiceClient<Authed>, request: SearchRequest) -> SearchResponse {
     client.search(request).await.expect("search").into_inner()
 }
@@ -42,9 +50,7 @@ async fn a_search_for_each_heading_of_a_real_manual_finds_its_section_in_the_top
     let worker = env.spawn_worker();
     let member = api.register_member().await;
     let (mut documents, mut searches) = clients(&api, &member.access_token).await;
-    let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
-    let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
-    ready(&documents, &id).await;
+    let id = upload_bashref(&mut documents).await;
 
     let channel = api.authed(&member.access_token).await;
     let fused_only = heading_hit_rate(channel.clone(), &id, true).await;
@@ -374,9 +380,7 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
     let worker = env.spawn_worker();
     let member = api.register_member().await;
     let (mut documents, mut searches) = clients(&api, &member.access_token).await;
-    let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
-    let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
-    ready(&documents, &id).await;
+    upload_bashref(&mut documents).await;
     let vector_search = |query: &str| SearchRequest {
         query: query.into(),
         mode: SearchMode::Vector as i32,
