@@ -678,6 +678,18 @@ pub mod bench {
         sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
     }
 
+    /// Waits for every caller task and returns all their latencies, sorted
+    /// (for [`percentile`]).
+    pub async fn gather_latencies(callers: impl IntoIterator<Item = tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+        let mut latencies: Vec<Duration> = futures_util::future::join_all(callers)
+            .await
+            .into_iter()
+            .flat_map(|caller| caller.expect("a caller task panicked"))
+            .collect();
+        latencies.sort();
+        latencies
+    }
+
     /// A duration as "12.3 ms".
     pub fn ms(d: Duration) -> String {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)

@@ -16,7 +16,7 @@ use folio_shared::auth::{
 };
 use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv,
-    bench::{ms, percentile},
+    bench::{gather_latencies, ms, percentile},
 };
 use tokio::time::Instant;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -116,13 +116,8 @@ async fn main() {
             latencies
         })
     });
-    let mut whoami: Vec<Duration> = futures_util::future::join_all(callers)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
+    let whoami = gather_latencies(callers).await;
     let whoami_rate = whoami.len() as f64 / started.elapsed().as_secs_f64();
-    whoami.sort();
 
     // Login flood, 100 callers at once, each logging in 3 times.
     let (rss_before, _) = memory(pid);
@@ -153,13 +148,8 @@ async fn main() {
             latencies
         })
     });
-    let mut flood: Vec<Duration> = futures_util::future::join_all(flood)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
+    let flood = gather_latencies(flood).await;
     let flood_time = started.elapsed();
-    flood.sort();
     sampler.abort();
     let (_, hwm) = memory(pid);
 

@@ -12,7 +12,7 @@ use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_
 use folio_shared::db::models::chunk;
 use folio_tests::{
     Bearer, TestEnv,
-    bench::{ms, percentile, status_kib},
+    bench::{gather_latencies, ms, percentile, status_kib},
 };
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
@@ -119,13 +119,7 @@ async fn upload_all(channel: &tonic::transport::Channel, token: &str, documents:
             latencies
         })
     });
-    let mut latencies: Vec<Duration> = futures_util::future::join_all(uploads)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
-    latencies.sort();
-    latencies
+    gather_latencies(uploads).await
 }
 
 /// The table rows of an upload run: its rate and its latency percentiles.
