@@ -24,17 +24,19 @@ use folio_shared::{
         self,
         models::{
             chunk,
-            document::{self, Cursor, Document, DocumentFilter, Order, StateChange, state},
+            document::{self, Cursor, Document, DocumentFilter, Order},
             document_event::{self, DocumentEvent, Scope},
-            outbox,
         },
     },
-    documents::{self, Progress, kind, stage},
+    documents::{
+        self,
+        lifecycle::{self, LifecycleError, Moved, Note},
+        state::{EventKind, Stage, State},
+    },
     pipeline::{
         detect::{self, SNIFF_BYTES},
         parse::ParsedDocument,
     },
-    queue::EncodedJob,
 };
 use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
@@ -150,7 +152,7 @@ impl DocumentService for Documents {
             permit,
             subscription,
             self.shutdown.clone(),
-            state::is_terminal(&found.state),
+            found.state.is_terminal(),
             false,
         );
         Ok(Response::new(watch.into_stream()))
@@ -212,7 +214,12 @@ impl DocumentService for Documents {
         let principal = auth::principal(&request)?;
         let found = self.visible(&principal, &request.get_ref().id).await?;
         let mut conn = self.pool.get().await.map_err(ApiError::from)?;
-        let deleted = document::delete(&mut conn, found.id).await.map_err(ApiError::from)?;
+        let deleted = match lifecycle::delete(&mut conn, found.id).await {
+            Ok(deleted) => Some(deleted),
+            // Deleted meanwhile by another call: deleting is idempotent.
+            Err(LifecycleError::NotFound(_)) => None,
+            Err(error) => return Err(ApiError::from(error).into()),
+        };
         drop(conn);
         if let Some(deleted) = deleted {
             // Blobs go after the commit: a failure here leaves an orphan blob,
@@ -455,8 +462,8 @@ impl Documents {
             sha256: sha256.clone(),
             blob_key: blob_key.clone(),
             idempotency_key: metadata.idempotency_key.clone(),
-            state: state::QUEUED.to_owned(),
-            stage: Some(stage::STORE.to_owned()),
+            state: State::Queued,
+            stage: Some(Stage::Store),
             attempt: 1,
             try_number: 0,
             max_tries: self.max_tries as i32,
@@ -472,39 +479,21 @@ impl Documents {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            try_token: None,
         };
-        let job = EncodedJob::process_document(id, 1);
+        let note = Note {
+            percent: 5,
+            message: format!("stored {size} bytes as {}", format.as_str()),
+            details: serde_json::json!({ "bytes": size, "format": format.as_str() }),
+        };
         let mut conn = self.pool.get().await?;
-        let committed = conn
-            .transaction(async |conn| {
-                if !document::insert(conn, &row).await? {
-                    return Ok(None);
-                }
-                // The event goes last: its append holds the event lock to the commit.
-                outbox::enqueue(conn, &job).await?;
-                let Some((stored, event)) = documents::transition(
-                    conn,
-                    id,
-                    &StateChange::default(),
-                    Progress {
-                        stage: stage::STORE,
-                        kind: kind::COMPLETED,
-                        percent: 5,
-                        message: format!("stored {size} bytes as {}", format.as_str()),
-                        details: serde_json::json!({ "bytes": size, "format": format.as_str() }),
-                    },
-                )
-                .await?
-                else {
-                    return Ok(None);
-                };
-                Ok::<_, diesel::result::Error>(Some((stored, event)))
-            })
-            .await?;
+        let committed = conn.transaction(async |conn| lifecycle::store(conn, &row, note).await).await?;
         match committed {
-            Some((stored, event)) => {
+            Some(Moved { document: stored, event }) => {
                 self.relay_wake.notify_one();
-                documents::announce(&self.cache, &event).await;
+                if let Some(event) = &event {
+                    documents::announce(&self.cache, event).await;
+                }
                 crate::audit::note(crate::audit::AuditNote {
                     target: format!("document:{id}"),
                     ..Default::default()
@@ -582,103 +571,24 @@ impl Documents {
     async fn cancel(&self, principal: &Principal, id: &str) -> ApiResult<pb::Document> {
         let found = self.visible(principal, id).await?;
         let mut conn = self.pool.get().await?;
-        let outcome = conn
-            .transaction(async |conn| -> ApiResult<(Document, Option<DocumentEvent>)> {
-                let current = document::lock(conn, found.id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("no document {}", found.id)))?;
-                match current.state.as_str() {
-                    state::CANCELLED => Ok((current, None)),
-                    state::READY | state::FAILED => Err(ApiError::FailedPrecondition(format!(
-                        "the document is {} and cannot be cancelled",
-                        current.state
-                    ))),
-                    // A worker is on it: it stops at its next check.
-                    state::PROCESSING => {
-                        let change = StateChange {
-                            cancel_requested: Some(true),
-                            ..Default::default()
-                        };
-                        let updated = document::update(conn, current.id, &change).await?.unwrap_or(current);
-                        Ok((updated, None))
-                    }
-                    _ => {
-                        let change = StateChange {
-                            state: Some(state::CANCELLED.into()),
-                            cancel_requested: Some(true),
-                            will_retry: Some(false),
-                            next_retry_at: Some(None),
-                            completed_at: Some(Some(Utc::now())),
-                            ..Default::default()
-                        };
-                        let progress = Progress {
-                            stage: current.stage.as_deref().unwrap_or(stage::STORE),
-                            kind: kind::CANCELLED,
-                            percent: 100,
-                            message: "cancelled before processing started".into(),
-                            details: serde_json::json!({}),
-                        };
-                        let (updated, event) = documents::transition(conn, current.id, &change, progress)
-                            .await?
-                            .ok_or_else(|| ApiError::NotFound(format!("no document {}", current.id)))?;
-                        Ok((updated, Some(event)))
-                    }
-                }
-            })
-            .await?;
-        if let Some(event) = &outcome.1 {
+        let moved = conn.transaction(async |conn| lifecycle::cancel(conn, found.id).await).await?;
+        if let Some(event) = &moved.event {
             documents::announce(&self.cache, event).await;
         }
-        Ok(to_proto(&outcome.0, false))
+        Ok(to_proto(&moved.document, false))
     }
 
     async fn retry(&self, principal: &Principal, id: &str) -> ApiResult<pb::Document> {
         let found = self.visible(principal, id).await?;
         let mut conn = self.pool.get().await?;
-        let (updated, event) = conn
-            .transaction(async |conn| -> ApiResult<(Document, DocumentEvent)> {
-                let current = document::lock(conn, found.id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("no document {}", found.id)))?;
-                if !matches!(current.state.as_str(), state::FAILED | state::CANCELLED) {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "only FAILED or CANCELLED documents can be retried; this one is {}",
-                        current.state
-                    )));
-                }
-                let attempt = current.attempt + 1;
-                let change = StateChange {
-                    state: Some(state::QUEUED.into()),
-                    stage: Some(Some(stage::STORE.into())),
-                    attempt: Some(attempt),
-                    try_number: Some(0),
-                    next_retry_at: Some(None),
-                    error_code: Some(None),
-                    error_message: Some(None),
-                    will_retry: Some(false),
-                    cancel_requested: Some(false),
-                    stage_ms: Some(serde_json::json!({})),
-                    completed_at: Some(None),
-                    ..Default::default()
-                };
-                let progress = Progress {
-                    stage: stage::STORE,
-                    kind: kind::PROGRESS,
-                    percent: 5,
-                    message: format!("queued again as attempt {attempt}"),
-                    details: serde_json::json!({ "attempt": attempt }),
-                };
-                // The event goes last: its append holds the event lock to the commit.
-                outbox::enqueue(conn, &EncodedJob::process_document(current.id, attempt)).await?;
-                let (updated, event) = documents::transition(conn, current.id, &change, progress)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("no document {}", current.id)))?;
-                Ok((updated, event))
-            })
+        let moved = conn
+            .transaction(async |conn| lifecycle::retry_requested(conn, found.id).await)
             .await?;
         self.relay_wake.notify_one();
-        documents::announce(&self.cache, &event).await;
-        Ok(to_proto(&updated, false))
+        if let Some(event) = &moved.event {
+            documents::announce(&self.cache, event).await;
+        }
+        Ok(to_proto(&moved.document, false))
     }
 }
 
@@ -700,9 +610,9 @@ fn document_filter(
         owner: (principal.role != Role::Admin).then_some(principal.user_id),
         state: match state {
             0 => None,
-            value => Some(
-                state_name(pb::DocumentState::try_from(value).map_err(|_| ApiError::invalid("state", "is not a known state"))?).to_owned(),
-            ),
+            value => Some(state_from_proto(
+                pb::DocumentState::try_from(value).map_err(|_| ApiError::invalid("state", "is not a known state"))?,
+            )),
         },
         label: Some(label.trim().to_owned()).filter(|l| !l.is_empty()),
         filename_contains: Some(filename_contains.trim().to_owned()).filter(|f| !f.is_empty()),
@@ -736,7 +646,7 @@ impl Documents {
             states: counts
                 .iter()
                 .map(|c| pb::StateStats {
-                    state: state_to_proto(&c.state) as i32,
+                    state: state_to_proto(c.state) as i32,
                     documents: c.documents,
                     bytes: c.bytes,
                     chunks: c.chunks,
@@ -745,7 +655,7 @@ impl Documents {
             stages: timings
                 .iter()
                 .map(|t| pb::StageStats {
-                    stage: stage_to_proto(Some(&t.stage)) as i32,
+                    stage: stage_to_proto(Some(t.stage)) as i32,
                     p50_ms: t.p50,
                     p95_ms: t.p95,
                     samples: t.samples,
@@ -899,50 +809,48 @@ pub fn blob_keys(document: &Document) -> Vec<String> {
     keys
 }
 
-/// The stored name of a protobuf state.
-pub fn state_name(value: pb::DocumentState) -> &'static str {
+/// The lifecycle state of a protobuf state (UNSPECIFIED reads as QUEUED).
+pub fn state_from_proto(value: pb::DocumentState) -> State {
     match value {
-        pb::DocumentState::Queued | pb::DocumentState::Unspecified => state::QUEUED,
-        pb::DocumentState::Processing => state::PROCESSING,
-        pb::DocumentState::RetryWait => state::RETRY_WAIT,
-        pb::DocumentState::Ready => state::READY,
-        pb::DocumentState::Failed => state::FAILED,
-        pb::DocumentState::Cancelled => state::CANCELLED,
+        pb::DocumentState::Queued | pb::DocumentState::Unspecified => State::Queued,
+        pb::DocumentState::Processing => State::Processing,
+        pb::DocumentState::RetryWait => State::RetryWait,
+        pb::DocumentState::Ready => State::Ready,
+        pb::DocumentState::Failed => State::Failed,
+        pb::DocumentState::Cancelled => State::Cancelled,
     }
 }
 
-fn state_to_proto(name: &str) -> pb::DocumentState {
-    match name {
-        state::QUEUED => pb::DocumentState::Queued,
-        state::PROCESSING => pb::DocumentState::Processing,
-        state::RETRY_WAIT => pb::DocumentState::RetryWait,
-        state::READY => pb::DocumentState::Ready,
-        state::FAILED => pb::DocumentState::Failed,
-        state::CANCELLED => pb::DocumentState::Cancelled,
-        _ => pb::DocumentState::Unspecified,
+fn state_to_proto(state: State) -> pb::DocumentState {
+    match state {
+        State::Queued => pb::DocumentState::Queued,
+        State::Processing => pb::DocumentState::Processing,
+        State::RetryWait => pb::DocumentState::RetryWait,
+        State::Ready => pb::DocumentState::Ready,
+        State::Failed => pb::DocumentState::Failed,
+        State::Cancelled => pb::DocumentState::Cancelled,
     }
 }
 
-fn stage_to_proto(name: Option<&str>) -> pb::Stage {
-    match name {
-        Some(stage::STORE) => pb::Stage::Store,
-        Some(stage::PARSE) => pb::Stage::Parse,
-        Some(stage::CHUNK) => pb::Stage::Chunk,
-        Some(stage::EMBED) => pb::Stage::Embed,
-        Some(stage::INDEX) => pb::Stage::Index,
-        _ => pb::Stage::Unspecified,
+fn stage_to_proto(stage: Option<Stage>) -> pb::Stage {
+    match stage {
+        Some(Stage::Store) => pb::Stage::Store,
+        Some(Stage::Parse) => pb::Stage::Parse,
+        Some(Stage::Chunk) => pb::Stage::Chunk,
+        Some(Stage::Embed) => pb::Stage::Embed,
+        Some(Stage::Index) => pb::Stage::Index,
+        None => pb::Stage::Unspecified,
     }
 }
 
-fn kind_to_proto(name: &str) -> pb::EventKind {
-    match name {
-        kind::STARTED => pb::EventKind::Started,
-        kind::PROGRESS => pb::EventKind::Progress,
-        kind::COMPLETED => pb::EventKind::Completed,
-        kind::FAILED => pb::EventKind::EventFailed,
-        kind::RETRY_SCHEDULED => pb::EventKind::RetryScheduled,
-        kind::CANCELLED => pb::EventKind::EventCancelled,
-        _ => pb::EventKind::Unspecified,
+fn kind_to_proto(kind: EventKind) -> pb::EventKind {
+    match kind {
+        EventKind::Started => pb::EventKind::Started,
+        EventKind::Progress => pb::EventKind::Progress,
+        EventKind::Completed => pb::EventKind::Completed,
+        EventKind::Failed => pb::EventKind::EventFailed,
+        EventKind::RetryScheduled => pb::EventKind::RetryScheduled,
+        EventKind::Cancelled => pb::EventKind::EventCancelled,
     }
 }
 
@@ -963,8 +871,8 @@ pub fn to_proto(d: &Document, duplicate: bool) -> pb::Document {
         labels: d.labels.iter().flatten().cloned().collect(),
         size_bytes: d.size_bytes,
         sha256: d.sha256.iter().map(|b| format!("{b:02x}")).collect(),
-        state: state_to_proto(&d.state) as i32,
-        stage: stage_to_proto(d.stage.as_deref()) as i32,
+        state: state_to_proto(d.state) as i32,
+        stage: stage_to_proto(d.stage) as i32,
         attempt: d.attempt,
         try_number: d.try_number,
         max_tries: d.max_tries,
@@ -989,13 +897,13 @@ pub fn event_to_proto(e: &DocumentEvent) -> pb::DocumentEvent {
         id: e.id,
         document_id: e.document_id.to_string(),
         attempt: e.attempt,
-        stage: stage_to_proto(Some(&e.stage)) as i32,
-        kind: kind_to_proto(&e.kind) as i32,
+        stage: stage_to_proto(Some(e.stage)) as i32,
+        kind: kind_to_proto(e.kind) as i32,
         percent: e.percent,
         message: e.message.clone(),
         details: json_to_struct(&e.details),
         created_at: Some(timestamp(e.created_at)),
-        state: state_to_proto(&e.state) as i32,
+        state: state_to_proto(e.state) as i32,
     }
 }
 

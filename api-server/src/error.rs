@@ -5,6 +5,7 @@
 //! errors are logged with a reference and answered without their text, so no
 //! SQL, broker or file-system detail reaches a client.
 
+use folio_shared::documents::lifecycle::{LifecycleError, Transition};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
@@ -44,6 +45,25 @@ impl ApiError {
     /// A single invalid field.
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::NotFound(id) => ApiError::NotFound(format!("no document {id}")),
+            LifecycleError::Refused { transition, found } => ApiError::FailedPrecondition(match transition {
+                Transition::Cancelled | Transition::CancelRequested => {
+                    format!("the document is {} and cannot be cancelled", found.state)
+                }
+                Transition::RetryRequested => {
+                    format!("only FAILED or CANCELLED documents can be retried; this one is {}", found.state)
+                }
+                Transition::ReindexQueued => format!("only READY documents are re-embedded; this one is {}", found.state),
+                other => format!("the document is {}; {other} is not possible now", found.state),
+            }),
+            LifecycleError::Database(error) => error.into(),
+        }
     }
 }
 

@@ -8,8 +8,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use diesel::{ExpressionMethods as _, PgArrayExpressionMethods as _, QueryDsl as _};
-use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+use diesel_async::AsyncConnection as _;
 use folio_proto::v1::{
     self as pb, ReindexDocumentsRequest, ReindexDocumentsResponse, SearchMode, SearchRequest, SearchResponse,
     search_service_server::SearchService,
@@ -21,13 +20,11 @@ use folio_shared::{
         self,
         models::{
             chunk::{self, Candidate, SearchScope},
-            embedding_index, outbox,
+            document, embedding_index,
         },
-        schema::{chunks, documents},
     },
-    documents::{self as shared_documents, Progress, kind, stage},
+    documents::{self as shared_documents, lifecycle},
     pipeline::{embed::Embedder, rerank::Reranker},
-    queue::EncodedJob,
 };
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
@@ -271,11 +268,7 @@ impl Search {
     async fn check_filters(&self, conn: &mut diesel_async::AsyncPgConnection, scope: &SearchScope) -> ApiResult<()> {
         let mut violations = Vec::new();
         if !scope.document_ids.is_empty() {
-            let mut query = documents::table.filter(documents::id.eq_any(&scope.document_ids)).into_boxed();
-            if let Some(owner) = scope.owner {
-                query = query.filter(documents::owner_id.eq(owner));
-            }
-            let found: Vec<Uuid> = query.select(documents::id).load(conn).await?;
+            let found = document::existing(conn, &scope.document_ids, scope.owner).await?;
             for (i, id) in scope.document_ids.iter().enumerate() {
                 if !found.contains(id) {
                     violations.push(FieldViolation::new(format!("document_ids[{i}]"), format!("no document {id}")));
@@ -283,14 +276,7 @@ impl Search {
             }
         }
         for (i, label) in scope.labels.iter().enumerate() {
-            let mut query = documents::table
-                .filter(documents::labels.contains(vec![Some(label.clone())]))
-                .into_boxed();
-            if let Some(owner) = scope.owner {
-                query = query.filter(documents::owner_id.eq(owner));
-            }
-            let used: i64 = query.count().get_result(conn).await?;
-            if used == 0 {
+            if !document::label_used(conn, label, scope.owner).await? {
                 violations.push(FieldViolation::new(
                     format!("labels[{i}]"),
                     format!("no document carries the label {label:?}"),
@@ -318,34 +304,10 @@ impl Search {
         let (index, events) = conn
             .transaction(async |conn| -> ApiResult<_> {
                 let index = embedding_index::set(conn, &model, dimension).await?;
-                let stale: Vec<Uuid> = chunks::table
-                    .inner_join(documents::table)
-                    .filter(documents::state.eq("READY"))
-                    .filter(chunks::embedding_model.ne(&model))
-                    .select(chunks::document_id)
-                    .distinct()
-                    .load(conn)
-                    .await?;
-                for id in &stale {
-                    outbox::enqueue(conn, &EncodedJob::reindex_document(*id, &model)).await?;
-                }
-                // Events last: their appends hold the event lock to the commit.
+                let stale = chunk::documents_embedded_by_other(conn, &model).await?;
                 let mut events = Vec::with_capacity(stale.len());
-                for id in &stale {
-                    if let Some((_, event)) = shared_documents::transition(
-                        conn,
-                        *id,
-                        &Default::default(),
-                        Progress {
-                            stage: stage::EMBED,
-                            kind: kind::STARTED,
-                            percent: 0,
-                            message: format!("queued for re-embedding with {model}"),
-                            details: serde_json::json!({ "model": model, "reindex": true }),
-                        },
-                    )
-                    .await?
-                    {
+                for id in stale {
+                    if let Some(event) = lifecycle::reindex_queued(conn, id, &model).await?.event {
                         events.push(event);
                     }
                 }

@@ -560,6 +560,52 @@ pub async fn ready_messages(queue: &str) -> u32 {
     declared.message_count()
 }
 
+/// A RabbitMQ connection and a channel with publisher confirms, for a test
+/// that publishes jobs by hand (keep the connection while using the channel).
+pub async fn publisher() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("publisher confirms");
+    (connection, channel)
+}
+
+/// About `words` words of varied prose in paragraphs: a document of many
+/// chunks.
+pub fn prose(words: usize) -> Vec<u8> {
+    let vocabulary = [
+        "heron", "marsh", "reed", "water", "rail", "tide", "estuary", "mud", "flight", "nest", "wader", "curlew",
+    ];
+    let mut out = String::with_capacity(words * 8);
+    for i in 0..words {
+        out.push_str(vocabulary[(i * 7 + i / 13) % vocabulary.len()]);
+        out.push_str(if i % 60 == 59 { ".\n\n" } else { " " });
+    }
+    out.into_bytes()
+}
+
+/// Up to 1,000 of a document's events, oldest first.
+pub async fn document_events(
+    client: &folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
+    id: &str,
+) -> Vec<folio_proto::v1::DocumentEvent> {
+    client
+        .clone()
+        .list_document_events(folio_proto::v1::ListDocumentEventsRequest {
+            document_id: id.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("ListDocumentEvents")
+        .into_inner()
+        .events
+}
+
 /// Waits until the relay has marked every outbox row sent. The mark commits
 /// just after the broker's confirm, so a worker can record a job a moment
 /// before its row reads as sent.

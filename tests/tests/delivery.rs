@@ -15,7 +15,6 @@ use folio_shared::{
     queue::{self, EncodedJob, Topology},
 };
 use folio_tests::{TcpProxy, TestEnv, eventually, health_status};
-use lapin::options::ConfirmSelectOptions;
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
 
@@ -83,11 +82,7 @@ async fn a_job_published_twice_has_its_effect_once() {
     ping::create(&mut conn, ping_id).await.unwrap();
     let job = EncodedJob::ping(ping_id);
     let topology = env.topology();
-    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let (connection, channel) = folio_tests::publisher().await;
     for _ in 0..2 {
         let confirm = queue::publish(&channel, &topology.jobs_exchange(), queue::PROCESS_KEY, job.job_id, &job.payload, 1)
             .await
@@ -179,11 +174,7 @@ async fn a_job_that_cannot_run_is_dead_lettered_not_retried() {
     // A ping for a ping that does not exist is a permanent failure, and so is a
     // body that is not a job at all.
     let orphan = EncodedJob::ping(Uuid::now_v7());
-    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let (connection, channel) = folio_tests::publisher().await;
     for payload in [orphan.payload.as_slice(), b"\xff\xffnot protobuf"] {
         let confirm = queue::publish(&channel, &topology.jobs_exchange(), queue::PROCESS_KEY, orphan.job_id, payload, 1)
             .await
@@ -214,11 +205,7 @@ async fn a_retry_queue_holds_a_job_for_its_delay_then_returns_it_to_the_job_queu
     assert_eq!(topology.retry_delay(3), None, "FOLIO_MAX_ATTEMPTS=3 allows two retries");
 
     let job = EncodedJob::ping(Uuid::now_v7());
-    let connection = lapin::Connection::connect(&folio_tests::amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let (connection, channel) = folio_tests::publisher().await;
     let confirm = queue::publish(
         &channel,
         &topology.retry_exchange(),

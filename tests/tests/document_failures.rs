@@ -6,24 +6,11 @@ use std::{process::Stdio, time::Duration};
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{
-    CancelDocumentRequest, CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest, ListDocumentEventsRequest,
+    CancelDocumentRequest, CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest,
     document_service_client::DocumentServiceClient,
 };
 use folio_shared::db::schema::chunks;
 use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, eventually};
-
-/// About `words` words of varied text, in paragraphs.
-fn long_text(words: usize) -> Vec<u8> {
-    let vocabulary = [
-        "heron", "marsh", "reed", "water", "rail", "tide", "estuary", "mud", "flight", "nest", "wader", "curlew",
-    ];
-    let mut out = String::with_capacity(words * 8);
-    for i in 0..words {
-        out.push_str(vocabulary[(i * 7 + i / 13) % vocabulary.len()]);
-        out.push_str(if i % 60 == 59 { ".\n\n" } else { " " });
-    }
-    out.into_bytes()
-}
 
 async fn wait_for(client: &DocumentServiceClient<Authed>, id: &str, what: &str, pred: impl Fn(&Document) -> bool) -> Document {
     eventually(Duration::from_secs(60), what, || {
@@ -52,7 +39,7 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
 
     let mut doomed = env.command("folio-worker");
     let mut doomed = doomed.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start a worker");
-    let document = folio_tests::upload_document(&mut client, "long.txt", &long_text(600_000)).await;
+    let document = folio_tests::upload_document(&mut client, "long.txt", &folio_tests::prose(600_000)).await;
     let mid_job = wait_for(&client, &document.id, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })
@@ -77,16 +64,7 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
     assert_eq!(ordinals, (0..ready.chunks).collect::<Vec<_>>(), "one set, no duplicates, no gaps");
     drop(conn);
 
-    let events = client
-        .list_document_events(ListDocumentEventsRequest {
-            document_id: document.id.clone(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = folio_tests::document_events(&client, &document.id).await;
     use folio_proto::v1::{EventKind as K, Stage as S};
     let starts = events.iter().filter(|e| e.stage() == S::Parse && e.kind() == K::Started).count();
     assert_eq!(starts, 2, "the log shows the second run");
@@ -109,7 +87,7 @@ async fn cancel_stops_processing_within_about_a_second_and_removes_partial_resul
     let api = env.spawn_api().await;
     let mut client = client_for(&api).await;
     let worker = env.spawn_worker();
-    let document = folio_tests::upload_document(&mut client, "long.txt", &long_text(600_000)).await;
+    let document = folio_tests::upload_document(&mut client, "long.txt", &folio_tests::prose(600_000)).await;
     wait_for(&client, &document.id, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })

@@ -1,6 +1,6 @@
 //! Live status streams end to end: WatchDocument and WatchDocuments through the
 //! real api-server, with events committed by real workers (or, where thousands
-//! are needed fast, by the same `documents::transition` + `announce` the worker
+//! are needed fast, by the same lifecycle transitions + `announce` the worker
 //! calls), Postgres, RabbitMQ and Redis.
 
 use std::{collections::HashSet, time::Duration};
@@ -12,8 +12,12 @@ use folio_proto::v1::{
 };
 use folio_shared::{
     cache::Cache,
-    db::models::document::StateChange,
-    documents::{self, Progress, kind, stage},
+    db::models::document_event::DocumentEvent as StoredEvent,
+    documents::{
+        self,
+        lifecycle::{self, LifecycleError, Note, Try},
+        state::Stage,
+    },
 };
 use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually};
 use futures_util::StreamExt as _;
@@ -324,7 +328,7 @@ async fn with_redis_cut_streams_poll_postgres_and_lose_nothing_then_go_live_agai
             async move {
                 let mut conn = pool.get().await.ok()?;
                 let document = folio_shared::db::models::document::find(&mut conn, id).await.ok()??;
-                (document.state == "READY").then_some(())?;
+                (document.state == folio_shared::documents::state::State::Ready).then_some(())?;
                 folio_shared::db::models::document_event::list(&mut conn, id, 0, 1000).await.ok()
             }
         })
@@ -364,17 +368,19 @@ async fn with_redis_cut_streams_poll_postgres_and_lose_nothing_then_go_live_agai
     env.cleanup().await;
 }
 
-/// Appends `count` progress events to `id` the way the worker does: each its
-/// own transaction, then its notice.
+/// Appends `count` events to `id` the way the worker does, each its own
+/// transaction, then its notice: the start of a try, then progress.
 async fn append_progress(env: &TestEnv, id: &str, count: usize) {
     let pool = env.pool();
     let config = env.config();
     let cache = Cache::connect(&config.redis_url, &config.redis_prefix).await.unwrap();
     let id: Uuid = id.parse().unwrap();
     let mut conn = pool.get().await.unwrap();
-    for n in 0..count {
+    let (at, started) = start_try(&mut conn, id).await;
+    documents::announce(&cache, &started).await;
+    for n in 1..count {
         let event = conn
-            .transaction(async |conn| Ok::<_, diesel::result::Error>(progress(conn, id, &format!("step {n}")).await))
+            .transaction(async |conn| Ok::<_, LifecycleError>(progress(conn, id, &at, &format!("step {n}")).await))
             .await
             .unwrap();
         documents::announce(&cache, &event).await;
@@ -582,28 +588,26 @@ async fn bad_watch_requests_are_refused_with_field_violations_and_streams_are_ca
     env.cleanup().await;
 }
 
-/// One progress event on `id`, in the caller's open transaction.
-async fn progress(
-    conn: &mut diesel_async::AsyncPgConnection,
-    id: Uuid,
-    message: &str,
-) -> folio_shared::db::models::document_event::DocumentEvent {
-    documents::transition(
-        conn,
-        id,
-        &StateChange::default(),
-        Progress {
-            stage: stage::PARSE,
-            kind: kind::PROGRESS,
-            percent: 10,
-            message: message.into(),
-            details: serde_json::json!({}),
-        },
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .1
+/// Starts a try at `id`'s first attempt, as a worker does, with its event.
+async fn start_try(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> (Try, StoredEvent) {
+    let at = Try {
+        attempt: 1,
+        number: 1,
+        max: 3,
+        token: Uuid::new_v4(),
+    };
+    let started = lifecycle::start_try(conn, id, &at).await.unwrap();
+    (at, started.event.unwrap())
+}
+
+/// One progress event of try `at` on `id`, in the caller's open transaction.
+async fn progress(conn: &mut diesel_async::AsyncPgConnection, id: Uuid, at: &Try, message: &str) -> StoredEvent {
+    let note = Note {
+        percent: 10,
+        message: message.into(),
+        details: serde_json::json!({}),
+    };
+    lifecycle::progress(conn, id, at, Stage::Parse, note).await.unwrap().event.unwrap()
 }
 
 /// Reads the heartbeat a stream opened without a cursor starts with.
@@ -628,22 +632,24 @@ async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is
     let mut client = documents_as(&api, &member.access_token).await;
     let first: Uuid = create(&mut client, "first.md", MARKDOWN).await.parse().unwrap();
     let second: Uuid = create(&mut client, "second.md", "# Second\n\nAnother.\n").await.parse().unwrap();
-    let mut stream = watch_documents(&mut client, None).await;
-    opening_heartbeat(&mut stream).await;
-
     let config = env.config();
     let cache = Cache::connect(&config.redis_url, &config.redis_prefix).await.unwrap();
     let pool = env.pool();
-    // An append that draws its id and then stays open...
     let mut slow = pool.get().await.unwrap();
+    let (first_try, _) = start_try(&mut slow, first).await;
+    let (second_try, _) = start_try(&mut slow, second).await;
+    let mut stream = watch_documents(&mut client, None).await;
+    opening_heartbeat(&mut stream).await;
+
+    // An append that draws its id and then stays open...
     slow.batch_execute("BEGIN").await.unwrap();
-    let lower = progress(&mut slow, first, "slow").await;
+    let lower = progress(&mut slow, first, &first_try, "slow").await;
     // ...does not hold up another document's append, which takes a higher id
     // and commits first.
     let mut fast = pool.get().await.unwrap();
     let higher = tokio::time::timeout(
         Duration::from_secs(5),
-        fast.transaction(async |conn| Ok::<_, diesel::result::Error>(progress(conn, second, "fast").await)),
+        fast.transaction(async |conn| Ok::<_, LifecycleError>(progress(conn, second, &second_try, "fast").await)),
     )
     .await
     .expect("an append waited for another transaction's commit")

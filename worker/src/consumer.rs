@@ -178,9 +178,11 @@ impl Consumer {
         let _activity = self.activity.start(job.job_id.clone());
         let span = tracing::info_span!("job", job_id = %job.job_id, attempt);
         let started = tokio::time::Instant::now();
-        let tries = jobs::Try {
+        let tries = jobs::Delivery {
             number: attempt,
             max: self.topology.max_attempts(),
+            token: uuid::Uuid::new_v4(),
+            retry_delay: self.topology.retry_delay(attempt),
         };
         let outcome = jobs::run(&self.context, &job, tries).await;
         let elapsed = started.elapsed();
@@ -193,12 +195,16 @@ impl Consumer {
                 tracing::info!(parent: &span, "job seen before, acked without running it again");
                 Settle::Ack
             }
+            Err(JobError::Superseded(reason)) => {
+                tracing::info!(parent: &span, %reason, "the job's document moved on without it, acked");
+                Settle::Ack
+            }
             Err(JobError::Permanent { code, message }) => {
                 tracing::error!(parent: &span, code, %message, "job failed permanently, dead-lettering it");
                 jobs::failed(&self.context, &job, tries, code, &message).await;
                 Settle::Reject
             }
-            Err(JobError::Transient(error)) => match self.topology.retry_delay(attempt) {
+            Err(JobError::Transient(error)) => match tries.retry_delay {
                 Some(delay) => {
                     let retried = self
                         .schedule_retry(publishing, &delivery.data, &job.job_id, attempt + 1, delay)

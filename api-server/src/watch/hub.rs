@@ -177,7 +177,7 @@ impl Inner {
                 let admitted = entry.filter.as_ref().is_none_or(|filter| {
                     filter.admits(
                         event.owner_id,
-                        &event.state,
+                        event.state,
                         &watched.labels,
                         &watched.filename,
                         watched.document_created_at,

@@ -9,7 +9,7 @@ use folio_proto::v1 as pb;
 use folio_shared::db::{
     self,
     models::{
-        document::{self, DocumentFilter, state},
+        document::{self, DocumentFilter},
         document_event::{self, Scope, WatchedEvent},
     },
 };
@@ -224,11 +224,11 @@ impl Watch {
         }
         self.cursor = event.id;
         match &self.target {
-            Target::Document { .. } => self.terminal = state::is_terminal(&event.state),
+            Target::Document { .. } => self.terminal = event.state.is_terminal(),
             Target::Documents { filter, .. } => {
                 let admitted = filter.admits(
                     event.owner_id,
-                    &event.state,
+                    event.state,
                     &watched.labels,
                     &watched.filename,
                     watched.document_created_at,

@@ -92,6 +92,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        try_token -> Nullable<Uuid>,
     }
 }
 

@@ -200,7 +200,7 @@ async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embe
             sha256: id.as_bytes().to_vec(),
             blob_key: format!("bench/{id}"),
             idempotency_key: None,
-            state: "READY".into(),
+            state: folio_shared::documents::state::State::Ready,
             stage: None,
             attempt: 1,
             try_number: 1,
@@ -217,6 +217,7 @@ async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embe
             created_at: now,
             updated_at: now,
             completed_at: Some(now),
+            try_token: None,
         };
         document::insert(&mut conn, &row).await.unwrap();
         let texts: Vec<String> = group.iter().map(|p| with_headings(&p.section_path, &p.text)).collect();

@@ -108,7 +108,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
         use diesel_async::RunQueryDsl as _;
         use folio_shared::db::schema::documents;
         let pending: i64 = documents::table
-            .filter(documents::state.ne("READY"))
+            .filter(documents::state.ne(folio_shared::documents::state::State::Ready))
             .count()
             .get_result(&mut conn)
             .await

@@ -8,7 +8,9 @@ mod reindex_document;
 use std::{sync::Arc, time::Duration};
 
 use folio_proto::queue::v1::{Job, job};
-use folio_shared::{blobs::Blobs, cache::Cache, config::DocumentsConfig, db, pipeline::embed::Embedder};
+use folio_shared::{
+    blobs::Blobs, cache::Cache, config::DocumentsConfig, db, documents::lifecycle::LifecycleError, pipeline::embed::Embedder,
+};
 use uuid::Uuid;
 
 /// What a job needs from its worker.
@@ -22,12 +24,18 @@ pub struct JobContext {
     pub embedder: Arc<dyn Embedder>,
 }
 
-/// Where a delivery stands among the tries of its job.
+/// One delivery of a job: where it stands among the job's tries, and the
+/// token its writes to a document compare (see `documents::lifecycle`).
 #[derive(Debug, Clone, Copy)]
-pub struct Try {
+pub struct Delivery {
     /// 1-based.
     pub number: u32,
     pub max: u32,
+    /// Drawn for this delivery alone: a redelivery of the same job gets another.
+    pub token: Uuid,
+    /// When the next try runs if this one fails transiently (None: it is the
+    /// last).
+    pub retry_delay: Option<Duration>,
 }
 
 /// How a job ended, when it did not succeed.
@@ -40,6 +48,10 @@ pub enum JobError {
     /// or its input is refused (a corrupt file). `code` is for clients.
     #[error("permanent ({code}): {message}")]
     Permanent { code: &'static str, message: String },
+    /// The job's document moved on without it (deleted, cancelled, another
+    /// attempt, or another delivery holds it): nothing to retry or record.
+    #[error("superseded: {0}")]
+    Superseded(String),
 }
 
 impl JobError {
@@ -48,6 +60,15 @@ impl JobError {
         JobError::Permanent {
             code,
             message: message.into(),
+        }
+    }
+}
+
+impl From<LifecycleError> for JobError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::Database(error) => JobError::Transient(error.into()),
+            refused => JobError::Superseded(refused.to_string()),
         }
     }
 }
@@ -73,27 +94,27 @@ pub enum Outcome {
 
 /// Runs `job`. Every job deduplicates on its id inside the transaction that
 /// applies its effect, so a redelivered job is a no-op.
-pub async fn run(context: &JobContext, job: &Job, attempt: Try) -> Result<Outcome, JobError> {
+pub async fn run(context: &JobContext, job: &Job, delivery: Delivery) -> Result<Outcome, JobError> {
     let job_id = parse_uuid("job_id", &job.job_id)?;
     match &job.kind {
         Some(job::Kind::Ping(ping)) => ping::run(context, job_id, ping).await,
-        Some(job::Kind::ProcessDocument(body)) => process_document::run(context, job_id, body, attempt).await,
+        Some(job::Kind::ProcessDocument(body)) => process_document::run(context, job_id, body, delivery).await,
         Some(job::Kind::ReindexDocument(body)) => reindex_document::run(context, job_id, body).await,
         None => Err(JobError::permanent("BAD_JOB", "job has no kind")),
     }
 }
 
 /// Records that a transient failure will be retried after `delay`.
-pub async fn retry_scheduled(context: &JobContext, job: &Job, attempt: Try, delay: Duration, error: &anyhow::Error) {
+pub async fn retry_scheduled(context: &JobContext, job: &Job, delivery: Delivery, delay: Duration, error: &anyhow::Error) {
     if let Some(job::Kind::ProcessDocument(body)) = &job.kind {
-        process_document::retry_scheduled(context, body, attempt, delay, error).await;
+        process_document::retry_scheduled(context, body, delivery, delay, error).await;
     }
 }
 
 /// Records that a job failed for good (permanently, or out of tries).
-pub async fn failed(context: &JobContext, job: &Job, attempt: Try, code: &str, message: &str) {
+pub async fn failed(context: &JobContext, job: &Job, delivery: Delivery, code: &str, message: &str) {
     if let Some(job::Kind::ProcessDocument(body)) = &job.kind {
-        process_document::failed(context, body, attempt, code, message).await;
+        process_document::failed(context, body, delivery, code, message).await;
     }
 }
 

@@ -1,49 +1,60 @@
 //! The ProcessDocument job: parse, chunk, embed and index one document.
 //!
-//! Each stage commits the document's new state and its event together, then
-//! announces the event on Redis. The parse result is kept in the blob store per
-//! attempt, so a redelivered job (a worker killed mid-way) resumes after PARSE;
-//! chunking is deterministic and reruns. Vectors that took a while to make are
-//! saved too (`pipeline::embed::saved`), so a job redelivered after EMBED
-//! resumes at INDEX; cheap ones (the `hash` embedder) are simply made again.
-//! The chunks are replaced, the job id recorded and the document marked READY
-//! in one transaction, so a document has exactly one set of chunks whatever
-//! crashes when.
+//! Each stage is one method and commits its lifecycle transition (with its
+//! event) on its own, then announces the event on Redis. The parse result is
+//! kept in the blob store per attempt, so a redelivered job (a worker killed
+//! mid-way) resumes after PARSE; chunking is deterministic and reruns. Vectors
+//! that took a while to make are saved too (`pipeline::embed::saved`), so a job
+//! redelivered after EMBED resumes at INDEX; cheap ones (the `hash` embedder)
+//! are simply made again. The chunks are replaced, the job id recorded and the
+//! document marked READY in one transaction, so a document has exactly one set
+//! of chunks whatever crashes when.
 //!
-//! A session-level advisory lock on the document keeps two workers from running
-//! it at once (a redelivery while the first worker still runs); it is released
-//! when the job ends or its connection dies.
+//! A delivery runs the document only while it holds the document's advisory
+//! lock (`lifecycle::try_lock`). A delivery that finds it held (a duplicate:
+//! a relay that published twice, a redelivery while the first worker goes on)
+//! waits for the holder and touches nothing meanwhile: once the holder is done
+//! the document is terminal or on another attempt and the duplicate is acked
+//! as such, or it is waiting for a retry and the duplicate runs it. Waiting is
+//! never one of the document's tries and never fails it.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel::{QueryableByName, sql_types::BigInt};
-use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+use diesel_async::AsyncConnection as _;
 use folio_proto::queue::v1::ProcessDocument;
 use folio_shared::{
-    db::models::{
-        chunk::{self, Embedding, NewChunk},
-        document::{self, Document, StateChange, state},
-        embedding_index::{self, IndexModel},
-        processed_job,
+    db::{
+        PooledConnection,
+        models::{
+            chunk::{self, Embedding, NewChunk},
+            document::{self, Document},
+            embedding_index::{self, IndexModel},
+            processed_job,
+        },
     },
-    documents::{self, Progress, embedded_key, kind, parsed_key, stage},
+    documents::{
+        self, embedded_key,
+        lifecycle::{self, Found, Holding, LifecycleError, Moved, Note, RetryScheduled, StageDone, Try},
+        parsed_key,
+        state::Stage,
+    },
     pipeline::{
-        chunk::{ChunkSettings, chunk, with_headings},
+        chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
         embed::{EmbedError, saved},
         parse::{self, Format, Limits, ParsedDocument},
     },
 };
 use uuid::Uuid;
 
-use super::{JobContext, JobError, Outcome, Try, parse_uuid};
+use super::{Delivery, JobContext, JobError, Outcome, parse_uuid};
 
 /// Why processing stopped early.
 enum Stop {
     Failed(JobError),
     /// The user cancelled; the document is now CANCELLED.
     Cancelled,
-    /// The document was deleted, or moved on to another attempt.
+    /// The document was deleted, or moved on to another attempt or try.
     Gone,
 }
 
@@ -57,50 +68,76 @@ fn transient(error: impl Into<anyhow::Error>) -> Stop {
     Stop::Failed(JobError::Transient(error.into()))
 }
 
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    locked: bool,
-}
-
-/// The advisory-lock key of a document (the low 64 bits of its id).
-fn lock_key(id: Uuid) -> i64 {
-    id.as_u64_pair().1 as i64
-}
-
-pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocument, attempt: Try) -> Result<Outcome, JobError> {
-    let document_id = parse_uuid("document_id", &body.document_id)?;
-    let mut lock_conn = context.pool.get().await?;
-    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-        .bind::<BigInt, _>(lock_key(document_id))
-        .get_result(&mut lock_conn)
-        .await?;
-    if !locked.locked {
-        return Err(JobError::Transient(anyhow::anyhow!(
-            "another worker is processing document {document_id}"
-        )));
+/// The try a delivery makes at its job's attempt.
+fn try_of(body: &ProcessDocument, delivery: Delivery) -> Try {
+    Try {
+        attempt: body.attempt as i32,
+        number: delivery.number as i32,
+        max: delivery.max as i32,
+        token: delivery.token,
     }
+}
+
+pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocument, delivery: Delivery) -> Result<Outcome, JobError> {
+    let document_id = parse_uuid("document_id", &body.document_id)?;
+    let at = try_of(body, delivery);
+    let Some(mut lock_conn) = hold(context, document_id, at.attempt).await? else {
+        return Ok(Outcome::Duplicate);
+    };
     let outcome = Pipeline {
         context,
         job_id,
         document_id,
-        job_attempt: body.attempt as i32,
-        attempt,
+        at,
+        stage_ms: serde_json::Map::new(),
     }
     .run()
     .await;
-    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-        .bind::<BigInt, _>(lock_key(document_id))
-        .execute(&mut lock_conn)
-        .await;
-    if unlocked.is_err() {
+    // Recorded while the lock is held, so a document an earlier, crashed try
+    // left PROCESSING is settled too. The consumer records it again after the
+    // retry's publish; the lifecycle refuses that second write.
+    if let Err(Stop::Failed(error)) = &outcome {
+        record_failure(context, document_id, &at, delivery.retry_delay, error).await;
+    }
+    if lifecycle::unlock(&mut lock_conn, document_id).await.is_err() {
         // Never hand a connection that may still hold the lock back to the pool.
-        drop(diesel_async::pooled_connection::deadpool::Object::take(lock_conn));
+        drop(PooledConnection::take(lock_conn));
     }
     match outcome {
         Ok(()) | Err(Stop::Cancelled) => Ok(Outcome::Applied),
         Err(Stop::Gone) => Ok(Outcome::Duplicate),
         Err(Stop::Failed(error)) => Err(error),
+    }
+}
+
+/// Longest pause between two looks at a document another delivery holds.
+const HELD_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Takes the document's lock, waiting while another delivery holds it. None
+/// when, meanwhile or already, there is nothing left for this delivery: the
+/// document is gone, finished, or on another attempt.
+async fn hold(context: &JobContext, document_id: Uuid, attempt: i32) -> Result<Option<PooledConnection>, JobError> {
+    let mut pause = Duration::from_millis(50);
+    let mut waited = false;
+    loop {
+        let mut conn = context.pool.get().await?;
+        if lifecycle::try_lock(&mut conn, document_id).await? {
+            if waited {
+                tracing::info!(%document_id, "the other delivery let go of the document");
+            }
+            return Ok(Some(conn));
+        }
+        match document::find(&mut conn, document_id).await? {
+            Some(d) if d.attempt == attempt && !d.state.is_terminal() => {}
+            _ => return Ok(None),
+        }
+        drop(conn);
+        if !waited {
+            tracing::info!(%document_id, "another delivery is processing the document; waiting for it");
+            waited = true;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(HELD_POLL_MAX);
     }
 }
 
@@ -112,48 +149,47 @@ struct Pipeline<'a> {
     context: &'a JobContext,
     job_id: Uuid,
     document_id: Uuid,
-    job_attempt: i32,
-    attempt: Try,
+    at: Try,
+    /// Milliseconds per stage so far, recorded with each stage.
+    stage_ms: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What PARSE hands on.
+struct Parsed {
+    document: ParsedDocument,
+    /// Found from an earlier try of this attempt rather than parsed now.
+    reused: bool,
+}
+
+/// What EMBED hands on.
+struct Embedded {
+    vectors: Vec<Vec<f32>>,
+    /// Saved in the blob store, to delete once indexed.
+    saved: bool,
 }
 
 impl Pipeline<'_> {
-    async fn run(&self) -> Result<(), Stop> {
-        let context = self.context;
+    async fn run(mut self) -> Result<(), Stop> {
         let current = self.current().await?;
-        if current.cancel_requested {
-            return self.cancel().await;
-        }
-        let mut stage_ms = serde_json::Map::new();
-        self.transition(
-            StateChange {
-                state: Some(state::PROCESSING.into()),
-                stage: Some(Some(stage::PARSE.into())),
-                try_number: Some(self.attempt.number as i32),
-                max_tries: Some(self.attempt.max as i32),
-                next_retry_at: Some(None),
-                will_retry: Some(false),
-                error_code: Some(None),
-                error_message: Some(None),
-                ..Default::default()
-            },
-            stage::PARSE,
-            kind::STARTED,
-            10,
-            format!("try {} of {}", self.attempt.number, self.attempt.max),
-            serde_json::json!({ "try": self.attempt.number, "max_tries": self.attempt.max }),
-        )
-        .await?;
+        self.write(Write::StartTry).await?;
+        let parsed = self.parse(&current).await?;
+        self.check_cancel().await?;
+        let chunks = self.chunk(&parsed).await?;
+        let embedded = self.embed(&chunks, parsed.reused).await?;
+        self.index(chunks, embedded).await
+    }
 
-        // PARSE, or reuse this attempt's parse result from an earlier try.
+    /// PARSE, or reuse this attempt's parse result from an earlier try.
+    async fn parse(&mut self, current: &Document) -> Result<Parsed, Stop> {
+        let context = self.context;
         let started = Instant::now();
-        let key = parsed_key(self.document_id, self.job_attempt);
+        let key = parsed_key(self.document_id, self.at.attempt);
         let reused = match context.blobs.get(&key).await {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).ok(),
             Err(_) => None,
         };
-        let parse_reused = reused.is_some();
         let parsed = match reused {
-            Some(parsed) => parsed,
+            Some(document) => Parsed { document, reused: true },
             None => {
                 let bytes = context.blobs.get(&current.blob_key).await.map_err(transient)?;
                 let format =
@@ -162,78 +198,73 @@ impl Pipeline<'_> {
                     time_budget: context.documents.parse_timeout,
                     ..Limits::default()
                 };
-                let parsed = tokio::task::spawn_blocking(move || parse::parse(format, &bytes, &limits))
+                let document = tokio::task::spawn_blocking(move || parse::parse(format, &bytes, &limits))
                     .await
                     .map_err(|_| JobError::permanent("PARSER_CRASHED", "the parser stopped unexpectedly"))?
                     .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
-                let encoded = serde_json::to_vec(&parsed).map_err(transient)?;
+                let encoded = serde_json::to_vec(&document).map_err(transient)?;
                 context.blobs.put(&key, encoded.into()).await.map_err(transient)?;
-                parsed
+                Parsed { document, reused: false }
             }
         };
         let parse_ms = started.elapsed().as_millis() as i64;
-        stage_ms.insert(stage::PARSE.into(), parse_ms.into());
-        let characters = parsed.characters();
-        self.transition(
-            StateChange {
-                title: (current.title.is_empty()).then(|| parsed.title.clone()).flatten(),
-                pages: Some(parsed.pages.map(|p| p as i32)),
-                characters: Some(Some(characters as i64)),
-                stage_ms: Some(stage_ms.clone().into()),
-                ..Default::default()
-            },
-            stage::PARSE,
-            kind::COMPLETED,
-            35,
-            if parse_reused {
+        let characters = parsed.document.characters();
+        let note = Note {
+            percent: 35,
+            message: if parsed.reused {
                 "parse result reused from an earlier try".into()
             } else {
                 format!("parsed {characters} characters")
             },
-            serde_json::json!({
-                "pages": parsed.pages,
+            details: serde_json::json!({
+                "pages": parsed.document.pages,
                 "characters": characters,
-                "blocks": parsed.blocks.len(),
+                "blocks": parsed.document.blocks.len(),
                 "duration_ms": parse_ms,
-                "resumed": parse_reused,
+                "resumed": parsed.reused,
             }),
-        )
-        .await?;
-        self.check_cancel().await?;
+        };
+        let done = StageDone {
+            title: current.title.is_empty().then(|| parsed.document.title.clone()).flatten(),
+            pages: Some(parsed.document.pages.map(|p| p as i32)),
+            characters: Some(Some(characters as i64)),
+            ..self.stage_done(Stage::Parse, parse_ms, note)
+        };
+        self.record_stage(done).await?;
+        Ok(parsed)
+    }
 
-        // CHUNK
+    /// CHUNK: deterministic, so a redelivery makes the same chunks again.
+    async fn chunk(&mut self, parsed: &Parsed) -> Result<Vec<Chunk>, Stop> {
         let started = Instant::now();
         let settings = ChunkSettings {
-            max_tokens: context.documents.chunk_tokens,
-            overlap_tokens: context.documents.chunk_overlap,
+            max_tokens: self.context.documents.chunk_tokens,
+            overlap_tokens: self.context.documents.chunk_overlap,
         };
-        let chunks = chunk(&parsed.blocks, settings);
+        let chunks = chunker::chunk(&parsed.document.blocks, settings);
         if chunks.is_empty() {
             return Err(JobError::permanent("NO_TEXT", "the document contains no text to index").into());
         }
         let chunk_ms = started.elapsed().as_millis() as i64;
-        stage_ms.insert(stage::CHUNK.into(), chunk_ms.into());
-        self.transition(
-            StateChange {
-                stage: Some(Some(stage::CHUNK.into())),
-                stage_ms: Some(stage_ms.clone().into()),
-                ..Default::default()
-            },
-            stage::CHUNK,
-            kind::COMPLETED,
-            45,
-            format!("{} chunks", chunks.len()),
-            serde_json::json!({ "chunks": chunks.len(), "duration_ms": chunk_ms }),
-        )
-        .await?;
+        let note = Note {
+            percent: 45,
+            message: format!("{} chunks", chunks.len()),
+            details: serde_json::json!({ "chunks": chunks.len(), "duration_ms": chunk_ms }),
+        };
+        let done = self.stage_done(Stage::Chunk, chunk_ms, note);
+        self.record_stage(done).await?;
+        Ok(chunks)
+    }
 
-        // EMBED, in batches; cancel is checked between them. An earlier try of
-        // this attempt may have saved the vectors: they are reused if they were
-        // made by this model from these very texts.
+    /// EMBED, in batches; cancel is checked between them. An earlier try of
+    /// this attempt may have saved the vectors: they are reused if they were
+    /// made by this model from these very texts.
+    async fn embed(&mut self, chunks: &[Chunk], parse_reused: bool) -> Result<Embedded, Stop> {
+        let context = self.context;
         let started = Instant::now();
         let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
         let fingerprint = saved::fingerprint(context.embedder.model(), &texts);
-        let saved_key = embedded_key(self.document_id, self.job_attempt);
+        let saved_key = embedded_key(self.document_id, self.at.attempt);
         // Only a try that found an earlier try's parse result can find its
         // vectors: a first try skips the lookup.
         let reused = if parse_reused {
@@ -245,144 +276,40 @@ impl Pipeline<'_> {
             None
         };
         let resumed = reused.is_some();
-        let mut vectors_saved = resumed;
-        let vectors = match reused {
-            Some(vectors) => vectors,
+        let embedded = match reused {
+            Some(vectors) => Embedded { vectors, saved: true },
             None => {
-                let vectors = self.embed(&texts).await?;
+                let vectors = self.embed_batches(&texts).await?;
                 // Saved only when embedding cost more than a blob write would.
+                let mut saved = false;
                 if started.elapsed() >= SAVE_EMBEDDINGS_AFTER {
                     match context.blobs.put(&saved_key, saved::encode(&fingerprint, &vectors)).await {
-                        Ok(()) => vectors_saved = true,
+                        Ok(()) => saved = true,
                         Err(error) => tracing::warn!(%error, key = saved_key, "vectors not saved; a retry would embed again"),
                     }
                 }
-                vectors
+                Embedded { vectors, saved }
             }
         };
         let embed_ms = started.elapsed().as_millis() as i64;
-        stage_ms.insert(stage::EMBED.into(), embed_ms.into());
-        self.transition(
-            StateChange {
-                stage: Some(Some(stage::EMBED.into())),
-                stage_ms: Some(stage_ms.clone().into()),
-                ..Default::default()
-            },
-            stage::EMBED,
-            kind::COMPLETED,
-            85,
-            if resumed {
-                format!("reused {} vectors from an earlier try", vectors.len())
+        let count = embedded.vectors.len();
+        let note = Note {
+            percent: 85,
+            message: if resumed {
+                format!("reused {count} vectors from an earlier try")
             } else {
-                format!("embedded {} chunks with {}", vectors.len(), context.embedder.model())
+                format!("embedded {count} chunks with {}", context.embedder.model())
             },
-            serde_json::json!({ "chunks": vectors.len(), "model": context.embedder.model(), "dimension": context.embedder.dimension(), "duration_ms": embed_ms, "resumed": resumed }),
-        )
-        .await?;
-
-        // INDEX: the chunks, the job's dedup record and READY in one transaction.
-        let started = Instant::now();
-        let rows: Vec<NewChunk> = chunks
-            .into_iter()
-            .zip(vectors)
-            .enumerate()
-            .map(|(ordinal, (c, v))| NewChunk {
-                document_id: self.document_id,
-                ordinal: ordinal as i32,
-                text: c.text,
-                section_path: c.section_path.into_iter().map(Some).collect(),
-                page_start: c.page_start.map(|p| p as i32),
-                page_end: c.page_end.map(|p| p as i32),
-                token_count: c.token_count as i32,
-                embedding: Embedding(pgvector::Vector::from(v)),
-                embedding_model: context.embedder.model().to_owned(),
-            })
-            .collect();
-        let count = rows.len();
-        let mut conn = context.pool.get().await?;
-        let committed = conn
-            .transaction(async |conn| -> Result<Result<Option<_>, IndexModel>, diesel::result::Error> {
-                let Some(locked) = document::lock(conn, self.document_id).await? else {
-                    return Ok(Ok(None));
-                };
-                if locked.attempt != self.job_attempt || locked.cancel_requested || state::is_terminal(&locked.state) {
-                    return Ok(Ok(None));
-                }
-                // The index's model, shared-locked: a reindex switching it
-                // waits for this commit, then finds these chunks stale.
-                let index = embedding_index::claim(conn, context.embedder.model(), context.embedder.dimension() as i32).await?;
-                if index.model != context.embedder.model() {
-                    return Ok(Err(index));
-                }
-                if !processed_job::claim(conn, self.job_id, context.worker_id).await? {
-                    return Ok(Ok(None));
-                }
-                chunk::replace(conn, self.document_id, &rows).await?;
-                stage_ms.insert(stage::INDEX.into(), (started.elapsed().as_millis() as i64).into());
-                documents::transition(
-                    conn,
-                    self.document_id,
-                    &StateChange {
-                        state: Some(state::READY.into()),
-                        stage: Some(Some(stage::INDEX.into())),
-                        chunk_count: Some(Some(count as i32)),
-                        stage_ms: Some(stage_ms.clone().into()),
-                        completed_at: Some(Some(Utc::now())),
-                        ..Default::default()
-                    },
-                    Progress {
-                        stage: stage::INDEX,
-                        kind: kind::COMPLETED,
-                        percent: 100,
-                        message: format!("indexed {count} chunks; ready"),
-                        details: serde_json::json!({ "chunks": count, "duration_ms": started.elapsed().as_millis() as i64 }),
-                    },
-                )
-                .await
-                .map(Ok)
-            })
-            .await?;
-        let committed = committed.map_err(|index| {
-            transient(anyhow::anyhow!(
-                "EMBEDDER_MISMATCH: the index is for {} ({} dimensions) but this worker embeds with {} ({}); \
-                 run ReindexDocuments or set FOLIO_EMBEDDER to match",
-                index.model,
-                index.dimension,
-                context.embedder.model(),
-                context.embedder.dimension()
-            ))
-        })?;
-        match committed {
-            Some((_, event)) => {
-                documents::announce(&context.cache, &event).await;
-                // Indexed: the saved vectors are no longer needed.
-                if vectors_saved {
-                    let _ = context.blobs.delete(&saved_key).await;
-                }
-                Ok(())
-            }
-            None => {
-                // Cancelled, deleted or superseded while embedding.
-                if self.current().await.map(|d| d.cancel_requested).unwrap_or(false) {
-                    return self.cancel().await;
-                }
-                Err(Stop::Gone)
-            }
-        }
-    }
-
-    /// The document, if it is still on this job's attempt and not finished.
-    async fn current(&self) -> Result<Document, Stop> {
-        let mut conn = self.context.pool.get().await?;
-        match document::find(&mut conn, self.document_id).await? {
-            Some(d) if d.attempt == self.job_attempt && !state::is_terminal(&d.state) => Ok(d),
-            _ => Err(Stop::Gone),
-        }
+            details: serde_json::json!({ "chunks": count, "model": context.embedder.model(), "dimension": context.embedder.dimension(), "duration_ms": embed_ms, "resumed": resumed }),
+        };
+        let done = self.stage_done(Stage::Embed, embed_ms, note);
+        self.record_stage(done).await?;
+        Ok(embedded)
     }
 
     /// Embeds `texts` in batches of `FOLIO_EMBED_BATCH`, checking for cancel
     /// between batches and reporting progress on long documents.
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Stop> {
+    async fn embed_batches(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Stop> {
         let context = self.context;
         let mut vectors = Vec::with_capacity(texts.len());
         let batches = texts.len().div_ceil(context.documents.embed_batch);
@@ -398,18 +325,158 @@ impl Pipeline<'_> {
             let done = (index + 1) * 4 / batches;
             if batches >= 8 && done > reported && index + 1 < batches {
                 reported = done;
-                self.transition(
-                    StateChange::default(),
-                    stage::EMBED,
-                    kind::PROGRESS,
-                    45 + (40 * (index + 1) / batches) as i32,
-                    format!("embedded {} of {} chunks", vectors.len(), texts.len()),
-                    serde_json::json!({ "embedded": vectors.len(), "chunks": texts.len() }),
-                )
-                .await?;
+                let note = Note {
+                    percent: 45 + (40 * (index + 1) / batches) as i32,
+                    message: format!("embedded {} of {} chunks", vectors.len(), texts.len()),
+                    details: serde_json::json!({ "embedded": vectors.len(), "chunks": texts.len() }),
+                };
+                self.write(Write::Progress(Stage::Embed, note)).await?;
             }
         }
         Ok(vectors)
+    }
+
+    /// INDEX: the chunks, the job's dedup record and READY in one transaction.
+    async fn index(mut self, chunks: Vec<Chunk>, embedded: Embedded) -> Result<(), Stop> {
+        let context = self.context;
+        let started = Instant::now();
+        let rows: Vec<NewChunk> = chunks
+            .into_iter()
+            .zip(embedded.vectors)
+            .enumerate()
+            .map(|(ordinal, (c, v))| NewChunk {
+                document_id: self.document_id,
+                ordinal: ordinal as i32,
+                text: c.text,
+                section_path: c.section_path.into_iter().map(Some).collect(),
+                page_start: c.page_start.map(|p| p as i32),
+                page_end: c.page_end.map(|p| p as i32),
+                token_count: c.token_count as i32,
+                embedding: Embedding(pgvector::Vector::from(v)),
+                embedding_model: context.embedder.model().to_owned(),
+            })
+            .collect();
+        let count = rows.len();
+        let mut conn = context.pool.get().await?;
+        let (id, at, job_id) = (self.document_id, self.at, self.job_id);
+        let stage_ms = &mut self.stage_ms;
+        let committed = conn
+            .transaction(async |conn| -> Result<Option<Moved>, IndexError> {
+                // The index's model, shared-locked: a reindex switching it
+                // waits for this commit, then finds these chunks stale.
+                let index = embedding_index::claim(conn, context.embedder.model(), context.embedder.dimension() as i32).await?;
+                if index.model != context.embedder.model() {
+                    return Err(IndexError::Mismatch(index));
+                }
+                if !processed_job::claim(conn, job_id, context.worker_id).await? {
+                    return Ok(None);
+                }
+                chunk::replace(conn, id, &rows).await?;
+                let index_ms = started.elapsed().as_millis() as i64;
+                stage_ms.insert(Stage::Index.as_str().into(), index_ms.into());
+                let note = Note {
+                    percent: 100,
+                    message: format!("indexed {count} chunks; ready"),
+                    details: serde_json::json!({ "chunks": count, "duration_ms": index_ms }),
+                };
+                let moved = lifecycle::ready(conn, id, &at, count as i32, stage_ms.clone().into(), note).await?;
+                Ok(Some(moved))
+            })
+            .await;
+        let moved = match committed {
+            Ok(Some(moved)) => moved,
+            // This job's effect was committed by an earlier delivery.
+            Ok(None) => return Err(Stop::Gone),
+            Err(IndexError::Mismatch(index)) => {
+                return Err(transient(anyhow::anyhow!(
+                    "EMBEDDER_MISMATCH: the index is for {} ({} dimensions) but this worker embeds with {} ({}); \
+                     run ReindexDocuments or set FOLIO_EMBEDDER to match",
+                    index.model,
+                    index.dimension,
+                    context.embedder.model(),
+                    context.embedder.dimension()
+                )));
+            }
+            Err(IndexError::Lifecycle(error)) => return self.settle_write(Err(error)).await,
+        };
+        if let Some(event) = &moved.event {
+            documents::announce(&context.cache, event).await;
+        }
+        // Indexed: the saved vectors are no longer needed.
+        if embedded.saved {
+            let _ = context.blobs.delete(&embedded_key(self.document_id, self.at.attempt)).await;
+        }
+        Ok(())
+    }
+
+    /// The results of `stage`, which took `ms`, to record with `note`.
+    fn stage_done(&mut self, stage: Stage, ms: i64, note: Note) -> StageDone {
+        self.stage_ms.insert(stage.as_str().into(), ms.into());
+        StageDone {
+            stage,
+            note,
+            title: None,
+            pages: None,
+            characters: None,
+            stage_ms: self.stage_ms.clone().into(),
+        }
+    }
+
+    async fn record_stage(&self, done: StageDone) -> Result<(), Stop> {
+        self.write(Write::StageDone(done)).await
+    }
+
+    /// Runs one lifecycle transition of this try in a transaction of its own,
+    /// then settles it (see [`Self::settle_write`]).
+    async fn write(&self, write: Write) -> Result<(), Stop> {
+        let mut conn = self.context.pool.get().await?;
+        let (id, at) = (self.document_id, self.at);
+        let moved = conn
+            .transaction(async |conn| match write {
+                Write::StartTry => lifecycle::start_try(conn, id, &at).await,
+                Write::StageDone(done) => lifecycle::stage_done(conn, id, &at, done).await,
+                Write::Progress(stage, note) => lifecycle::progress(conn, id, &at, stage, note).await,
+            })
+            .await;
+        self.settle_write(moved).await
+    }
+
+    /// Announces a transition that happened; turns one that was refused into
+    /// the reason to stop: a requested cancel is carried out, anything else
+    /// means the document moved on without this try.
+    async fn settle_write(&self, moved: Result<Moved, LifecycleError>) -> Result<(), Stop> {
+        match moved {
+            Ok(moved) => {
+                if let Some(event) = &moved.event {
+                    documents::announce(&self.context.cache, event).await;
+                }
+                Ok(())
+            }
+            Err(LifecycleError::Refused {
+                found:
+                    Found {
+                        cancel_requested: true,
+                        attempt,
+                        state,
+                        ..
+                    },
+                ..
+            }) if attempt == self.at.attempt && !state.is_terminal() => self.cancel().await,
+            Err(LifecycleError::Database(error)) => Err(transient(error)),
+            Err(refused) => {
+                tracing::info!(document_id = %self.document_id, reason = %refused, "the document moved on; stopping");
+                Err(Stop::Gone)
+            }
+        }
+    }
+
+    /// The document, if it is still on this job's attempt and not finished.
+    async fn current(&self) -> Result<Document, Stop> {
+        let mut conn = self.context.pool.get().await?;
+        match document::find(&mut conn, self.document_id).await? {
+            Some(d) if d.attempt == self.at.attempt && !d.state.is_terminal() => Ok(d),
+            _ => Err(Stop::Gone),
+        }
     }
 
     async fn check_cancel(&self) -> Result<(), Stop> {
@@ -422,178 +489,138 @@ impl Pipeline<'_> {
     /// Removes partial results and marks the document CANCELLED.
     async fn cancel(&self) -> Result<(), Stop> {
         let mut conn = self.context.pool.get().await?;
-        let document_id = self.document_id;
-        let event = conn
+        let (document_id, attempt) = (self.document_id, self.at.attempt);
+        let moved = conn
             .transaction(async |conn| {
                 chunk::delete_for(conn, document_id).await?;
-                documents::transition(
-                    conn,
-                    document_id,
-                    &StateChange {
-                        state: Some(state::CANCELLED.into()),
-                        will_retry: Some(false),
-                        completed_at: Some(Some(Utc::now())),
-                        ..Default::default()
-                    },
-                    Progress {
-                        stage: stage::PARSE,
-                        kind: kind::CANCELLED,
-                        percent: 100,
-                        message: "cancelled; partial results removed".into(),
-                        details: serde_json::json!({}),
-                    },
-                )
-                .await
+                lifecycle::cancelled(conn, document_id, attempt).await
             })
-            .await?;
-        if let Some((_, event)) = event {
-            documents::announce(&self.context.cache, &event).await;
+            .await;
+        match moved {
+            Ok(moved) => {
+                if let Some(event) = &moved.event {
+                    documents::announce(&self.context.cache, event).await;
+                }
+            }
+            Err(LifecycleError::Database(error)) => return Err(transient(error)),
+            Err(refused) => tracing::info!(%document_id, reason = %refused, "cancel already settled"),
         }
-        let _ = self.context.blobs.delete(&parsed_key(document_id, self.job_attempt)).await;
-        let _ = self.context.blobs.delete(&embedded_key(document_id, self.job_attempt)).await;
+        let _ = self.context.blobs.delete(&parsed_key(document_id, attempt)).await;
+        let _ = self.context.blobs.delete(&embedded_key(document_id, attempt)).await;
         Err(Stop::Cancelled)
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn transition(
-        &self,
-        change: StateChange,
-        stage: &str,
-        kind: &str,
-        percent: i32,
-        message: String,
-        details: serde_json::Value,
-    ) -> Result<(), Stop> {
-        let mut conn = self.context.pool.get().await?;
-        let document_id = self.document_id;
-        let job_attempt = self.job_attempt;
-        let event = conn
-            .transaction(async |conn| {
-                match document::lock(conn, document_id).await? {
-                    Some(d) if d.attempt == job_attempt && !state::is_terminal(&d.state) => {}
-                    _ => return Ok(None),
-                }
-                documents::transition(
-                    conn,
-                    document_id,
-                    &change,
-                    Progress {
-                        stage,
-                        kind,
-                        percent,
-                        message,
-                        details,
-                    },
-                )
-                .await
-            })
-            .await?;
-        match event {
-            Some((_, event)) => {
-                documents::announce(&self.context.cache, &event).await;
-                Ok(())
-            }
-            None => Err(Stop::Gone),
-        }
+/// The transitions a running try makes on its own (INDEX makes `ready` in
+/// the transaction with the chunks).
+enum Write {
+    StartTry,
+    StageDone(StageDone),
+    Progress(Stage, Note),
+}
+
+/// How a try that failed is recorded.
+enum Failure<'a> {
+    Retry(RetryScheduled),
+    Fail { code: &'a str, message: String },
+}
+
+/// Why the INDEX transaction did not commit.
+enum IndexError {
+    Mismatch(IndexModel),
+    Lifecycle(LifecycleError),
+}
+
+impl From<LifecycleError> for IndexError {
+    fn from(error: LifecycleError) -> Self {
+        IndexError::Lifecycle(error)
+    }
+}
+
+impl From<diesel::result::Error> for IndexError {
+    fn from(error: diesel::result::Error) -> Self {
+        IndexError::Lifecycle(LifecycleError::Database(error))
+    }
+}
+
+/// Records, holding the document's lock, how try `at` failed: RETRY_WAIT when
+/// a retry follows (transient, with a delay), FAILED otherwise.
+async fn record_failure(context: &JobContext, document_id: Uuid, at: &Try, retry_delay: Option<Duration>, error: &JobError) {
+    let failure = match (error, retry_delay) {
+        (JobError::Transient(error), Some(delay)) => Failure::Retry(retry_at(delay, error)),
+        (JobError::Transient(error), None) => Failure::Fail {
+            code: "UNAVAILABLE",
+            message: format!("{error:#}"),
+        },
+        (JobError::Permanent { code, message }, _) => Failure::Fail {
+            code,
+            message: message.clone(),
+        },
+        (JobError::Superseded(_), _) => return,
+    };
+    settle(context, document_id, at, Holding::Lock, failure).await;
+}
+
+fn retry_at(delay: Duration, error: &anyhow::Error) -> RetryScheduled {
+    RetryScheduled {
+        next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+        message: folio_shared::startup::one_line(&format!("{error:#}")),
     }
 }
 
 /// A transient failure will be retried after `delay`: RETRY_WAIT with the next
-/// time, the error and "will retry".
-pub(super) async fn retry_scheduled(context: &JobContext, body: &ProcessDocument, attempt: Try, delay: Duration, error: &anyhow::Error) {
-    let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-    let message = folio_shared::startup::one_line(&format!("{error:#}"));
-    settle(
-        context,
-        body,
-        StateChange {
-            state: Some(state::RETRY_WAIT.into()),
-            try_number: Some(attempt.number as i32),
-            max_tries: Some(attempt.max as i32),
-            next_retry_at: Some(Some(next)),
-            error_code: Some(Some("UNAVAILABLE".into())),
-            error_message: Some(Some(message.clone())),
-            will_retry: Some(true),
-            ..Default::default()
-        },
-        kind::RETRY_SCHEDULED,
-        10,
-        format!("try {} of {} failed: {message}; retrying at {}", attempt.number, attempt.max, next.to_rfc3339()),
-        serde_json::json!({ "try": attempt.number, "max_tries": attempt.max, "next_retry_at": next.to_rfc3339(), "error_code": "UNAVAILABLE" }),
-    )
-    .await;
+/// time, the error and "will retry" (already recorded under the lock if the
+/// job got that far; then the lifecycle refuses this).
+pub(super) async fn retry_scheduled(
+    context: &JobContext,
+    body: &ProcessDocument,
+    delivery: Delivery,
+    delay: Duration,
+    error: &anyhow::Error,
+) {
+    if let Ok(document_id) = body.document_id.parse::<Uuid>() {
+        let failure = Failure::Retry(retry_at(delay, error));
+        settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await;
+    }
 }
 
 /// The job failed for good: FAILED with the error code.
-pub(super) async fn failed(context: &JobContext, body: &ProcessDocument, attempt: Try, code: &str, message: &str) {
-    settle(
-        context,
-        body,
-        StateChange {
-            state: Some(state::FAILED.into()),
-            try_number: Some(attempt.number as i32),
-            max_tries: Some(attempt.max as i32),
-            next_retry_at: Some(None),
-            error_code: Some(Some(code.into())),
-            error_message: Some(Some(message.into())),
-            will_retry: Some(false),
-            completed_at: Some(Some(Utc::now())),
-            ..Default::default()
-        },
-        kind::FAILED,
-        100,
-        format!("failed ({code}): {message}"),
-        serde_json::json!({ "try": attempt.number, "max_tries": attempt.max, "error_code": code }),
-    )
-    .await;
+pub(super) async fn failed(context: &JobContext, body: &ProcessDocument, delivery: Delivery, code: &str, message: &str) {
+    if let Ok(document_id) = body.document_id.parse::<Uuid>() {
+        let failure = Failure::Fail {
+            code,
+            message: message.to_owned(),
+        };
+        settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await;
+    }
 }
 
-/// Records a failure outcome if the document is still on the job's attempt and
-/// not finished. Failures to record are logged: the job is settled regardless.
-async fn settle(
-    context: &JobContext,
-    body: &ProcessDocument,
-    change: StateChange,
-    kind: &str,
-    percent: i32,
-    message: String,
-    details: serde_json::Value,
-) {
-    let Ok(document_id) = body.document_id.parse::<Uuid>() else {
-        return;
+/// Records a failed try, which the lifecycle refuses when another delivery
+/// holds the document or it moved on. Failures to record are logged: the job
+/// is settled regardless.
+async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Holding, failure: Failure<'_>) {
+    let mut conn = match context.pool.get().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(%error, %document_id, "could not record the job's failure");
+            return;
+        }
     };
-    let recorded = async {
-        let mut conn = context.pool.get().await?;
-        let event = conn
-            .transaction(async |conn| {
-                let Some(current) = document::lock(conn, document_id).await? else {
-                    return Ok(None);
-                };
-                if current.attempt != body.attempt as i32 || state::is_terminal(&current.state) {
-                    return Ok(None);
-                }
-                let stage = current.stage.clone().unwrap_or_else(|| stage::PARSE.into());
-                documents::transition(
-                    conn,
-                    document_id,
-                    &change,
-                    Progress {
-                        stage: &stage,
-                        kind,
-                        percent,
-                        message,
-                        details,
-                    },
-                )
-                .await
-            })
-            .await?;
-        anyhow::Ok(event)
-    }
-    .await;
+    let recorded = conn
+        .transaction(async |conn| match failure {
+            Failure::Retry(retry) => lifecycle::schedule_retry(conn, document_id, at, holding, retry).await,
+            Failure::Fail { code, message } => lifecycle::fail(conn, document_id, at, holding, code, &message).await,
+        })
+        .await;
     match recorded {
-        Ok(Some((_, event))) => documents::announce(&context.cache, &event).await,
-        Ok(None) => {}
-        Err(error) => tracing::error!(error = format!("{error:#}"), %document_id, "could not record the job's failure"),
+        Ok(moved) => {
+            if let Some(event) = &moved.event {
+                documents::announce(&context.cache, event).await;
+            }
+        }
+        Err(LifecycleError::Database(error)) => tracing::error!(%error, %document_id, "could not record the job's failure"),
+        Err(refused) => {
+            tracing::debug!(%document_id, reason = %refused, "the job's failure not recorded: already recorded, or the document moved on")
+        }
     }
 }

@@ -7,10 +7,13 @@ use folio_proto::queue::v1::ReindexDocument;
 use folio_shared::{
     db::models::{
         chunk::{self, Embedding},
-        document::{self, StateChange, state},
-        embedding_index, processed_job,
+        document, embedding_index, processed_job,
     },
-    documents::{self, Progress, kind, stage},
+    documents::{
+        self,
+        lifecycle::{self, Note},
+        state::State,
+    },
     pipeline::embed::EmbedError,
 };
 use tokio::time::Instant;
@@ -36,7 +39,7 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
         )));
     }
     match document::find(&mut conn, document_id).await? {
-        Some(found) if found.state == state::READY => {}
+        Some(found) if found.state == State::Ready => {}
         _ => return Ok(Outcome::Applied),
     }
     let stale = chunk::stale(&mut conn, document_id, model).await?;
@@ -61,25 +64,20 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
             for (stale, vector) in stale.iter().zip(vectors) {
                 chunk::set_embedding(conn, stale.id, Embedding(pgvector::Vector::from(vector)), model).await?;
             }
-            let event = documents::transition(
-                conn,
-                document_id,
-                &StateChange::default(),
-                Progress {
-                    stage: stage::INDEX,
-                    kind: kind::COMPLETED,
-                    percent: 100,
-                    message: format!("re-embedded {} chunks with {model}", stale.len()),
-                    details: serde_json::json!({
-                        "chunks": stale.len(),
-                        "model": model,
-                        "reindex": true,
-                        "duration_ms": started.elapsed().as_millis() as i64,
-                    }),
-                },
-            )
-            .await?;
-            Ok(event.map(|(_, event)| event))
+            let note = Note {
+                percent: 100,
+                message: format!("re-embedded {} chunks with {model}", stale.len()),
+                details: serde_json::json!({
+                    "chunks": stale.len(),
+                    "model": model,
+                    "reindex": true,
+                    "duration_ms": started.elapsed().as_millis() as i64,
+                }),
+            };
+            // Refused (the document was retried or deleted meanwhile): the
+            // new vectors roll back with it.
+            let moved = lifecycle::reindexed(conn, document_id, note).await?;
+            Ok(moved.event)
         })
         .await?;
     match event {

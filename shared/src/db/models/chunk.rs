@@ -11,7 +11,10 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::{chunks, sql_types};
+use crate::{
+    db::schema::{chunks, documents, sql_types},
+    documents::state::State,
+};
 
 /// A vector in the `embedding` column.
 #[derive(Debug, Clone, PartialEq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
@@ -82,6 +85,19 @@ pub struct Chunk {
     pub token_count: i32,
 }
 
+/// READY documents with chunks embedded by another model than `model`: what
+/// a reindex to `model` queues.
+pub async fn documents_embedded_by_other(conn: &mut AsyncPgConnection, model: &str) -> QueryResult<Vec<Uuid>> {
+    chunks::table
+        .inner_join(documents::table)
+        .filter(documents::state.eq(State::Ready))
+        .filter(chunks::embedding_model.ne(model))
+        .select(chunks::document_id)
+        .distinct()
+        .load(conn)
+        .await
+}
+
 /// Rows per INSERT statement (Postgres allows 65,535 bound parameters).
 const INSERT_BATCH: usize = 1000;
 
@@ -143,6 +159,8 @@ pub struct Candidate {
 }
 
 /// The scope's conditions on `c` (chunks) and `d` (documents), binds $2..$4.
+/// Only READY documents are searched (the unit test below ties the word to
+/// `State::Ready`).
 const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id = $2) \
      AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
      AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
@@ -271,7 +289,6 @@ pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchS
 
 /// Chunks by id with their documents' titles and filenames.
 pub async fn with_documents(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<(Chunk, String, String)>> {
-    use crate::db::schema::documents;
     chunks::table
         .inner_join(documents::table)
         .filter(chunks::id.eq_any(ids))
@@ -298,4 +315,14 @@ pub async fn set_embedding(conn: &mut AsyncPgConnection, id: i64, embedding: Emb
         .set((chunks::embedding.eq(embedding), chunks::embedding_model.eq(model)))
         .execute(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_scope_names_the_ready_state_as_stored() {
+        assert!(SCOPE_SQL.starts_with(&format!("d.state = '{}' ", State::Ready)), "{SCOPE_SQL}");
+    }
 }

@@ -5,22 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::documents;
-
-/// Processing states, as stored.
-pub mod state {
-    pub const QUEUED: &str = "QUEUED";
-    pub const PROCESSING: &str = "PROCESSING";
-    pub const RETRY_WAIT: &str = "RETRY_WAIT";
-    pub const READY: &str = "READY";
-    pub const FAILED: &str = "FAILED";
-    pub const CANCELLED: &str = "CANCELLED";
-
-    /// States after which nothing more happens unless a user acts.
-    pub fn is_terminal(state: &str) -> bool {
-        matches!(state, READY | FAILED | CANCELLED)
-    }
-}
+use crate::{
+    db::schema::documents,
+    documents::state::{Stage, State},
+};
 
 /// A document as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -37,8 +25,8 @@ pub struct Document {
     pub sha256: Vec<u8>,
     pub blob_key: String,
     pub idempotency_key: Option<String>,
-    pub state: String,
-    pub stage: Option<String>,
+    pub state: State,
+    pub stage: Option<Stage>,
     pub attempt: i32,
     pub try_number: i32,
     pub max_tries: i32,
@@ -54,6 +42,8 @@ pub struct Document {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The delivery whose try holds the document while it is PROCESSING.
+    pub try_token: Option<Uuid>,
 }
 
 /// Inserts `document`; returns false when the owner already has the same bytes
@@ -70,17 +60,6 @@ pub async fn insert(conn: &mut AsyncPgConnection, document: &Document) -> QueryR
 /// Looks a document up by id.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
     documents::table.find(id).select(Document::as_select()).first(conn).await.optional()
-}
-
-/// Locks a document's row for the rest of the transaction.
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
-    documents::table
-        .find(id)
-        .select(Document::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
 }
 
 /// The owner's document with these bytes or this idempotency key.
@@ -111,12 +90,35 @@ pub async fn find_existing(
         .optional()
 }
 
+/// Which of `ids` exist (and are `owner`'s, when given).
+pub async fn existing(conn: &mut AsyncPgConnection, ids: &[Uuid], owner: Option<Uuid>) -> QueryResult<Vec<Uuid>> {
+    let mut query = documents::table.filter(documents::id.eq_any(ids)).into_boxed();
+    if let Some(owner) = owner {
+        query = query.filter(documents::owner_id.eq(owner));
+    }
+    query.select(documents::id).load(conn).await
+}
+
+/// Whether any document (of `owner`, when given) carries `label`.
+pub async fn label_used(conn: &mut AsyncPgConnection, label: &str, owner: Option<Uuid>) -> QueryResult<bool> {
+    let mut query = documents::table
+        .filter(documents::labels.contains(vec![Some(label.to_owned())]))
+        .into_boxed();
+    if let Some(owner) = owner {
+        query = query.filter(documents::owner_id.eq(owner));
+    }
+    diesel::select(diesel::dsl::exists(query.select(documents::id)))
+        .get_result(conn)
+        .await
+}
+
 /// Changes to a document's processing state; `None` leaves a field as it is.
+/// Only the lifecycle (`documents::lifecycle`) makes them.
 #[derive(Debug, Default, Clone, AsChangeset)]
 #[diesel(table_name = documents)]
 pub struct StateChange {
-    pub state: Option<String>,
-    pub stage: Option<Option<String>>,
+    pub state: Option<State>,
+    pub stage: Option<Option<Stage>>,
     pub title: Option<String>,
     pub attempt: Option<i32>,
     pub try_number: Option<i32>,
@@ -131,11 +133,51 @@ pub struct StateChange {
     pub chunk_count: Option<Option<i32>>,
     pub stage_ms: Option<serde_json::Value>,
     pub completed_at: Option<Option<DateTime<Utc>>>,
+    pub try_token: Option<Option<Uuid>>,
 }
 
-/// Applies `change` and returns the document.
-pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, change: &StateChange) -> QueryResult<Option<Document>> {
-    diesel::update(documents::table.find(id))
+/// What a guarded update expects of the row: the compare of a compare-and-set.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// The row's state is one of these.
+    pub states: Vec<State>,
+    /// The row is on this attempt.
+    pub attempt: Option<i32>,
+    /// The row's try number is at most this.
+    pub try_at_most: Option<i32>,
+    /// A PROCESSING row is held by this try (other states pass without it).
+    pub held_by: Option<Uuid>,
+    /// A row that is not PROCESSING has not yet reached this try number.
+    pub unstarted_before: Option<i32>,
+    /// The row's cancel flag is this.
+    pub cancel_requested: Option<bool>,
+}
+
+/// Applies `change` if the row is as `expected`, in one statement (the row's
+/// lock is taken by the UPDATE and the conditions rechecked after any wait).
+/// Returns the updated row, or None when the row is missing or not as
+/// expected.
+pub async fn update_if(conn: &mut AsyncPgConnection, id: Uuid, expected: &Expected, change: &StateChange) -> QueryResult<Option<Document>> {
+    let mut query = diesel::update(documents::table)
+        .filter(documents::id.eq(id))
+        .filter(documents::state.eq_any(expected.states.clone()))
+        .into_boxed();
+    if let Some(attempt) = expected.attempt {
+        query = query.filter(documents::attempt.eq(attempt));
+    }
+    if let Some(most) = expected.try_at_most {
+        query = query.filter(documents::try_number.le(most));
+    }
+    if let Some(token) = expected.held_by {
+        query = query.filter(documents::state.ne(State::Processing).or(documents::try_token.eq(token)));
+    }
+    if let Some(number) = expected.unstarted_before {
+        query = query.filter(documents::state.eq(State::Processing).or(documents::try_number.lt(number)));
+    }
+    if let Some(flag) = expected.cancel_requested {
+        query = query.filter(documents::cancel_requested.eq(flag));
+    }
+    query
         .set((change, documents::updated_at.eq(diesel::dsl::now)))
         .returning(Document::as_returning())
         .get_result(conn)
@@ -157,7 +199,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Optio
 pub struct DocumentFilter {
     /// Only this owner's (None: everyone's, for admins).
     pub owner: Option<Uuid>,
-    pub state: Option<String>,
+    pub state: Option<State>,
     pub label: Option<String>,
     pub filename_contains: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
@@ -167,9 +209,9 @@ pub struct DocumentFilter {
 impl DocumentFilter {
     /// Whether an event leaving a document in `state` passes the filter (the
     /// watch streams' version of [`list`]'s conditions).
-    pub fn admits(&self, owner: Uuid, state: &str, labels: &[Option<String>], filename: &str, created_at: DateTime<Utc>) -> bool {
+    pub fn admits(&self, owner: Uuid, state: State, labels: &[Option<String>], filename: &str, created_at: DateTime<Utc>) -> bool {
         self.owner.is_none_or(|o| o == owner)
-            && self.state.as_deref().is_none_or(|s| s == state)
+            && self.state.is_none_or(|s| s == state)
             && self.label.as_deref().is_none_or(|l| labels.iter().flatten().any(|x| x == l))
             && self
                 .filename_contains
@@ -208,7 +250,7 @@ pub async fn list(
         query = query.filter(documents::owner_id.eq(owner));
     }
     if let Some(state) = &filter.state {
-        query = query.filter(documents::state.eq(state.clone()));
+        query = query.filter(documents::state.eq(*state));
     }
     if let Some(label) = &filter.label {
         query = query.filter(documents::labels.contains(vec![Some(label.clone())]));
@@ -253,7 +295,7 @@ pub async fn list(
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct StateCount {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub state: String,
+    pub state: State,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub documents: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -266,7 +308,7 @@ pub struct StateCount {
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct StageTiming {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    pub stage: String,
+    pub stage: Stage,
     #[diesel(sql_type = diesel::sql_types::Double)]
     pub p50: f64,
     #[diesel(sql_type = diesel::sql_types::Double)]

@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::{document_events, documents};
+use crate::{
+    db::schema::{document_events, documents},
+    documents::state::{EventKind, Stage, State},
+};
 
 /// An event as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -15,12 +18,12 @@ pub struct DocumentEvent {
     pub document_id: Uuid,
     pub owner_id: Uuid,
     pub attempt: i32,
-    pub stage: String,
-    pub kind: String,
+    pub stage: Stage,
+    pub kind: EventKind,
     pub percent: i32,
     pub message: String,
     pub details: serde_json::Value,
-    pub state: String,
+    pub state: State,
     pub created_at: DateTime<Utc>,
 }
 
@@ -31,12 +34,12 @@ pub struct NewDocumentEvent {
     pub document_id: Uuid,
     pub owner_id: Uuid,
     pub attempt: i32,
-    pub stage: String,
-    pub kind: String,
+    pub stage: Stage,
+    pub kind: EventKind,
     pub percent: i32,
     pub message: String,
     pub details: serde_json::Value,
-    pub state: String,
+    pub state: State,
 }
 
 /// The advisory lock between event appends and readers of the whole log
@@ -48,7 +51,7 @@ const APPEND_LOCK: i64 = 0x666f_6c69_6f00_0001;
 /// A bigserial id is drawn at insert, but transactions commit in any order,
 /// so id n may become visible after id n + 1. Within one document that cannot
 /// happen: every append follows an update of its document's row (see
-/// `documents::transition`), whose lock is held to the commit. Across
+/// `documents::lifecycle`), whose lock is held to the commit. Across
 /// documents, a reader of the whole log reads only up to [`settled`]. For that
 /// the append holds the append lock shared from before its id is drawn to its
 /// end: appends never wait for each other, and their commits share WAL
