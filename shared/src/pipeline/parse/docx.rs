@@ -1,7 +1,7 @@
 //! DOCX (Office Open XML word-processing documents): the paragraphs of
 //! `word/document.xml` become blocks, paragraphs in a heading style build the
-//! section path, and each table row becomes one block whose cells are joined by
-//! `" | "`. The title comes from `docProps/core.xml` (`dc:title`).
+//! section path (by the rules of [`BlockBuilder`]), and each row of an
+//! outermost table becomes one block of its cells. The title comes from `docProps/core.xml` (`dc:title`).
 //!
 //! Heading styles are recognised by the style's name in `word/styles.xml`
 //! ("heading 1".."heading 9", "Title"), by the outline level a style or a
@@ -34,6 +34,7 @@ use quick_xml::{NsReader, XmlVersion};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
+use super::blocks::BlockBuilder;
 use super::{Block, Budget, ParseError, ParsedDocument, normalize_whitespace};
 
 const FORMAT: &str = "docx";
@@ -339,10 +340,7 @@ fn core_title(xml: &[u8], budget: &Budget<'_>) -> Result<Option<String>, ParseEr
 /// The state of the walk through `document.xml`.
 struct Body<'s, 'b, 'l> {
     styles: &'s HashMap<String, u8>,
-    budget: &'b mut Budget<'l>,
-    blocks: Vec<Block>,
-    /// Open headings, outermost first, with their levels.
-    headings: Vec<(u8, String)>,
+    builder: BlockBuilder<'b, 'l>,
     /// The paragraph being read: its text and its heading level, if any.
     paragraph: Option<(String, Option<u8>)>,
     /// Inside `w:t`, whose text is the document's.
@@ -353,7 +351,7 @@ struct Body<'s, 'b, 'l> {
     /// Nesting of tables; rows and cells come from the outermost one, the text
     /// of inner tables joins the outer cell.
     table_depth: usize,
-    row: Option<Vec<String>>,
+    /// The text of the open cell of the outermost table, if a cell is open.
     cell: Option<String>,
 }
 
@@ -361,19 +359,16 @@ fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Re
     let mut reader = NsReader::from_reader(xml);
     let mut state = Body {
         styles,
-        budget,
-        blocks: Vec::new(),
-        headings: Vec::new(),
+        builder: BlockBuilder::new(budget),
         paragraph: None,
         in_text: false,
         ignored_depth: 0,
         table_depth: 0,
-        row: None,
         cell: None,
     };
     for count in 0usize.. {
         if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
-            state.budget.check_time()?;
+            state.builder.budget().check_time()?;
         }
         let (namespace, event) = next(&mut reader, "word/document.xml")?;
         match &event {
@@ -387,19 +382,14 @@ fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Re
             Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if state.in_text && state.ignored_depth == 0 => {
                 if let Some((text, _)) = state.paragraph.as_mut() {
                     push_text(text, &event);
-                    if text.len() > state.budget.limits().max_text_bytes {
-                        return Err(ParseError::LimitExceeded(format!(
-                            "more than {} bytes of text",
-                            state.budget.limits().max_text_bytes
-                        )));
-                    }
+                    state.builder.budget().check_gathered(text.len())?;
                 }
             }
             _ => {}
         }
     }
-    state.end_row()?;
-    Ok(state.blocks)
+    state.end_cell();
+    state.builder.finish()
 }
 
 impl Body<'_, '_, '_> {
@@ -430,8 +420,8 @@ impl Body<'_, '_, '_> {
             "noBreakHyphen" => self.push("-"),
             "tbl" => self.table_depth += 1,
             "tr" if self.table_depth == 1 => {
-                self.end_row()?;
-                self.row = Some(Vec::new());
+                self.end_cell();
+                self.builder.start_row()?;
             }
             "tc" if self.table_depth == 1 => {
                 self.end_cell();
@@ -489,49 +479,20 @@ impl Body<'_, '_, '_> {
             return Ok(());
         }
         match level {
-            Some(level) => {
-                self.headings.retain(|(open, _)| *open < level);
-                // A heading that repeats the one it falls under (converters often
-                // write the title both as "Title" and as the first heading) is
-                // not nested under itself.
-                if !text.is_empty() && self.headings.last().is_none_or(|(_, above)| *above != text) {
-                    self.budget.take_text(&text)?;
-                    self.headings.push((level, text));
-                }
-                Ok(())
-            }
-            None => self.emit(text),
+            Some(level) => self.builder.heading(level.into(), &text),
+            None => self.builder.paragraph(&text),
         }
     }
 
     fn end_cell(&mut self) {
-        if let Some(cell) = self.cell.take()
-            && let Some(row) = self.row.as_mut()
-        {
-            row.push(cell);
+        if let Some(cell) = self.cell.take() {
+            self.builder.cell(&cell);
         }
     }
 
     fn end_row(&mut self) -> Result<(), ParseError> {
         self.end_cell();
-        if let Some(row) = self.row.take() {
-            let cells: Vec<String> = row.into_iter().filter(|cell| !cell.is_empty()).collect();
-            self.emit(cells.join(" | "))?;
-        }
-        Ok(())
-    }
-
-    fn emit(&mut self, text: String) -> Result<(), ParseError> {
-        if text.is_empty() {
-            return Ok(());
-        }
-        self.budget.take_text(&text)?;
-        self.blocks.push(Block {
-            section_path: self.headings.iter().map(|(_, heading)| heading.clone()).collect(),
-            page: None,
-            text,
-        });
-        Ok(())
+        self.builder.end_row()
     }
 }
 

@@ -1,10 +1,9 @@
 //! HTML: the text of a web page or an exported document, with its headings.
 //!
-//! `h1`..`h6` build the section path (a lower level nests under the heading
-//! above it, a heading of the same or a higher level replaces it); paragraphs,
-//! list items, definition terms, `pre` blocks and the text of any other
-//! block-level element become blocks, and each table row becomes one block whose
-//! cells are joined by `" | "`. `<title>` is the title. `script`, `style`,
+//! `h1`..`h6` build the section path (by the rules of [`BlockBuilder`]);
+//! paragraphs, list items, definition terms, `pre` blocks and the text of any
+//! other block-level element become blocks, and each row of an outermost table
+//! becomes one block of its cells. `<title>` is the title. `script`, `style`,
 //! `noscript`, `template` and comments are dropped.
 //!
 //! The bytes are decoded as UTF-8 unless a byte-order mark or a `<meta charset>`
@@ -24,7 +23,8 @@ use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts};
 
-use super::{Block, Budget, ParseError, ParsedDocument, normalize_whitespace};
+use super::blocks::BlockBuilder;
+use super::{Budget, ParseError, ParsedDocument, normalize_whitespace};
 
 /// How far into the document a `<meta charset>` is looked for, as browsers do.
 const CHARSET_PRESCAN_BYTES: usize = 1024;
@@ -150,15 +150,13 @@ enum Skipped {
 }
 
 struct State<'b, 'l> {
-    budget: &'b mut Budget<'l>,
+    builder: BlockBuilder<'b, 'l>,
     error: Option<ParseError>,
     title: Option<String>,
     in_title: bool,
     title_text: String,
-    /// Open headings, outermost first, with their levels.
-    headings: Vec<(u8, String)>,
     /// The heading being read, if any: its level and text so far.
-    heading: Option<(u8, String)>,
+    heading: Option<(usize, String)>,
     /// The text of the block being gathered.
     current: String,
     pre_depth: usize,
@@ -167,11 +165,8 @@ struct State<'b, 'l> {
     /// Nesting of tables; rows and cells are taken from the outermost only, the
     /// text of inner tables joins the outer cell.
     table_depth: usize,
-    /// The cells of the open row of the outermost table, if a row is open.
-    row: Option<Vec<String>>,
-    /// The text of the open cell, if a cell is open.
+    /// The text of the open cell of the outermost table, if a cell is open.
     cell: Option<String>,
-    blocks: Vec<Block>,
 }
 
 /// Elements that end the text before them and start a new block.
@@ -224,7 +219,7 @@ fn is_block_level(name: &str) -> bool {
     )
 }
 
-fn heading_level(name: &str) -> Option<u8> {
+fn heading_level(name: &str) -> Option<usize> {
     match name {
         "h1" => Some(1),
         "h2" => Some(2),
@@ -239,26 +234,23 @@ fn heading_level(name: &str) -> Option<u8> {
 impl<'b, 'l> State<'b, 'l> {
     fn new(budget: &'b mut Budget<'l>) -> Self {
         State {
-            budget,
+            builder: BlockBuilder::new(budget),
             error: None,
             title: None,
             in_title: false,
             title_text: String::new(),
-            headings: Vec::new(),
             heading: None,
             current: String::new(),
             pre_depth: 0,
             skipped: None,
             svg_depth: 0,
             table_depth: 0,
-            row: None,
             cell: None,
-            blocks: Vec::new(),
         }
     }
 
     fn tag(&mut self, tag: &Tag) -> Result<TokenSinkResult<()>, ParseError> {
-        self.budget.check_time()?;
+        self.builder.budget().check_time()?;
         let name: &str = &tag.name;
         let start = tag.kind == TagKind::StartTag;
         match self.skipped {
@@ -327,14 +319,11 @@ impl<'b, 'l> State<'b, 'l> {
                 self.table_depth += 1;
             }
             "tr" if self.table_depth == 1 => {
-                self.end_row()?;
-                self.row = Some(Vec::new());
+                self.end_cell();
+                self.builder.start_row()?;
             }
             "td" | "th" if self.table_depth == 1 => {
                 self.end_cell();
-                if self.row.is_none() {
-                    self.row = Some(Vec::new());
-                }
                 self.cell = Some(String::new());
             }
             _ if self.cell.is_some() => {
@@ -347,7 +336,7 @@ impl<'b, 'l> State<'b, 'l> {
                 // As in browsers, a heading holds the block-level elements inside
                 // it until its end tag or the next heading.
                 if let Some(level) = heading_level(name) {
-                    self.end_heading();
+                    self.end_heading()?;
                     self.heading = Some((level, String::new()));
                 } else if is_block_level(name) {
                     self.push_text(" ");
@@ -374,7 +363,7 @@ impl<'b, 'l> State<'b, 'l> {
                 self.in_title = false;
                 let title = normalize_whitespace(&self.title_text);
                 if self.title.is_none() && !title.is_empty() {
-                    self.budget.take_text(&title)?;
+                    self.builder.budget().take_text(&title)?;
                     self.title = Some(title);
                 }
             }
@@ -395,7 +384,7 @@ impl<'b, 'l> State<'b, 'l> {
             }
             _ if self.heading.is_some() => {
                 if heading_level(name).is_some() {
-                    self.end_heading();
+                    self.end_heading()?;
                 } else if is_block_level(name) {
                     self.push_text(" ");
                 }
@@ -424,13 +413,7 @@ impl<'b, 'l> State<'b, 'l> {
         // Text without markup can be long; the budget is checked here too so a
         // huge text run is refused before it is copied again.
         let gathered = self.current.len() + self.cell.as_ref().map_or(0, String::len) + self.heading.as_ref().map_or(0, |(_, h)| h.len());
-        if gathered > self.budget.limits().max_text_bytes {
-            return Err(ParseError::LimitExceeded(format!(
-                "more than {} bytes of text",
-                self.budget.limits().max_text_bytes
-            )));
-        }
-        Ok(())
+        self.builder.budget().check_gathered(gathered)
     }
 
     /// Adds text to the open heading, cell or block, in that order.
@@ -444,61 +427,34 @@ impl<'b, 'l> State<'b, 'l> {
         }
     }
 
-    fn end_heading(&mut self) {
-        if let Some((level, text)) = self.heading.take() {
-            let text = normalize_whitespace(&text);
-            self.headings.retain(|(open, _)| *open < level);
-            if !text.is_empty() {
-                self.headings.push((level, text));
-            }
+    fn end_heading(&mut self) -> Result<(), ParseError> {
+        match self.heading.take() {
+            Some((level, text)) => self.builder.heading(level, &text),
+            None => Ok(()),
         }
     }
 
     fn end_cell(&mut self) {
         if let Some(cell) = self.cell.take() {
-            let cell = normalize_whitespace(&cell);
-            if let Some(row) = self.row.as_mut() {
-                row.push(cell);
-            }
+            self.builder.cell(&cell);
         }
     }
 
     fn end_row(&mut self) -> Result<(), ParseError> {
         self.end_cell();
-        if let Some(row) = self.row.take() {
-            let cells: Vec<String> = row.into_iter().filter(|cell| !cell.is_empty()).collect();
-            self.emit(cells.join(" | "))?;
-        }
-        Ok(())
+        self.builder.end_row()
     }
 
     /// Ends the open heading (a block-level element closes it) and emits the
     /// text gathered so far as a block.
     fn flush(&mut self) -> Result<(), ParseError> {
-        self.end_heading();
+        self.end_heading()?;
         let text = std::mem::take(&mut self.current);
-        let text = if self.pre_depth > 0 {
-            // Preformatted text keeps its lines; only the spaces within each line
-            // are normalised, and blank lines at either end are dropped.
-            let lines: Vec<String> = text.lines().map(normalize_whitespace).collect();
-            lines.join("\n").trim_matches('\n').to_owned()
+        if self.pre_depth > 0 {
+            self.builder.preformatted(&text)
         } else {
-            normalize_whitespace(&text)
-        };
-        self.emit(text)
-    }
-
-    fn emit(&mut self, text: String) -> Result<(), ParseError> {
-        if text.is_empty() {
-            return Ok(());
+            self.builder.paragraph(&text)
         }
-        self.budget.take_text(&text)?;
-        self.blocks.push(Block {
-            section_path: self.headings.iter().map(|(_, heading)| heading.clone()).collect(),
-            page: None,
-            text,
-        });
-        Ok(())
     }
 
     fn finish(mut self) -> Result<ParsedDocument, ParseError> {
@@ -517,7 +473,7 @@ impl<'b, 'l> State<'b, 'l> {
         Ok(ParsedDocument {
             title: self.title,
             pages: None,
-            blocks: self.blocks,
+            blocks: self.builder.finish()?,
         })
     }
 }
@@ -525,7 +481,7 @@ impl<'b, 'l> State<'b, 'l> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::parse::Limits;
+    use crate::pipeline::parse::{Block, Limits};
 
     fn run(html: &str) -> ParsedDocument {
         parse(html.as_bytes(), &mut Budget::new(&Limits::default())).unwrap()

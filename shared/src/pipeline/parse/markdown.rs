@@ -4,36 +4,26 @@
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-use super::{Block, Budget, ParseError, ParsedDocument, normalize_whitespace, text::decode};
+use super::blocks::BlockBuilder;
+use super::{Budget, ParseError, ParsedDocument, normalize_whitespace, text::decode};
 
 pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, ParseError> {
     let source = decode(bytes)?;
-    let mut headings: Vec<(usize, String)> = Vec::new();
+    let mut builder = BlockBuilder::new(budget);
     let mut title = None;
-    let mut blocks = Vec::new();
     let mut current = String::new();
     let mut in_heading: Option<usize> = None;
     let mut in_code = false;
-    let section = |headings: &Vec<(usize, String)>| headings.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
-    let flush = |current: &mut String, headings: &Vec<(usize, String)>, blocks: &mut Vec<Block>, budget: &mut Budget<'_>| {
-        let text = normalize_whitespace(current);
+    let flush = |current: &mut String, builder: &mut BlockBuilder<'_, '_>| {
+        let result = builder.paragraph(current);
         current.clear();
-        if text.is_empty() {
-            return Ok(());
-        }
-        budget.take_text(&text)?;
-        blocks.push(Block {
-            section_path: section(headings),
-            page: None,
-            text,
-        });
-        Ok::<(), ParseError>(())
+        result
     };
     for event in Parser::new_ext(&source, Options::ENABLE_TABLES) {
-        budget.check_time()?;
+        builder.budget().check_time()?;
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
-                flush(&mut current, &headings, &mut blocks, budget)?;
+                flush(&mut current, &mut builder)?;
                 in_heading = Some(level_number(level));
             }
             Event::End(TagEnd::Heading(_)) => {
@@ -43,21 +33,18 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
                 if level == 1 && title.is_none() && !text.is_empty() {
                     title = Some(text.clone());
                 }
-                headings.retain(|(l, _)| *l < level);
-                if !text.is_empty() {
-                    headings.push((level, text));
-                }
+                builder.heading(level, &text)?;
             }
             Event::Start(Tag::CodeBlock(_)) => {
-                flush(&mut current, &headings, &mut blocks, budget)?;
+                flush(&mut current, &mut builder)?;
                 in_code = true;
             }
             Event::End(TagEnd::CodeBlock) => {
                 in_code = false;
-                flush(&mut current, &headings, &mut blocks, budget)?;
+                flush(&mut current, &mut builder)?;
             }
             Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::TableRow | TagEnd::TableHead | TagEnd::BlockQuote(_)) => {
-                flush(&mut current, &headings, &mut blocks, budget)?;
+                flush(&mut current, &mut builder)?;
             }
             Event::End(TagEnd::TableCell) => current.push_str(" | "),
             Event::Text(text) | Event::Code(text) => {
@@ -70,11 +57,11 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
             _ => {}
         }
     }
-    flush(&mut current, &headings, &mut blocks, budget)?;
+    flush(&mut current, &mut builder)?;
     Ok(ParsedDocument {
         title,
         pages: None,
-        blocks,
+        blocks: builder.finish()?,
     })
 }
 

@@ -1,10 +1,14 @@
 //! Parsing: bytes of a supported format into text blocks that keep the
 //! document's structure (the heading path of each block and, for PDF, its
-//! page). One file per format; [`parse`] is the registration list.
+//! page). One file per format; [`parse`] is the registration list. Every
+//! parser hands its headings, paragraphs and table cells to one
+//! [`blocks::BlockBuilder`], so section paths follow the same rules in every
+//! format.
 //!
 //! Every parser runs under [`Limits`]; a violation, a corrupt or an encrypted
 //! file is a [`ParseError`] that the worker treats as permanent (never retried).
 
+pub mod blocks;
 pub mod docx;
 pub mod html;
 pub mod markdown;
@@ -168,12 +172,23 @@ impl<'a> Budget<'a> {
     pub fn take_text(&mut self, text: &str) -> Result<(), ParseError> {
         self.text_bytes += text.len();
         if self.text_bytes > self.limits.max_text_bytes {
-            return Err(ParseError::LimitExceeded(format!(
-                "more than {} bytes of text",
-                self.limits.max_text_bytes
-            )));
+            return Err(self.text_exceeded());
         }
         self.check_time()
+    }
+
+    /// Errs if `bytes` of text gathered for one block, not yet counted, are
+    /// already more than the whole text budget: a long run of text without
+    /// markup is refused while it grows, before it is copied again.
+    pub fn check_gathered(&self, bytes: usize) -> Result<(), ParseError> {
+        if bytes > self.limits.max_text_bytes {
+            return Err(self.text_exceeded());
+        }
+        Ok(())
+    }
+
+    fn text_exceeded(&self) -> ParseError {
+        ParseError::LimitExceeded(format!("more than {} bytes of text", self.limits.max_text_bytes))
     }
 }
 

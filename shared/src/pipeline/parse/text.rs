@@ -2,7 +2,8 @@
 //! bytes that are not valid UTF-8. Paragraphs (separated by blank lines) become
 //! blocks; plain text has no headings.
 
-use super::{Block, Budget, ParseError, ParsedDocument, normalize_whitespace};
+use super::blocks::BlockBuilder;
+use super::{Budget, ParseError, ParsedDocument};
 
 /// Decodes text bytes: UTF-8 with or without BOM, UTF-16 LE/BE with BOM, or
 /// Latin-1 as the fallback (every byte is a character there).
@@ -44,24 +45,15 @@ fn corrupt(detail: String) -> ParseError {
 
 pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, ParseError> {
     let text = decode(bytes)?;
-    let mut blocks = Vec::new();
+    let mut builder = BlockBuilder::new(budget);
     for paragraph in text.replace("\r\n", "\n").split("\n\n") {
-        budget.check_time()?;
-        let paragraph = normalize_whitespace(paragraph);
-        if paragraph.is_empty() {
-            continue;
-        }
-        budget.take_text(&paragraph)?;
-        blocks.push(Block {
-            section_path: Vec::new(),
-            page: None,
-            text: paragraph,
-        });
+        builder.budget().check_time()?;
+        builder.paragraph(paragraph)?;
     }
     Ok(ParsedDocument {
         title: None,
         pages: None,
-        blocks,
+        blocks: builder.finish()?,
     })
 }
 

@@ -1,0 +1,55 @@
+//! Settings of uploads and the pipeline.
+
+use std::time::Duration;
+
+use super::{BlobOptions, ConfigError, blobs, vars::Vars};
+
+/// `FOLIO_MAX_UPLOAD_BYTES`'s built-in default and its largest value, which
+/// also bound the run-time setting `max_upload_bytes` (the smallest is 1).
+pub const MAX_UPLOAD_BYTES_DEFAULT: u64 = 100 << 20;
+pub const MAX_UPLOAD_BYTES_MAX: u64 = 1 << 40;
+
+/// Settings of uploads and the pipeline.
+#[derive(Clone, Debug)]
+pub struct DocumentsConfig {
+    /// `FOLIO_BLOB_URL`: where blobs go (`file://<directory>` or
+    /// `s3://<bucket>[/<prefix>]`).
+    pub blob_url: String,
+    /// The object store's settings from `AWS_*` variables (see
+    /// [`BLOB_VARIABLES`](super::BLOB_VARIABLES)), for `s3://`.
+    pub blob_options: BlobOptions,
+    /// `FOLIO_MAX_UPLOAD_BYTES`: the largest document accepted, until an admin
+    /// sets `max_upload_bytes` (SystemService.UpdateSettings).
+    pub max_upload_bytes: u64,
+    /// `FOLIO_INLINE_UPLOAD_BYTES`: the largest `CreateDocument` content.
+    pub max_inline_bytes: u64,
+    /// `FOLIO_CHUNK_TOKENS`: the most tokens (words) in a chunk.
+    pub chunk_tokens: usize,
+    /// `FOLIO_CHUNK_OVERLAP`: tokens a chunk repeats from the one before.
+    pub chunk_overlap: usize,
+    /// `FOLIO_EMBED_BATCH`: chunks embedded per batch (cancel is checked between).
+    pub embed_batch: usize,
+    /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document.
+    pub parse_timeout: Duration,
+    /// `FOLIO_HNSW_MAX_PENDING`: while a worker has jobs in flight its
+    /// indexer leaves new chunks out of the HNSW graph and the RUM index
+    /// (searches scan them exactly and match them through their own GIN
+    /// index) unless more than this many wait.
+    pub hnsw_max_pending: i64,
+}
+
+impl DocumentsConfig {
+    pub(super) fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        Ok(DocumentsConfig {
+            blob_url: blobs::blob_url(vars)?,
+            blob_options: BlobOptions::from_vars(vars),
+            max_upload_bytes: vars.bounded("FOLIO_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES_DEFAULT, 1, MAX_UPLOAD_BYTES_MAX)?,
+            max_inline_bytes: vars.bounded("FOLIO_INLINE_UPLOAD_BYTES", 3 << 20, 1, 3 << 20)?,
+            chunk_tokens: vars.bounded("FOLIO_CHUNK_TOKENS", 256, 16, 8192)?,
+            chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
+            embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
+            parse_timeout: vars.secs("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?,
+            hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
+        })
+    }
+}

@@ -1,0 +1,25 @@
+//! Settings of SearchService.
+
+use super::{ConfigError, vars::Vars};
+
+/// Settings of SearchService.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    /// `FOLIO_HNSW_EF_SEARCH`: candidates the HNSW scan keeps (pgvector's
+    /// `hnsw.ef_search`): higher finds more of the true nearest, slower.
+    /// Unset, it scales with the number of chunks (100 up to 12,500 chunks,
+    /// one per 125 above, at most 800; `chunk::SCALED_EF_SEARCH_PER`).
+    pub ef_search: Option<u32>,
+    /// `FOLIO_SEARCH_CANDIDATES`: candidates taken from each list (at least
+    /// twice `top_k`) and handed to the reranker after fusion.
+    pub candidates: usize,
+}
+
+impl SearchConfig {
+    pub(super) fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        Ok(SearchConfig {
+            ef_search: vars.bounded_if_set("FOLIO_HNSW_EF_SEARCH", 1, 1000)?,
+            candidates: vars.bounded("FOLIO_SEARCH_CANDIDATES", 50, 1, 1000)?,
+        })
+    }
+}
