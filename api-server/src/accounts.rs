@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::{
     auth::guard::Guard,
+    convert::{timestamp, user_to_proto},
     error::{ApiError, ApiResult},
-    system::timestamp,
 };
 
 /// Everything account RPCs need.
@@ -184,36 +184,5 @@ impl Accounts {
             Err(error) => anyhow::bail!("cannot create the bootstrap admin: {error}"),
         }
         Ok(())
-    }
-}
-
-/// The protobuf form of a user.
-pub fn user_to_proto(user: &user::User) -> pb::User {
-    pb::User {
-        id: user.id.to_string(),
-        email: user.email.clone(),
-        display_name: user.display_name.clone(),
-        role: role_to_proto(Role::parse(&user.role).unwrap_or(Role::Viewer)) as i32,
-        active: user.active,
-        created_at: Some(timestamp(user.created_at)),
-        updated_at: Some(timestamp(user.updated_at)),
-    }
-}
-
-pub fn role_to_proto(role: Role) -> pb::Role {
-    match role {
-        Role::Admin => pb::Role::Admin,
-        Role::Member => pb::Role::Member,
-        Role::Viewer => pb::Role::Viewer,
-    }
-}
-
-/// The domain role of a protobuf one; None for unspecified or unknown values.
-pub fn role_from_proto(value: i32) -> Option<Role> {
-    match pb::Role::try_from(value).ok()? {
-        pb::Role::Admin => Some(Role::Admin),
-        pb::Role::Member => Some(Role::Member),
-        pb::Role::Viewer => Some(Role::Viewer),
-        pb::Role::Unspecified => None,
     }
 }

@@ -15,9 +15,10 @@ use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
 use crate::{
-    accounts::{Accounts, NewUser, user_to_proto},
+    accounts::{Accounts, NewUser},
     audit::{self, AuditNote},
     auth::{self, Principal},
+    convert::user_to_proto,
     error::{ApiError, ApiResult},
 };
 
@@ -56,7 +57,7 @@ impl AuthService for Auth {
         let principal = auth::principal(&request)?;
         let mut conn = self.accounts.pool.get().await.map_err(ApiError::from)?;
         let found = user::find(&mut conn, principal.user_id).await.map_err(ApiError::from)?;
-        let found = found.ok_or_else(|| Status::unauthenticated("the account no longer exists"))?;
+        let found = found.ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))?;
         Ok(Response::new(user_to_proto(&found)))
     }
 

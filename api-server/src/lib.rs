@@ -23,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod auth_service;
 pub mod broker;
+pub mod convert;
 pub mod document_service;
 pub mod error;
 pub mod health;

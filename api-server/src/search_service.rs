@@ -14,7 +14,6 @@ use folio_proto::v1::{
     search_service_server::SearchService,
 };
 use folio_shared::{
-    auth::Role,
     config::SearchConfig,
     db::{
         self,
@@ -33,8 +32,8 @@ use uuid::Uuid;
 
 use crate::{
     auth::{self, Principal},
+    convert::duration,
     error::{ApiError, ApiResult},
-    system::duration,
 };
 
 /// Reciprocal-rank fusion's k: a result at rank r adds 1 / (K + r).
@@ -121,7 +120,7 @@ impl Search {
             return Err(ApiError::InvalidArgument(violations));
         }
         let scope = SearchScope {
-            owner: (principal.role != Role::Admin).then_some(principal.user_id),
+            owner: principal.owner_scope(),
             document_ids,
             labels,
         };

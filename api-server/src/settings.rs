@@ -192,7 +192,7 @@ impl Settings {
             value: self.value(definition),
             default_value,
             source: source.into(),
-            updated_at: stored.as_ref().map(|row| crate::system::timestamp(row.updated_at)),
+            updated_at: stored.as_ref().map(|row| crate::convert::timestamp(row.updated_at)),
             updated_by: stored.and_then(|row| row.updated_by).map(|id| id.to_string()).unwrap_or_default(),
             min: definition.min,
             max: definition.max,

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::{
     audit::{self, AuditNote},
     auth,
+    convert::{duration, timestamp, worker_to_proto},
     error::{ApiError, ApiResult},
     health::Dependencies,
     page_token,
@@ -165,40 +166,5 @@ impl System {
             workers: rows.into_iter().map(worker_to_proto).collect(),
             next_page_token,
         })
-    }
-}
-
-fn worker_to_proto(w: worker::Worker) -> pb::Worker {
-    pb::Worker {
-        id: w.id.to_string(),
-        host: w.host,
-        pid: w.pid as u32,
-        version: w.version,
-        started_at: Some(timestamp(w.started_at)),
-        last_seen_at: Some(timestamp(w.last_seen_at)),
-        current_job: w.current_job.unwrap_or_default(),
-        stopped_at: w.stopped_at.map(timestamp),
-        jobs_in_flight: w.jobs_in_flight.max(0) as u32,
-    }
-}
-
-/// A protobuf timestamp from a chrono one.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-/// A chrono timestamp from the protobuf one in request field `field`.
-pub fn to_time(field: &str, t: prost_types::Timestamp) -> ApiResult<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| ApiError::invalid(field, "is out of range"))
-}
-
-/// A protobuf duration from a std one.
-pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
     }
 }

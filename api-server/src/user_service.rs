@@ -16,11 +16,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{Accounts, NewUser, role_from_proto, user_to_proto},
+    accounts::{Accounts, NewUser},
     audit::{self, AuditNote},
+    convert::{role_from_proto, user_to_proto},
+    convert::{timestamp, to_time},
     error::{ApiError, ApiResult},
     page_token,
-    system::{timestamp, to_time},
 };
 
 const USERS_TAG: &str = "u1";

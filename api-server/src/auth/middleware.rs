@@ -14,14 +14,16 @@ use folio_shared::{
 };
 use futures_util::future::BoxFuture;
 use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::{
     Principal,
     guard::{Guard, Limited, TokenCheck},
     policy::{self, Access},
 };
-use crate::audit::{self, Auditor};
+use crate::{
+    audit::{self, Auditor},
+    error::ApiError,
+};
 
 /// What the middleware needs.
 pub struct AuthState {
@@ -136,9 +138,9 @@ where
 
 impl AuthState {
     async fn admit(&self, access: Access, bearer: Option<&str>, peer: &str) -> Admission {
-        let refuse = |status: Status| Admission {
+        let refuse = |error: ApiError| Admission {
             principal: None,
-            refusal: Some(status),
+            refusal: Some(error.into()),
         };
         if access == Access::Public {
             return match self.guard.admit(peer, None, None).await {
@@ -150,23 +152,27 @@ impl AuthState {
             };
         }
         let Some(token) = bearer else {
-            return refuse(Status::unauthenticated(
-                "a bearer token is required (authorization: Bearer <access token>)",
+            return refuse(ApiError::Unauthenticated(
+                "a bearer token is required (authorization: Bearer <access token>)".into(),
             ));
         };
         let claims = match self.tokens.verify(token) {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::debug!(%error, "token refused");
-                return refuse(Status::unauthenticated("invalid or expired token"));
+                return refuse(ApiError::Unauthenticated("invalid or expired token".into()));
             }
         };
         let user = match super::live_account(&self.pool, claims.user_id, claims.session_id).await {
             Ok(Some(user)) => user,
-            Ok(None) => return refuse(Status::unauthenticated("the session was revoked or the account deactivated")),
+            Ok(None) => {
+                return refuse(ApiError::Unauthenticated(
+                    "the session was revoked or the account deactivated".into(),
+                ));
+            }
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "cannot load the caller's account");
-                return refuse(Status::unavailable("cannot check the caller's account right now"));
+                return refuse(ApiError::Unavailable("cannot check the caller's account right now".into()));
             }
         };
         let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
@@ -184,12 +190,14 @@ impl AuthState {
             token_expires_at: claims.expires_at,
         };
         let refusal = match self.guard.admit(peer, Some((principal.user_id, limit)), Some(claims.jti)).await {
-            Err(TokenCheck::Revoked) => return refuse(Status::unauthenticated("the token was revoked")),
-            Err(TokenCheck::Unavailable) => return refuse(Status::unavailable("cannot check token revocation right now")),
-            Ok(Some(limited)) => Some(exhausted(limited)),
-            Ok(None) if !access.allows(role) => Some(Status::permission_denied(
-                format!("this call requires the {access:?} role").to_lowercase(),
-            )),
+            Err(TokenCheck::Revoked) => return refuse(ApiError::Unauthenticated("the token was revoked".into())),
+            Err(TokenCheck::Unavailable) => {
+                return refuse(ApiError::Unavailable("cannot check token revocation right now".into()));
+            }
+            Ok(Some(limited)) => Some(exhausted(limited).into()),
+            Ok(None) if !access.allows(role) => {
+                Some(ApiError::PermissionDenied(format!("this call requires the {access:?} role").to_lowercase()).into())
+            }
             Ok(None) => None,
         };
         Admission {
@@ -200,12 +208,11 @@ impl AuthState {
 }
 
 /// RESOURCE_EXHAUSTED with RetryInfo.
-pub fn exhausted(limited: Limited) -> Status {
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        format!("rate limit exceeded; retry in {}s", limited.retry_after.as_secs().max(1)),
-        ErrorDetails::with_retry_info(Some(limited.retry_after)),
-    )
+pub fn exhausted(limited: Limited) -> ApiError {
+    ApiError::ResourceExhausted {
+        message: format!("rate limit exceeded; retry in {}s", limited.retry_after.as_secs().max(1)),
+        retry_after: limited.retry_after,
+    }
 }
 
 fn bearer_token(headers: &http::HeaderMap) -> Option<String> {

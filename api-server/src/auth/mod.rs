@@ -13,18 +13,17 @@ pub mod middleware;
 pub mod policy;
 
 use chrono::{DateTime, Utc};
-use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _};
-use diesel_async::RunQueryDsl as _;
 use folio_shared::{
     auth::Role,
     db::{
         self,
-        models::user::User,
-        schema::{sessions, users},
+        models::user::{self, User},
     },
 };
 use tonic::{Request, Status};
 use uuid::Uuid;
+
+use crate::error::ApiError;
 
 /// The authenticated caller of an RPC.
 #[derive(Debug, Clone)]
@@ -39,13 +38,26 @@ pub struct Principal {
     pub token_expires_at: DateTime<Utc>,
 }
 
+impl Principal {
+    /// Whose documents the caller reaches: an admin everyone's (None), anyone
+    /// else their own. The one place this rule is written.
+    pub fn owner_scope(&self) -> Option<Uuid> {
+        (self.role != Role::Admin).then_some(self.user_id)
+    }
+
+    /// Whether the caller may see what `owner` owns.
+    pub fn reaches(&self, owner: Uuid) -> bool {
+        self.owner_scope().is_none_or(|own| own == owner)
+    }
+}
+
 /// The principal the middleware attached to `request`.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("a bearer token is required"))
+        .ok_or_else(|| ApiError::Unauthenticated("a bearer token is required".into()).into())
 }
 
 /// The caller's address as text ("" when unknown).
@@ -56,13 +68,5 @@ pub fn peer<T>(request: &Request<T>) -> String {
 /// The account behind a token, if it is active and its session is live.
 pub async fn live_account(pool: &db::Pool, user_id: Uuid, session_id: Uuid) -> anyhow::Result<Option<User>> {
     let mut conn = pool.get().await?;
-    let found: Option<(User, Option<DateTime<Utc>>)> = users::table
-        .inner_join(sessions::table)
-        .filter(users::id.eq(user_id))
-        .filter(sessions::id.eq(session_id))
-        .select((User::as_select(), sessions::revoked_at))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
+    Ok(user::live_in_session(&mut conn, user_id, session_id).await?)
 }

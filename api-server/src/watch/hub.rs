@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{auth::guard::REVOCATIONS_CHANNEL, document_service::event_to_proto, error::ApiError};
+use crate::{auth::guard::REVOCATIONS_CHANNEL, convert::event_to_proto, error::ApiError};
 
 /// An event as streams receive it: what the filters need, and the message,
 /// encoded once for all the streams it goes to.

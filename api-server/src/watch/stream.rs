@@ -21,7 +21,8 @@ use uuid::Uuid;
 use super::hub::{Delivery, Hub, StreamPermit, Subscription};
 use crate::{
     auth::{self, Principal},
-    system::timestamp,
+    convert::timestamp,
+    error::ApiError,
 };
 
 /// Events read from Postgres per query while catching up.
@@ -177,10 +178,10 @@ impl Watch {
                     }
                     Err(error) => {
                         tracing::warn!(error = format!("{error:#}"), "watch: cannot read events");
-                        return self.end(tonic::Status::unavailable(format!(
+                        return self.end(tonic::Status::from(ApiError::Unavailable(format!(
                             "cannot read events right now; reconnect with after_event_id {}",
                             self.cursor
-                        )));
+                        ))));
                     }
                 }
             }
@@ -255,10 +256,10 @@ impl Watch {
             let timer = &mut self.timer;
             tokio::select! {
                 biased;
-                () = &mut self.shutdown => return Live::End(tonic::Status::unavailable(format!(
+                () = &mut self.shutdown => return Live::End(tonic::Status::from(ApiError::Unavailable(format!(
                     "the server is shutting down; reconnect with after_event_id {}", self.cursor
-                ))),
-                () = &mut self.revoked => return Live::End(tonic::Status::unauthenticated("the session was revoked")),
+                )))),
+                () = &mut self.revoked => return Live::End(tonic::Status::from(ApiError::Unauthenticated("the session was revoked".into()))),
                 event = self.subscription.events.recv() => return event.map_or(Live::Behind, Live::Event),
                 () = timer.as_mut() => {
                     let now = Instant::now();
@@ -283,23 +284,27 @@ impl Watch {
         let principal = &self.principal;
         match auth::live_account(&self.pool, principal.user_id, principal.session_id).await {
             Ok(Some(_)) => {}
-            Ok(None) => return Some(tonic::Status::unauthenticated("the session was revoked or the account deactivated")),
+            Ok(None) => {
+                return Some(tonic::Status::from(ApiError::Unauthenticated(
+                    "the session was revoked or the account deactivated".into(),
+                )));
+            }
             Err(error) => tracing::warn!(error = format!("{error:#}"), "watch: cannot re-check the session; trying later"),
         }
         if let Target::Document { id, .. } = self.target {
             let found = async { anyhow::Ok(document::find(&mut *self.pool.get().await?, id).await?) }.await;
             if let Ok(None) = found {
-                return Some(tonic::Status::not_found(format!("document {id} was deleted")));
+                return Some(tonic::Status::from(ApiError::NotFound(format!("document {id} was deleted"))));
             }
         }
         None
     }
 
     fn expired(&self) -> tonic::Status {
-        tonic::Status::unauthenticated(format!(
+        tonic::Status::from(ApiError::Unauthenticated(format!(
             "the access token expired; refresh it and reconnect with after_event_id {}",
             self.cursor
-        ))
+        )))
     }
 
     fn heartbeat(&self) -> pb::WatchResponse {

@@ -111,3 +111,17 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &UserFilter, limit: i64,
         .load(conn)
         .await
 }
+
+/// The user of a session, if the user is active and the session not revoked.
+pub async fn live_in_session(conn: &mut AsyncPgConnection, user_id: Uuid, session_id: Uuid) -> QueryResult<Option<User>> {
+    use crate::db::schema::sessions;
+    let found: Option<(User, Option<DateTime<Utc>>)> = users::table
+        .inner_join(sessions::table)
+        .filter(users::id.eq(user_id))
+        .filter(sessions::id.eq(session_id))
+        .select((User::as_select(), sessions::revoked_at))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
+}

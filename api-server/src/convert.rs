@@ -1,0 +1,202 @@
+//! Conversions between folio's domain types and their protobuf forms:
+//! timestamps and durations, documents, their states, stages and events,
+//! users and roles, workers. A leaf: it depends on the generated types, the
+//! domain types and the error type, and on no service module.
+
+use std::{collections::HashMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use folio_proto::v1 as pb;
+use folio_shared::{
+    auth::Role,
+    db::models::{document::Document, document_event::DocumentEvent, user, worker},
+    documents::state::{EventKind, Stage, State},
+};
+
+use crate::error::{ApiError, ApiResult};
+
+pub fn worker_to_proto(w: worker::Worker) -> pb::Worker {
+    pb::Worker {
+        id: w.id.to_string(),
+        host: w.host,
+        pid: w.pid as u32,
+        version: w.version,
+        started_at: Some(timestamp(w.started_at)),
+        last_seen_at: Some(timestamp(w.last_seen_at)),
+        current_job: w.current_job.unwrap_or_default(),
+        stopped_at: w.stopped_at.map(timestamp),
+        jobs_in_flight: w.jobs_in_flight.max(0) as u32,
+    }
+}
+
+/// A protobuf timestamp from a chrono one.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A chrono timestamp from the protobuf one in request field `field`.
+pub fn to_time(field: &str, t: prost_types::Timestamp) -> ApiResult<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| ApiError::invalid(field, "is out of range"))
+}
+
+/// A protobuf duration from a std one.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// The lifecycle state of a protobuf state (UNSPECIFIED reads as QUEUED).
+pub fn state_from_proto(value: pb::DocumentState) -> State {
+    match value {
+        pb::DocumentState::Queued | pb::DocumentState::Unspecified => State::Queued,
+        pb::DocumentState::Processing => State::Processing,
+        pb::DocumentState::RetryWait => State::RetryWait,
+        pb::DocumentState::Ready => State::Ready,
+        pb::DocumentState::Failed => State::Failed,
+        pb::DocumentState::Cancelled => State::Cancelled,
+    }
+}
+
+pub fn state_to_proto(state: State) -> pb::DocumentState {
+    match state {
+        State::Queued => pb::DocumentState::Queued,
+        State::Processing => pb::DocumentState::Processing,
+        State::RetryWait => pb::DocumentState::RetryWait,
+        State::Ready => pb::DocumentState::Ready,
+        State::Failed => pb::DocumentState::Failed,
+        State::Cancelled => pb::DocumentState::Cancelled,
+    }
+}
+
+pub fn stage_to_proto(stage: Option<Stage>) -> pb::Stage {
+    match stage {
+        Some(Stage::Store) => pb::Stage::Store,
+        Some(Stage::Parse) => pb::Stage::Parse,
+        Some(Stage::Chunk) => pb::Stage::Chunk,
+        Some(Stage::Embed) => pb::Stage::Embed,
+        Some(Stage::Index) => pb::Stage::Index,
+        None => pb::Stage::Unspecified,
+    }
+}
+
+fn kind_to_proto(kind: EventKind) -> pb::EventKind {
+    match kind {
+        EventKind::Started => pb::EventKind::Started,
+        EventKind::Progress => pb::EventKind::Progress,
+        EventKind::Completed => pb::EventKind::Completed,
+        EventKind::Failed => pb::EventKind::EventFailed,
+        EventKind::RetryScheduled => pb::EventKind::RetryScheduled,
+        EventKind::Cancelled => pb::EventKind::EventCancelled,
+    }
+}
+
+/// The protobuf form of a document.
+pub fn document_to_proto(d: &Document, duplicate: bool) -> pb::Document {
+    let stage_millis: HashMap<String, i64> = d
+        .stage_ms
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_i64()?))).collect())
+        .unwrap_or_default();
+    pb::Document {
+        id: d.id.to_string(),
+        owner_id: d.owner_id.to_string(),
+        filename: d.filename.clone(),
+        title: d.title.clone(),
+        content_type: d.content_type.clone(),
+        format: d.format.clone(),
+        labels: d.labels.iter().flatten().cloned().collect(),
+        size_bytes: d.size_bytes,
+        sha256: d.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        state: state_to_proto(d.state) as i32,
+        stage: stage_to_proto(d.stage) as i32,
+        attempt: d.attempt,
+        try_number: d.try_number,
+        max_tries: d.max_tries,
+        next_retry_at: d.next_retry_at.map(timestamp),
+        error_code: d.error_code.clone().unwrap_or_default(),
+        error_message: d.error_message.clone().unwrap_or_default(),
+        will_retry: d.will_retry,
+        pages: d.pages.unwrap_or(0),
+        characters: d.characters.unwrap_or(0),
+        chunks: d.chunk_count.unwrap_or(0),
+        stage_millis,
+        created_at: Some(timestamp(d.created_at)),
+        updated_at: Some(timestamp(d.updated_at)),
+        completed_at: d.completed_at.map(timestamp),
+        duplicate,
+    }
+}
+
+/// The protobuf form of an event.
+pub fn event_to_proto(e: &DocumentEvent) -> pb::DocumentEvent {
+    pb::DocumentEvent {
+        id: e.id,
+        document_id: e.document_id.to_string(),
+        attempt: e.attempt,
+        stage: stage_to_proto(Some(e.stage)) as i32,
+        kind: kind_to_proto(e.kind) as i32,
+        percent: e.percent,
+        message: e.message.clone(),
+        details: json_to_struct(&e.details),
+        created_at: Some(timestamp(e.created_at)),
+        state: state_to_proto(e.state) as i32,
+    }
+}
+
+fn json_to_struct(value: &serde_json::Value) -> Option<prost_types::Struct> {
+    let object = value.as_object()?;
+    Some(prost_types::Struct {
+        fields: object.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+    })
+}
+
+fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        serde_json::Value::Object(_) => Kind::StructValue(json_to_struct(value).unwrap_or_default()),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// The protobuf form of a user.
+pub fn user_to_proto(user: &user::User) -> pb::User {
+    pb::User {
+        id: user.id.to_string(),
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        role: role_to_proto(Role::parse(&user.role).unwrap_or(Role::Viewer)) as i32,
+        active: user.active,
+        created_at: Some(timestamp(user.created_at)),
+        updated_at: Some(timestamp(user.updated_at)),
+    }
+}
+
+pub fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role::Admin,
+        Role::Member => pb::Role::Member,
+        Role::Viewer => pb::Role::Viewer,
+    }
+}
+
+/// The domain role of a protobuf one; None for unspecified or unknown values.
+pub fn role_from_proto(value: i32) -> Option<Role> {
+    match pb::Role::try_from(value).ok()? {
+        pb::Role::Admin => Some(Role::Admin),
+        pb::Role::Member => Some(Role::Member),
+        pb::Role::Viewer => Some(Role::Viewer),
+        pb::Role::Unspecified => None,
+    }
+}

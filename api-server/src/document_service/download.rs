@@ -1,0 +1,260 @@
+//! DownloadDocument: the original bytes streamed from the blob store, or the
+//! parse result rendered as JSON, Markdown or plain text (`render`, pure).
+
+use folio_proto::v1::{DownloadDocumentResponse, DownloadFormat, document_service_server::DocumentService};
+use folio_shared::{
+    db::models::{chunk, document::Document},
+    pipeline::parse::ParsedDocument,
+};
+use futures_util::StreamExt as _;
+use tonic::Status;
+
+use super::Documents;
+use crate::error::{ApiError, ApiResult};
+
+/// Bytes per DownloadDocument message.
+const DOWNLOAD_PART: usize = 64 * 1024;
+
+impl Documents {
+    pub(super) async fn download(
+        &self,
+        found: Document,
+        format: DownloadFormat,
+    ) -> ApiResult<<Self as DocumentService>::DownloadDocumentStream> {
+        if format == DownloadFormat::Original {
+            let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
+            let content_type = found.content_type.clone();
+            let mut first = true;
+            let stream = parts.map(move |part| match part {
+                Ok(data) => {
+                    let content_type = if std::mem::take(&mut first) {
+                        content_type.clone()
+                    } else {
+                        String::new()
+                    };
+                    Ok(DownloadDocumentResponse {
+                        content_type,
+                        data: data.to_vec(),
+                    })
+                }
+                Err(error) => {
+                    tracing::error!(%error, "download interrupted");
+                    Err(ApiError::Unavailable("the blob store failed mid-download; try again".into()).into())
+                }
+            });
+            return Ok(Box::pin(stream));
+        }
+        let parsed = match self.blobs.get(&folio_shared::documents::parsed_key(found.id, found.attempt)).await {
+            Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "the document is {} and has not been parsed yet",
+                    found.state
+                )));
+            }
+            Err(error) => return Err(ApiError::Internal(error.into())),
+        };
+        let (content_type, body) = match format {
+            DownloadFormat::Json => {
+                let mut conn = self.pool.get().await?;
+                let chunks = chunk::list(&mut conn, found.id, -1, i64::MAX).await?;
+                ("application/json", render::json(&found, &parsed, &chunks).to_string())
+            }
+            DownloadFormat::Markdown => ("text/markdown; charset=utf-8", render::markdown(&found, &parsed)),
+            _ => ("text/plain; charset=utf-8", render::text(&parsed)),
+        };
+        let bytes = body.into_bytes();
+        let messages: Vec<Result<DownloadDocumentResponse, Status>> = bytes
+            .chunks(DOWNLOAD_PART)
+            .enumerate()
+            .map(|(i, part)| {
+                Ok(DownloadDocumentResponse {
+                    content_type: if i == 0 { content_type.to_owned() } else { String::new() },
+                    data: part.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures_util::stream::iter(messages)))
+    }
+}
+
+/// The parsed forms of DownloadDocument.
+mod render {
+    use folio_shared::{
+        db::models::{chunk::Chunk, document::Document},
+        pipeline::parse::ParsedDocument,
+    };
+
+    fn title<'a>(document: &'a Document, parsed: &'a ParsedDocument) -> &'a str {
+        if !document.title.is_empty() {
+            &document.title
+        } else {
+            parsed.title.as_deref().unwrap_or(&document.filename)
+        }
+    }
+
+    /// Sections (runs of blocks under the same headings) with their blocks,
+    /// and the indexed chunks.
+    pub fn json(document: &Document, parsed: &ParsedDocument, chunks: &[Chunk]) -> serde_json::Value {
+        let mut sections: Vec<serde_json::Value> = Vec::new();
+        let mut current: Option<(Vec<String>, Vec<serde_json::Value>)> = None;
+        for block in &parsed.blocks {
+            if current.as_ref().is_none_or(|(path, _)| *path != block.section_path) {
+                if let Some((path, blocks)) = current.take() {
+                    sections.push(serde_json::json!({ "path": path, "blocks": blocks }));
+                }
+                current = Some((block.section_path.clone(), Vec::new()));
+            }
+            if let Some((_, blocks)) = current.as_mut() {
+                blocks.push(serde_json::json!({ "page": block.page, "text": block.text }));
+            }
+        }
+        if let Some((path, blocks)) = current {
+            sections.push(serde_json::json!({ "path": path, "blocks": blocks }));
+        }
+        serde_json::json!({
+            "id": document.id,
+            "title": title(document, parsed),
+            "filename": document.filename,
+            "format": document.format,
+            "pages": parsed.pages,
+            "sections": sections,
+            "chunks": chunks.iter().map(|c| serde_json::json!({
+                "ordinal": c.ordinal,
+                "section_path": c.section_path.iter().flatten().collect::<Vec<_>>(),
+                "page_start": c.page_start,
+                "page_end": c.page_end,
+                "text": c.text,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Headings where the section path changes, then the blocks as paragraphs.
+    pub fn markdown(document: &Document, parsed: &ParsedDocument) -> String {
+        let mut out = format!("# {}\n\n", title(document, parsed));
+        let mut path: Vec<String> = Vec::new();
+        for block in &parsed.blocks {
+            if block.section_path != path {
+                let common = path.iter().zip(&block.section_path).take_while(|(a, b)| a == b).count();
+                // A top heading that is the title is the `#` line already: the
+                // headings under it move up a level, so none is skipped.
+                let under_title = usize::from(block.section_path.first().is_some_and(|h| h == title(document, parsed)));
+                for (depth, heading) in block.section_path.iter().enumerate().skip(common) {
+                    if depth == 0 && under_title == 1 {
+                        continue;
+                    }
+                    out.push_str(&format!("{} {heading}\n\n", "#".repeat((depth + 2 - under_title).min(6))));
+                }
+                path = block.section_path.clone();
+            }
+            out.push_str(&block.text);
+            out.push_str("\n\n");
+        }
+        out
+    }
+
+    /// The blocks as paragraphs.
+    pub fn text(parsed: &ParsedDocument) -> String {
+        parsed.blocks.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join("\n\n")
+    }
+}
+
+/// Every blob a document may have: its bytes, its parse results and any
+/// vectors saved for a retry.
+pub fn blob_keys(document: &Document) -> Vec<String> {
+    let mut keys = vec![document.blob_key.clone()];
+    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::parsed_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::embedded_key(document.id, attempt)));
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use folio_shared::{
+        db::models::document::Document,
+        documents::state::State,
+        pipeline::parse::{Block, ParsedDocument},
+    };
+
+    use super::render;
+
+    fn document(title: &str) -> Document {
+        let now = chrono::Utc::now();
+        Document {
+            id: uuid::Uuid::nil(),
+            owner_id: uuid::Uuid::nil(),
+            filename: "tides.md".into(),
+            title: title.into(),
+            content_type: "text/markdown".into(),
+            format: "markdown".into(),
+            labels: vec![],
+            size_bytes: 1,
+            sha256: vec![],
+            blob_key: String::new(),
+            idempotency_key: None,
+            state: State::Ready,
+            stage: None,
+            attempt: 1,
+            try_number: 1,
+            max_tries: 3,
+            next_retry_at: None,
+            error_code: None,
+            error_message: None,
+            will_retry: false,
+            cancel_requested: false,
+            pages: None,
+            characters: None,
+            chunk_count: None,
+            stage_ms: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            try_token: None,
+        }
+    }
+
+    fn parsed() -> ParsedDocument {
+        let block = |path: &[&str], text: &str| Block {
+            section_path: path.iter().map(|p| p.to_string()).collect(),
+            page: None,
+            text: text.into(),
+        };
+        ParsedDocument {
+            title: Some("Tide Tables".into()),
+            pages: None,
+            blocks: vec![
+                block(&["Tide Tables"], "When the water comes and goes."),
+                block(&["Tide Tables", "Spring tides"], "The largest range."),
+                block(&["Tide Tables", "Spring tides"], "Near new and full moon."),
+                block(&["Tide Tables", "Neap tides"], "The smallest range."),
+            ],
+        }
+    }
+
+    #[test]
+    fn markdown_opens_a_heading_where_the_section_changes_and_not_the_title_twice() {
+        let markdown = render::markdown(&document(""), &parsed());
+        assert_eq!(
+            markdown,
+            "# Tide Tables\n\nWhen the water comes and goes.\n\n## Spring tides\n\nThe largest range.\n\n\
+             Near new and full moon.\n\n## Neap tides\n\nThe smallest range.\n\n"
+        );
+    }
+
+    #[test]
+    fn json_groups_blocks_into_sections_and_prefers_the_stored_title() {
+        let json = render::json(&document("My tides"), &parsed(), &[]);
+        assert_eq!(json["title"], "My tides");
+        let sections = json["sections"].as_array().unwrap();
+        assert_eq!(sections.len(), 3);
+        assert_eq!(sections[1]["path"], serde_json::json!(["Tide Tables", "Spring tides"]));
+        assert_eq!(sections[1]["blocks"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn text_is_the_blocks_as_paragraphs() {
+        let text = render::text(&parsed());
+        assert_eq!(text.split("\n\n").count(), 4);
+        assert!(text.starts_with("When the water"));
+    }
+}
