@@ -20,7 +20,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use folio_proto::queue::v1::ProcessDocument;
 use folio_shared::{
@@ -35,7 +34,7 @@ use folio_shared::{
     },
     documents::{
         self, embedded_key,
-        lifecycle::{self, Found, Holding, LifecycleError, Moved, Note, RetryScheduled, StageDone, Try},
+        lifecycle::{self, Found, LifecycleError, Moved, Note, StageDone, Try},
         parsed_key,
         state::Stage,
     },
@@ -46,6 +45,11 @@ use folio_shared::{
     },
 };
 use uuid::Uuid;
+
+mod failure;
+
+use failure::record_failure;
+pub(super) use failure::{failed, retry_scheduled};
 
 use super::{Delivery, JobContext, JobError, Outcome, parse_uuid};
 
@@ -519,12 +523,6 @@ enum Write {
     Progress(Stage, Note),
 }
 
-/// How a try that failed is recorded.
-enum Failure<'a> {
-    Retry(RetryScheduled),
-    Fail { code: &'a str, message: String },
-}
-
 /// Why the INDEX transaction did not commit.
 enum IndexError {
     Mismatch(IndexModel),
@@ -540,87 +538,5 @@ impl From<LifecycleError> for IndexError {
 impl From<diesel::result::Error> for IndexError {
     fn from(error: diesel::result::Error) -> Self {
         IndexError::Lifecycle(LifecycleError::Database(error))
-    }
-}
-
-/// Records, holding the document's lock, how try `at` failed: RETRY_WAIT when
-/// a retry follows (transient, with a delay), FAILED otherwise.
-async fn record_failure(context: &JobContext, document_id: Uuid, at: &Try, retry_delay: Option<Duration>, error: &JobError) {
-    let failure = match (error, retry_delay) {
-        (JobError::Transient(error), Some(delay)) => Failure::Retry(retry_at(delay, error)),
-        (JobError::Transient(error), None) => Failure::Fail {
-            code: "UNAVAILABLE",
-            message: format!("{error:#}"),
-        },
-        (JobError::Permanent { code, message }, _) => Failure::Fail {
-            code,
-            message: message.clone(),
-        },
-        (JobError::Superseded(_), _) => return,
-    };
-    settle(context, document_id, at, Holding::Lock, failure).await;
-}
-
-fn retry_at(delay: Duration, error: &anyhow::Error) -> RetryScheduled {
-    RetryScheduled {
-        next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
-        message: folio_shared::startup::one_line(&format!("{error:#}")),
-    }
-}
-
-/// A transient failure will be retried after `delay`: RETRY_WAIT with the next
-/// time, the error and "will retry" (already recorded under the lock if the
-/// job got that far; then the lifecycle refuses this).
-pub(super) async fn retry_scheduled(
-    context: &JobContext,
-    body: &ProcessDocument,
-    delivery: Delivery,
-    delay: Duration,
-    error: &anyhow::Error,
-) {
-    if let Ok(document_id) = body.document_id.parse::<Uuid>() {
-        let failure = Failure::Retry(retry_at(delay, error));
-        settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await;
-    }
-}
-
-/// The job failed for good: FAILED with the error code.
-pub(super) async fn failed(context: &JobContext, body: &ProcessDocument, delivery: Delivery, code: &str, message: &str) {
-    if let Ok(document_id) = body.document_id.parse::<Uuid>() {
-        let failure = Failure::Fail {
-            code,
-            message: message.to_owned(),
-        };
-        settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await;
-    }
-}
-
-/// Records a failed try, which the lifecycle refuses when another delivery
-/// holds the document or it moved on. Failures to record are logged: the job
-/// is settled regardless.
-async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Holding, failure: Failure<'_>) {
-    let mut conn = match context.pool.get().await {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::error!(%error, %document_id, "could not record the job's failure");
-            return;
-        }
-    };
-    let recorded = conn
-        .transaction(async |conn| match failure {
-            Failure::Retry(retry) => lifecycle::schedule_retry(conn, document_id, at, holding, retry).await,
-            Failure::Fail { code, message } => lifecycle::fail(conn, document_id, at, holding, code, &message).await,
-        })
-        .await;
-    match recorded {
-        Ok(moved) => {
-            if let Some(event) = &moved.event {
-                documents::announce(&context.cache, event).await;
-            }
-        }
-        Err(LifecycleError::Database(error)) => tracing::error!(%error, %document_id, "could not record the job's failure"),
-        Err(refused) => {
-            tracing::debug!(%document_id, reason = %refused, "the job's failure not recorded: already recorded, or the document moved on")
-        }
     }
 }
