@@ -480,8 +480,13 @@ impl Sim {
                 if let Some(i) = Self::pick(&self.runs, i) {
                     let run = self.runs[i];
                     // Holding the lock, the job records its failure itself;
-                    // without it (it failed before taking it), the consumer does.
-                    let holding = if run.step.is_some() { Holding::Lock } else { Holding::Token };
+                    // without it (it failed before taking it), the consumer
+                    // does, taking the lock for it if it is free.
+                    let holding = if run.step.is_some() || self.lock.is_none() {
+                        Holding::Lock
+                    } else {
+                        Holding::Token
+                    };
                     let held_by_other = holding == Holding::Token && self.held_by_another(conn, &run.at).await;
                     let result = if run.at.number < run.at.max {
                         let retry = RetryScheduled {

@@ -10,7 +10,7 @@
 //! | `stage_done`       | PROCESSING                             | PROCESSING    | attempt a; held by this try                                        | stage COMPLETED      |
 //! | `progress`         | PROCESSING                             | PROCESSING    | attempt a; held by this try                                        | stage PROGRESS       |
 //! | `ready`            | PROCESSING                             | READY         | attempt a; held by this try; no cancel requested                   | INDEX COMPLETED      |
-//! | `schedule_retry`   | PROCESSING; QUEUED, RETRY_WAIT         | RETRY_WAIT    | attempt a; try number ≤ n holding the lock, else: PROCESSING held by this try, or try number < n | RETRY_SCHEDULED |
+//! | `schedule_retry`   | PROCESSING; QUEUED, RETRY_WAIT         | RETRY_WAIT    | attempt a; PROCESSING at try ≤ n holding the lock, or held by this try; else try number < n | RETRY_SCHEDULED |
 //! | `fail`             | PROCESSING; QUEUED, RETRY_WAIT         | FAILED        | as `schedule_retry`                                                | FAILED               |
 //! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
 //! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
@@ -390,7 +390,9 @@ pub async fn ready(
 pub enum Holding {
     /// The delivery holds the document's advisory lock: any earlier holder is
     /// gone, so a PROCESSING document is its to settle (even one an earlier,
-    /// crashed try started and this one failed before taking over).
+    /// crashed try started and this one failed before taking over); one no
+    /// try holds must not have reached this try's number yet (so the same
+    /// failure is never recorded twice).
     Lock,
     /// The delivery does not hold the lock (it failed before taking it): a
     /// PROCESSING document must be held by this very try, and a document no
@@ -405,6 +407,7 @@ fn settling(at: &Try, holding: Holding) -> Expected {
             states: vec![Queued, RetryWait, Processing],
             attempt: Some(at.attempt),
             try_at_most: Some(at.number),
+            unstarted_before: Some(at.number),
             ..Default::default()
         },
         Holding::Token => Expected {

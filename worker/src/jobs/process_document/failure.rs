@@ -87,12 +87,21 @@ async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Hold
             return;
         }
     };
+    // Not holding the lock (the job failed before it took it, or the consumer
+    // records after the job let go): take it if it is free, so a document a
+    // crashed worker left PROCESSING is settled as well.
+    let locked = holding == Holding::Token && lifecycle::try_lock(&mut conn, document_id).await.unwrap_or(false);
+    let holding = if locked { Holding::Lock } else { holding };
     let recorded = conn
         .transaction(async |conn| match failure {
             Failure::Retry(retry) => lifecycle::schedule_retry(conn, document_id, at, holding, retry).await,
             Failure::Fail { code, message } => lifecycle::fail(conn, document_id, at, holding, code, &message).await,
         })
         .await;
+    if locked && lifecycle::unlock(&mut conn, document_id).await.is_err() {
+        // Never hand a connection that may still hold the lock back to the pool.
+        drop(folio_shared::db::PooledConnection::take(conn));
+    }
     match recorded {
         Ok(moved) => {
             if let Some(event) = &moved.event {
