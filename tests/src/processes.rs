@@ -8,12 +8,18 @@ use std::{path::PathBuf, time::Duration};
 use folio_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
     clients::ApiHandle,
     environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv},
-    helpers::health_status,
+    helpers::{eventually, health_status},
 };
+
+/// How long [`spawn_api_process`] waits for the process to be SERVING. Start-up
+/// itself gives up on a dependency after `FOLIO_STARTUP_TIMEOUT_SECS` (10 s in a
+/// test env), so this bound is only reached by a process that hangs.
+const API_PROCESS_START: Duration = Duration::from_secs(30);
 
 impl TestEnv {
     /// Starts an api-server in this process, on port 0.
@@ -84,6 +90,9 @@ pub struct ApiProcess {
 
 /// Starts folio-api as its own process with `env`'s settings, waits until it
 /// is SERVING and logs in as the bootstrap admin. The benchmarks use it.
+///
+/// Panics if the process exits first (with its exit status) or is not SERVING
+/// within 30 s.
 pub async fn spawn_api_process(env: &TestEnv) -> ApiProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
@@ -91,19 +100,24 @@ pub async fn spawn_api_process(env: &TestEnv) -> ApiProcess {
         .expect("address")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let child = env
+    let mut child = env
         .command("folio-api")
         .env("FOLIO_GRPC_ADDR", &addr)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("folio-api");
     let url = format!("http://{addr}");
-    let channel = loop {
-        if health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
-            break Channel::from_shared(url.clone()).expect("url").connect().await.expect("connect");
+    eventually(API_PROCESS_START, &format!("folio-api at {addr} to be SERVING"), || {
+        // A process that exited will never serve: say how it ended rather than
+        // wait out the bound.
+        if let Some(status) = child.try_wait().expect("folio-api's status") {
+            panic!("folio-api at {addr} exited with {status} before it was SERVING (its stderr is above)");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        let url = url.clone();
+        async move { (health_status(&url, "").await == Some(ServingStatus::Serving)).then_some(()) }
+    })
+    .await;
+    let channel = Channel::from_shared(url.clone()).expect("url").connect().await.expect("connect");
     let admin_token = AuthServiceClient::new(channel.clone())
         .login(LoginRequest {
             email: ADMIN_EMAIL.into(),
