@@ -141,7 +141,11 @@ async fn uploads_while_rabbitmq_is_unreachable_are_processed_after_it_returns() 
         .document
         .unwrap();
     assert_eq!(document.state(), DocumentState::Queued);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The job could leave the outbox only over a RabbitMQ connection opened
+    // after the cut. Wait until the relay has tried to open one and been
+    // turned away: the document then stays QUEUED because the broker is away,
+    // not because nothing had its chance yet.
+    proxy.wait_for_refused_connection().await;
     let still = client
         .get_document(GetDocumentRequest { id: document.id.clone() })
         .await
