@@ -1,11 +1,13 @@
 //! What tests do between starting servers and asserting: wait for a condition
-//! ([`eventually`], [`wait_for_state`], [`outbox_drained`]), make documents
-//! ([`upload_document`], [`create_document`], [`prose`]), read what happened
+//! ([`eventually`], [`wait_for`], [`wait_for_state`], [`outbox_drained`]),
+//! make documents ([`upload_document`], [`upload_ready`], [`create_document`],
+//! [`prose`]), read what happened
 //! ([`document_events`], [`ready_messages`], [`health_status`],
 //! [`violated_fields`]) and publish jobs by hand ([`publisher`]).
 
 use std::{future::Future, time::Duration};
 
+use folio_proto::v1::{Document, DocumentState, GetDocumentRequest, document_service_client::DocumentServiceClient};
 use folio_shared::db;
 use tonic::transport::Channel;
 
@@ -33,11 +35,7 @@ where
 
 /// Uploads `bytes` as `name` through the streaming `UploadDocument`, in 1 MiB
 /// messages, panicking on failure.
-pub async fn upload_document(
-    client: &mut folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
-    name: &str,
-    bytes: &[u8],
-) -> folio_proto::v1::Document {
+pub async fn upload_document(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8]) -> Document {
     use folio_proto::v1::{DocumentMetadata, UploadDocumentRequest, upload_document_request::Part};
     let mut requests = vec![UploadDocumentRequest {
         part: Some(Part::Metadata(DocumentMetadata {
@@ -59,12 +57,7 @@ pub async fn upload_document(
 
 /// Creates a document from `content` with `CreateDocument`, panicking on
 /// failure.
-pub async fn create_document(
-    client: &mut folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
-    name: &str,
-    labels: &[&str],
-    content: &[u8],
-) -> folio_proto::v1::Document {
+pub async fn create_document(client: &mut DocumentServiceClient<Authed>, name: &str, labels: &[&str], content: &[u8]) -> Document {
     use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata};
     client
         .create_document(CreateDocumentRequest {
@@ -82,40 +75,54 @@ pub async fn create_document(
         .expect("a document")
 }
 
-/// Polls `GetDocument` until document `id` is in `wanted`, for up to
-/// `timeout`. Panics at once if it fails while something else is wanted.
-pub async fn wait_for_state(
-    client: &folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
+/// Polls `GetDocument` until document `id` satisfies `predicate`, for up to
+/// `timeout`, and returns it; `what` names the wait in the timeout's panic.
+pub async fn wait_for(
+    client: &DocumentServiceClient<Authed>,
     id: &str,
-    wanted: folio_proto::v1::DocumentState,
     timeout: Duration,
-) -> folio_proto::v1::Document {
-    use folio_proto::v1::{DocumentState, GetDocumentRequest};
-    eventually(timeout, &format!("document {id} {wanted:?}"), || {
+    what: &str,
+    predicate: impl Fn(&Document) -> bool,
+) -> Document {
+    eventually(timeout, &format!("document {id} {what}"), || {
         let mut client = client.clone();
         let id = id.to_owned();
+        let predicate = &predicate;
         async move {
             let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            if wanted != DocumentState::Failed {
-                assert_ne!(
-                    document.state(),
-                    DocumentState::Failed,
-                    "{} failed: {}",
-                    document.filename,
-                    document.error_message
-                );
-            }
-            (document.state() == wanted).then_some(document)
+            predicate(&document).then_some(document)
         }
     })
     .await
 }
 
+/// Polls `GetDocument` until document `id` is in `wanted`, for up to
+/// `timeout`. Panics at once if it fails while something else is wanted.
+pub async fn wait_for_state(client: &DocumentServiceClient<Authed>, id: &str, wanted: DocumentState, timeout: Duration) -> Document {
+    wait_for(client, id, timeout, &format!("{wanted:?}"), |document| {
+        if wanted != DocumentState::Failed {
+            assert_ne!(
+                document.state(),
+                DocumentState::Failed,
+                "{} failed: {}",
+                document.filename,
+                document.error_message
+            );
+        }
+        document.state() == wanted
+    })
+    .await
+}
+
+/// Uploads `bytes` as `name` (see [`upload_document`]) and waits up to
+/// `timeout` for the document to be READY.
+pub async fn upload_ready(client: &mut DocumentServiceClient<Authed>, name: &str, bytes: &[u8], timeout: Duration) -> Document {
+    let document = upload_document(client, name, bytes).await;
+    wait_for_state(client, &document.id, DocumentState::Ready, timeout).await
+}
+
 /// Up to 1,000 of a document's events, oldest first.
-pub async fn document_events(
-    client: &folio_proto::v1::document_service_client::DocumentServiceClient<Authed>,
-    id: &str,
-) -> Vec<folio_proto::v1::DocumentEvent> {
+pub async fn document_events(client: &DocumentServiceClient<Authed>, id: &str) -> Vec<folio_proto::v1::DocumentEvent> {
     client
         .clone()
         .list_document_events(folio_proto::v1::ListDocumentEventsRequest {

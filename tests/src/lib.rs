@@ -18,7 +18,7 @@
 //!   [`Authed`] channels with a [`Bearer`] token, login and registration.
 //! - [`processes`] starts servers in-process or as binaries
 //!   ([`spawn_api_process`], [`binary_path`], [`WorkerHandle`], [`ApiProcess`]).
-//! - [`helpers`] waits ([`eventually`], [`wait_for_state`]), makes documents
+//! - [`helpers`] waits ([`eventually`], [`wait_for`], [`wait_for_state`]), makes documents
 //!   and reads what happened (events, queues, health, field violations).
 //! - [`proxy`] has [`TcpProxy`].
 //! - [`models`] finds the real models the model tests run; [`relevance`] the
@@ -43,7 +43,7 @@ pub use clients::{ApiHandle, Authed, Bearer};
 pub use environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, amqp_url, redis_url};
 pub use helpers::{
     create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, upload_document,
-    violated_fields, wait_for_state,
+    upload_ready, violated_fields, wait_for, wait_for_state,
 };
 pub use processes::{ApiProcess, WorkerHandle, binary_path, spawn_api_process};
 pub use proxy::TcpProxy;

@@ -161,13 +161,8 @@ async fn a_delivery_while_a_slow_job_runs_waits_for_it_and_is_not_a_try() {
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
     let first = env.spawn_worker();
     let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(8_000)).await;
-    eventually(Duration::from_secs(60), "embedding", || {
-        let client = client.clone();
-        let id = document.id.clone();
-        async move {
-            let d = get(&client, &id).await;
-            (d.state() == DocumentState::Processing && d.stage() == folio_proto::v1::Stage::Chunk).then_some(())
-        }
+    folio_tests::wait_for(&client, &document.id, Duration::from_secs(60), "embedding", |d| {
+        d.state() == DocumentState::Processing && d.stage() == folio_proto::v1::Stage::Chunk
     })
     .await;
 

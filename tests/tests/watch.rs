@@ -19,7 +19,7 @@ use folio_shared::{
         state::Stage,
     },
 };
-use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually};
+use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually, wait_for_state};
 use futures_util::{FutureExt as _, StreamExt as _};
 use tonic::{Code, Streaming, service::interceptor::InterceptedService};
 use tonic_types::StatusExt as _;
@@ -212,15 +212,8 @@ async fn events_of_concurrent_documents_and_workers_arrive_exactly_once_in_order
 
     let mut expected = Vec::new();
     for id in &ids_created {
-        eventually(Duration::from_secs(60), "READY", || {
-            let mut client = client.clone();
-            let id = id.clone();
-            async move {
-                let events = stored_events(&mut client, &id).await;
-                (events.last()?.state() == DocumentState::Ready).then_some(())
-            }
-        })
-        .await;
+        // READY is the last event and commits with the state.
+        wait_for_state(&client, id, DocumentState::Ready, Duration::from_secs(60)).await;
         expected.extend(stored_events(&mut client, id).await);
     }
     expected.sort_by_key(|e| e.id);
