@@ -1,8 +1,9 @@
 //! Talking to an api-server as a test does: [`ApiHandle`] (an api-server in
 //! the test process) hands out typed tonic clients, signed in with an
 //! [`Authed`] channel that adds a [`Bearer`] token, and logs in or registers.
+//! Starting, awaiting and stopping that server is `processes`' business.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use folio_proto::v1::{
     LoginRequest, RegisterRequest, Session, auth_service_client::AuthServiceClient, system_service_client::SystemServiceClient,
@@ -11,10 +12,7 @@ use folio_proto::v1::{
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::{
-    environment::{ADMIN_EMAIL, ADMIN_PASSWORD},
-    helpers::{eventually, health_status},
-};
+use crate::environment::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// An api-server running in the test process.
 pub struct ApiHandle {
@@ -96,24 +94,6 @@ impl ApiHandle {
     /// A channel that sends `authorization: Bearer <token>` on every call.
     pub async fn authed(&self, token: &str) -> Authed {
         InterceptedService::new(self.channel().await, Bearer::new(token))
-    }
-
-    /// Waits until health says SERVING.
-    pub async fn wait_serving(&self) {
-        let url = self.url();
-        eventually(Duration::from_secs(20), "api-server SERVING", || {
-            let url = url.clone();
-            async move { (health_status(&url, "").await == Some(tonic_health::pb::health_check_response::ServingStatus::Serving)).then_some(()) }
-        })
-        .await;
-    }
-
-    /// Signals shutdown and waits for `run` to return.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await.expect("api task")
     }
 }
 

@@ -16,8 +16,9 @@
 //!   the cleanup; the servers' URLs and the bootstrap admin.
 //! - [`clients`] has [`ApiHandle`] and the typed clients it hands out, the
 //!   [`Authed`] channels with a [`Bearer`] token, login and registration.
-//! - [`processes`] starts servers in-process or as binaries
-//!   ([`spawn_api_process`], [`binary_path`], [`WorkerHandle`], [`ApiProcess`]).
+//! - [`processes`] starts servers in-process or as binaries, waits for them
+//!   to serve and stops them ([`spawn_api_process`], [`binary_path`],
+//!   [`WorkerHandle`], [`ApiProcess`]).
 //! - [`helpers`] waits ([`eventually`], [`wait_for`], [`wait_for_state`]), makes documents
 //!   and reads what happened (events, queues, health, field violations).
 //! - [`proxy`] has [`TcpProxy`].

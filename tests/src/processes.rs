@@ -1,7 +1,8 @@
 //! Starting folio's servers for a test: in the test process
 //! ([`TestEnv::spawn_api`], [`TestEnv::spawn_worker`]) or as the built binaries
 //! ([`TestEnv::command`], [`spawn_api_process`]) where exit codes, signals or a
-//! process's own memory are what is measured.
+//! process's own memory are what is measured; and waiting for an in-process
+//! api-server to serve and stopping it.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -60,6 +61,26 @@ impl TestEnv {
         // A `.env` in the working directory would leak settings in: run elsewhere.
         command.current_dir(std::env::temp_dir()).kill_on_drop(true);
         command
+    }
+}
+
+impl ApiHandle {
+    /// Waits until health says SERVING.
+    pub async fn wait_serving(&self) {
+        let url = self.url();
+        eventually(Duration::from_secs(20), "api-server SERVING", || {
+            let url = url.clone();
+            async move { (health_status(&url, "").await == Some(ServingStatus::Serving)).then_some(()) }
+        })
+        .await;
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("api task")
     }
 }
 
