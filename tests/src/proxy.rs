@@ -5,14 +5,17 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use tokio::{
     net::{TcpListener, TcpStream},
     task::AbortHandle,
 };
+
+use crate::helpers::eventually;
 
 /// Forwards connections from its own port to `target` while open.
 pub struct TcpProxy {
@@ -25,6 +28,8 @@ pub struct TcpProxy {
 #[derive(Default)]
 struct State {
     cut: AtomicBool,
+    /// Connections turned away while cut.
+    refused: AtomicUsize,
     links: Mutex<Vec<AbortHandle>>,
 }
 
@@ -41,6 +46,7 @@ impl TcpProxy {
                 let Ok((mut inbound, _)) = listener.accept().await else { continue };
                 if accept_state.cut.load(Ordering::SeqCst) {
                     drop(inbound);
+                    accept_state.refused.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 let target = target.clone();
@@ -67,6 +73,18 @@ impl TcpProxy {
     /// Accepts connections again.
     pub fn restore(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits until the proxy turns away a connection that arrives after this
+    /// call: evidence that the client behind it noticed the cut and tried
+    /// again, so what it would have done over a new connection had its chance
+    /// and did not happen.
+    pub async fn wait_for_refused_connection(&self) {
+        let before = self.state.refused.load(Ordering::SeqCst);
+        eventually(Duration::from_secs(20), "a connection refused by the cut proxy", || async move {
+            (self.state.refused.load(Ordering::SeqCst) > before).then_some(())
+        })
+        .await;
     }
 
     /// `url` with its host:port replaced by the proxy's.

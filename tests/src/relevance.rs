@@ -8,7 +8,7 @@ use folio_proto::v1::{
     ListChunksRequest, SearchRequest, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
 
-use crate::Authed;
+use crate::clients::Authed;
 
 /// Where `scripts/install-test-documents` put the real documents:
 /// `FOLIO_TEST_DOCUMENTS`, else target/test-documents.

@@ -6,7 +6,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::eventually;
+use crate::helpers::eventually;
 
 /// A running S3 server with one bucket.
 pub struct S3Server {

@@ -44,8 +44,12 @@ async fn ping_waits_in_the_outbox_while_rabbitmq_is_cut_and_is_delivered_after()
         .into_inner();
     assert!(!response.received);
     let ping_id: Uuid = response.ping_id.parse().unwrap();
-    // Give the relay time to try (and fail) to publish: the row must stay unsent.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The relay publishes only over a connection, and with the old one gone it
+    // must open a new one, then claim the unsent rows. Wait until it has tried
+    // to connect after the row committed and been turned away: then the row
+    // stays unsent because RabbitMQ is away, not because the relay had not
+    // looked yet.
+    proxy.wait_for_refused_connection().await;
     let mut conn = pool.get().await.unwrap();
     assert_eq!(outbox::count_unsent(&mut conn).await.unwrap(), 1);
     assert!(ping::find(&mut conn, ping_id).await.unwrap().unwrap().received_at.is_none());
@@ -138,7 +142,10 @@ async fn a_worker_reconnects_after_its_rabbitmq_connection_drops() {
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Restore the link only once the worker has noticed the drop and tried to
+    // reconnect while cut, so what follows is a reconnect, not a connection
+    // that never knew it was cut.
+    proxy.wait_for_refused_connection().await;
     proxy.restore();
 
     let pool = env.pool();

@@ -6,24 +6,14 @@ use std::{process::Stdio, time::Duration};
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
 use folio_proto::v1::{
-    CancelDocumentRequest, CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest,
+    CancelDocumentRequest, CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest,
     document_service_client::DocumentServiceClient,
 };
 use folio_shared::db::schema::chunks;
-use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, eventually};
+use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, wait_for};
 
-async fn wait_for(client: &DocumentServiceClient<Authed>, id: &str, what: &str, pred: impl Fn(&Document) -> bool) -> Document {
-    eventually(Duration::from_secs(60), what, || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        let pred = &pred;
-        async move {
-            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            pred(&document).then_some(document)
-        }
-    })
-    .await
-}
+/// How long a document here may take to reach what a test waits for.
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn client_for(api: &ApiHandle) -> DocumentServiceClient<Authed> {
     let member = api.register_member().await;
@@ -40,7 +30,7 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
     let mut doomed = env.command("folio-worker");
     let mut doomed = doomed.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start a worker");
     let document = folio_tests::upload_document(&mut client, "long.txt", &folio_tests::prose(600_000)).await;
-    let mid_job = wait_for(&client, &document.id, "processing", |d| {
+    let mid_job = wait_for(&client, &document.id, WAIT, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })
     .await;
@@ -50,7 +40,10 @@ async fn a_worker_killed_mid_job_is_finished_by_another_with_exactly_one_set_of_
     assert!(!status.success(), "killed, not finished");
 
     let survivor = env.spawn_worker();
-    let ready = wait_for(&client, &document.id, "READY after the kill", |d| d.state() == DocumentState::Ready).await;
+    let ready = wait_for(&client, &document.id, WAIT, "READY after the kill", |d| {
+        d.state() == DocumentState::Ready
+    })
+    .await;
     let pool = env.pool();
     let mut conn = pool.get().await.unwrap();
     let ordinals: Vec<i32> = chunks::table
@@ -88,7 +81,7 @@ async fn cancel_stops_processing_within_about_a_second_and_removes_partial_resul
     let mut client = client_for(&api).await;
     let worker = env.spawn_worker();
     let document = folio_tests::upload_document(&mut client, "long.txt", &folio_tests::prose(600_000)).await;
-    wait_for(&client, &document.id, "processing", |d| {
+    wait_for(&client, &document.id, WAIT, "processing", |d| {
         d.state() == DocumentState::Processing && d.stage >= 3
     })
     .await;
@@ -98,7 +91,7 @@ async fn cancel_stops_processing_within_about_a_second_and_removes_partial_resul
         .cancel_document(CancelDocumentRequest { id: document.id.clone() })
         .await
         .unwrap();
-    let cancelled = wait_for(&client, &document.id, "CANCELLED", |d| d.state() == DocumentState::Cancelled).await;
+    let cancelled = wait_for(&client, &document.id, WAIT, "CANCELLED", |d| d.state() == DocumentState::Cancelled).await;
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(3), "cancel took {took:?}");
     assert_eq!(cancelled.chunks, 0);
@@ -141,7 +134,11 @@ async fn uploads_while_rabbitmq_is_unreachable_are_processed_after_it_returns() 
         .document
         .unwrap();
     assert_eq!(document.state(), DocumentState::Queued);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The job could leave the outbox only over a RabbitMQ connection opened
+    // after the cut. Wait until the relay has tried to open one and been
+    // turned away: the document then stays QUEUED because the broker is away,
+    // not because nothing had its chance yet.
+    proxy.wait_for_refused_connection().await;
     let still = client
         .get_document(GetDocumentRequest { id: document.id.clone() })
         .await
@@ -154,7 +151,7 @@ async fn uploads_while_rabbitmq_is_unreachable_are_processed_after_it_returns() 
     );
 
     proxy.restore();
-    wait_for(&client, &document.id, "READY after RabbitMQ returned", |d| {
+    wait_for(&client, &document.id, WAIT, "READY after RabbitMQ returned", |d| {
         d.state() == DocumentState::Ready
     })
     .await;

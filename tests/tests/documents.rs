@@ -8,7 +8,7 @@ use folio_proto::v1::{
     GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, RetryDocumentRequest, UploadDocumentRequest,
     document_service_client::DocumentServiceClient, upload_document_request::Part,
 };
-use folio_tests::{ApiHandle, Authed, TestEnv, relevance::documents_dir, s3::S3Server, upload_document, violated_fields};
+use folio_tests::{ApiHandle, Authed, TestEnv, relevance::documents_dir, s3::S3Server, upload_ready, violated_fields, wait_for_state};
 use tonic::Code;
 
 async fn documents_as(api: &ApiHandle, token: &str) -> DocumentServiceClient<Authed> {
@@ -22,9 +22,8 @@ fn metadata(filename: &str) -> Option<DocumentMetadata> {
     })
 }
 
-async fn wait_for_state(client: &DocumentServiceClient<Authed>, id: &str, wanted: DocumentState) -> folio_proto::v1::Document {
-    folio_tests::wait_for_state(client, id, wanted, Duration::from_secs(30)).await
-}
+/// How long a small document may take to reach the state a test waits for.
+const WAIT: Duration = Duration::from_secs(30);
 
 const MARKDOWN: &str = "# Field Guide\n\nA guide to the birds of the marsh.\n\n## Herons\n\nThe grey heron stands still in shallow water for hours.\n\n## Rails\n\nThe water rail is heard far more often than it is seen.\n";
 
@@ -55,7 +54,7 @@ async fn an_uploaded_markdown_document_is_parsed_chunked_embedded_and_indexed() 
     assert_eq!(created.format, "markdown");
     assert_eq!(created.size_bytes, MARKDOWN.len() as i64);
 
-    let ready = wait_for_state(&client, &created.id, DocumentState::Ready).await;
+    let ready = wait_for_state(&client, &created.id, DocumentState::Ready, WAIT).await;
     assert_eq!(ready.title, "Field Guide");
     assert_eq!(ready.chunks, 3);
     for stage in ["PARSE", "CHUNK", "EMBED", "INDEX"] {
@@ -280,7 +279,7 @@ async fn cancel_retry_and_delete() {
         .unwrap()
         .into_inner();
     assert_eq!((retried.state(), retried.attempt), (DocumentState::Queued, 2));
-    let ready = wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    let ready = wait_for_state(&client, &document.id, DocumentState::Ready, WAIT).await;
     assert_eq!(ready.attempt, 2);
     let status = client
         .cancel_document(CancelDocumentRequest { id: document.id.clone() })
@@ -357,7 +356,7 @@ async fn downloads_and_stats() {
     assert_eq!((content_type.as_str(), original.as_slice()), ("text/markdown", MARKDOWN.as_bytes()));
 
     let worker = env.spawn_worker();
-    wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    wait_for_state(&client, &document.id, DocumentState::Ready, WAIT).await;
     let (_, markdown) = download(&mut client, &document.id, F::Markdown).await.unwrap();
     let markdown = String::from_utf8(markdown).unwrap();
     assert!(markdown.starts_with("# Field Guide\n\n"), "{markdown}");
@@ -420,12 +419,12 @@ async fn a_transient_failure_retries_with_backoff_then_fails_and_a_retry_recover
     std::fs::remove_file(&blob).unwrap();
 
     let worker = env.spawn_worker();
-    let waiting = wait_for_state(&client, &document.id, DocumentState::RetryWait).await;
+    let waiting = wait_for_state(&client, &document.id, DocumentState::RetryWait, WAIT).await;
     assert_eq!((waiting.try_number, waiting.max_tries), (1, 3));
     assert!(waiting.will_retry && waiting.next_retry_at.is_some());
     assert_eq!(waiting.error_code, "UNAVAILABLE");
 
-    let failed = wait_for_state(&client, &document.id, DocumentState::Failed).await;
+    let failed = wait_for_state(&client, &document.id, DocumentState::Failed, WAIT).await;
     assert_eq!((failed.try_number, failed.will_retry), (3, false));
     let events = client
         .list_document_events(ListDocumentEventsRequest {
@@ -446,7 +445,7 @@ async fn a_transient_failure_retries_with_backoff_then_fails_and_a_retry_recover
         .retry_document(RetryDocumentRequest { id: document.id.clone() })
         .await
         .unwrap();
-    let ready = wait_for_state(&client, &document.id, DocumentState::Ready).await;
+    let ready = wait_for_state(&client, &document.id, DocumentState::Ready, WAIT).await;
     assert_eq!((ready.attempt, ready.error_code.as_str()), (2, ""));
 
     worker.stop().await.unwrap();
@@ -472,9 +471,8 @@ async fn with_an_s3_blob_store_documents_live_in_the_bucket_and_nothing_is_left_
     // A real PDF: stored in the bucket, parsed by the worker from there, its
     // parse result written there, and both read back by DownloadDocument.
     let pdf = std::fs::read(documents_dir().join("bash.pdf")).expect("bash.pdf (scripts/test installs it)");
-    let document = upload_document(&mut client, "bash.pdf", &pdf).await;
-    let ready = folio_tests::wait_for_state(&client, &document.id, DocumentState::Ready, Duration::from_secs(120)).await;
-    assert!(ready.chunks > 0 && ready.pages > 0, "{ready:?}");
+    let document = upload_ready(&mut client, "bash.pdf", &pdf, Duration::from_secs(120)).await;
+    assert!(document.chunks > 0 && document.pages > 0, "{document:?}");
     let keys = s3.keys("folio/").await;
     let original = keys
         .iter()

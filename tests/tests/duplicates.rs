@@ -66,20 +66,29 @@ async fn get(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
 }
 
 /// Waits until both deliveries are taken from the queue, and checks the
-/// document is still PROCESSING then: both are in flight at once.
+/// document is PROCESSING, not yet READY, then: both are in flight at once.
 async fn both_deliveries_in_flight(env: &TestEnv, client: &DocumentServiceClient<Authed>, id: &str) {
+    // An empty queue means both copies were taken only once the relay has
+    // published its own: until then it is empty because one never arrived.
+    folio_tests::outbox_drained(&env.pool()).await;
     let queue = env.topology().process_queue();
     eventually(Duration::from_secs(30), "both deliveries taken", || {
         let queue = queue.clone();
         async move { (folio_tests::ready_messages(&queue).await == 0).then_some(()) }
     })
     .await;
-    let during = get(client, id).await;
-    assert_eq!(
-        during.state(),
-        DocumentState::Processing,
-        "the first delivery must still be at work when the duplicate is taken: {during:?}"
-    );
+    // A delivery taken commits the start of its try a moment later, so the
+    // document may still read QUEUED here; it must not be READY before it has
+    // been PROCESSING.
+    folio_tests::wait_for(client, id, Duration::from_secs(30), "PROCESSING", |during| {
+        assert_ne!(
+            during.state(),
+            DocumentState::Ready,
+            "the first delivery must still be at work when the duplicate is taken: {during:?}"
+        );
+        during.state() == DocumentState::Processing
+    })
+    .await;
 }
 
 /// READY, one set of chunks, and an event log of one try with no retry and no
@@ -161,13 +170,8 @@ async fn a_delivery_while_a_slow_job_runs_waits_for_it_and_is_not_a_try() {
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
     let first = env.spawn_worker();
     let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(8_000)).await;
-    eventually(Duration::from_secs(60), "embedding", || {
-        let client = client.clone();
-        let id = document.id.clone();
-        async move {
-            let d = get(&client, &id).await;
-            (d.state() == DocumentState::Processing && d.stage() == folio_proto::v1::Stage::Chunk).then_some(())
-        }
+    folio_tests::wait_for(&client, &document.id, Duration::from_secs(60), "embedding", |d| {
+        d.state() == DocumentState::Processing && d.stage() == folio_proto::v1::Stage::Chunk
     })
     .await;
 

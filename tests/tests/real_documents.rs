@@ -6,19 +6,14 @@
 use std::{io::Write as _, time::Duration};
 
 use folio_proto::v1::{
-    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, ListChunksRequest, ListDocumentEventsRequest,
+    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest,
     document_service_client::DocumentServiceClient,
 };
-use folio_tests::{Authed, TestEnv, eventually, relevance::documents_dir};
+use folio_tests::{Authed, TestEnv, relevance::documents_dir, wait_for};
 
 async fn finished(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
-    eventually(Duration::from_secs(300), &format!("{id} finished"), || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let d = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
-            matches!(d.state(), DocumentState::Ready | DocumentState::Failed).then_some(d)
-        }
+    wait_for(client, id, Duration::from_secs(300), "finished", |d| {
+        matches!(d.state(), DocumentState::Ready | DocumentState::Failed)
     })
     .await
 }

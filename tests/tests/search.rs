@@ -13,7 +13,7 @@ use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, create_document, eventually,
     models::minilm_dir,
     relevance::{HitRate, documents_dir, heading_hit_rate},
-    upload_document, wait_for_state,
+    upload_ready, wait_for_state,
 };
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -23,9 +23,8 @@ async fn clients(api: &ApiHandle, token: &str) -> (DocumentServiceClient<Authed>
     (DocumentServiceClient::new(channel.clone()), SearchServiceClient::new(channel))
 }
 
-async fn ready(client: &DocumentServiceClient<Authed>, id: &str) {
-    wait_for_state(client, id, DocumentState::Ready, Duration::from_secs(300)).await;
-}
+/// How long a document may take to be READY (the real manuals are large).
+const READY_WITHIN: Duration = Duration::from_secs(300);
 
 async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, labels: &[&str], text: &str) -> String {
     create_document(client, name, labels, text.as_bytes()).await.id
@@ -34,9 +33,7 @@ async fn create(client: &mut DocumentServiceClient<Authed>, name: &str, labels: 
 /// Uploads the Bash Reference Manual (HTML) and waits until it is READY.
 async fn upload_bashref(client: &mut DocumentServiceClient<Authed>) -> String {
     let bytes = std::fs::read(documents_dir().join("bashref.html")).expect("bashref.html (scripts/test installs it)");
-    let id = upload_document(client, "bashref.html", &bytes).await.id;
-    ready(client, &id).await;
-    id
+    upload_ready(client, "bashref.html", &bytes, READY_WITHIN).await.id
 }
 
 async fn search(client: &mut SearchServiceClient<Authed>, request: SearchRequest) -> SearchResponse {
@@ -125,9 +122,9 @@ async fn filters_and_ownership_never_leak_another_members_chunks() {
     )
     .await;
     for id in [&herons, &rails] {
-        ready(&alice_documents, id).await;
+        wait_for_state(&alice_documents, id, DocumentState::Ready, READY_WITHIN).await;
     }
-    ready(&bob_documents, &bobs).await;
+    wait_for_state(&bob_documents, &bobs, DocumentState::Ready, READY_WITHIN).await;
 
     let all = search(
         &mut alice_search,
@@ -292,7 +289,7 @@ async fn another_model_is_refused_until_reindex_re_embeds_the_index_without_repa
         "# Herons\n\nThe grey heron wades in the marsh at dawn.\n\n## Nesting\n\nHerons nest in colonies high in trees.\n",
     )
     .await;
-    ready(&documents, &id).await;
+    wait_for_state(&documents, &id, DocumentState::Ready, READY_WITHIN).await;
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
 

