@@ -8,35 +8,31 @@ use std::{collections::HashMap, pin::Pin, sync::Arc};
 use bytes::Bytes;
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
+use folio_auth::Role;
+use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
+use folio_db::{
+    self as db,
+    documents::{
+        self,
+        lifecycle::{self, LifecycleError, Moved, Note},
+        state::{EventKind, Stage, State},
+    },
+    models::{
+        chunk,
+        document::{self, Cursor, Document, DocumentFilter, Order},
+        document_event::{self, DocumentEvent, Scope},
+    },
+};
+use folio_parse::{
+    detect::{self, SNIFF_BYTES},
+    parse::ParsedDocument,
+};
 use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DocumentMetadata,
     DownloadDocumentRequest, DownloadDocumentResponse, DownloadFormat, GetDocumentRequest, GetDocumentStatsRequest, ListChunksRequest,
     ListChunksResponse, ListDocumentEventsRequest, ListDocumentEventsResponse, ListDocumentsRequest, ListDocumentsResponse,
     RetryDocumentRequest, UploadDocumentRequest, UploadDocumentResponse, WatchDocumentRequest, WatchDocumentsRequest,
     document_service_server::DocumentService, upload_document_request::Part,
-};
-use folio_shared::{
-    auth::Role,
-    blobs::Blobs,
-    cache::Cache,
-    config::DocumentsConfig,
-    db::{
-        self,
-        models::{
-            chunk,
-            document::{self, Cursor, Document, DocumentFilter, Order},
-            document_event::{self, DocumentEvent, Scope},
-        },
-    },
-    documents::{
-        self,
-        lifecycle::{self, LifecycleError, Moved, Note},
-        state::{EventKind, Stage, State},
-    },
-    pipeline::{
-        detect::{self, SNIFF_BYTES},
-        parse::ParsedDocument,
-    },
 };
 use futures_util::{Stream, StreamExt as _};
 use sha2::{Digest as _, Sha256};
@@ -688,7 +684,7 @@ impl Documents {
             });
             return Ok(Box::pin(stream));
         }
-        let parsed = match self.blobs.get(&folio_shared::documents::parsed_key(found.id, found.attempt)).await {
+        let parsed = match self.blobs.get(&folio_db::documents::parsed_key(found.id, found.attempt)).await {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(ApiError::FailedPrecondition(format!(
@@ -724,10 +720,8 @@ impl Documents {
 
 /// The parsed forms of DownloadDocument.
 mod render {
-    use folio_shared::{
-        db::models::{chunk::Chunk, document::Document},
-        pipeline::parse::ParsedDocument,
-    };
+    use folio_db::models::{chunk::Chunk, document::Document};
+    use folio_parse::parse::ParsedDocument;
 
     fn title<'a>(document: &'a Document, parsed: &'a ParsedDocument) -> &'a str {
         if !document.title.is_empty() {
@@ -804,8 +798,8 @@ mod render {
 /// vectors saved for a retry.
 pub fn blob_keys(document: &Document) -> Vec<String> {
     let mut keys = vec![document.blob_key.clone()];
-    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::parsed_key(document.id, attempt)));
-    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::embedded_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::parsed_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::embedded_key(document.id, attempt)));
     keys
 }
 

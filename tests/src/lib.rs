@@ -27,11 +27,13 @@ use std::{
 };
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+use folio_auth::tokens::TokenKeys;
+use folio_core::{config::Config, queue::Topology};
+use folio_db as db;
 use folio_proto::v1::{
     LoginRequest, RegisterRequest, Session, auth_service_client::AuthServiceClient, system_service_client::SystemServiceClient,
     user_service_client::UserServiceClient,
 };
-use folio_shared::{auth::tokens::TokenKeys, config::Config, db, queue::Topology};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService};
@@ -127,6 +129,11 @@ impl TestEnv {
         Config::from_lookup(|name| self.vars.get(name).cloned()).expect("test configuration")
     }
 
+    /// The api-server's configuration the variables describe.
+    pub fn api_config(&self) -> folio_api::ApiConfig {
+        folio_api::ApiConfig::from_lookup(|name| self.vars.get(name).cloned()).expect("test configuration")
+    }
+
     /// The test's exchange and queue names.
     pub fn topology(&self) -> Topology {
         Topology::new(&self.config())
@@ -142,7 +149,7 @@ impl TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = self.config();
+        let config = self.api_config();
         let task = tokio::spawn(folio_api::run(config, listener, async {
             let _ = stopped.await;
         }));

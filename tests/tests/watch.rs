@@ -6,18 +6,18 @@
 use std::{collections::HashSet, time::Duration};
 
 use diesel_async::AsyncConnection as _;
-use folio_proto::v1::{
-    DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
-    WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
-};
-use folio_shared::{
-    cache::Cache,
-    db::models::document_event::DocumentEvent as StoredEvent,
+use folio_core::cache::Cache;
+use folio_db::{
     documents::{
         self,
         lifecycle::{self, LifecycleError, Note, Try},
         state::Stage,
     },
+    models::document_event::DocumentEvent as StoredEvent,
+};
+use folio_proto::v1::{
+    DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
+    WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
 };
 use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually};
 use futures_util::StreamExt as _;
@@ -327,9 +327,9 @@ async fn with_redis_cut_streams_poll_postgres_and_lose_nothing_then_go_live_agai
             let pool = pool.clone();
             async move {
                 let mut conn = pool.get().await.ok()?;
-                let document = folio_shared::db::models::document::find(&mut conn, id).await.ok()??;
-                (document.state == folio_shared::documents::state::State::Ready).then_some(())?;
-                folio_shared::db::models::document_event::list(&mut conn, id, 0, 1000).await.ok()
+                let document = folio_db::models::document::find(&mut conn, id).await.ok()??;
+                (document.state == folio_db::documents::state::State::Ready).then_some(())?;
+                folio_db::models::document_event::list(&mut conn, id, 0, 1000).await.ok()
             }
         })
         .await;
@@ -624,7 +624,7 @@ async fn opening_heartbeat(stream: &mut Streaming<WatchResponse>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is_still_streamed_first() {
     use diesel_async::SimpleAsyncConnection as _;
-    use folio_shared::db::models::document_event;
+    use folio_db::models::document_event;
 
     let mut env = TestEnv::new().await;
     let api = env.spawn_api().await;

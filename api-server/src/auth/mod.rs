@@ -15,13 +15,11 @@ pub mod policy;
 use chrono::{DateTime, Utc};
 use diesel::{ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _};
 use diesel_async::RunQueryDsl as _;
-use folio_shared::{
-    auth::Role,
-    db::{
-        self,
-        models::user::User,
-        schema::{sessions, users},
-    },
+use folio_auth::Role;
+use folio_db::{
+    self as db,
+    models::user::User,
+    schema::{sessions, users},
 };
 use tonic::{Request, Status};
 use uuid::Uuid;

@@ -22,29 +22,27 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
-use folio_proto::queue::v1::ProcessDocument;
-use folio_shared::{
-    db::{
-        PooledConnection,
-        models::{
-            chunk::{self, Embedding, NewChunk},
-            document::{self, Document},
-            embedding_index::{self, IndexModel},
-            processed_job,
-        },
-    },
+use folio_db::{
+    PooledConnection,
     documents::{
         self, embedded_key,
         lifecycle::{self, Found, Holding, LifecycleError, Moved, Note, RetryScheduled, StageDone, Try},
         parsed_key,
         state::Stage,
     },
-    pipeline::{
-        chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
-        embed::{EmbedError, saved},
-        parse::{self, Format, Limits, ParsedDocument},
+    models::{
+        chunk::{self, Embedding, NewChunk},
+        document::{self, Document},
+        embedding_index::{self, IndexModel},
+        processed_job,
     },
 };
+use folio_models::embed::{EmbedError, saved};
+use folio_parse::{
+    chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
+    parse::{self, Format, Limits, ParsedDocument},
+};
+use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
 
 use super::{Delivery, JobContext, JobError, Outcome, parse_uuid};
@@ -564,7 +562,7 @@ async fn record_failure(context: &JobContext, document_id: Uuid, at: &Try, retry
 fn retry_at(delay: Duration, error: &anyhow::Error) -> RetryScheduled {
     RetryScheduled {
         next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
-        message: folio_shared::startup::one_line(&format!("{error:#}")),
+        message: folio_core::startup::one_line(&format!("{error:#}")),
     }
 }
 
