@@ -124,6 +124,19 @@ mod tests {
     }
 
     #[test]
+    fn malformed_values_name_their_variable() {
+        for (name, value) in [
+            ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
+            ("FOLIO_OPEN_REGISTRATION", "maybe"),
+            ("FOLIO_ADMIN_EMAIL", "not-an-email"),
+        ] {
+            let error = AuthConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
     fn the_bootstrap_admin_needs_both_settings_and_a_valid_password() {
         let mut pairs = vec![("FOLIO_ADMIN_EMAIL", "admin@example.org")];
         assert_eq!(
