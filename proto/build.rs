@@ -1,6 +1,9 @@
 //! Compiles every `folio/**/*.proto` with protox (a pure-Rust protobuf
 //! compiler, so a fresh machine needs no `protoc`) and writes the file
-//! descriptor set that the api-server serves through gRPC reflection.
+//! descriptor set that the api-server serves through gRPC reflection. The
+//! tonic server and client code is generated only for the crate's `server`
+//! and `client` features (Cargo tells a build script its features through
+//! `CARGO_FEATURE_*`); the messages are always generated.
 
 use std::{
     env, fs,
@@ -19,8 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("folio_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .build_client(env::var_os("CARGO_FEATURE_CLIENT").is_some())
+        .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
         // Hand-written (src/watch.rs): it can carry its own encoding.
         .extern_path(".folio.v1.WatchResponse", "crate::watch::WatchResponse")
         .compile_fds(fds)?;

@@ -3,15 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use folio_proto::v1 as pb;
-use folio_shared::{
-    auth::{Email, Role, password::Hasher, password::Password, refresh, tokens::TokenIssuer},
-    config::AuthConfig,
-    db::{
-        self,
-        models::{refresh_token, session, user},
-    },
+use folio_auth::{Email, Role, config::AuthConfig, password::Hasher, password::Password, refresh, tokens::TokenIssuer};
+use folio_db::{
+    self as db,
+    models::{refresh_token, session, user},
 };
+use folio_proto::v1 as pb;
 use tonic_types::FieldViolation;
 use uuid::Uuid;
 

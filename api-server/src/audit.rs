@@ -8,7 +8,7 @@
 
 use std::{cell::RefCell, time::Duration};
 
-use folio_shared::db::{self, models::audit_event::NewAuditEvent};
+use folio_db::{self as db, models::audit_event::NewAuditEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -3,13 +3,11 @@
 
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
+use folio_auth::{Email, Role, password::Password, refresh};
+use folio_db::models::{refresh_token, session, user};
 use folio_proto::v1::{
     self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, LoginRequest, LogoutRequest,
     LogoutResponse, RefreshRequest, RegisterRequest, WhoAmIRequest, auth_service_server::AuthService,
-};
-use folio_shared::{
-    auth::{Email, Role, password::Password, refresh},
-    db::models::{refresh_token, session, user},
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;

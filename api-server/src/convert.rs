@@ -6,12 +6,12 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use folio_proto::v1 as pb;
-use folio_shared::{
-    auth::Role,
-    db::models::{document::Document, document_event::DocumentEvent, user, worker},
+use folio_auth::Role;
+use folio_db::{
     documents::state::{EventKind, Stage, State},
+    models::{document::Document, document_event::DocumentEvent, user, worker},
 };
+use folio_proto::v1 as pb;
 
 use crate::error::{ApiError, ApiResult};
 

@@ -5,7 +5,7 @@
 //! errors are logged with a reference and answered without their text, so no
 //! SQL, broker or file-system detail reaches a client.
 
-use folio_shared::documents::lifecycle::{LifecycleError, Transition};
+use folio_db::documents::lifecycle::{LifecycleError, Transition};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 

@@ -3,7 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use folio_shared::{cache::Cache, db, queue::Topology};
+use folio_core::{cache::Cache, queue::Topology};
+use folio_db as db;
 use lapin::options::QueueDeclareOptions;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -74,7 +75,7 @@ async fn timed(name: &'static str, check: impl Future<Output = anyhow::Result<()
     let latency = start.elapsed();
     let error = match outcome {
         Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(folio_shared::startup::one_line(&format!("{error:#}"))),
+        Ok(Err(error)) => Some(folio_core::startup::one_line(&format!("{error:#}"))),
         Err(_) => Some(format!("no answer within {CHECK_TIMEOUT:?}")),
     };
     Check {

@@ -38,21 +38,22 @@ pub mod watch;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
+use folio_auth::{
+    config::AuthConfig,
+    password::Hasher,
+    tokens::{self, TokenIssuer, TokenKeys},
+};
+use folio_core::{
+    blobs::Blobs,
+    cache::Cache,
+    config::{Config, ConfigError, LogFormat},
+    queue::Topology,
+    startup,
+};
+use folio_db as db;
 use folio_proto::v1::{
     auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
     system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
-};
-use folio_shared::{
-    auth::{
-        password::Hasher,
-        tokens::{self, TokenIssuer, TokenKeys},
-    },
-    blobs::Blobs,
-    cache::Cache,
-    config::Config,
-    db,
-    queue::Topology,
-    startup,
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -74,14 +75,48 @@ use crate::{
     watch::Hub,
 };
 
+/// The api-server's settings: what both binaries read, and the settings of
+/// accounts and tokens, which only the api-server reads (they live in
+/// `folio-auth`, which the worker does not depend on).
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The settings both binaries share.
+    pub core: Config,
+    /// Identity and access settings.
+    pub auth: AuthConfig,
+}
+
+impl ApiConfig {
+    /// Reads the settings through `lookup` (see [`Config::from_lookup`]).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(ApiConfig {
+            core: Config::from_lookup(&lookup)?,
+            auth: AuthConfig::from_lookup(&lookup)?,
+        })
+    }
+}
+
+impl startup::Settings for ApiConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        // `Config::from_env` loads `.env` into the environment first.
+        let core = Config::from_env()?;
+        let auth = AuthConfig::from_lookup(|name| std::env::var(name).ok())?;
+        Ok(ApiConfig { core, auth })
+    }
+
+    fn log_format(&self) -> LogFormat {
+        self.core.log_format
+    }
+}
+
 /// The token keys from `FOLIO_TOKEN_KEYS`, or the development key file.
-pub fn token_keys(config: &Config) -> anyhow::Result<TokenKeys> {
-    if config.auth.token_keys.is_empty() {
-        let keys = TokenKeys::development(&config.auth.key_file).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEY_FILE: {e}"))?;
-        tracing::warn!(file = %config.auth.key_file.display(), "FOLIO_TOKEN_KEYS is not set: signing with a development key; set it in production");
+pub fn token_keys(auth: &AuthConfig) -> anyhow::Result<TokenKeys> {
+    if auth.token_keys.is_empty() {
+        let keys = TokenKeys::development(&auth.key_file).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEY_FILE: {e}"))?;
+        tracing::warn!(file = %auth.key_file.display(), "FOLIO_TOKEN_KEYS is not set: signing with a development key; set it in production");
         Ok(keys)
     } else {
-        TokenKeys::from_paserks(&config.auth.token_keys).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEYS: {e}"))
+        TokenKeys::from_paserks(&auth.token_keys).map_err(|e| anyhow::anyhow!("setting FOLIO_TOKEN_KEYS: {e}"))
     }
 }
 
@@ -116,11 +151,12 @@ pub async fn probe_health(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 /// accepting calls, lets in-flight ones finish within the grace period and
 /// returns. A dependency still unreachable after the start-up timeout is an
 /// [`startup::Unreachable`] error.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let ApiConfig { core: config, auth } = config;
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
 
-    let keys = token_keys(&config)?;
+    let keys = token_keys(&auth)?;
     let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
         .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
@@ -165,20 +201,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let (auditor, audit_writer) = Auditor::start(pool.clone(), cancel.clone());
     let guard = Guard {
         cache: cache.clone(),
-        config: config.auth.clone(),
+        config: auth.clone(),
     };
     let token_issuer = TokenIssuer {
         keys,
-        issuer: config.auth.issuer.clone(),
-        audience: config.auth.audience.clone(),
-        ttl: config.auth.access_ttl,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        ttl: auth.access_ttl,
     };
     let accounts = Accounts {
         pool: pool.clone(),
-        hasher: Hasher::new(config.auth.hash_concurrency),
+        hasher: Hasher::new(auth.hash_concurrency),
         tokens: token_issuer.clone(),
         guard: guard.clone(),
-        config: config.auth.clone(),
+        config: auth.clone(),
     };
     accounts.bootstrap_admin().await?;
     let auth_layer = AuthLayer::new(AuthState {
@@ -235,8 +271,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
     let search = search_service::Search {
         pool: pool.clone(),
-        embedder: folio_shared::pipeline::embed::from_config(&config.models)?,
-        reranker: folio_shared::pipeline::rerank::from_config(&config.models)?,
+        embedder: folio_models::embed::from_config(&config.models)?,
+        reranker: folio_models::rerank::from_config(&config.models)?,
         config: config.search.clone(),
         relay_wake: relay_wake.clone(),
         cache: dependencies.cache.clone(),
@@ -275,7 +311,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
             stop_accepting.clone().cancelled_owned(),
         );
     tokio::pin!(server);
-    tracing::info!(%address, version = folio_shared::VERSION, "folio-api serving");
+    tracing::info!(%address, version = folio_core::VERSION, "folio-api serving");
 
     let served = tokio::select! {
         served = &mut server => served.map_err(anyhow::Error::from),

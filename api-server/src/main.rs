@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use folio_shared::startup;
+use folio_core::startup;
 
 const USAGE: &str = "usage: folio-api [serve|migrate|health]  (settings come from the environment; see README)";
 
@@ -14,25 +14,26 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if matches!(command.as_str(), "-V" | "--version") {
-        println!("folio-api {}", folio_shared::VERSION);
+        println!("folio-api {}", folio_core::VERSION);
         return ExitCode::SUCCESS;
     }
     if !matches!(command.as_str(), "serve" | "migrate" | "health") {
         eprintln!("folio-api: unknown command {command:?}; {USAGE}");
         return ExitCode::from(2);
     }
-    startup::run_binary("folio-api", |config| async move {
+    startup::run_binary("folio-api", |config: folio_api::ApiConfig| async move {
         if command == "health" {
-            return folio_api::probe_health(config.grpc_addr).await;
+            return folio_api::probe_health(config.core.grpc_addr).await;
         }
         if command == "migrate" {
-            let applied = folio_api::migrate(&config).await?;
+            let applied = folio_api::migrate(&config.core).await?;
             println!("folio-api: {} migration(s) applied", applied.len());
             return Ok(());
         }
-        let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        let addr = config.core.grpc_addr;
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|error| anyhow::anyhow!("setting FOLIO_GRPC_ADDR: cannot listen on {}: {error}", config.grpc_addr))?;
+            .map_err(|error| anyhow::anyhow!("setting FOLIO_GRPC_ADDR: cannot listen on {addr}: {error}"))?;
         folio_api::run(config, listener, startup::shutdown_signal()).await
     })
 }

@@ -13,10 +13,8 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use diesel_async::AsyncConnection as _;
-use folio_shared::{
-    db::{self, models::outbox},
-    queue::{self, Topology},
-};
+use folio_core::queue::{self, Topology};
+use folio_db::{self as db, models::outbox};
 use futures_util::future::join_all;
 use lapin::{Channel, options::ConfirmSelectOptions};
 use tokio::{sync::Notify, time::timeout};

@@ -9,21 +9,19 @@
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use diesel_async::AsyncConnection as _;
+use folio_core::config::SearchConfig;
+use folio_db as db;
+use folio_db::{
+    documents::{self as shared_documents, lifecycle},
+    models::{
+        chunk::{self, Candidate, SearchScope},
+        document, embedding_index,
+    },
+};
+use folio_models::{embed::Embedder, rerank::Reranker};
 use folio_proto::v1::{
     self as pb, ReindexDocumentsRequest, ReindexDocumentsResponse, SearchMode, SearchRequest, SearchResponse,
     search_service_server::SearchService,
-};
-use folio_shared::{
-    config::SearchConfig,
-    db::{
-        self,
-        models::{
-            chunk::{self, Candidate, SearchScope},
-            document, embedding_index,
-        },
-    },
-    documents::{self as shared_documents, lifecycle},
-    pipeline::{embed::Embedder, rerank::Reranker},
 };
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
@@ -48,7 +46,7 @@ pub struct Search {
     pub reranker: Option<Arc<dyn Reranker>>,
     pub config: SearchConfig,
     pub relay_wake: Arc<Notify>,
-    pub cache: folio_shared::cache::Cache,
+    pub cache: folio_core::cache::Cache,
 }
 
 #[tonic::async_trait]

@@ -11,14 +11,12 @@ use std::{
 };
 
 use diesel_async::AsyncConnection as _;
-use folio_proto::v1::{self as pb, SettingSource};
-use folio_shared::{
-    config::{MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX},
-    db::{
-        self,
-        models::setting::{self, Setting},
-    },
+use folio_core::config::{MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
+use folio_db::{
+    self as db,
+    models::setting::{self, Setting},
 };
+use folio_proto::v1::{self as pb, SettingSource};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

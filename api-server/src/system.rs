@@ -5,16 +5,14 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
+use folio_core::queue::EncodedJob;
+use folio_db::{
+    self as db,
+    models::{outbox, ping, worker},
+};
 use folio_proto::v1::{
     self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
     PingWorkersResponse, UpdateSettingsRequest, system_service_server::SystemService,
-};
-use folio_shared::{
-    db::{
-        self,
-        models::{outbox, ping, worker},
-    },
-    queue::EncodedJob,
 };
 use tokio::{sync::Notify, time::Instant};
 use tonic::{Request, Response, Status};
@@ -84,7 +82,7 @@ impl System {
     async fn info(&self) -> GetInfoResponse {
         let checks = self.dependencies.check_all().await;
         GetInfoResponse {
-            version: folio_shared::VERSION.to_owned(),
+            version: folio_core::VERSION.to_owned(),
             started_at: Some(timestamp(self.started_at)),
             uptime: Some(duration(self.started.elapsed())),
             dependencies: checks

@@ -1,16 +1,14 @@
 //! `folio.v1.UserService` (admin only, by the policy table): accounts and the
 //! audit log.
 
+use folio_auth::Role;
+use folio_db::models::{
+    audit_event::{self, AuditFilter},
+    user::{self, UserChanges, UserFilter},
+};
 use folio_proto::v1::{
     self as pb, CreateUserRequest, GetUserRequest, ListAuditEventsRequest, ListAuditEventsResponse, ListUsersRequest, ListUsersResponse,
     UpdateUserRequest, user_service_server::UserService,
-};
-use folio_shared::{
-    auth::Role,
-    db::models::{
-        audit_event::{self, AuditFilter},
-        user::{self, UserChanges, UserFilter},
-    },
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;

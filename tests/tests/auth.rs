@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
+use folio_auth::{
+    Role as DomainRole,
+    tokens::{TokenIssuer, TokenKeys},
+};
+use folio_db::models::user;
 use folio_proto::v1::{
     ChangePasswordRequest, CreateUserRequest, ListAuditEventsRequest, ListPublicKeysRequest, ListUsersRequest, ListWorkersRequest,
     LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, Role, UpdateUserRequest, User, WhoAmIRequest,
-};
-use folio_shared::{
-    auth::{
-        Role as DomainRole,
-        tokens::{TokenIssuer, TokenKeys},
-    },
-    db::models::user,
 };
 use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TcpProxy, TestEnv, eventually, violated_fields};
 use tonic::Code;

@@ -6,14 +6,12 @@ use std::time::Duration;
 
 use diesel::QueryDsl as _;
 use diesel_async::RunQueryDsl as _;
-use folio_proto::v1::PingWorkersRequest;
-use folio_shared::{
-    db::{
-        models::{outbox, ping},
-        schema::processed_jobs,
-    },
-    queue::{self, EncodedJob, Topology},
+use folio_core::queue::{self, EncodedJob, Topology};
+use folio_db::{
+    models::{outbox, ping},
+    schema::processed_jobs,
 };
+use folio_proto::v1::PingWorkersRequest;
 use folio_tests::{TcpProxy, TestEnv, eventually, health_status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
@@ -121,7 +119,7 @@ async fn a_worker_reconnects_after_its_rabbitmq_connection_drops() {
     let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let mut worker_env_vars = env.vars.clone();
     worker_env_vars.insert("AMQP_URL".into(), proxy.url_through(&folio_tests::amqp_url()));
-    let worker_config = folio_shared::config::Config::from_lookup(|k| worker_env_vars.get(k).cloned()).unwrap();
+    let worker_config = folio_core::config::Config::from_lookup(|k| worker_env_vars.get(k).cloned()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(folio_worker::run(worker_config, async {
         let _ = stopped.await;

@@ -5,11 +5,11 @@ use std::{process::Stdio, time::Duration};
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
+use folio_db::schema::chunks;
 use folio_proto::v1::{
     CancelDocumentRequest, CreateDocumentRequest, DocumentMetadata, DocumentState, GetDocumentRequest,
     document_service_client::DocumentServiceClient,
 };
-use folio_shared::db::schema::chunks;
 use folio_tests::{ApiHandle, Authed, TcpProxy, TestEnv, wait_for};
 
 /// How long a document here may take to reach what a test waits for.

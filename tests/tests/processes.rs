@@ -3,8 +3,8 @@
 
 use std::{process::Stdio, time::Duration};
 
+use folio_db::models::ping;
 use folio_proto::v1::PingWorkersRequest;
-use folio_shared::db::models::ping;
 use folio_tests::{TestEnv, eventually};
 use tokio::{io::AsyncBufReadExt as _, process::Child};
 use uuid::Uuid;
@@ -199,7 +199,7 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
 
     use diesel::{ExpressionMethods as _, QueryDsl as _};
     use diesel_async::RunQueryDsl as _;
-    use folio_shared::db::schema::workers;
+    use folio_db::schema::workers;
     let running: i64 = workers::table
         .filter(workers::stopped_at.is_null())
         .count()

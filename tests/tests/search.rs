@@ -4,11 +4,11 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+use folio_db::models::chunk;
 use folio_proto::v1::{
     DocumentState, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
     search_service_client::SearchServiceClient,
 };
-use folio_shared::db::models::chunk;
 use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, create_document, eventually,
     models::minilm_dir,

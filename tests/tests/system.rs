@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
+use folio_db::{models::ping, schema::processed_jobs};
 use folio_proto::v1::{
     CreateDocumentRequest, DocumentMetadata, GetInfoRequest, GetSettingsRequest, ListAuditEventsRequest, ListDocumentsRequest,
     ListWorkersRequest, PingWorkersRequest, SettingSource, UpdateSettingsRequest, WhoAmIRequest,
     document_service_client::DocumentServiceClient, system_service_client::SystemServiceClient,
 };
-use folio_shared::db::{models::ping, schema::processed_jobs};
 use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, eventually, health_status, violated_fields};
 use futures_util::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -226,8 +226,8 @@ async fn list_workers_pages_with_tokens_and_refuses_bad_ones() {
     let details = tonic_types::StatusExt::get_error_details(&status);
     assert_eq!(details.bad_request().unwrap().field_violations[0].field, "wait");
     let mut conn = env.pool().get().await.unwrap();
-    let outbox_rows: i64 = folio_shared::db::schema::outbox::table
-        .filter(folio_shared::db::schema::outbox::kind.eq("ping"))
+    let outbox_rows: i64 = folio_db::schema::outbox::table
+        .filter(folio_db::schema::outbox::kind.eq("ping"))
         .count()
         .get_result(&mut conn)
         .await

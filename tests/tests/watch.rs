@@ -6,18 +6,18 @@
 use std::{collections::HashSet, time::Duration};
 
 use diesel_async::AsyncConnection as _;
-use folio_proto::v1::{
-    DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
-    WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
-};
-use folio_shared::{
-    cache::Cache,
-    db::models::document_event::DocumentEvent as StoredEvent,
+use folio_core::cache::Cache;
+use folio_db::{
     documents::{
         self,
         lifecycle::{self, LifecycleError, Note, Try},
         state::Stage,
     },
+    models::document_event::DocumentEvent as StoredEvent,
+};
+use folio_proto::v1::{
+    DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
+    WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
 };
 use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually, wait_for_state};
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -320,9 +320,9 @@ async fn with_redis_cut_streams_poll_postgres_and_lose_nothing_then_go_live_agai
             let pool = pool.clone();
             async move {
                 let mut conn = pool.get().await.ok()?;
-                let document = folio_shared::db::models::document::find(&mut conn, id).await.ok()??;
-                (document.state == folio_shared::documents::state::State::Ready).then_some(())?;
-                folio_shared::db::models::document_event::list(&mut conn, id, 0, 1000).await.ok()
+                let document = folio_db::models::document::find(&mut conn, id).await.ok()??;
+                (document.state == folio_db::documents::state::State::Ready).then_some(())?;
+                folio_db::models::document_event::list(&mut conn, id, 0, 1000).await.ok()
             }
         })
         .await;
@@ -605,7 +605,7 @@ async fn progress(conn: &mut diesel_async::AsyncPgConnection, id: Uuid, at: &Try
 
 /// Sessions of the test's database waiting for an advisory lock: in the watch
 /// tests that lock is only the append lock `document_event::settled` takes.
-async fn append_lock_waiters(pool: &folio_shared::db::Pool) -> i64 {
+async fn append_lock_waiters(pool: &folio_db::Pool) -> i64 {
     use diesel_async::RunQueryDsl as _;
     #[derive(diesel::QueryableByName)]
     struct Waiting {
@@ -637,7 +637,7 @@ async fn opening_heartbeat(stream: &mut Streaming<WatchResponse>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is_still_streamed_first() {
     use diesel_async::SimpleAsyncConnection as _;
-    use folio_shared::db::models::document_event;
+    use folio_db::models::document_event;
 
     let mut env = TestEnv::new().await;
     let api = env.spawn_api().await;

@@ -2,7 +2,7 @@
 
 use std::{sync::Mutex, time::Duration};
 
-use folio_shared::db::{self, models::worker};
+use folio_db::{self as db, models::worker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

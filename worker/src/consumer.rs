@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use folio_shared::queue::{self, Topology};
+use folio_core::queue::{self, Topology};
 use futures_util::StreamExt as _;
 use lapin::{
     Acker, Channel, Connection, ConnectionProperties,

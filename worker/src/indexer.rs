@@ -10,7 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use folio_shared::db::{self, models::chunk};
+use folio_db::{self as db, models::chunk};
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::Activity;

@@ -17,15 +17,9 @@ pub mod jobs;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
-use folio_shared::{
-    blobs::Blobs,
-    cache::Cache,
-    config::Config,
-    db::{self, models::worker},
-    pipeline::embed,
-    queue::Topology,
-    startup,
-};
+use folio_core::{blobs::Blobs, cache::Cache, config::Config, queue::Topology, startup};
+use folio_db::{self as db, models::worker};
+use folio_models::embed;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -45,7 +39,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         id: Uuid::new_v4(),
         host: gethostname::gethostname().to_string_lossy().into_owned(),
         pid: std::process::id() as i32,
-        version: folio_shared::VERSION.to_owned(),
+        version: folio_core::VERSION.to_owned(),
         started_at: now,
         last_seen_at: now,
         current_job: None,

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use folio_shared::startup;
+use folio_core::startup;
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("-V" | "--version") => {
-            println!("folio-worker {}", folio_shared::VERSION);
+            println!("folio-worker {}", folio_core::VERSION);
             return ExitCode::SUCCESS;
         }
         Some(_) => {

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use folio_shared::{cache::Cache, config::AuthConfig, db::models::session::LiveAccess};
+use folio_auth::config::AuthConfig;
+use folio_core::cache::Cache;
+use folio_db::models::session::LiveAccess;
 use uuid::Uuid;
 
 /// The Redis channel (after the prefix) that announces revoked sessions.

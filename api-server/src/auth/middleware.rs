@@ -8,10 +8,8 @@ use std::{
     time::Instant,
 };
 
-use folio_shared::{
-    auth::{Role, tokens::TokenIssuer},
-    db::{self, models::audit_event::NewAuditEvent},
-};
+use folio_auth::{Role, tokens::TokenIssuer};
+use folio_db::{self as db, models::audit_event::NewAuditEvent};
 use futures_util::future::BoxFuture;
 use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
 

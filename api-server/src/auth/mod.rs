@@ -13,13 +13,9 @@ pub mod middleware;
 pub mod policy;
 
 use chrono::{DateTime, Utc};
-use folio_shared::{
-    auth::Role,
-    db::{
-        self,
-        models::user::{self, User},
-    },
-};
+use folio_auth::Role;
+use folio_db as db;
+use folio_db::models::user::{self, User};
 use tonic::{Request, Status};
 use uuid::Uuid;
 

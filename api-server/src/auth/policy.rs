@@ -1,7 +1,7 @@
 //! The access each RPC requires: one table, read by the middleware. An RPC that
 //! is not listed requires the admin role (deny by default).
 
-use folio_shared::auth::Role;
+use folio_auth::Role;
 
 /// What a call needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

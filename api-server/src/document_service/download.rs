@@ -1,11 +1,9 @@
 //! DownloadDocument: the original bytes streamed from the blob store, or the
 //! parse result rendered as JSON, Markdown or plain text (`render`, pure).
 
+use folio_db::models::{chunk, document::Document};
+use folio_parse::parse::ParsedDocument;
 use folio_proto::v1::{DownloadDocumentResponse, DownloadFormat, document_service_server::DocumentService};
-use folio_shared::{
-    db::models::{chunk, document::Document},
-    pipeline::parse::ParsedDocument,
-};
 use futures_util::StreamExt as _;
 use tonic::Status;
 
@@ -44,7 +42,7 @@ impl Documents {
             });
             return Ok(Box::pin(stream));
         }
-        let parsed = match self.blobs.get(&folio_shared::documents::parsed_key(found.id, found.attempt)).await {
+        let parsed = match self.blobs.get(&folio_db::documents::parsed_key(found.id, found.attempt)).await {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(ApiError::FailedPrecondition(format!(
@@ -80,10 +78,8 @@ impl Documents {
 
 /// The parsed forms of DownloadDocument.
 mod render {
-    use folio_shared::{
-        db::models::{chunk::Chunk, document::Document},
-        pipeline::parse::ParsedDocument,
-    };
+    use folio_db::models::{chunk::Chunk, document::Document};
+    use folio_parse::parse::ParsedDocument;
 
     fn title<'a>(document: &'a Document, parsed: &'a ParsedDocument) -> &'a str {
         if !document.title.is_empty() {
@@ -163,18 +159,15 @@ mod render {
 /// vectors saved for a retry.
 pub fn blob_keys(document: &Document) -> Vec<String> {
     let mut keys = vec![document.blob_key.clone()];
-    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::parsed_key(document.id, attempt)));
-    keys.extend((1..=document.attempt).map(|attempt| folio_shared::documents::embedded_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::parsed_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::embedded_key(document.id, attempt)));
     keys
 }
 
 #[cfg(test)]
 mod tests {
-    use folio_shared::{
-        db::models::document::Document,
-        documents::state::State,
-        pipeline::parse::{Block, ParsedDocument},
-    };
+    use folio_db::{documents::state::State, models::document::Document};
+    use folio_parse::parse::{Block, ParsedDocument};
 
     use super::render;
 

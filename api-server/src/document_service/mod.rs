@@ -7,29 +7,25 @@ use std::{pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use diesel_async::AsyncConnection as _;
+use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
+use folio_db as db;
+use folio_db::{
+    documents::{
+        self,
+        lifecycle::{self, LifecycleError},
+    },
+    models::{
+        chunk,
+        document::{self, Cursor, Document, DocumentFilter, Order},
+        document_event::{self, Scope},
+    },
+};
 use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DownloadDocumentRequest,
     DownloadDocumentResponse, DownloadFormat, GetDocumentRequest, GetDocumentStatsRequest, ListChunksRequest, ListChunksResponse,
     ListDocumentEventsRequest, ListDocumentEventsResponse, ListDocumentsRequest, ListDocumentsResponse, RetryDocumentRequest,
     UploadDocumentRequest, UploadDocumentResponse, WatchDocumentRequest, WatchDocumentsRequest, document_service_server::DocumentService,
     upload_document_request::Part,
-};
-use folio_shared::{
-    blobs::Blobs,
-    cache::Cache,
-    config::DocumentsConfig,
-    db::{
-        self,
-        models::{
-            chunk,
-            document::{self, Cursor, Document, DocumentFilter, Order},
-            document_event::{self, Scope},
-        },
-    },
-    documents::{
-        self,
-        lifecycle::{self, LifecycleError},
-    },
 };
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::Notify;

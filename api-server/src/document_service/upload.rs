@@ -3,16 +3,16 @@
 
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
-use folio_proto::v1::{self as pb, DocumentMetadata};
-use folio_shared::{
-    db::models::document::{self, Document},
+use folio_db::{
     documents::{
         self,
         lifecycle::{self, Moved, Note},
         state::{Stage, State},
     },
-    pipeline::detect::{self, SNIFF_BYTES},
+    models::document::{self, Document},
 };
+use folio_parse::detect::{self, SNIFF_BYTES};
+use folio_proto::v1::{self as pb, DocumentMetadata};
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;

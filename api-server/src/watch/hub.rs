@@ -18,18 +18,16 @@ use std::{
     time::Duration,
 };
 
-use folio_proto::v1::WatchResponse;
-use folio_shared::{
-    config::WatchConfig,
-    db::{
-        self,
-        models::{
-            document::DocumentFilter,
-            document_event::{self, Scope, WatchedEvent},
-        },
-    },
+use folio_core::config::WatchConfig;
+use folio_db::{
+    self as db,
     documents::EVENTS_CHANNEL,
+    models::{
+        document::DocumentFilter,
+        document_event::{self, Scope, WatchedEvent},
+    },
 };
+use folio_proto::v1::WatchResponse;
 use futures_util::StreamExt as _;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;

@@ -5,14 +5,14 @@
 use std::{collections::VecDeque, pin::Pin, sync::Arc};
 
 use chrono::Utc;
-use folio_proto::v1 as pb;
-use folio_shared::db::{
-    self,
+use folio_db::{
+    self as db,
     models::{
         document::{self, DocumentFilter},
         document_event::{self, Scope, WatchedEvent},
     },
 };
+use folio_proto::v1 as pb;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};

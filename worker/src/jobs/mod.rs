@@ -7,10 +7,10 @@ mod reindex_document;
 
 use std::{sync::Arc, time::Duration};
 
+use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
+use folio_db::{self as db, documents::lifecycle::LifecycleError};
+use folio_models::embed::Embedder;
 use folio_proto::queue::v1::{Job, job};
-use folio_shared::{
-    blobs::Blobs, cache::Cache, config::DocumentsConfig, db, documents::lifecycle::LifecycleError, pipeline::embed::Embedder,
-};
 use uuid::Uuid;
 
 /// What a job needs from its worker.

@@ -2,8 +2,8 @@
 //! path documents take (outbox, relay, queue, worker, Postgres, ack).
 
 use diesel_async::AsyncConnection as _;
+use folio_db::models::{ping, processed_job};
 use folio_proto::queue::v1::Ping;
-use folio_shared::db::models::{ping, processed_job};
 use uuid::Uuid;
 
 use super::{JobContext, JobError, Outcome, parse_uuid};

@@ -3,19 +3,19 @@
 //! record and the document's event commit together.
 
 use diesel_async::AsyncConnection as _;
-use folio_proto::queue::v1::ReindexDocument;
-use folio_shared::{
-    db::models::{
-        chunk::{self, Embedding},
-        document, embedding_index, processed_job,
-    },
+use folio_db::{
     documents::{
         self,
         lifecycle::{self, Note},
         state::State,
     },
-    pipeline::embed::EmbedError,
+    models::{
+        chunk::{self, Embedding},
+        document, embedding_index, processed_job,
+    },
 };
+use folio_models::embed::EmbedError;
+use folio_proto::queue::v1::ReindexDocument;
 use tokio::time::Instant;
 use uuid::Uuid;
 

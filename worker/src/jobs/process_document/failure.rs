@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
-use folio_proto::queue::v1::ProcessDocument;
-use folio_shared::documents::{
+use folio_db::documents::{
     self,
     lifecycle::{self, Holding, LifecycleError, RetryScheduled, Try},
 };
+use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
 
 use super::try_of;
@@ -45,7 +45,7 @@ pub(super) async fn record_failure(context: &JobContext, document_id: Uuid, at: 
 fn retry_at(delay: Duration, error: &anyhow::Error) -> RetryScheduled {
     RetryScheduled {
         next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
-        message: folio_shared::startup::one_line(&format!("{error:#}")),
+        message: folio_core::startup::one_line(&format!("{error:#}")),
     }
 }
 
@@ -100,7 +100,7 @@ async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Hold
         .await;
     if locked && lifecycle::unlock(&mut conn, document_id).await.is_err() {
         // Never hand a connection that may still hold the lock back to the pool.
-        drop(folio_shared::db::PooledConnection::take(conn));
+        drop(folio_db::PooledConnection::take(conn));
     }
     match recorded {
         Ok(moved) => {

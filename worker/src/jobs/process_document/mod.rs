@@ -21,29 +21,27 @@
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncConnection as _;
-use folio_proto::queue::v1::ProcessDocument;
-use folio_shared::{
-    db::{
-        PooledConnection,
-        models::{
-            chunk::{self, Embedding, NewChunk},
-            document::{self, Document},
-            embedding_index::{self, IndexModel},
-            processed_job,
-        },
-    },
+use folio_db::{
+    PooledConnection,
     documents::{
         self, embedded_key,
         lifecycle::{self, Found, LifecycleError, Moved, Note, StageDone, Try},
         parsed_key,
         state::Stage,
     },
-    pipeline::{
-        chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
-        embed::{EmbedError, saved},
-        parse::{self, Format, Limits, ParsedDocument},
+    models::{
+        chunk::{self, Embedding, NewChunk},
+        document::{self, Document},
+        embedding_index::{self, IndexModel},
+        processed_job,
     },
 };
+use folio_models::embed::{EmbedError, saved};
+use folio_parse::{
+    chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
+    parse::{self, Format, Limits, ParsedDocument},
+};
+use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
 
 mod failure;

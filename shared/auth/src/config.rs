@@ -1,0 +1,153 @@
+//! Settings of accounts, tokens and limits.
+
+use std::{path::PathBuf, time::Duration};
+
+use folio_core::config::{ConfigError, Vars};
+
+use crate::{Email, password::Password, tokens::TokenKeys};
+
+/// Settings of accounts, tokens and limits.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// `FOLIO_TOKEN_KEYS`: comma-separated PASERK `k4.secret` keys; the first
+    /// signs, all verify. Empty: a development key from `key_file`.
+    pub token_keys: Vec<String>,
+    /// `FOLIO_TOKEN_KEY_FILE`: where the development key is kept.
+    pub key_file: PathBuf,
+    /// `FOLIO_TOKEN_ISSUER`: the `iss` claim.
+    pub issuer: String,
+    /// `FOLIO_TOKEN_AUDIENCE`: the `aud` claim.
+    pub audience: String,
+    /// `FOLIO_ACCESS_TOKEN_TTL_SECS`: access token lifetime.
+    pub access_ttl: Duration,
+    /// `FOLIO_REFRESH_TTL_SECS`: absolute lifetime of a session.
+    pub refresh_ttl: Duration,
+    /// `FOLIO_REFRESH_IDLE_SECS`: how long an unused refresh token lives.
+    pub refresh_idle: Duration,
+    /// `FOLIO_REFRESH_REUSE_GRACE_MS`: a rotated token presented again within
+    /// this time is a concurrent retry (refused, nothing revoked); later it is
+    /// reuse (the family is revoked).
+    pub refresh_reuse_grace: Duration,
+    /// `FOLIO_OPEN_REGISTRATION`: whether anyone may `Register`.
+    pub open_registration: bool,
+    /// `FOLIO_ADMIN_EMAIL` and `FOLIO_ADMIN_PASSWORD`: the first admin, created
+    /// at start if absent (never overwritten).
+    pub bootstrap_admin: Option<(Email, String)>,
+    /// `FOLIO_PASSWORD_HASH_CONCURRENCY`: argon2 hashes run at once.
+    pub hash_concurrency: usize,
+    /// `FOLIO_RATE_LIMIT_{ADMIN,MEMBER,VIEWER}`: calls per minute per account.
+    pub rate_per_minute_admin: u32,
+    pub rate_per_minute_member: u32,
+    pub rate_per_minute_viewer: u32,
+    /// `FOLIO_RATE_LIMIT_PEER`: calls per minute per peer address.
+    pub rate_per_minute_peer: u32,
+    /// `FOLIO_LOGIN_FAILURES_PER_ACCOUNT_PEER`: failed logins for one account from
+    /// one address in 15 minutes before that pair must wait.
+    pub login_failures_per_account_peer: u32,
+    /// `FOLIO_LOGIN_FAILURES_PER_PEER`: failed logins from one address (any
+    /// account) in 15 minutes before it must wait.
+    pub login_failures_per_peer: u32,
+}
+
+impl AuthConfig {
+    /// Reads the settings through `lookup` (see `folio_core::config::Config::from_lookup`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars(&lookup))
+    }
+
+    /// Reads the settings through `vars`.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let token_keys: Vec<String> = vars
+            .checked("FOLIO_TOKEN_KEYS", |keys| {
+                let keys: Vec<String> = keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+                if !keys.is_empty() {
+                    TokenKeys::from_paserks(&keys)?;
+                }
+                Ok::<_, String>(keys)
+            })?
+            .unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(AuthConfig {
+            token_keys,
+            key_file: PathBuf::from(vars.text("FOLIO_TOKEN_KEY_FILE", "data/token-key.paserk")),
+            issuer: vars.text("FOLIO_TOKEN_ISSUER", "folio"),
+            audience: vars.text("FOLIO_TOKEN_AUDIENCE", "folio"),
+            access_ttl: vars.secs("FOLIO_ACCESS_TOKEN_TTL_SECS", 900, 1, 86_400)?,
+            refresh_ttl: vars.secs("FOLIO_REFRESH_TTL_SECS", 30 * 86_400, 60, 365 * 86_400)?,
+            refresh_idle: vars.secs("FOLIO_REFRESH_IDLE_SECS", 7 * 86_400, 60, 365 * 86_400)?,
+            refresh_reuse_grace: vars.millis("FOLIO_REFRESH_REUSE_GRACE_MS", 2000, 0, 60_000)?,
+            open_registration: vars.boolean("FOLIO_OPEN_REGISTRATION", true)?,
+            bootstrap_admin: bootstrap_admin(vars)?,
+            hash_concurrency: vars.bounded("FOLIO_PASSWORD_HASH_CONCURRENCY", cores, 1, 256)?,
+            rate_per_minute_admin: vars.bounded("FOLIO_RATE_LIMIT_ADMIN", 1200, 1, 1_000_000)?,
+            rate_per_minute_member: vars.bounded("FOLIO_RATE_LIMIT_MEMBER", 600, 1, 1_000_000)?,
+            rate_per_minute_viewer: vars.bounded("FOLIO_RATE_LIMIT_VIEWER", 600, 1, 1_000_000)?,
+            rate_per_minute_peer: vars.bounded("FOLIO_RATE_LIMIT_PEER", 3000, 1, 1_000_000)?,
+            login_failures_per_account_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_ACCOUNT_PEER", 5, 1, 10_000)?,
+            login_failures_per_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_PEER", 50, 1, 100_000)?,
+        })
+    }
+}
+
+/// The first admin: both variables or neither, with a valid address and
+/// password. The password is taken as set, spaces included.
+fn bootstrap_admin(vars: &Vars<'_>) -> Result<Option<(Email, String)>, ConfigError> {
+    let email = vars.checked("FOLIO_ADMIN_EMAIL", Email::parse)?;
+    match (email, vars.untrimmed("FOLIO_ADMIN_PASSWORD")) {
+        (None, None) => Ok(None),
+        (Some(email), Some(password)) => {
+            Password::parse(&password).map_err(|problem| ConfigError::new("FOLIO_ADMIN_PASSWORD", problem))?;
+            Ok(Some((email, password)))
+        }
+        (Some(_), None) => Err(ConfigError::new("FOLIO_ADMIN_PASSWORD", "is not set but FOLIO_ADMIN_EMAIL is")),
+        (None, Some(_)) => Err(ConfigError::new("FOLIO_ADMIN_EMAIL", "is not set but FOLIO_ADMIN_PASSWORD is")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = AuthConfig::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(config.access_ttl, Duration::from_secs(900));
+        assert!(config.open_registration);
+        assert!(config.bootstrap_admin.is_none());
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (name, value) in [
+            ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
+            ("FOLIO_OPEN_REGISTRATION", "maybe"),
+            ("FOLIO_ADMIN_EMAIL", "not-an-email"),
+        ] {
+            let error = AuthConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
+            assert_eq!(error.variable, name, "{value}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_admin_needs_both_settings_and_a_valid_password() {
+        let mut pairs = vec![("FOLIO_ADMIN_EMAIL", "admin@example.org")];
+        assert_eq!(
+            AuthConfig::from_lookup(lookup(&pairs)).unwrap_err().variable,
+            "FOLIO_ADMIN_PASSWORD"
+        );
+        pairs.push(("FOLIO_ADMIN_PASSWORD", "password"));
+        let error = AuthConfig::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(error.variable, "FOLIO_ADMIN_PASSWORD");
+        pairs.push(("FOLIO_ADMIN_PASSWORD", "a sturdy admin passphrase"));
+        let config = AuthConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.bootstrap_admin.unwrap().0.as_str(), "admin@example.org");
+    }
+}

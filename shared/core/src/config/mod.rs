@@ -1,0 +1,168 @@
+//! Settings, read once from the environment (12-factor), with a `.env` file
+//! loaded first for development. Every setting has one variable; a missing or
+//! malformed one is a [`ConfigError`] that names it, so start-up can stop with a
+//! single useful line instead of failing later somewhere deep.
+//!
+//! Layout: the process's own settings (connections, name prefixes, timings) are
+//! fields of [`Config`] and read here; each section with a struct of its own
+//! has a file (`documents` with `blobs`, `models`, `search`, `watch`) whose
+//! `from_vars` reads it; [`Vars`] is how every one of them reads a variable,
+//! its default and its error. The settings of accounts and tokens are
+//! `folio_auth::config::AuthConfig`, read through the same [`Vars`] by the
+//! api-server only: checking them needs the rules of `folio-auth`, which the
+//! worker does not compile.
+
+mod blobs;
+mod documents;
+mod models;
+mod search;
+mod vars;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+pub use blobs::{BLOB_VARIABLES, BlobOptions};
+pub use documents::{DocumentsConfig, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
+pub use models::{ApiKey, EmbedderKind, ModelsConfig, RerankerKind};
+pub use search::SearchConfig;
+pub use watch::WatchConfig;
+
+pub use vars::Vars;
+
+/// All of folio's settings. Both binaries read the same set; each uses the part
+/// it needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`: Postgres connection URL.
+    pub database_url: String,
+    /// `AMQP_URL`: RabbitMQ connection URL.
+    pub amqp_url: String,
+    /// `REDIS_URL`: Redis connection URL.
+    pub redis_url: String,
+    /// `FOLIO_AMQP_PREFIX`: prefix of every exchange and queue name.
+    pub amqp_prefix: String,
+    /// `FOLIO_REDIS_PREFIX`: prefix of every Redis key and channel.
+    pub redis_prefix: String,
+    /// `FOLIO_GRPC_ADDR`: where the api-server listens.
+    pub grpc_addr: SocketAddr,
+    /// `FOLIO_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `FOLIO_DB_POOL_SIZE`: connections per process.
+    pub db_pool_size: usize,
+    /// `FOLIO_STARTUP_TIMEOUT_SECS`: how long start-up waits for a dependency.
+    pub startup_timeout: Duration,
+    /// `FOLIO_SHUTDOWN_GRACE_SECS`: how long in-flight work may take after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `FOLIO_WORKER_CONCURRENCY`: jobs one worker runs at once (its prefetch).
+    pub worker_concurrency: u16,
+    /// `FOLIO_MAX_ATTEMPTS`: attempts per job before it is dead-lettered.
+    pub max_attempts: u32,
+    /// `FOLIO_RETRY_BASE_MS`: delay before the first retry; each further retry
+    /// waits four times longer.
+    pub retry_base: Duration,
+    /// `FOLIO_DELIVERY_LIMIT`: RabbitMQ's `x-delivery-limit` on the job queue, the
+    /// backstop for a message that crashes workers before they can ack it.
+    pub delivery_limit: u32,
+    /// `FOLIO_HEARTBEAT_SECS`: how often a worker records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// `FOLIO_RELAY_POLL_MS`: how often the outbox relay looks for rows other
+    /// processes wrote (its own are published at once).
+    pub relay_poll: Duration,
+    /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
+    pub health_poll: Duration,
+    /// `FOLIO_SETTINGS_REFRESH_MS`: how often an api-server rereads the
+    /// settings admins change at run time (the `settings` table).
+    pub settings_refresh: Duration,
+    /// Document storage and pipeline settings.
+    pub documents: DocumentsConfig,
+    /// Live status stream settings.
+    pub watch: WatchConfig,
+    /// Embedding and reranking models.
+    pub models: ModelsConfig,
+    /// Search settings.
+    pub search: SearchConfig,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A setting that is missing or malformed. Displays as one line naming the
+/// variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// The error for `variable`, with what is wrong with it.
+    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the settings from the process environment, after loading `.env`
+    /// from the working directory if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(ConfigError::new(".env", format!("cannot be read: {error}")));
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which maps a variable name to its
+    /// value. Tests use it to build a configuration without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        Ok(Config {
+            database_url: vars.url("DATABASE_URL", &["postgres", "postgresql"])?,
+            amqp_url: vars.url("AMQP_URL", &["amqp"])?,
+            redis_url: vars.url("REDIS_URL", &["redis"])?,
+            amqp_prefix: vars.name_prefix("FOLIO_AMQP_PREFIX", "folio")?,
+            redis_prefix: vars.name_prefix("FOLIO_REDIS_PREFIX", "folio:")?,
+            grpc_addr: vars.parsed("FOLIO_GRPC_ADDR", "127.0.0.1:50051")?,
+            log_format: vars.choice("FOLIO_LOG_FORMAT", &[("text", LogFormat::Text), ("json", LogFormat::Json)])?,
+            db_pool_size: vars.bounded("FOLIO_DB_POOL_SIZE", 16, 1, 1000)?,
+            startup_timeout: vars.secs("FOLIO_STARTUP_TIMEOUT_SECS", 30, 0, 3600)?,
+            shutdown_grace: vars.secs("FOLIO_SHUTDOWN_GRACE_SECS", 20, 0, 3600)?,
+            worker_concurrency: vars.bounded("FOLIO_WORKER_CONCURRENCY", 4, 1, 1000)?,
+            max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
+            retry_base: vars.millis("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?,
+            delivery_limit: vars.bounded("FOLIO_DELIVERY_LIMIT", 10, 1, 1000)?,
+            heartbeat_interval: vars.secs("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?,
+            relay_poll: vars.millis("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?,
+            health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
+            settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,
+            documents: DocumentsConfig::from_vars(&vars)?,
+            search: SearchConfig::from_vars(&vars)?,
+            watch: WatchConfig::from_vars(&vars)?,
+            models: ModelsConfig::from_vars(&vars)?,
+        })
+    }
+}

@@ -1,0 +1,813 @@
+//! The document lifecycle: every change of a document's state, by name, as one
+//! guarded write. Nothing else in folio writes `documents.state`.
+//!
+//! # Transitions
+//!
+//! | transition         | from                                   | to            | guard beyond the state (compare-and-set)                          | event                |
+//! |--------------------|----------------------------------------|---------------|-------------------------------------------------------------------|----------------------|
+//! | `store`            | (no document)                          | QUEUED        | the owner has no document with these bytes or idempotency key      | STORE COMPLETED      |
+//! | `start_try`        | QUEUED, RETRY_WAIT, PROCESSING         | PROCESSING    | attempt a; try number ≤ n; no cancel requested                     | PARSE STARTED        |
+//! | `stage_done`       | PROCESSING                             | PROCESSING    | attempt a; held by this try                                        | stage COMPLETED      |
+//! | `progress`         | PROCESSING                             | PROCESSING    | attempt a; held by this try                                        | stage PROGRESS       |
+//! | `ready`            | PROCESSING                             | READY         | attempt a; held by this try; no cancel requested                   | INDEX COMPLETED      |
+//! | `schedule_retry`   | PROCESSING; QUEUED, RETRY_WAIT         | RETRY_WAIT    | attempt a; PROCESSING at try ≤ n holding the lock, or held by this try; else try number < n | RETRY_SCHEDULED |
+//! | `fail`             | PROCESSING; QUEUED, RETRY_WAIT         | FAILED        | as `schedule_retry`                                                | FAILED               |
+//! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
+//! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
+//! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read; it becomes attempt + 1 with a new job            | STORE PROGRESS       |
+//! | `reindex_queued`   | READY                                  | READY         | none; a reindex job is queued                                      | EMBED STARTED        |
+//! | `reindexed`        | READY                                  | READY         | none                                                               | INDEX COMPLETED      |
+//! | `delete`           | any                                    | (removed)     | none                                                               | none (events go too) |
+//!
+//! "Held by this try": `start_try` records the delivery's token (drawn per
+//! delivery) in `documents.try_token`, and the later writes of that try compare
+//! it. A duplicate or stale delivery of the same job (a relay that published
+//! twice, a redelivery after a dropped connection while the first worker goes
+//! on) therefore finds its expectation false and changes nothing: it cannot move
+//! a document backwards, fail a document another try is working on, or
+//! overwrite a newer try's result. `start_try` may take a PROCESSING document
+//! over from an earlier try only because its caller holds the document's
+//! advisory lock (see [`try_lock`]), which a live worker keeps for as long as it
+//! runs the document: so the earlier try's worker is gone.
+//!
+//! Each transition runs inside the caller's transaction (so the outbox row,
+//! the chunks or the job's dedup record commit with it), updates the row in one
+//! statement whose WHERE clause is the guard, and appends its event as the last
+//! statement (see `document_event::append`). A refused transition returns
+//! [`LifecycleError::Refused`] with what it found, or
+//! [`LifecycleError::NotFound`]; it has written nothing, and a caller that
+//! wrote before it rolls back by returning the error from its transaction.
+//! Publish a returned event with [`announce`](super::announce) after the commit.
+
+use chrono::{DateTime, Utc};
+use diesel::{QueryableByName, sql_types::BigInt};
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
+use uuid::Uuid;
+
+use folio_core::queue::EncodedJob;
+
+use super::state::{EventKind, Stage, State};
+use crate::models::{
+    document::{self, Document, Expected, StateChange},
+    document_event::{self, DocumentEvent, NewDocumentEvent},
+    outbox,
+};
+
+/// A transition, by name (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    Store,
+    StartTry,
+    StageDone,
+    Progress,
+    Ready,
+    ScheduleRetry,
+    Fail,
+    CancelRequested,
+    Cancelled,
+    RetryRequested,
+    ReindexQueued,
+    Reindexed,
+    Delete,
+}
+
+use State::{Cancelled, Failed, Processing, Queued, Ready, RetryWait};
+
+impl Transition {
+    /// Every transition, in the order of the table.
+    pub const ALL: &[Transition] = &[
+        Transition::Store,
+        Transition::StartTry,
+        Transition::StageDone,
+        Transition::Progress,
+        Transition::Ready,
+        Transition::ScheduleRetry,
+        Transition::Fail,
+        Transition::CancelRequested,
+        Transition::Cancelled,
+        Transition::RetryRequested,
+        Transition::ReindexQueued,
+        Transition::Reindexed,
+        Transition::Delete,
+    ];
+
+    /// The name in the table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Transition::Store => "store",
+            Transition::StartTry => "start_try",
+            Transition::StageDone => "stage_done",
+            Transition::Progress => "progress",
+            Transition::Ready => "ready",
+            Transition::ScheduleRetry => "schedule_retry",
+            Transition::Fail => "fail",
+            Transition::CancelRequested => "cancel_requested",
+            Transition::Cancelled => "cancelled",
+            Transition::RetryRequested => "retry_requested",
+            Transition::ReindexQueued => "reindex_queued",
+            Transition::Reindexed => "reindexed",
+            Transition::Delete => "delete",
+        }
+    }
+
+    /// The states it may leave (`store` leaves none: it creates the document).
+    pub const fn from(self) -> &'static [State] {
+        match self {
+            Transition::Store => &[],
+            Transition::StartTry => &[Queued, RetryWait, Processing],
+            Transition::StageDone | Transition::Progress | Transition::Ready | Transition::CancelRequested => &[Processing],
+            Transition::ScheduleRetry | Transition::Fail | Transition::Cancelled => &[Queued, RetryWait, Processing],
+            Transition::RetryRequested => &[Failed, Cancelled],
+            Transition::ReindexQueued | Transition::Reindexed => &[Ready],
+            Transition::Delete => State::ALL,
+        }
+    }
+
+    /// The state it leaves the document in (None: `delete` removes it).
+    pub const fn to(self) -> Option<State> {
+        match self {
+            Transition::Store | Transition::RetryRequested => Some(Queued),
+            Transition::StartTry | Transition::StageDone | Transition::Progress | Transition::CancelRequested => Some(Processing),
+            Transition::Ready | Transition::ReindexQueued | Transition::Reindexed => Some(Ready),
+            Transition::ScheduleRetry => Some(RetryWait),
+            Transition::Fail => Some(Failed),
+            Transition::Cancelled => Some(Cancelled),
+            Transition::Delete => None,
+        }
+    }
+
+    /// Whether it may leave `state`.
+    pub fn leaves(self, state: State) -> bool {
+        self.from().contains(&state)
+    }
+}
+
+impl std::fmt::Display for Transition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether the table has a transition from `from` to `to`: the check a test
+/// applies to every pair of consecutive states in an event log.
+pub fn allowed(from: State, to: State) -> bool {
+    Transition::ALL.iter().any(|t| t.leaves(from) && t.to() == Some(to))
+}
+
+/// What a refused transition found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub state: State,
+    pub attempt: i32,
+    pub try_number: i32,
+    pub cancel_requested: bool,
+}
+
+impl From<&Document> for Found {
+    fn from(d: &Document) -> Self {
+        Found {
+            state: d.state,
+            attempt: d.attempt,
+            try_number: d.try_number,
+            cancel_requested: d.cancel_requested,
+        }
+    }
+}
+
+/// Why a transition did not happen. Converts into the api-server's error and
+/// the worker's job error.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The document does not exist (or no longer does).
+    #[error("no document {0}")]
+    NotFound(Uuid),
+    /// The document is not as the transition expects.
+    #[error("{transition} refused: the document is {} on attempt {}, try {}{}", found.state, found.attempt, found.try_number, if found.cancel_requested { ", cancel requested" } else { "" })]
+    Refused { transition: Transition, found: Found },
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// A document after a transition, with the event that records it (None for
+/// the transitions that record none).
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub document: Document,
+    pub event: Option<DocumentEvent>,
+}
+
+/// A delivery's try at one attempt of a document.
+#[derive(Debug, Clone, Copy)]
+pub struct Try {
+    /// The attempt the job is for (a user's retry starts the next one).
+    pub attempt: i32,
+    /// This try's number within the attempt, 1-based.
+    pub number: i32,
+    /// How many tries the attempt gets.
+    pub max: i32,
+    /// Drawn per delivery: what "held by this try" compares.
+    pub token: Uuid,
+}
+
+/// What an event says beyond its stage and kind.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    pub percent: i32,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+/// Results a finished stage records on the document.
+#[derive(Debug, Clone)]
+pub struct StageDone {
+    pub stage: Stage,
+    pub note: Note,
+    /// Set only when the document has no title yet.
+    pub title: Option<String>,
+    pub pages: Option<Option<i32>>,
+    pub characters: Option<Option<i64>>,
+    /// Milliseconds per stage so far.
+    pub stage_ms: serde_json::Value,
+}
+
+/// A transient failure and when the next try runs.
+#[derive(Debug, Clone)]
+pub struct RetryScheduled {
+    pub next_at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// The advisory-lock key of a document (the low 64 bits of its id).
+fn lock_key(id: Uuid) -> i64 {
+    id.as_u64_pair().1 as i64
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// Takes the document's session-level advisory lock on `conn` if it is free:
+/// the right to start or take over a try. A worker holds it while it runs the
+/// document; it goes when [`unlock`] is called or the connection closes.
+pub async fn try_lock(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResult<bool> {
+    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+        .bind::<BigInt, _>(lock_key(id))
+        .get_result(conn)
+        .await?;
+    Ok(locked.locked)
+}
+
+/// Releases what [`try_lock`] took.
+pub async fn unlock(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(lock_key(id))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Creates the document QUEUED with its first job in the outbox. None when
+/// the owner already has the same bytes or idempotency key (nothing written).
+pub async fn store(conn: &mut AsyncPgConnection, row: &Document, note: Note) -> Result<Option<Moved>, LifecycleError> {
+    debug_assert_eq!(row.state, Queued);
+    if !document::insert(conn, row).await? {
+        return Ok(None);
+    }
+    outbox::enqueue(conn, &EncodedJob::process_document(row.id, row.attempt)).await?;
+    let event = append(conn, row, Stage::Store, EventKind::Completed, note).await?;
+    Ok(Some(Moved {
+        document: row.clone(),
+        event: Some(event),
+    }))
+}
+
+/// A worker starts (or, holding the document's lock, takes over) try `at`.
+pub async fn start_try(conn: &mut AsyncPgConnection, id: Uuid, at: &Try) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        states: Transition::StartTry.from().to_vec(),
+        attempt: Some(at.attempt),
+        try_at_most: Some(at.number),
+        cancel_requested: Some(false),
+        ..Default::default()
+    };
+    let change = StateChange {
+        state: Some(Processing),
+        stage: Some(Some(Stage::Parse)),
+        try_number: Some(at.number),
+        max_tries: Some(at.max),
+        next_retry_at: Some(None),
+        will_retry: Some(false),
+        error_code: Some(None),
+        error_message: Some(None),
+        try_token: Some(Some(at.token)),
+        ..Default::default()
+    };
+    let note = Note {
+        percent: 10,
+        message: format!("try {} of {}", at.number, at.max),
+        details: serde_json::json!({ "try": at.number, "max_tries": at.max }),
+    };
+    apply(
+        conn,
+        id,
+        Transition::StartTry,
+        &expected,
+        &change,
+        Some((Stage::Parse, EventKind::Started, note)),
+    )
+    .await
+}
+
+/// What the stage and progress writes of a try expect.
+fn held(at: &Try) -> Expected {
+    Expected {
+        states: vec![Processing],
+        attempt: Some(at.attempt),
+        held_by: Some(at.token),
+        ..Default::default()
+    }
+}
+
+/// A stage of try `at` finished; its results go on the document.
+pub async fn stage_done(conn: &mut AsyncPgConnection, id: Uuid, at: &Try, done: StageDone) -> Result<Moved, LifecycleError> {
+    let change = StateChange {
+        stage: Some(Some(done.stage)),
+        title: done.title,
+        pages: done.pages,
+        characters: done.characters,
+        stage_ms: Some(done.stage_ms),
+        ..Default::default()
+    };
+    let event = (done.stage, EventKind::Completed, done.note);
+    apply(conn, id, Transition::StageDone, &held(at), &change, Some(event)).await
+}
+
+/// Try `at` reports progress within `stage`.
+pub async fn progress(conn: &mut AsyncPgConnection, id: Uuid, at: &Try, stage: Stage, note: Note) -> Result<Moved, LifecycleError> {
+    let event = (stage, EventKind::Progress, note);
+    apply(conn, id, Transition::Progress, &held(at), &StateChange::default(), Some(event)).await
+}
+
+/// Try `at` indexed `chunks` chunks: the document is READY. Write the chunks
+/// in the same transaction first; a refusal rolls them back with it.
+pub async fn ready(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: &Try,
+    chunks: i32,
+    stage_ms: serde_json::Value,
+    note: Note,
+) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        cancel_requested: Some(false),
+        ..held(at)
+    };
+    let change = StateChange {
+        state: Some(Ready),
+        stage: Some(Some(Stage::Index)),
+        chunk_count: Some(Some(chunks)),
+        stage_ms: Some(stage_ms),
+        completed_at: Some(Some(Utc::now())),
+        try_token: Some(None),
+        ..Default::default()
+    };
+    apply(
+        conn,
+        id,
+        Transition::Ready,
+        &expected,
+        &change,
+        Some((Stage::Index, EventKind::Completed, note)),
+    )
+    .await
+}
+
+/// On what right a failed try is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// The delivery holds the document's advisory lock: any earlier holder is
+    /// gone, so a PROCESSING document is its to settle (even one an earlier,
+    /// crashed try started and this one failed before taking over); one no
+    /// try holds must not have reached this try's number yet (so the same
+    /// failure is never recorded twice).
+    Lock,
+    /// The delivery does not hold the lock (it failed before taking it): a
+    /// PROCESSING document must be held by this very try, and a document no
+    /// try holds must not have reached this try's number yet.
+    Token,
+}
+
+/// What a failing try's writes expect (see [`Holding`]).
+fn settling(at: &Try, holding: Holding) -> Expected {
+    match holding {
+        Holding::Lock => Expected {
+            states: vec![Queued, RetryWait, Processing],
+            attempt: Some(at.attempt),
+            try_at_most: Some(at.number),
+            unstarted_before: Some(at.number),
+            ..Default::default()
+        },
+        Holding::Token => Expected {
+            states: vec![Queued, RetryWait, Processing],
+            attempt: Some(at.attempt),
+            held_by: Some(at.token),
+            unstarted_before: Some(at.number),
+            ..Default::default()
+        },
+    }
+}
+
+/// What a failed try records, whether another follows or not: the try, the
+/// error, and that no try holds the document any more.
+fn failed_try(state: State, at: &Try, code: &str, message: &str) -> StateChange {
+    StateChange {
+        state: Some(state),
+        try_number: Some(at.number),
+        max_tries: Some(at.max),
+        error_code: Some(Some(code.into())),
+        error_message: Some(Some(message.into())),
+        try_token: Some(None),
+        ..Default::default()
+    }
+}
+
+/// Try `at` failed transiently and the next one is scheduled.
+pub async fn schedule_retry(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: &Try,
+    holding: Holding,
+    retry: RetryScheduled,
+) -> Result<Moved, LifecycleError> {
+    let next = retry.next_at.to_rfc3339();
+    let change = StateChange {
+        next_retry_at: Some(Some(retry.next_at)),
+        will_retry: Some(true),
+        ..failed_try(RetryWait, at, "UNAVAILABLE", &retry.message)
+    };
+    let note = Note {
+        percent: 10,
+        message: format!("try {} of {} failed: {}; retrying at {next}", at.number, at.max, retry.message),
+        details: serde_json::json!({ "try": at.number, "max_tries": at.max, "next_retry_at": next, "error_code": "UNAVAILABLE" }),
+    };
+    apply_at_current_stage(
+        conn,
+        id,
+        Transition::ScheduleRetry,
+        &settling(at, holding),
+        &change,
+        EventKind::RetryScheduled,
+        note,
+    )
+    .await
+}
+
+/// Try `at` failed for good (a permanent error, or its last try).
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: &Try,
+    holding: Holding,
+    code: &str,
+    message: &str,
+) -> Result<Moved, LifecycleError> {
+    let change = StateChange {
+        next_retry_at: Some(None),
+        will_retry: Some(false),
+        completed_at: Some(Some(Utc::now())),
+        ..failed_try(Failed, at, code, message)
+    };
+    let note = Note {
+        percent: 100,
+        message: format!("failed ({code}): {message}"),
+        details: serde_json::json!({ "try": at.number, "max_tries": at.max, "error_code": code }),
+    };
+    apply_at_current_stage(conn, id, Transition::Fail, &settling(at, holding), &change, EventKind::Failed, note).await
+}
+
+/// The owner cancels: a document no try is running is CANCELLED at once; a
+/// PROCESSING one gets the cancel flag and its worker stops at its next check
+/// (`cancelled`). Cancelling a CANCELLED document again returns it as it is;
+/// READY and FAILED documents are refused.
+pub async fn cancel(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
+    let now = Expected {
+        states: vec![Queued, RetryWait],
+        ..Default::default()
+    };
+    let change = StateChange {
+        state: Some(Cancelled),
+        cancel_requested: Some(true),
+        will_retry: Some(false),
+        next_retry_at: Some(None),
+        completed_at: Some(Some(Utc::now())),
+        try_token: Some(None),
+        ..Default::default()
+    };
+    let note = Note {
+        percent: 100,
+        message: "cancelled before processing started".into(),
+        details: serde_json::json!({}),
+    };
+    match apply_at_current_stage(conn, id, Transition::Cancelled, &now, &change, EventKind::Cancelled, note).await {
+        Err(LifecycleError::Refused {
+            found: Found { state: Processing, .. },
+            ..
+        }) => {}
+        Err(LifecycleError::Refused {
+            found: Found { state: Cancelled, .. },
+            ..
+        }) => {
+            let document = document::find(conn, id).await?.ok_or(LifecycleError::NotFound(id))?;
+            return Ok(Moved { document, event: None });
+        }
+        other => return other,
+    }
+    let processing = Expected {
+        states: vec![Processing],
+        ..Default::default()
+    };
+    let flag = StateChange {
+        cancel_requested: Some(true),
+        ..Default::default()
+    };
+    apply(conn, id, Transition::CancelRequested, &processing, &flag, None).await
+}
+
+/// The worker holding the document's lock stops attempt `attempt` because its
+/// owner asked: CANCELLED. Remove the partial results in the same transaction.
+pub async fn cancelled(conn: &mut AsyncPgConnection, id: Uuid, attempt: i32) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        states: vec![Queued, RetryWait, Processing],
+        attempt: Some(attempt),
+        cancel_requested: Some(true),
+        ..Default::default()
+    };
+    let change = StateChange {
+        state: Some(Cancelled),
+        will_retry: Some(false),
+        completed_at: Some(Some(Utc::now())),
+        try_token: Some(None),
+        ..Default::default()
+    };
+    let note = Note {
+        percent: 100,
+        message: "cancelled; partial results removed".into(),
+        details: serde_json::json!({}),
+    };
+    apply_at_current_stage(conn, id, Transition::Cancelled, &expected, &change, EventKind::Cancelled, note).await
+}
+
+/// The owner retries a FAILED or CANCELLED document: QUEUED as the next
+/// attempt, with its job in the outbox.
+pub async fn retry_requested(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
+    let current = document::find(conn, id).await?.ok_or(LifecycleError::NotFound(id))?;
+    let attempt = current.attempt + 1;
+    let expected = Expected {
+        states: Transition::RetryRequested.from().to_vec(),
+        attempt: Some(current.attempt),
+        ..Default::default()
+    };
+    let change = StateChange {
+        state: Some(Queued),
+        stage: Some(Some(Stage::Store)),
+        attempt: Some(attempt),
+        try_number: Some(0),
+        next_retry_at: Some(None),
+        error_code: Some(None),
+        error_message: Some(None),
+        will_retry: Some(false),
+        cancel_requested: Some(false),
+        stage_ms: Some(serde_json::json!({})),
+        completed_at: Some(None),
+        try_token: Some(None),
+        ..Default::default()
+    };
+    let moved = apply(conn, id, Transition::RetryRequested, &expected, &change, None).await?;
+    outbox::enqueue(conn, &EncodedJob::process_document(id, attempt)).await?;
+    let note = Note {
+        percent: 5,
+        message: format!("queued again as attempt {attempt}"),
+        details: serde_json::json!({ "attempt": attempt }),
+    };
+    let event = append(conn, &moved.document, Stage::Store, EventKind::Progress, note).await?;
+    Ok(Moved {
+        event: Some(event),
+        ..moved
+    })
+}
+
+/// A READY document is queued for re-embedding with `model`.
+pub async fn reindex_queued(conn: &mut AsyncPgConnection, id: Uuid, model: &str) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        states: vec![Ready],
+        ..Default::default()
+    };
+    let moved = apply(conn, id, Transition::ReindexQueued, &expected, &StateChange::default(), None).await?;
+    outbox::enqueue(conn, &EncodedJob::reindex_document(id, model)).await?;
+    let note = Note {
+        percent: 0,
+        message: format!("queued for re-embedding with {model}"),
+        details: serde_json::json!({ "model": model, "reindex": true }),
+    };
+    let event = append(conn, &moved.document, Stage::Embed, EventKind::Started, note).await?;
+    Ok(Moved {
+        event: Some(event),
+        ..moved
+    })
+}
+
+/// A READY document's chunks were re-embedded (written in the same
+/// transaction first; a refusal rolls them back).
+pub async fn reindexed(conn: &mut AsyncPgConnection, id: Uuid, note: Note) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        states: vec![Ready],
+        ..Default::default()
+    };
+    let event = (Stage::Index, EventKind::Completed, note);
+    apply(conn, id, Transition::Reindexed, &expected, &StateChange::default(), Some(event)).await
+}
+
+/// Removes the document, its chunks and its events, in any state: a worker
+/// still on it finds it gone at its next write. Returns what was removed (its
+/// blobs are the caller's to delete after the commit).
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Document, LifecycleError> {
+    document::delete(conn, id).await?.ok_or(LifecycleError::NotFound(id))
+}
+
+/// The guarded update and, when `event` is given, its event.
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    transition: Transition,
+    expected: &Expected,
+    change: &StateChange,
+    event: Option<(Stage, EventKind, Note)>,
+) -> Result<Moved, LifecycleError> {
+    debug_assert!(expected.states.iter().all(|s| transition.leaves(*s)));
+    debug_assert!(change.state.is_none() || change.state == transition.to());
+    let Some(document) = document::update_if(conn, id, expected, change).await? else {
+        return Err(refusal(conn, id, transition).await);
+    };
+    let event = match event {
+        Some((stage, kind, note)) => Some(append(conn, &document, stage, kind, note).await?),
+        None => None,
+    };
+    Ok(Moved { document, event })
+}
+
+/// [`apply`] with the event at the stage the document is at.
+async fn apply_at_current_stage(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    transition: Transition,
+    expected: &Expected,
+    change: &StateChange,
+    kind: EventKind,
+    note: Note,
+) -> Result<Moved, LifecycleError> {
+    let moved = apply(conn, id, transition, expected, change, None).await?;
+    let stage = moved.document.stage.unwrap_or(Stage::Store);
+    let event = append(conn, &moved.document, stage, kind, note).await?;
+    Ok(Moved {
+        event: Some(event),
+        ..moved
+    })
+}
+
+/// Why a guarded update matched no row.
+async fn refusal(conn: &mut AsyncPgConnection, id: Uuid, transition: Transition) -> LifecycleError {
+    match document::find(conn, id).await {
+        Ok(Some(found)) => LifecycleError::Refused {
+            transition,
+            found: Found::from(&found),
+        },
+        Ok(None) => LifecycleError::NotFound(id),
+        Err(error) => LifecycleError::Database(error),
+    }
+}
+
+async fn append(
+    conn: &mut AsyncPgConnection,
+    document: &Document,
+    stage: Stage,
+    kind: EventKind,
+    note: Note,
+) -> diesel::QueryResult<DocumentEvent> {
+    document_event::append(
+        conn,
+        &NewDocumentEvent {
+            document_id: document.id,
+            owner_id: document.owner_id,
+            attempt: document.attempt,
+            stage,
+            kind,
+            percent: note.percent.clamp(0, 100),
+            message: note.message,
+            details: note.details,
+            state: document.state,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of the module doc, as (transition, from, to) rows: a change
+    /// to either without the other fails here.
+    const TABLE: &[(Transition, &[State], Option<State>)] = &[
+        (Transition::Store, &[], Some(Queued)),
+        (Transition::StartTry, &[Queued, RetryWait, Processing], Some(Processing)),
+        (Transition::StageDone, &[Processing], Some(Processing)),
+        (Transition::Progress, &[Processing], Some(Processing)),
+        (Transition::Ready, &[Processing], Some(Ready)),
+        (Transition::ScheduleRetry, &[Queued, RetryWait, Processing], Some(RetryWait)),
+        (Transition::Fail, &[Queued, RetryWait, Processing], Some(Failed)),
+        (Transition::CancelRequested, &[Processing], Some(Processing)),
+        (Transition::Cancelled, &[Queued, RetryWait, Processing], Some(Cancelled)),
+        (Transition::RetryRequested, &[Failed, Cancelled], Some(Queued)),
+        (Transition::ReindexQueued, &[Ready], Some(Ready)),
+        (Transition::Reindexed, &[Ready], Some(Ready)),
+        (Transition::Delete, State::ALL, None),
+    ];
+
+    #[test]
+    fn every_transition_leaves_exactly_the_states_of_the_table() {
+        assert_eq!(TABLE.len(), Transition::ALL.len());
+        for (transition, from, to) in TABLE {
+            for state in State::ALL {
+                assert_eq!(transition.leaves(*state), from.contains(state), "{transition} from {state}");
+            }
+            assert_eq!(transition.to(), *to, "{transition}");
+        }
+    }
+
+    #[test]
+    fn a_terminal_state_is_left_only_by_a_users_retry_a_reindex_or_delete() {
+        for state in [Ready, Failed, Cancelled] {
+            let leaving: Vec<Transition> = Transition::ALL.iter().copied().filter(|t| t.leaves(state)).collect();
+            let expected: &[Transition] = match state {
+                Ready => &[Transition::ReindexQueued, Transition::Reindexed, Transition::Delete],
+                _ => &[Transition::RetryRequested, Transition::Delete],
+            };
+            assert_eq!(leaving, expected, "from {state}");
+        }
+    }
+
+    #[test]
+    fn allowed_pairs_follow_the_table_and_refused_ones_do_not() {
+        let refused = [
+            (Ready, Processing),
+            (Ready, Failed),
+            (Ready, RetryWait),
+            (Ready, Queued),
+            (Failed, Ready),
+            (Failed, Processing),
+            (Cancelled, Ready),
+            (Cancelled, Processing),
+            (Queued, Ready),
+            (RetryWait, Ready),
+            (Failed, Cancelled),
+            (Cancelled, Failed),
+        ];
+        for (from, to) in refused {
+            assert!(!allowed(from, to), "{from} -> {to} must be refused");
+        }
+        let permitted = [
+            (Queued, Processing),
+            (Processing, Processing),
+            (Processing, Ready),
+            (Processing, RetryWait),
+            (RetryWait, Processing),
+            (Processing, Failed),
+            (Queued, Cancelled),
+            (Processing, Cancelled),
+            (Failed, Queued),
+            (Cancelled, Queued),
+            (Ready, Ready),
+        ];
+        for (from, to) in permitted {
+            assert!(allowed(from, to), "{from} -> {to} must be allowed");
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_what_it_found() {
+        let error = LifecycleError::Refused {
+            transition: Transition::Ready,
+            found: Found {
+                state: Processing,
+                attempt: 2,
+                try_number: 3,
+                cancel_requested: true,
+            },
+        };
+        assert_eq!(
+            error.to_string(),
+            "ready refused: the document is PROCESSING on attempt 2, try 3, cancel requested"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! `chunks`: indexed pieces of documents with their embeddings. The embedding
+//! column's SQL type is the one `diesel print-schema` generated for pgvector's
+//! `vector`; [`Embedding`] maps it to `pgvector::Vector`.
+
+use diesel::{
+    deserialize::{self, FromSql},
+    pg::{Pg, PgValue},
+    prelude::*,
+    serialize::{self, Output, ToSql},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    documents::state::State,
+    schema::{chunks, documents, sql_types},
+};
+
+/// A vector in the `embedding` column.
+#[derive(Debug, Clone, PartialEq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+#[diesel(sql_type = sql_types::Vector)]
+pub struct Embedding(pub pgvector::Vector);
+
+impl Chunk {
+    /// What embedders see: all headings, then text.
+    pub fn with_headings(&self) -> String {
+        let path: Vec<&str> = self.section_path.iter().flatten().map(String::as_str).collect();
+        folio_parse::chunk::with_headings(&path, &self.text)
+    }
+
+    /// What rerankers see: the chunk's own heading, then text (the headings
+    /// above it are shared with its sibling sections and blur them).
+    pub fn with_own_heading(&self) -> String {
+        let own: Vec<&str> = self
+            .section_path
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .next_back()
+            .into_iter()
+            .collect();
+        folio_parse::chunk::with_headings(&own, &self.text)
+    }
+}
+
+impl ToSql<sql_types::Vector, Pg> for Embedding {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <pgvector::Vector as ToSql<pgvector::sql_types::Vector, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl FromSql<sql_types::Vector, Pg> for Embedding {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <pgvector::Vector as FromSql<pgvector::sql_types::Vector, Pg>>::from_sql(value).map(Embedding)
+    }
+}
+
+/// A chunk to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = chunks)]
+pub struct NewChunk {
+    pub document_id: Uuid,
+    pub ordinal: i32,
+    pub text: String,
+    pub section_path: Vec<Option<String>>,
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
+    pub token_count: i32,
+    pub embedding: Embedding,
+    /// The model that made `embedding`.
+    pub embedding_model: String,
+}
+
+/// A stored chunk, without its vector.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = chunks)]
+pub struct Chunk {
+    pub id: i64,
+    pub document_id: Uuid,
+    pub ordinal: i32,
+    pub text: String,
+    pub section_path: Vec<Option<String>>,
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
+    pub token_count: i32,
+}
+
+/// READY documents with chunks embedded by another model than `model`: what
+/// a reindex to `model` queues.
+pub async fn documents_embedded_by_other(conn: &mut AsyncPgConnection, model: &str) -> QueryResult<Vec<Uuid>> {
+    chunks::table
+        .inner_join(documents::table)
+        .filter(documents::state.eq(State::Ready))
+        .filter(chunks::embedding_model.ne(model))
+        .select(chunks::document_id)
+        .distinct()
+        .load(conn)
+        .await
+}
+
+/// Rows per INSERT statement (Postgres allows 65,535 bound parameters).
+const INSERT_BATCH: usize = 1000;
+
+/// Replaces every chunk of `document_id` with `new`. Run it in the transaction
+/// that marks the document READY, so readers see the old set or the new one.
+pub async fn replace(conn: &mut AsyncPgConnection, document_id: Uuid, new: &[NewChunk]) -> QueryResult<usize> {
+    delete_for(conn, document_id).await?;
+    let mut inserted = 0;
+    for batch in new.chunks(INSERT_BATCH) {
+        inserted += diesel::insert_into(chunks::table).values(batch).execute(conn).await?;
+    }
+    Ok(inserted)
+}
+
+/// Deletes every chunk of a document.
+pub async fn delete_for(conn: &mut AsyncPgConnection, document_id: Uuid) -> QueryResult<usize> {
+    diesel::delete(chunks::table.filter(chunks::document_id.eq(document_id)))
+        .execute(conn)
+        .await
+}
+
+/// A document's chunks in order, after `after_ordinal`.
+pub async fn list(conn: &mut AsyncPgConnection, document_id: Uuid, after_ordinal: i32, limit: i64) -> QueryResult<Vec<Chunk>> {
+    chunks::table
+        .filter(chunks::document_id.eq(document_id))
+        .filter(chunks::ordinal.gt(after_ordinal))
+        .order(chunks::ordinal.asc())
+        .limit(limit)
+        .select(Chunk::as_select())
+        .load(conn)
+        .await
+}
+
+/// How many chunks a document has.
+pub async fn count(conn: &mut AsyncPgConnection, document_id: Uuid) -> QueryResult<i64> {
+    chunks::table
+        .filter(chunks::document_id.eq(document_id))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Which chunks a search may return: those of READY documents, of one owner
+/// (None: everyone's), narrowed to some documents and labels (empty: all).
+#[derive(Debug, Clone, Default)]
+pub struct SearchScope {
+    pub owner: Option<Uuid>,
+    pub document_ids: Vec<Uuid>,
+    pub labels: Vec<String>,
+}
+
+/// A candidate: a chunk and its score in one list.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Candidate {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub score: f64,
+}
+
+/// The scope's conditions on `c` (chunks) and `d` (documents), binds $2..$4.
+/// Only READY documents are searched (the unit test below ties the word to
+/// `State::Ready`).
+const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id = $2) \
+     AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
+     AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
+
+/// `hnsw.ef_search` scaled to the corpus when none is configured: one
+/// candidate per this many chunks (Postgres's estimate of the table's rows,
+/// `pg_class.reltuples`, which autovacuum keeps), within the bounds below. A
+/// graph's recall at a given `ef_search` falls as it grows: at 10,000 `hash`
+/// chunks 100 gives recall@10 0.96 and 400 already walks most of the graph
+/// (23 ms); at 100,000, 800 gives 0.97 in 10 ms (BENCHMARKS.md, Search).
+pub const SCALED_EF_SEARCH_PER: u32 = 125;
+/// The least `hnsw.ef_search` when it is scaled to the corpus.
+pub const SCALED_EF_SEARCH_MIN: u32 = 100;
+/// The most `hnsw.ef_search` when it is scaled to the corpus.
+pub const SCALED_EF_SEARCH_MAX: u32 = 800;
+
+/// The `limit` chunks nearest to `query` (cosine similarity as the score)
+/// among those embedded by `model`: through the HNSW index for chunks in it
+/// (`ef_search` candidates per scan, or, if `None`, as many as the corpus's
+/// size calls for, see `SCALED_EF_SEARCH_PER`; and pgvector's iterative scan
+/// so a narrow scope still fills the list), and by an exact scan of the chunks
+/// the indexer has not reached yet. Run it in a transaction (the settings are
+/// local to it).
+pub async fn nearest(
+    conn: &mut AsyncPgConnection,
+    query: &pgvector::Vector,
+    model: &str,
+    scope: &SearchScope,
+    limit: i64,
+    ef_search: Option<u32>,
+) -> QueryResult<Vec<Candidate>> {
+    diesel::sql_query(format!(
+        "SELECT set_config('hnsw.ef_search', coalesce($1, ( \
+           SELECT greatest({SCALED_EF_SEARCH_MIN}, least({SCALED_EF_SEARCH_MAX}, ceil(reltuples / {SCALED_EF_SEARCH_PER})))::int \
+           FROM pg_class WHERE oid = 'chunks'::regclass))::text, true), \
+         set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+    ))
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>(ef_search.map(|ef| ef as i32))
+    .execute(conn)
+    .await?;
+    // Relaxed order may return a few out of place: the outer query sorts.
+    diesel::sql_query(format!(
+        "WITH in_graph AS MATERIALIZED ( \
+           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND c.indexed ORDER BY c.embedding <=> $1 LIMIT $6), \
+         pending AS MATERIALIZED ( \
+           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND NOT c.indexed ORDER BY distance LIMIT $6) \
+         SELECT id, 1 - distance AS score FROM (SELECT * FROM in_graph UNION ALL SELECT * FROM pending) nearest \
+         ORDER BY distance LIMIT $6"
+    ))
+    .bind::<pgvector::sql_types::Vector, _>(query)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
+    .bind::<diesel::sql_types::Text, _>(model)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Puts up to `limit` chunks that are not yet indexed into the HNSW graph and
+/// the RUM index (oldest first), returning how many. Rows another indexer
+/// holds are skipped.
+pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE chunks SET indexed = true WHERE id IN ( \
+           SELECT id FROM chunks WHERE NOT indexed ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
+
+/// Whether more than `limit` chunks wait for the indexer (reads at most
+/// `limit + 1` entries of the pending index).
+pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let counted: Waiting = diesel::sql_query("SELECT count(*) AS waiting FROM (SELECT 1 FROM chunks WHERE NOT indexed LIMIT $1) w")
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
+        .get_result(conn)
+        .await?;
+    Ok(counted.waiting > limit)
+}
+
+/// How many chunks wait for the indexer.
+pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    chunks::table.filter(chunks::indexed.eq(false)).count().get_result(conn).await
+}
+
+/// The `limit` best full-text matches of `query` (web search syntax, English
+/// configuration), scored by RUM's `rum_ts_score` (heading words weigh more
+/// than body words; the score is the reciprocal of the `<=>` distance).
+/// Indexed chunks come ranked from the RUM index, which stops after `limit`
+/// instead of ranking every match; chunks the indexer has not reached yet are
+/// found through their own GIN index and ranked by the same function.
+pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchScope, limit: i64) -> QueryResult<Vec<Candidate>> {
+    // The query is written out in each ORDER BY (not joined in from a
+    // function scan) so the planner sees a constant it can hand to the index.
+    diesel::sql_query(format!(
+        "WITH ranked AS MATERIALIZED ( \
+           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
+           FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
+           ORDER BY c.tsv <=> websearch_to_tsquery('english', $1) LIMIT $5), \
+         pending AS MATERIALIZED ( \
+           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
+           FROM chunks c JOIN documents d ON d.id = c.document_id \
+           WHERE NOT c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
+           ORDER BY distance LIMIT $5) \
+         SELECT id, (1 / distance)::float8 AS score FROM (SELECT * FROM ranked UNION ALL SELECT * FROM pending) matches \
+         ORDER BY distance, id LIMIT $5"
+    ))
+    .bind::<diesel::sql_types::Text, _>(query)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Chunks by id with their documents' titles and filenames.
+pub async fn with_documents(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<(Chunk, String, String)>> {
+    chunks::table
+        .inner_join(documents::table)
+        .filter(chunks::id.eq_any(ids))
+        .select((Chunk::as_select(), documents::title, documents::filename))
+        .load(conn)
+        .await
+}
+
+/// A document's chunks whose vectors were made by another model than
+/// `model`, in reading order.
+pub async fn stale(conn: &mut AsyncPgConnection, document_id: Uuid, model: &str) -> QueryResult<Vec<Chunk>> {
+    chunks::table
+        .filter(chunks::document_id.eq(document_id))
+        .filter(chunks::embedding_model.ne(model))
+        .order(chunks::ordinal.asc())
+        .select(Chunk::as_select())
+        .load(conn)
+        .await
+}
+
+/// Replaces one chunk's vector.
+pub async fn set_embedding(conn: &mut AsyncPgConnection, id: i64, embedding: Embedding, model: &str) -> QueryResult<usize> {
+    diesel::update(chunks::table.find(id))
+        .set((chunks::embedding.eq(embedding), chunks::embedding_model.eq(model)))
+        .execute(conn)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_scope_names_the_ready_state_as_stored() {
+        assert!(SCOPE_SQL.starts_with(&format!("d.state = '{}' ", State::Ready)), "{SCOPE_SQL}");
+    }
+}

@@ -1,0 +1,127 @@
+//! `users`: accounts.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::users;
+
+/// An account as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub active: bool,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Inserts `user`; returns false when the email is taken.
+pub async fn create(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(users::table)
+        .values(user)
+        .on_conflict(users::email)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Looks an account up by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table.find(id).select(User::as_select()).first(conn).await.optional()
+}
+
+/// Looks an account up by (normalised) email.
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Replaces the password hash.
+pub async fn set_password_hash(conn: &mut AsyncPgConnection, id: Uuid, hash: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}
+
+/// The fields an admin may change; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub role: Option<String>,
+    pub active: Option<bool>,
+    pub display_name: Option<String>,
+}
+
+/// Applies `changes` and returns the updated account (None if there is none).
+pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, changes: &UserChanges) -> QueryResult<Option<User>> {
+    diesel::update(users::table.find(id))
+        .set((changes, users::updated_at.eq(diesel::dsl::now)))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Filters of [`list`].
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub role: Option<String>,
+    pub active: Option<bool>,
+    pub email_prefix: Option<String>,
+}
+
+/// Where a page of [`list`] starts: after this (created_at, id).
+pub type Cursor = (DateTime<Utc>, Uuid);
+
+/// Lists accounts, oldest first.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &UserFilter, limit: i64, after: Option<Cursor>) -> QueryResult<Vec<User>> {
+    let mut query = users::table.select(User::as_select()).into_boxed();
+    if let Some(role) = &filter.role {
+        query = query.filter(users::role.eq(role.clone()));
+    }
+    if let Some(active) = filter.active {
+        query = query.filter(users::active.eq(active));
+    }
+    if let Some(prefix) = &filter.email_prefix {
+        let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        query = query.filter(users::email.like(format!("{escaped}%")));
+    }
+    if let Some((created, id)) = after {
+        query = query.filter(
+            users::created_at
+                .gt(created)
+                .or(users::created_at.eq(created).and(users::id.gt(id))),
+        );
+    }
+    query
+        .order((users::created_at.asc(), users::id.asc()))
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// The user of a session, if the user is active and the session not revoked.
+pub async fn live_in_session(conn: &mut AsyncPgConnection, user_id: Uuid, session_id: Uuid) -> QueryResult<Option<User>> {
+    use crate::schema::sessions;
+    let found: Option<(User, Option<DateTime<Utc>>)> = users::table
+        .inner_join(sessions::table)
+        .filter(users::id.eq(user_id))
+        .filter(sessions::id.eq(session_id))
+        .select((User::as_select(), sessions::revoked_at))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
+}

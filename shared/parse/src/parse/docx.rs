@@ -1,0 +1,721 @@
+//! DOCX (Office Open XML word-processing documents): the paragraphs of
+//! `word/document.xml` become blocks, paragraphs in a heading style build the
+//! section path (by the rules of [`BlockBuilder`]), and each row of an
+//! outermost table becomes one block of its cells. The title comes from `docProps/core.xml` (`dc:title`).
+//!
+//! Heading styles are recognised by the style's name in `word/styles.xml`
+//! ("heading 1".."heading 9", "Title"), by the outline level a style or a
+//! paragraph declares, and, when `styles.xml` says nothing, by the style id
+//! itself (`Heading1`.."Heading9", `Title`). The "Title" style ranks above
+//! "heading 1".
+//!
+//! A DOCX is a zip archive, so this parser is where zip bombs land. It refuses
+//! an archive with more than `max_zip_entries` entries, any entry whose
+//! central-directory sizes claim more than `max_compression_ratio` times its
+//! compressed size, and it reads each entry it needs through a `take()` bound
+//! (the smaller of the ratio limit and what is left of `max_inflated_bytes`), so
+//! a header that lies about the inflated size cannot get more bytes out than
+//! that. The XML is read with quick-xml, which never expands entities by
+//! itself: this parser resolves only the five predefined entities and character
+//! references, and refuses any document type declaration (OOXML has none), so
+//! entity-expansion and external-entity attacks have nothing to work with.
+//!
+//! Office saves a password-protected document as an OLE compound file holding an
+//! `EncryptedPackage` stream rather than as a zip; such a file is reported as
+//! encrypted.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::{NsReader, XmlVersion};
+use zip::ZipArchive;
+use zip::result::ZipError;
+
+use super::blocks::BlockBuilder;
+use super::{Block, Budget, ParseError, ParsedDocument, normalize_whitespace};
+
+const FORMAT: &str = "docx";
+/// The signature of an OLE compound file, the container of encrypted Office files.
+const OLE_SIGNATURE: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+/// WordprocessingML, transitional and strict.
+const W: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+const W_STRICT: &str = "http://purl.oclc.org/ooxml/wordprocessingml/main";
+/// Markup compatibility: `mc:Fallback` repeats the content of `mc:Choice`.
+const MC: &str = "http://schemas.openxmlformats.org/markup-compatibility/2006";
+/// Dublin Core, where `docProps/core.xml` keeps the title.
+const DC: &str = "http://purl.org/dc/elements/1.1/";
+/// The level given to the "Title" style, above "heading 1".
+const TITLE_LEVEL: u8 = 0;
+/// How many XML events pass between two checks of the time budget.
+const EVENTS_PER_TIME_CHECK: usize = 256;
+
+pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, ParseError> {
+    if bytes.starts_with(&OLE_SIGNATURE[..4]) {
+        return Err(ole_error(bytes));
+    }
+    let mut archive = Archive::open(bytes, budget)?;
+    let document = archive
+        .read("word/document.xml", budget)?
+        .ok_or_else(|| corrupt("the archive has no word/document.xml"))?;
+    let styles = match archive.read("word/styles.xml", budget)? {
+        Some(xml) => heading_styles(&xml, budget)?,
+        None => HashMap::new(),
+    };
+    let title = match archive.read("docProps/core.xml", budget)? {
+        Some(xml) => core_title(&xml, budget)?,
+        None => None,
+    };
+    if let Some(title) = &title {
+        budget.take_text(title)?;
+    }
+    let blocks = body(&document, &styles, budget)?;
+    Ok(ParsedDocument {
+        title,
+        pages: None,
+        blocks,
+    })
+}
+
+fn corrupt(detail: impl Into<String>) -> ParseError {
+    ParseError::Corrupt {
+        format: FORMAT,
+        detail: detail.into(),
+    }
+}
+
+/// An OLE file is what Office writes for a password-protected document (the
+/// real package sits encrypted in an `EncryptedPackage` stream, described by
+/// `EncryptionInfo`); without those streams it is a legacy binary `.doc`.
+fn ole_error(bytes: &[u8]) -> ParseError {
+    let utf16 = |name: &str| name.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
+    let encrypted = ["EncryptedPackage", "EncryptionInfo"]
+        .iter()
+        .any(|name| bytes.windows(name.len() * 2).any(|window| window == utf16(name).as_slice()));
+    if encrypted {
+        ParseError::Encrypted { format: FORMAT }
+    } else {
+        corrupt("an OLE compound file (a legacy binary Word document?), not an Office Open XML package")
+    }
+}
+
+/// The zip archive, with the bytes inflated from it so far.
+struct Archive<'a> {
+    zip: ZipArchive<Cursor<&'a [u8]>>,
+    inflated: u64,
+}
+
+impl<'a> Archive<'a> {
+    /// Opens the archive and checks the entry count and every entry's declared
+    /// compression ratio against the limits.
+    fn open(bytes: &'a [u8], budget: &Budget<'_>) -> Result<Self, ParseError> {
+        let limits = budget.limits();
+        let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
+        if zip.len() > limits.max_zip_entries {
+            return Err(ParseError::LimitExceeded(format!(
+                "the zip archive has {} entries, more than {}",
+                zip.len(),
+                limits.max_zip_entries
+            )));
+        }
+        for index in 0..zip.len() {
+            if index.is_multiple_of(EVENTS_PER_TIME_CHECK) {
+                budget.check_time()?;
+            }
+            let entry = zip.by_index_data(index).map_err(|e| corrupt(format!("zip entry {index}: {e}")))?;
+            if entry.size() > entry.compressed_size().saturating_mul(limits.max_compression_ratio) {
+                return Err(ratio_exceeded(
+                    &String::from_utf8_lossy(entry.name_raw()),
+                    limits.max_compression_ratio,
+                ));
+            }
+        }
+        Ok(Archive { zip, inflated: 0 })
+    }
+
+    /// Reads one entry, or `None` if the archive has no entry of that name. The
+    /// inflated bytes are bounded while they are read, whatever the headers say.
+    fn read(&mut self, name: &str, budget: &Budget<'_>) -> Result<Option<Vec<u8>>, ParseError> {
+        let limits = budget.limits();
+        let file = match self.zip.by_name(name) {
+            Ok(file) => file,
+            Err(ZipError::FileNotFound) => return Ok(None),
+            Err(ZipError::UnsupportedArchive(ZipError::PASSWORD_REQUIRED)) => return Err(ParseError::Encrypted { format: FORMAT }),
+            Err(e) => return Err(corrupt(format!("{name}: {e}"))),
+        };
+        let by_ratio = file.compressed_size().saturating_mul(limits.max_compression_ratio);
+        let by_total = limits.max_inflated_bytes.saturating_sub(self.inflated);
+        let cap = by_ratio.min(by_total);
+        // One byte more than the cap is read so that an entry over it is seen.
+        let mut limited = file.take(cap.saturating_add(1));
+        let mut inflated = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            budget.check_time()?;
+            let read = limited.read(&mut chunk).map_err(|e| corrupt(format!("{name}: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            inflated.extend_from_slice(&chunk[..read]);
+            if inflated.len() as u64 > cap {
+                return Err(if cap == by_ratio {
+                    ratio_exceeded(name, limits.max_compression_ratio)
+                } else {
+                    ParseError::LimitExceeded(format!(
+                        "more than {} bytes inflated from the zip archive",
+                        limits.max_inflated_bytes
+                    ))
+                });
+            }
+        }
+        self.inflated += inflated.len() as u64;
+        Ok(Some(inflated))
+    }
+}
+
+fn ratio_exceeded(name: &str, ratio: u64) -> ParseError {
+    ParseError::LimitExceeded(format!("zip entry {name} inflates to more than {ratio} times its compressed size"))
+}
+
+/// The namespaces this parser tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    W,
+    Mc,
+    Dc,
+    Other,
+}
+
+/// The value of an element's `val` attribute (`w:val`).
+fn val(element: &BytesStart<'_>) -> Option<String> {
+    element
+        .attributes()
+        .flatten()
+        .find(|attribute| attribute.key.local_name().as_ref() == "val")
+        .and_then(|attribute| {
+            attribute
+                .normalized_value(XmlVersion::Implicit1_0)
+                .ok()
+                .map(|value| value.into_owned())
+        })
+}
+
+/// Parses an outline level (`0` is the top, `9` means body text) into a heading
+/// level.
+fn outline_level(value: &str) -> Option<u8> {
+    value.trim().parse::<u8>().ok().filter(|level| *level < 9).map(|level| level + 1)
+}
+
+/// The heading level a style name stands for: "heading 1".."heading 9" (any
+/// case) or "Title".
+fn level_of_name(name: &str) -> Option<u8> {
+    let name = name.trim().to_ascii_lowercase();
+    if name == "title" {
+        return Some(TITLE_LEVEL);
+    }
+    name.strip_prefix("heading")
+        .and_then(|n| n.trim().parse::<u8>().ok())
+        .filter(|n| (1..=9).contains(n))
+}
+
+/// Reads the next XML event and the namespace of its element, refusing a
+/// document type declaration so that no DTD-declared entity can be met.
+fn next<'x>(reader: &mut NsReader<&'x [u8]>, part: &str) -> Result<(Ns, Event<'x>), ParseError> {
+    let (namespace, event) = reader.read_resolved_event().map_err(|e| corrupt(format!("{part}: {e}")))?;
+    if let Event::DocType(_) = event {
+        return Err(corrupt(format!(
+            "{part} has a document type declaration, which Office Open XML forbids"
+        )));
+    }
+    let ns = match namespace {
+        ResolveResult::Bound(Namespace(ns)) if ns == W || ns == W_STRICT => Ns::W,
+        ResolveResult::Bound(Namespace(ns)) if ns == MC => Ns::Mc,
+        ResolveResult::Bound(Namespace(ns)) if ns == DC => Ns::Dc,
+        _ => Ns::Other,
+    };
+    Ok((ns, event))
+}
+
+/// Appends the text of a text, CDATA or entity-reference event. Only the five
+/// predefined entities and character references are resolved; any other
+/// reference is dropped, never expanded.
+fn push_text(out: &mut String, event: &Event<'_>) {
+    match event {
+        Event::Text(text) => out.push_str(&text.xml10_content()),
+        Event::CData(data) => out.push_str(data),
+        Event::GeneralRef(reference) => {
+            if let Ok(Some(ch)) = reference.resolve_char_ref() {
+                out.push(ch);
+            } else if let Some(text) = resolve_predefined_entity(reference) {
+                out.push_str(text);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Maps the paragraph style ids of `styles.xml` that are headings to their
+/// levels.
+fn heading_styles(xml: &[u8], budget: &Budget<'_>) -> Result<HashMap<String, u8>, ParseError> {
+    let mut reader = NsReader::from_reader(xml);
+    let mut levels = HashMap::new();
+    // The style being read: its id, and the level its name or outline gives.
+    let mut style: Option<(String, Option<u8>)> = None;
+    for count in 0usize.. {
+        if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
+            budget.check_time()?;
+        }
+        let (namespace, event) = next(&mut reader, "word/styles.xml")?;
+        match &event {
+            Event::Start(element) | Event::Empty(element) if namespace == Ns::W => match element.local_name().as_ref() {
+                "style" => {
+                    let paragraph = element
+                        .attributes()
+                        .flatten()
+                        .any(|a| a.key.local_name().as_ref() == "type" && a.value == "paragraph");
+                    let id = element
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == "styleId")
+                        .and_then(|a| a.normalized_value(XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()));
+                    style = match (paragraph, id, matches!(event, Event::Start(_))) {
+                        (true, Some(id), true) => Some((id, None)),
+                        _ => None,
+                    };
+                }
+                "name" => {
+                    if let (Some((_, level)), Some(name)) = (style.as_mut(), val(element)) {
+                        *level = level_of_name(&name).or(*level);
+                    }
+                }
+                "outlineLvl" => {
+                    if let (Some((_, level @ None)), Some(value)) = (style.as_mut(), val(element)) {
+                        *level = outline_level(&value);
+                    }
+                }
+                _ => {}
+            },
+            Event::End(element) if namespace == Ns::W && element.local_name().as_ref() == "style" => {
+                if let Some((id, Some(level))) = style.take() {
+                    levels.insert(id, level);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(levels)
+}
+
+/// The `dc:title` of `docProps/core.xml`, if it is not blank.
+fn core_title(xml: &[u8], budget: &Budget<'_>) -> Result<Option<String>, ParseError> {
+    let mut reader = NsReader::from_reader(xml);
+    let mut title: Option<String> = None;
+    let mut in_title = false;
+    for count in 0usize.. {
+        if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
+            budget.check_time()?;
+        }
+        let (namespace, event) = next(&mut reader, "docProps/core.xml")?;
+        match &event {
+            Event::Start(element) if namespace == Ns::Dc && element.local_name().as_ref() == "title" => {
+                in_title = true;
+                title = Some(String::new());
+            }
+            Event::End(element) if namespace == Ns::Dc && element.local_name().as_ref() == "title" => in_title = false,
+            Event::Eof => break,
+            _ if in_title => {
+                if let Some(title) = title.as_mut() {
+                    push_text(title, &event);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(title.map(|t| normalize_whitespace(&t)).filter(|t| !t.is_empty()))
+}
+
+/// The state of the walk through `document.xml`.
+struct Body<'s, 'b, 'l> {
+    styles: &'s HashMap<String, u8>,
+    builder: BlockBuilder<'b, 'l>,
+    /// The paragraph being read: its text and its heading level, if any.
+    paragraph: Option<(String, Option<u8>)>,
+    /// Inside `w:t`, whose text is the document's.
+    in_text: bool,
+    /// Nesting of `w:pPrChange` (the properties before a tracked change, whose
+    /// style must not count) and of `mc:Fallback` (a copy of `mc:Choice`).
+    ignored_depth: usize,
+    /// Nesting of tables; rows and cells come from the outermost one, the text
+    /// of inner tables joins the outer cell.
+    table_depth: usize,
+    /// The text of the open cell of the outermost table, if a cell is open.
+    cell: Option<String>,
+}
+
+fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Result<Vec<Block>, ParseError> {
+    let mut reader = NsReader::from_reader(xml);
+    let mut state = Body {
+        styles,
+        builder: BlockBuilder::new(budget),
+        paragraph: None,
+        in_text: false,
+        ignored_depth: 0,
+        table_depth: 0,
+        cell: None,
+    };
+    for count in 0usize.. {
+        if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
+            state.builder.budget().check_time()?;
+        }
+        let (namespace, event) = next(&mut reader, "word/document.xml")?;
+        match &event {
+            Event::Eof => break,
+            Event::Start(element) => state.start(namespace, element, false)?,
+            Event::Empty(element) => {
+                state.start(namespace, element, true)?;
+                state.end(namespace, element.local_name().as_ref())?;
+            }
+            Event::End(element) => state.end(namespace, element.local_name().as_ref())?,
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if state.in_text && state.ignored_depth == 0 => {
+                if let Some((text, _)) = state.paragraph.as_mut() {
+                    push_text(text, &event);
+                    state.builder.budget().check_gathered(text.len())?;
+                }
+            }
+            _ => {}
+        }
+    }
+    state.end_cell();
+    state.builder.finish()
+}
+
+impl Body<'_, '_, '_> {
+    fn start(&mut self, namespace: Ns, element: &BytesStart<'_>, empty: bool) -> Result<(), ParseError> {
+        let name = element.local_name();
+        if namespace == Ns::Mc && name.as_ref() == "Fallback" && !empty {
+            self.ignored_depth += 1;
+        }
+        if namespace != Ns::W {
+            return Ok(());
+        }
+        match name.as_ref() {
+            "pPrChange" if !empty => self.ignored_depth += 1,
+            _ if self.ignored_depth > 0 => {}
+            "p" => self.paragraph = Some((String::new(), None)),
+            "pStyle" => {
+                if let (Some((_, level)), Some(id)) = (self.paragraph.as_mut(), val(element)) {
+                    *level = self.styles.get(&id).copied().or_else(|| level_of_name(&id));
+                }
+            }
+            "outlineLvl" => {
+                if let (Some((_, level)), Some(value)) = (self.paragraph.as_mut(), val(element)) {
+                    *level = outline_level(&value);
+                }
+            }
+            "t" => self.in_text = !empty,
+            "tab" | "br" | "cr" => self.push(" "),
+            "noBreakHyphen" => self.push("-"),
+            "tbl" => self.table_depth += 1,
+            "tr" if self.table_depth == 1 => {
+                self.end_cell();
+                self.builder.start_row()?;
+            }
+            "tc" if self.table_depth == 1 => {
+                self.end_cell();
+                self.cell = Some(String::new());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, namespace: Ns, name: &str) -> Result<(), ParseError> {
+        if namespace == Ns::Mc && name == "Fallback" {
+            self.ignored_depth = self.ignored_depth.saturating_sub(1);
+        }
+        if namespace != Ns::W {
+            return Ok(());
+        }
+        match name {
+            "pPrChange" => self.ignored_depth = self.ignored_depth.saturating_sub(1),
+            _ if self.ignored_depth > 0 => {}
+            "t" => self.in_text = false,
+            "p" => self.end_paragraph()?,
+            "tc" if self.table_depth == 1 => self.end_cell(),
+            "tr" if self.table_depth == 1 => self.end_row()?,
+            "tbl" => {
+                if self.table_depth == 1 {
+                    self.end_row()?;
+                }
+                self.table_depth = self.table_depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, text: &str) {
+        if let Some((paragraph, _)) = self.paragraph.as_mut() {
+            paragraph.push_str(text);
+        }
+    }
+
+    fn end_paragraph(&mut self) -> Result<(), ParseError> {
+        let Some((text, level)) = self.paragraph.take() else {
+            return Ok(());
+        };
+        let text = normalize_whitespace(&text);
+        if let Some(cell) = self.cell.as_mut() {
+            // Paragraphs within a cell, headings included, are the cell's text.
+            if !text.is_empty() {
+                if !cell.is_empty() {
+                    cell.push(' ');
+                }
+                cell.push_str(&text);
+            }
+            return Ok(());
+        }
+        match level {
+            Some(level) => self.builder.heading(level.into(), &text),
+            None => self.builder.paragraph(&text),
+        }
+    }
+
+    fn end_cell(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            self.builder.cell(&cell);
+        }
+    }
+
+    fn end_row(&mut self) -> Result<(), ParseError> {
+        self.end_cell();
+        self.builder.end_row()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use zip::write::SimpleFileOptions;
+    use zip::{CompressionMethod, ZipWriter};
+
+    use super::*;
+    use crate::parse::Limits;
+
+    const NAMESPACES: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006""#;
+
+    /// Zips `entries` (name, content) with deflate.
+    fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+        let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+        for (name, content) in entries {
+            writer.start_file(*name, options).unwrap();
+            writer.write_all(content).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    fn document(body: &str) -> String {
+        format!(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {NAMESPACES}><w:body>{body}</w:body></w:document>"#)
+    }
+
+    fn paragraph(style: Option<&str>, text: &str) -> String {
+        let properties = style
+            .map(|s| format!(r#"<w:pPr><w:pStyle w:val="{s}"/></w:pPr>"#))
+            .unwrap_or_default();
+        format!(r#"<w:p>{properties}<w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>"#)
+    }
+
+    fn docx(body: &str) -> Vec<u8> {
+        zip(&[("word/document.xml", document(body).as_bytes())])
+    }
+
+    fn run(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
+        parse(bytes, &mut Budget::new(&Limits::default()))
+    }
+
+    fn texts(document: &ParsedDocument) -> Vec<&str> {
+        document.blocks.iter().map(|b| b.text.as_str()).collect()
+    }
+
+    #[test]
+    fn headings_tables_and_the_title() {
+        let styles = format!(
+            r#"<w:styles {NAMESPACES}>
+                <w:style w:type="paragraph" w:styleId="Normal"><w:name w:val="Normal"/></w:style>
+                <w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/></w:style>
+                <w:style w:type="paragraph" w:styleId="Chapter"><w:name w:val="Chapter"/><w:pPr><w:outlineLvl w:val="1"/></w:pPr></w:style>
+                <w:style w:type="character" w:styleId="Heading3Char"><w:name w:val="heading 3"/></w:style>
+            </w:styles>"#
+        );
+        let core = r#"<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Annual  Report</dc:title></cp:coreProperties>"#;
+        let body = [
+            paragraph(Some("Title"), "Annual Report"),
+            paragraph(Some("Heading1"), "Annual Report"),
+            paragraph(None, "Preface text"),
+            paragraph(Some("berschrift1"), "Results"),
+            r#"<w:p><w:r><w:t>Split</w:t></w:r><w:r><w:tab/><w:t xml:space="preserve">across runs &amp; tabs</w:t></w:r></w:p>"#.to_owned(),
+            paragraph(Some("Chapter"), "Details"),
+            r#"<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Name</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Size</w:t></w:r></w:p></w:tc></w:tr>
+               <w:tr><w:tc><w:p><w:r><w:t>disk</w:t></w:r></w:p><w:p><w:r><w:t>one</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>2 TB</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"#
+                .to_owned(),
+            paragraph(Some("Heading2"), "Appendix"),
+            paragraph(None, "Literal id fallback"),
+            paragraph(Some("berschrift1"), "Summary"),
+            paragraph(None, "Σύνοψη και 結論"),
+        ]
+        .concat();
+        let bytes = zip(&[
+            ("word/document.xml", document(&body).as_bytes()),
+            ("word/styles.xml", styles.as_bytes()),
+            ("docProps/core.xml", core.as_bytes()),
+        ]);
+        let parsed = run(&bytes).unwrap();
+        assert_eq!(parsed.title.as_deref(), Some("Annual Report"));
+        assert_eq!(parsed.pages, None);
+        let blocks: Vec<(Vec<&str>, &str)> = parsed
+            .blocks
+            .iter()
+            .map(|b| (b.section_path.iter().map(String::as_str).collect(), b.text.as_str()))
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                (vec!["Annual Report"], "Preface text"),
+                (vec!["Annual Report", "Results"], "Split across runs & tabs"),
+                (vec!["Annual Report", "Results", "Details"], "Name | Size"),
+                (vec!["Annual Report", "Results", "Details"], "disk one | 2 TB"),
+                (vec!["Annual Report", "Results", "Appendix"], "Literal id fallback"),
+                (vec!["Annual Report", "Summary"], "Σύνοψη και 結論"),
+            ]
+        );
+    }
+
+    #[test]
+    fn copies_and_deletions_are_not_read_twice() {
+        let body = format!(
+            r#"<w:p><w:pPr><w:pStyle w:val="Normal"/><w:pPrChange><w:pPr><w:pStyle w:val="Heading1"/></w:pPr></w:pPrChange></w:pPr>
+                 <w:r><w:t>kept</w:t></w:r><w:del><w:r><w:delText>deleted</w:delText></w:r></w:del>
+                 <mc:AlternateContent><mc:Choice Requires="wps"><w:r><w:t> choice</w:t></w:r></mc:Choice><mc:Fallback><w:r><w:t> fallback</w:t></w:r></mc:Fallback></mc:AlternateContent></w:p>{}"#,
+            paragraph(None, "next")
+        );
+        let parsed = run(&docx(&body)).unwrap();
+        assert_eq!(texts(&parsed), ["kept choice", "next"]);
+        assert!(parsed.blocks.iter().all(|b| b.section_path.is_empty()));
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_quickly() {
+        // 32 MiB of one letter deflates about a thousandfold.
+        let body = paragraph(None, &"a".repeat(32 << 20));
+        let bomb = docx(&body);
+        assert!(bomb.len() < 1 << 20, "the test bomb should be small, is {}", bomb.len());
+        let started = std::time::Instant::now();
+        let error = run(&bomb).unwrap_err();
+        assert_eq!(error.code(), "LIMIT_EXCEEDED", "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_bomb_whose_headers_lie_is_stopped_while_inflating() {
+        let mut bomb = docx(&paragraph(None, &"a".repeat(8 << 20)));
+        // Rewrite the inflated size in the local and central headers to the
+        // compressed size, so the declared ratio is 1.
+        let patch = |bomb: &mut Vec<u8>, signature: &[u8; 4], compressed_at: usize, inflated_at: usize| {
+            let at = bomb.windows(4).position(|w| w == signature).unwrap();
+            let compressed: [u8; 4] = bomb[at + compressed_at..at + compressed_at + 4].try_into().unwrap();
+            bomb[at + inflated_at..at + inflated_at + 4].copy_from_slice(&compressed);
+        };
+        patch(&mut bomb, b"PK\x03\x04", 18, 22);
+        patch(&mut bomb, b"PK\x01\x02", 20, 24);
+        // zip refuses to inflate past the declared size by itself; were it not
+        // to, the `take()` bound of the ratio would stop it.
+        let error = run(&bomb).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::LimitExceeded(_) | ParseError::Corrupt { .. }) && error.to_string().contains("size"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn entry_count_and_total_inflated_size_are_bounded() {
+        let names: Vec<String> = (0..20).map(|i| format!("word/media/image{i}.bin")).collect();
+        let body = document(&paragraph(None, "x"));
+        let mut entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"data"[..])).collect();
+        entries.push(("word/document.xml", body.as_bytes()));
+        let limits = Limits {
+            max_zip_entries: 10,
+            ..Limits::default()
+        };
+        let error = parse(&zip(&entries), &mut Budget::new(&limits)).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::LimitExceeded(detail) if detail.contains("entries")),
+            "{error}"
+        );
+
+        let limits = Limits {
+            max_inflated_bytes: 1000,
+            ..Limits::default()
+        };
+        let words: String = (0..400).map(|i| format!("w{i} ")).collect();
+        let error = parse(&docx(&paragraph(None, &words)), &mut Budget::new(&limits)).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::LimitExceeded(detail) if detail.contains("inflated")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn entities_are_never_expanded() {
+        let laughs = format!(
+            r#"<?xml version="1.0"?><!DOCTYPE w:document [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;"><!ENTITY xxe SYSTEM "file:///etc/passwd">]><w:document {NAMESPACES}><w:body><w:p><w:r><w:t>&lol2;&xxe;</w:t></w:r></w:p></w:body></w:document>"#
+        );
+        let error = run(&zip(&[("word/document.xml", laughs.as_bytes())])).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::Corrupt { detail, .. } if detail.contains("document type")),
+            "{error}"
+        );
+
+        // Without a DTD an unknown reference is dropped; the predefined ones and
+        // character references are resolved.
+        let parsed = run(&docx(r#"<w:p><w:r><w:t>a &custom; b &lt;&#x3B1;&#946;&gt;</w:t></w:r></w:p>"#)).unwrap();
+        assert_eq!(texts(&parsed), ["a b <αβ>"]);
+    }
+
+    #[test]
+    fn encrypted_legacy_and_garbage_files_are_told_apart() {
+        let mut encrypted = OLE_SIGNATURE.to_vec();
+        encrypted.resize(512, 0);
+        encrypted.extend("EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes));
+        encrypted.resize(2048, 0);
+        assert_eq!(run(&encrypted).unwrap_err(), ParseError::Encrypted { format: "docx" });
+
+        let mut legacy = OLE_SIGNATURE.to_vec();
+        legacy.extend("WordDocument".encode_utf16().flat_map(u16::to_le_bytes));
+        legacy.resize(2048, 0);
+        assert_eq!(run(&legacy).unwrap_err().code(), "CORRUPT_FILE");
+
+        assert_eq!(run(b"definitely not a zip archive").unwrap_err().code(), "CORRUPT_FILE");
+        let no_document = zip(&[("word/styles.xml", b"<w:styles/>")]);
+        assert!(matches!(run(&no_document).unwrap_err(), ParseError::Corrupt { detail, .. } if detail.contains("word/document.xml")));
+        let truncated = docx(&paragraph(None, "text"));
+        assert_eq!(run(&truncated[..truncated.len() / 2]).unwrap_err().code(), "CORRUPT_FILE");
+        let unclosed = zip(&[("word/document.xml", document("<w:p><w:r><w:t>x</w:r></w:p>").as_bytes())]);
+        assert_eq!(run(&unclosed).unwrap_err().code(), "CORRUPT_FILE");
+    }
+
+    #[test]
+    fn the_text_budget_is_enforced() {
+        let limits = Limits {
+            max_text_bytes: 50,
+            ..Limits::default()
+        };
+        let body: String = (0..10).map(|i| paragraph(None, &format!("paragraph number {i}"))).collect();
+        let error = parse(&docx(&body), &mut Budget::new(&limits)).unwrap_err();
+        assert_eq!(error.code(), "LIMIT_EXCEEDED");
+    }
+}
