@@ -1,6 +1,10 @@
 //! Identity and access end to end: accounts, tokens, refresh rotation and reuse,
 //! roles, revocation, rate limits and the audit log, against real Postgres and
 //! Redis.
+//!
+//! Over 500 lines on purpose: one file for the identity surface, so each
+//! test reads beside the others that share its accounts and tokens set-up;
+//! the shared helpers are in the harness.
 
 use std::time::Duration;
 

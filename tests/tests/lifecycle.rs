@@ -3,6 +3,10 @@
 //! what they found), the guards on attempt, try and holder, and a property
 //! test that plays random interleavings of deliveries, duplicates, crashes,
 //! failures, cancels, retries and deletes.
+//!
+//! Over 500 lines on purpose: the transition table's checks, the guards'
+//! checks and the property test's model of the broker and workers belong
+//! together (the model drives the same transitions the table checks).
 
 use std::{cell::RefCell, collections::HashMap};
 

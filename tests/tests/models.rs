@@ -4,6 +4,9 @@
 //! retries against fake servers this file runs (answering 500, 429, 400, late
 //! or wrong), since TEI and hosted services cannot run here; and the worker
 //! built from these settings.
+//!
+//! Over 500 lines on purpose: the OpenAI-compatible fake and the tests of
+//! every provider that talks to it live together.
 
 use std::{
     collections::HashMap,

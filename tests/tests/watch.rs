@@ -2,6 +2,9 @@
 //! real api-server, with events committed by real workers (or, where thousands
 //! are needed fast, by the same lifecycle transitions + `announce` the worker
 //! calls), Postgres, RabbitMQ and Redis.
+//!
+//! Over 500 lines on purpose: one file for the live-status surface (the
+//! stream, the hub and the settled horizon), whose tests share their set-up.
 
 use std::{collections::HashSet, time::Duration};
 
