@@ -15,13 +15,10 @@ use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use folio_db::{
     documents::{
-        lifecycle::{self, Found, Holding, LifecycleError, Moved, Note, RetryScheduled, StageDone, Transition, Try},
+        lifecycle::{self, Found, Holding, LifecycleError, Moved, NewDocument, Note, RetryScheduled, StageDone, Transition, Try},
         state::{Stage, State},
     },
-    models::{
-        document::{self, Document},
-        document_event,
-    },
+    models::{document, document_event},
     schema::outbox,
 };
 use folio_tests::TestEnv;
@@ -40,11 +37,10 @@ async fn owner(conn: &mut AsyncPgConnection) -> Uuid {
     id
 }
 
-/// A document as `store` creates it.
-fn new_row(owner: Uuid) -> Document {
+/// A new document of `owner`, as an upload describes it.
+fn new_row(owner: Uuid) -> NewDocument {
     let id = Uuid::now_v7();
-    let now = Utc::now();
-    Document {
+    NewDocument {
         id,
         owner_id: owner,
         filename: "f.txt".into(),
@@ -56,24 +52,7 @@ fn new_row(owner: Uuid) -> Document {
         sha256: id.as_bytes().to_vec(),
         blob_key: format!("documents/{owner}/{id}"),
         idempotency_key: None,
-        state: State::Queued,
-        stage: Some(Stage::Store),
-        attempt: 1,
-        try_number: 0,
         max_tries: 3,
-        next_retry_at: None,
-        error_code: None,
-        error_message: None,
-        will_retry: false,
-        cancel_requested: false,
-        pages: None,
-        characters: None,
-        chunk_count: None,
-        stage_ms: serde_json::json!({}),
-        created_at: now,
-        updated_at: now,
-        completed_at: None,
-        try_token: None,
     }
 }
 
@@ -99,7 +78,7 @@ fn stage_done(stage: Stage) -> StageDone {
 /// A document put straight into `state` on attempt 1 at try 1, held by
 /// `holder` when PROCESSING: the fixture the table is checked from.
 async fn document_in(conn: &mut AsyncPgConnection, owner: Uuid, state: State, holder: Uuid, cancel_requested: bool) -> Uuid {
-    let mut row = new_row(owner);
+    let mut row = new_row(owner).into_row();
     row.state = state;
     row.try_number = 1;
     row.try_token = (state == State::Processing).then_some(holder);
@@ -313,14 +292,14 @@ async fn store_queues_a_job_once_and_a_users_retry_starts_the_next_attempt_with_
     let mut conn = pool.get().await.unwrap();
     let owner = owner(&mut conn).await;
     let row = new_row(owner);
-    let stored = lifecycle::store(&mut conn, &row, note("stored")).await.unwrap().unwrap();
+    let stored = lifecycle::store(&mut conn, row.clone(), note("stored")).await.unwrap().unwrap();
     assert_eq!(stored.document.state, State::Queued);
-    let same_bytes = Document {
+    let same_bytes = NewDocument {
         id: Uuid::now_v7(),
         ..row.clone()
     };
     assert!(
-        lifecycle::store(&mut conn, &same_bytes, note("stored")).await.unwrap().is_none(),
+        lifecycle::store(&mut conn, same_bytes, note("stored")).await.unwrap().is_none(),
         "the owner has these bytes"
     );
     let jobs = || outbox::table.filter(outbox::kind.eq("process_document")).count();
@@ -681,7 +660,7 @@ fn random_interleavings_never_make_a_forbidden_transition_and_always_settle_term
         let outcome = runtime.block_on(async {
             let mut conn = pool.get().await.unwrap();
             let row = new_row(owner);
-            lifecycle::store(&mut conn, &row, note("stored")).await.unwrap().unwrap();
+            lifecycle::store(&mut conn, row.clone(), note("stored")).await.unwrap().unwrap();
             let mut sim = Sim {
                 id: row.id,
                 max: 3,

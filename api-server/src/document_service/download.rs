@@ -166,14 +166,16 @@ pub fn blob_keys(document: &Document) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use folio_db::{documents::state::State, models::document::Document};
+    use folio_db::{
+        documents::{lifecycle::NewDocument, state::State},
+        models::document::Document,
+    };
     use folio_parse::parse::{Block, ParsedDocument};
 
     use super::render;
 
     fn document(title: &str) -> Document {
-        let now = chrono::Utc::now();
-        Document {
+        let new = NewDocument {
             id: uuid::Uuid::nil(),
             owner_id: uuid::Uuid::nil(),
             filename: "tides.md".into(),
@@ -185,24 +187,11 @@ mod tests {
             sha256: vec![],
             blob_key: String::new(),
             idempotency_key: None,
-            state: State::Ready,
-            stage: None,
-            attempt: 1,
-            try_number: 1,
             max_tries: 3,
-            next_retry_at: None,
-            error_code: None,
-            error_message: None,
-            will_retry: false,
-            cancel_requested: false,
-            pages: None,
-            characters: None,
-            chunk_count: None,
-            stage_ms: serde_json::json!({}),
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-            try_token: None,
+        };
+        Document {
+            state: State::Ready,
+            ..new.into_row()
         }
     }
 

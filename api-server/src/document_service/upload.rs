@@ -1,15 +1,13 @@
 //! UploadDocument and CreateDocument: the metadata's rules, then the bytes,
 //! sniffed, hashed and streamed to the blob store, then `lifecycle::store`.
 
-use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use folio_db::{
     documents::{
         self,
-        lifecycle::{self, Moved, Note},
-        state::{Stage, State},
+        lifecycle::{self, Moved, NewDocument, Note},
     },
-    models::document::{self, Document},
+    models::document::{self},
 };
 use folio_parse::detect::{self, SNIFF_BYTES};
 use folio_proto::v1::{self as pb, DocumentMetadata};
@@ -158,37 +156,19 @@ impl Documents {
         writer.finish().await.map_err(|e| ApiError::Internal(e.into()))?;
         let sha256 = hasher.finalize().to_vec();
 
-        let now = Utc::now();
-        let row = Document {
+        let new = NewDocument {
             id,
             owner_id: principal.user_id,
             filename: metadata.filename,
             title: metadata.title,
             content_type: metadata.content_type.unwrap_or_else(|| detect::content_type(format).to_owned()),
             format: format.as_str().to_owned(),
-            labels: metadata.labels.into_iter().map(Some).collect(),
+            labels: metadata.labels,
             size_bytes: size as i64,
             sha256: sha256.clone(),
             blob_key: blob_key.clone(),
             idempotency_key: metadata.idempotency_key.clone(),
-            state: State::Queued,
-            stage: Some(Stage::Store),
-            attempt: 1,
-            try_number: 0,
             max_tries: self.max_tries as i32,
-            next_retry_at: None,
-            error_code: None,
-            error_message: None,
-            will_retry: false,
-            cancel_requested: false,
-            pages: None,
-            characters: None,
-            chunk_count: None,
-            stage_ms: serde_json::json!({}),
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-            try_token: None,
         };
         let note = Note {
             percent: 5,
@@ -196,7 +176,7 @@ impl Documents {
             details: serde_json::json!({ "bytes": size, "format": format.as_str() }),
         };
         let mut conn = self.pool.get().await?;
-        let committed = conn.transaction(async |conn| lifecycle::store(conn, &row, note).await).await?;
+        let committed = conn.transaction(async |conn| lifecycle::store(conn, new, note).await).await?;
         match committed {
             Some(Moved { document: stored, event }) => {
                 self.relay_wake.notify_one();

@@ -196,6 +196,63 @@ pub struct Moved {
     pub event: Option<DocumentEvent>,
 }
 
+/// What an upload knows of a new document; `store` adds the lifecycle's
+/// starting point (QUEUED at STORE, attempt 1, no try yet).
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub filename: String,
+    pub title: String,
+    pub content_type: String,
+    pub format: String,
+    pub labels: Vec<String>,
+    pub size_bytes: i64,
+    pub sha256: Vec<u8>,
+    pub blob_key: String,
+    pub idempotency_key: Option<String>,
+    /// Tries per attempt.
+    pub max_tries: i32,
+}
+
+impl NewDocument {
+    /// The row `store` inserts.
+    pub fn into_row(self) -> Document {
+        let now = Utc::now();
+        Document {
+            id: self.id,
+            owner_id: self.owner_id,
+            filename: self.filename,
+            title: self.title,
+            content_type: self.content_type,
+            format: self.format,
+            labels: self.labels.into_iter().map(Some).collect(),
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            blob_key: self.blob_key,
+            idempotency_key: self.idempotency_key,
+            state: Queued,
+            stage: Some(Stage::Store),
+            attempt: 1,
+            try_number: 0,
+            max_tries: self.max_tries,
+            next_retry_at: None,
+            error_code: None,
+            error_message: None,
+            will_retry: false,
+            cancel_requested: false,
+            pages: None,
+            characters: None,
+            chunk_count: None,
+            stage_ms: serde_json::json!({}),
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            try_token: None,
+        }
+    }
+}
+
 /// A delivery's try at one attempt of a document.
 #[derive(Debug, Clone, Copy)]
 pub struct Try {

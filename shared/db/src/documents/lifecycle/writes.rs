@@ -36,15 +36,15 @@ pub async fn unlock(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResu
 
 /// Creates the document QUEUED with its first job in the outbox. None when
 /// the owner already has the same bytes or idempotency key (nothing written).
-pub async fn store(conn: &mut AsyncPgConnection, row: &Document, note: Note) -> Result<Option<Moved>, LifecycleError> {
-    debug_assert_eq!(row.state, Queued);
-    if !document::insert(conn, row).await? {
+pub async fn store(conn: &mut AsyncPgConnection, new: NewDocument, note: Note) -> Result<Option<Moved>, LifecycleError> {
+    let row = new.into_row();
+    if !document::insert(conn, &row).await? {
         return Ok(None);
     }
     outbox::enqueue(conn, &EncodedJob::process_document(row.id, row.attempt)).await?;
-    let event = append(conn, row, Stage::Store, EventKind::Completed, note).await?;
+    let event = append(conn, &row, Stage::Store, EventKind::Completed, note).await?;
     Ok(Some(Moved {
-        document: row.clone(),
+        document: row,
         event: Some(event),
     }))
 }
