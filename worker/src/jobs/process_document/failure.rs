@@ -15,7 +15,7 @@ use folio_db::documents::{
 use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
 
-use super::try_of;
+use super::{release, try_of};
 use crate::jobs::{Delivery, JobContext, JobError};
 
 /// How a try that failed is recorded.
@@ -98,9 +98,8 @@ async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Hold
             Failure::Fail { code, message } => lifecycle::fail(conn, document_id, at, holding, code, &message).await,
         })
         .await;
-    if locked && lifecycle::unlock(&mut conn, document_id).await.is_err() {
-        // Never hand a connection that may still hold the lock back to the pool.
-        drop(folio_db::PooledConnection::take(conn));
+    if locked {
+        release(conn, document_id).await;
     }
     match recorded {
         Ok(moved) => {

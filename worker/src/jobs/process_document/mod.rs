@@ -86,7 +86,7 @@ fn try_of(body: &ProcessDocument, delivery: Delivery) -> Try {
 pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocument, delivery: Delivery) -> Result<Outcome, JobError> {
     let document_id = parse_uuid("document_id", &body.document_id)?;
     let at = try_of(body, delivery);
-    let Some(mut lock_conn) = hold(context, document_id, at.attempt).await? else {
+    let Some(lock_conn) = hold(context, document_id, at.attempt).await? else {
         return Ok(Outcome::Duplicate);
     };
     let outcome = Pipeline {
@@ -104,14 +104,19 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocume
     if let Err(Stop::Failed(error)) = &outcome {
         record_failure(context, document_id, &at, delivery.retry_delay, error).await;
     }
-    if lifecycle::unlock(&mut lock_conn, document_id).await.is_err() {
-        // Never hand a connection that may still hold the lock back to the pool.
-        drop(PooledConnection::take(lock_conn));
-    }
+    release(lock_conn, document_id).await;
     match outcome {
         Ok(()) | Err(Stop::Cancelled) => Ok(Outcome::Applied),
         Err(Stop::Gone) => Ok(Outcome::Duplicate),
         Err(Stop::Failed(error)) => Err(error),
+    }
+}
+
+/// Lets go of the document's lock taken on `conn`; a connection that may
+/// still hold it is never handed back to the pool.
+async fn release(mut conn: PooledConnection, document_id: Uuid) {
+    if lifecycle::unlock(&mut conn, document_id).await.is_err() {
+        drop(PooledConnection::take(conn));
     }
 }
 
