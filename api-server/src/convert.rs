@@ -1,7 +1,8 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
-//! users and roles, workers. A leaf: it depends on the generated types, the
-//! domain types and the error type, and on no service module.
+//! users and roles, workers, search outcomes. A leaf: it depends on the
+//! generated types, the domain types (the model files, [`crate::search`]) and
+//! the error type, and on no service module.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -13,7 +14,10 @@ use folio_db::{
 };
 use folio_proto::v1 as pb;
 
-use crate::error::{ApiError, ApiResult};
+use crate::{
+    error::{ApiError, ApiResult},
+    search::{Outcome, Reindexed},
+};
 
 pub fn worker_to_proto(w: worker::Worker) -> pb::Worker {
     pb::Worker {
@@ -198,5 +202,56 @@ pub fn role_from_proto(value: i32) -> Option<Role> {
         pb::Role::Member => Some(Role::Member),
         pb::Role::Viewer => Some(Role::Viewer),
         pb::Role::Unspecified => None,
+    }
+}
+
+/// The protobuf form of a search's outcome.
+pub fn search_outcome_to_proto(outcome: Outcome) -> pb::SearchResponse {
+    let Outcome {
+        hits,
+        timings,
+        model,
+        reranker,
+    } = outcome;
+    pb::SearchResponse {
+        results: hits
+            .into_iter()
+            .map(|hit| pb::SearchResult {
+                chunk_id: hit.chunk.id,
+                document_id: hit.chunk.document_id.to_string(),
+                document_title: hit.document_title,
+                filename: hit.filename,
+                section_path: hit.chunk.section_path.into_iter().flatten().collect(),
+                page_start: hit.chunk.page_start.unwrap_or(0),
+                page_end: hit.chunk.page_end.unwrap_or(0),
+                text: hit.chunk.text,
+                scores: Some(pb::SearchScores {
+                    vector: hit.scores.vector,
+                    keyword: hit.scores.keyword,
+                    fused: hit.scores.fused,
+                    rerank: hit.scores.rerank,
+                    vector_rank: hit.scores.vector_rank,
+                    keyword_rank: hit.scores.keyword_rank,
+                }),
+            })
+            .collect(),
+        timings: Some(pb::SearchTimings {
+            embed: timings.embed.map(duration),
+            vector: timings.vector.map(duration),
+            keyword: timings.keyword.map(duration),
+            rerank: timings.rerank.map(duration),
+            total: Some(duration(timings.total)),
+        }),
+        model,
+        reranker: reranker.unwrap_or_default(),
+    }
+}
+
+/// The protobuf form of what ReindexDocuments did.
+pub fn reindexed_to_proto(reindexed: Reindexed) -> pb::ReindexDocumentsResponse {
+    pb::ReindexDocumentsResponse {
+        model: reindexed.model,
+        dimension: reindexed.dimension,
+        documents: reindexed.documents,
     }
 }

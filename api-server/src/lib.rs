@@ -29,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod page_token;
 pub mod relay;
+pub mod search;
 pub mod search_service;
 pub mod settings;
 pub mod system;
@@ -269,7 +270,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         settings: settings.clone(),
         max_tries: config.max_attempts,
     };
-    let search = search_service::Search {
+    let search = search::Search {
         pool: pool.clone(),
         embedder: folio_models::embed::from_config(&config.models)?,
         reranker: folio_models::rerank::from_config(&config.models)?,
