@@ -1,21 +1,30 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
-//! users and roles, workers, search outcomes. A leaf: it depends on the
-//! generated types, the domain types (the model files, [`crate::search`]) and
-//! the error type, and on no service module.
+//! users and roles, workers, search outcomes, and the pages, statistics and
+//! downloads of DocumentService. A leaf: it depends on the generated types,
+//! the domain types (the model files, [`crate::search`], [`Page`]) and the
+//! error type, and on no service module.
 
 use std::{collections::HashMap, time::Duration};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use folio_auth::Role;
 use folio_db::{
     documents::state::{EventKind, Stage, State},
-    models::{document::Document, document_event::DocumentEvent, user, worker},
+    models::{
+        chunk::Chunk,
+        document::{Document, StageTiming, StateCount},
+        document_event::DocumentEvent,
+        user, worker,
+    },
 };
 use folio_proto::v1 as pb;
+use futures_util::{Stream, StreamExt as _};
 
 use crate::{
     error::{ApiError, ApiResult},
+    page_token::Page,
     search::{Outcome, Reindexed},
 };
 
@@ -150,6 +159,94 @@ pub fn event_to_proto(e: &DocumentEvent) -> pb::DocumentEvent {
         created_at: Some(timestamp(e.created_at)),
         state: state_to_proto(e.state) as i32,
     }
+}
+
+/// A page of ListDocuments.
+pub fn documents_to_proto(page: Page<Document>) -> pb::ListDocumentsResponse {
+    pb::ListDocumentsResponse {
+        documents: page.items.iter().map(|d| document_to_proto(d, false)).collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+/// A page of ListDocumentEvents, read with page size `limit`: a full page
+/// names its last event as the next cursor, a shorter one 0 (no more).
+pub fn events_to_proto(events: &[DocumentEvent], limit: i64) -> pb::ListDocumentEventsResponse {
+    let next_after_event_id = if events.len() as i64 == limit {
+        events.last().map_or(0, |e| e.id)
+    } else {
+        0
+    };
+    pb::ListDocumentEventsResponse {
+        events: events.iter().map(event_to_proto).collect(),
+        next_after_event_id,
+    }
+}
+
+/// A page of ListChunks.
+pub fn chunks_to_proto(page: Page<Chunk>) -> pb::ListChunksResponse {
+    pb::ListChunksResponse {
+        chunks: page
+            .items
+            .into_iter()
+            .map(|c| pb::Chunk {
+                id: c.id,
+                document_id: c.document_id.to_string(),
+                ordinal: c.ordinal,
+                text: c.text,
+                section_path: c.section_path.into_iter().flatten().collect(),
+                page_start: c.page_start.unwrap_or(0),
+                page_end: c.page_end.unwrap_or(0),
+                token_count: c.token_count,
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+/// GetDocumentStats' answer: the counts by state, their totals, and the
+/// stages' durations.
+pub fn stats_to_proto(states: &[StateCount], stages: &[StageTiming]) -> pb::DocumentStats {
+    pb::DocumentStats {
+        total_documents: states.iter().map(|c| c.documents).sum(),
+        total_bytes: states.iter().map(|c| c.bytes).sum(),
+        total_chunks: states.iter().map(|c| c.chunks).sum(),
+        states: states
+            .iter()
+            .map(|c| pb::StateStats {
+                state: state_to_proto(c.state) as i32,
+                documents: c.documents,
+                bytes: c.bytes,
+                chunks: c.chunks,
+            })
+            .collect(),
+        stages: stages
+            .iter()
+            .map(|t| pb::StageStats {
+                stage: stage_to_proto(Some(t.stage)) as i32,
+                p50_ms: t.p50,
+                p95_ms: t.p95,
+                samples: t.samples,
+            })
+            .collect(),
+    }
+}
+
+/// DownloadDocument's messages: one per part, the first that carries bytes
+/// also carrying the content type; a failed part ends the call with its
+/// status.
+pub fn download_to_proto(
+    content_type: String,
+    parts: impl Stream<Item = ApiResult<Bytes>> + Send + 'static,
+) -> impl Stream<Item = Result<pb::DownloadDocumentResponse, tonic::Status>> + Send + 'static {
+    let mut content_type = Some(content_type);
+    parts.map(move |part| match part {
+        Ok(data) => Ok(pb::DownloadDocumentResponse {
+            content_type: content_type.take().unwrap_or_default(),
+            data: data.to_vec(),
+        }),
+        Err(error) => Err(error.into()),
+    })
 }
 
 fn json_to_struct(value: &serde_json::Value) -> Option<prost_types::Struct> {

@@ -7,7 +7,9 @@
 //!   until the shutdown future resolves.
 //! - [`system`], [`auth_service`], [`user_service`], [`document_service`] and
 //!   [`search_service`] hold the gRPC services;
-//!   [`accounts`] the account and session logic they share.
+//!   [`accounts`] the account and session logic they share; [`search`] the
+//!   search and reindexing that [`search_service`] serves, in domain terms.
+//! - [`convert`] holds the conversions between domain and protobuf types.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.

@@ -76,6 +76,26 @@ pub fn next_token<T>(rows: &mut Vec<T>, page_size: i64, token: impl Fn(&T) -> St
     }
 }
 
+/// One page of a list: at most the page size of rows, and the token of the
+/// next page (empty on the last).
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+impl<T> Page<T> {
+    /// The page of `rows` (fetched with one extra) that fits `page_size`,
+    /// with the next page's token made from its last row by `token`.
+    pub fn cut(mut rows: Vec<T>, page_size: i64, token: impl Fn(&T) -> String) -> Self {
+        let next_page_token = next_token(&mut rows, page_size, token);
+        Page {
+            items: rows,
+            next_page_token,
+        }
+    }
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,46 +1,48 @@
 //! DownloadDocument: the original bytes streamed from the blob store, or the
 //! parse result rendered as JSON, Markdown or plain text (`render`, pure).
 
+use bytes::Bytes;
 use folio_db::models::{chunk, document::Document};
 use folio_parse::parse::ParsedDocument;
-use folio_proto::v1::{DownloadDocumentResponse, DownloadFormat, document_service_server::DocumentService};
-use futures_util::StreamExt as _;
-use tonic::Status;
+use futures_util::{StreamExt as _, stream::BoxStream};
 
 use super::Documents;
 use crate::error::{ApiError, ApiResult};
 
-/// Bytes per DownloadDocument message.
+/// Bytes per part of a rendered download.
 const DOWNLOAD_PART: usize = 64 * 1024;
 
+/// What DownloadDocument sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The bytes as uploaded.
+    Original,
+    Json,
+    Markdown,
+    Text,
+}
+
+/// A download: its content type and its bytes, in parts as they come.
+pub struct Download {
+    pub content_type: String,
+    pub parts: BoxStream<'static, ApiResult<Bytes>>,
+}
+
 impl Documents {
-    pub(super) async fn download(
-        &self,
-        found: Document,
-        format: DownloadFormat,
-    ) -> ApiResult<<Self as DocumentService>::DownloadDocumentStream> {
-        if format == DownloadFormat::Original {
+    /// `found` (a document the caller may see) in `format`.
+    pub(super) async fn download(&self, found: Document, format: Format) -> ApiResult<Download> {
+        if format == Format::Original {
             let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
-            let content_type = found.content_type.clone();
-            let mut first = true;
-            let stream = parts.map(move |part| match part {
-                Ok(data) => {
-                    let content_type = if std::mem::take(&mut first) {
-                        content_type.clone()
-                    } else {
-                        String::new()
-                    };
-                    Ok(DownloadDocumentResponse {
-                        content_type,
-                        data: data.to_vec(),
-                    })
-                }
-                Err(error) => {
+            let parts = parts.map(|part| {
+                part.map_err(|error| {
                     tracing::error!(%error, "download interrupted");
-                    Err(ApiError::Unavailable("the blob store failed mid-download; try again".into()).into())
-                }
+                    ApiError::Unavailable("the blob store failed mid-download; try again".into())
+                })
             });
-            return Ok(Box::pin(stream));
+            return Ok(Download {
+                content_type: found.content_type,
+                parts: parts.boxed(),
+            });
         }
         let parsed = match self.blobs.get(&folio_db::documents::parsed_key(found.id, found.attempt)).await {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
@@ -53,26 +55,23 @@ impl Documents {
             Err(error) => return Err(ApiError::Internal(error.into())),
         };
         let (content_type, body) = match format {
-            DownloadFormat::Json => {
+            Format::Json => {
                 let mut conn = self.pool.get().await?;
                 let chunks = chunk::list(&mut conn, found.id, -1, i64::MAX).await?;
                 ("application/json", render::json(&found, &parsed, &chunks).to_string())
             }
-            DownloadFormat::Markdown => ("text/markdown; charset=utf-8", render::markdown(&found, &parsed)),
-            _ => ("text/plain; charset=utf-8", render::text(&parsed)),
+            Format::Markdown => ("text/markdown; charset=utf-8", render::markdown(&found, &parsed)),
+            Format::Original | Format::Text => ("text/plain; charset=utf-8", render::text(&parsed)),
         };
-        let bytes = body.into_bytes();
-        let messages: Vec<Result<DownloadDocumentResponse, Status>> = bytes
-            .chunks(DOWNLOAD_PART)
-            .enumerate()
-            .map(|(i, part)| {
-                Ok(DownloadDocumentResponse {
-                    content_type: if i == 0 { content_type.to_owned() } else { String::new() },
-                    data: part.to_vec(),
-                })
-            })
+        let body = Bytes::from(body);
+        let parts: Vec<ApiResult<Bytes>> = (0..body.len())
+            .step_by(DOWNLOAD_PART)
+            .map(|start| Ok(body.slice(start..body.len().min(start + DOWNLOAD_PART))))
             .collect();
-        Ok(Box::pin(futures_util::stream::iter(messages)))
+        Ok(Download {
+            content_type: content_type.to_owned(),
+            parts: futures_util::stream::iter(parts).boxed(),
+        })
     }
 }
 

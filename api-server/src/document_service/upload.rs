@@ -7,10 +7,9 @@ use folio_db::{
         self,
         lifecycle::{self, Moved, NewDocument, Note},
     },
-    models::document::{self},
+    models::document::{self, Document},
 };
 use folio_parse::detect::{self, SNIFF_BYTES};
-use folio_proto::v1::{self as pb, DocumentMetadata};
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -18,68 +17,26 @@ use uuid::Uuid;
 use super::{ByteStream, Documents};
 use crate::{
     auth::Principal,
-    convert::document_to_proto as to_proto,
     error::{ApiError, ApiResult},
 };
 
-/// Metadata after validation.
-struct Metadata {
-    filename: String,
-    content_type: Option<String>,
-    title: String,
-    labels: Vec<String>,
-    idempotency_key: Option<String>,
+/// An upload's metadata, valid (`request::metadata` reads it): `filename`
+/// display text, labels trimmed, sorted and unique.
+#[derive(Debug)]
+pub struct Metadata {
+    pub filename: String,
+    pub content_type: Option<String>,
+    pub title: String,
+    pub labels: Vec<String>,
+    pub idempotency_key: Option<String>,
 }
 
-impl Metadata {
-    fn parse(metadata: DocumentMetadata) -> ApiResult<Metadata> {
-        let mut violations = Vec::new();
-        let filename = display_filename(&metadata.filename);
-        if filename.is_empty() {
-            violations.push(tonic_types::FieldViolation::new(
-                "metadata.filename",
-                "is required (display text, at most 255 characters)",
-            ));
-        }
-        if metadata.labels.len() > 32 {
-            violations.push(tonic_types::FieldViolation::new("metadata.labels", "at most 32 labels"));
-        }
-        let labels: Vec<String> = metadata.labels.iter().map(|l| l.trim().to_owned()).collect();
-        if labels
-            .iter()
-            .any(|l| l.is_empty() || l.chars().count() > 64 || l.chars().any(char::is_control))
-        {
-            violations.push(tonic_types::FieldViolation::new(
-                "metadata.labels",
-                "each label is 1 to 64 characters without control characters",
-            ));
-        }
-        if metadata.title.chars().count() > 500 {
-            violations.push(tonic_types::FieldViolation::new("metadata.title", "at most 500 characters"));
-        }
-        if metadata.idempotency_key.len() > 200 {
-            violations.push(tonic_types::FieldViolation::new(
-                "metadata.idempotency_key",
-                "at most 200 characters",
-            ));
-        }
-        if metadata.content_type.len() > 200 {
-            violations.push(tonic_types::FieldViolation::new("metadata.content_type", "at most 200 characters"));
-        }
-        if !violations.is_empty() {
-            return Err(ApiError::InvalidArgument(violations));
-        }
-        let mut labels = labels;
-        labels.sort();
-        labels.dedup();
-        Ok(Metadata {
-            filename,
-            content_type: Some(metadata.content_type.trim().to_owned()).filter(|c| !c.is_empty()),
-            title: metadata.title.trim().to_owned(),
-            labels,
-            idempotency_key: Some(metadata.idempotency_key).filter(|k| !k.is_empty()),
-        })
-    }
+/// A stored upload: the new document, or the one these bytes (or this
+/// idempotency key) already made.
+pub struct Stored {
+    pub document: Document,
+    /// The same bytes were stored before (not a replay of the same key).
+    pub duplicate: bool,
 }
 
 /// A filename as display text: the last path part, without control characters
@@ -94,19 +51,16 @@ impl Documents {
     /// Stores an upload: sniffs the format, streams the bytes to the blob store
     /// while hashing them, then commits the row, its first event and the
     /// processing job together. Anything refused leaves nothing behind.
-    pub(super) async fn store(
-        &self,
-        principal: &Principal,
-        metadata: DocumentMetadata,
-        mut bytes: ByteStream<'_>,
-    ) -> ApiResult<pb::Document> {
-        let metadata = Metadata::parse(metadata)?;
+    pub(super) async fn store(&self, principal: &Principal, metadata: Metadata, mut bytes: ByteStream<'_>) -> ApiResult<Stored> {
         if let Some(key) = &metadata.idempotency_key {
             let mut conn = self.pool.get().await?;
             if let Some(existing) = document::find_existing(&mut conn, principal.user_id, &[], Some(key)).await?
                 && existing.idempotency_key.as_deref() == Some(key)
             {
-                return Ok(to_proto(&existing, false));
+                return Ok(Stored {
+                    document: existing,
+                    duplicate: false,
+                });
             }
         }
 
@@ -116,7 +70,7 @@ impl Documents {
         while head.len() < SNIFF_BYTES {
             match bytes.next().await {
                 Some(part) => {
-                    let part = part.map_err(|status| ApiError::invalid("content", format!("upload interrupted: {}", status.message())))?;
+                    let part = part.map_err(|why| ApiError::invalid("content", format!("upload interrupted: {why}")))?;
                     head.extend_from_slice(&part[..part.len().min(SNIFF_BYTES - head.len())]);
                     pending.push(part);
                 }
@@ -138,7 +92,7 @@ impl Documents {
         let written: ApiResult<()> = async {
             let mut parts = futures_util::stream::iter(pending.into_iter().map(Ok)).chain(&mut bytes);
             while let Some(part) = parts.next().await {
-                let part = part.map_err(|status| ApiError::invalid("content", format!("upload interrupted: {}", status.message())))?;
+                let part = part.map_err(|why| ApiError::invalid("content", format!("upload interrupted: {why}")))?;
                 size += part.len() as u64;
                 if size > limit {
                     return Err(ApiError::invalid("content", format!("is over the limit of {limit} bytes")));
@@ -187,7 +141,10 @@ impl Documents {
                     target: format!("document:{id}"),
                     ..Default::default()
                 });
-                Ok(to_proto(&stored, false))
+                Ok(Stored {
+                    document: stored,
+                    duplicate: false,
+                })
             }
             None => {
                 // The same bytes (or key) exist: return that document instead.
@@ -196,7 +153,10 @@ impl Documents {
                     .await?
                     .ok_or_else(|| ApiError::Unavailable("a concurrent upload is in progress; try again".into()))?;
                 let replay = metadata.idempotency_key.is_some() && existing.idempotency_key == metadata.idempotency_key;
-                Ok(to_proto(&existing, !replay))
+                Ok(Stored {
+                    document: existing,
+                    duplicate: !replay,
+                })
             }
         }
     }
@@ -204,10 +164,7 @@ impl Documents {
 
 #[cfg(test)]
 mod tests {
-    use folio_proto::v1::DocumentMetadata;
-
-    use super::{Metadata, display_filename};
-    use crate::error::ApiError;
+    use super::display_filename;
 
     #[test]
     fn a_filename_is_display_text_its_last_path_part_without_control_characters() {
@@ -215,29 +172,5 @@ mod tests {
         assert_eq!(display_filename("C:\\Users\\a\\report.pdf"), "report.pdf");
         assert_eq!(display_filename("  tab\tand\u{0}nul.txt  "), "tabandnul.txt");
         assert_eq!(display_filename(&"x".repeat(300)).chars().count(), 255);
-    }
-
-    #[test]
-    fn metadata_names_every_bad_field_and_cleans_labels() {
-        let bad = DocumentMetadata {
-            filename: "/".into(),
-            labels: vec!["".into()],
-            title: "t".repeat(501),
-            ..Default::default()
-        };
-        let Err(ApiError::InvalidArgument(violations)) = Metadata::parse(bad) else {
-            panic!("bad metadata accepted");
-        };
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.filename", "metadata.labels", "metadata.title"]);
-
-        let good = Metadata::parse(DocumentMetadata {
-            filename: "notes.md".into(),
-            labels: vec![" b ".into(), "a".into(), "b".into()],
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(good.labels, ["a", "b"], "trimmed, sorted, deduplicated");
-        assert_eq!(good.idempotency_key, None);
     }
 }

@@ -1,0 +1,93 @@
+//! Reading documents: one the caller may see, a page of the documents they
+//! reach, a document's events and chunks, and statistics.
+
+use folio_db::models::{
+    chunk::{self, Chunk},
+    document::{self, Cursor, Document, DocumentFilter, Order, StageTiming, StateCount},
+    document_event::{self, DocumentEvent},
+};
+use uuid::Uuid;
+
+use super::{CHUNKS_TAG, DOCUMENTS_BY_NAME_TAG, DOCUMENTS_TAG, Documents};
+use crate::{
+    auth::Principal,
+    error::{ApiError, ApiResult},
+    page_token::{self, Page},
+};
+
+/// Which documents a list shows: `filter` (which includes whose), in
+/// `order`, after `after`, at most `limit`.
+pub struct ListQuery {
+    pub filter: DocumentFilter,
+    pub order: Order,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// Documents by state and the stages' durations, of the documents counted.
+pub struct Stats {
+    pub states: Vec<StateCount>,
+    pub stages: Vec<StageTiming>,
+}
+
+impl Documents {
+    /// The document `id` if the caller may see it; NOT_FOUND otherwise.
+    pub(super) async fn visible(&self, principal: &Principal, id: Uuid) -> ApiResult<Document> {
+        let mut conn = self.pool.get().await?;
+        document::find(&mut conn, id)
+            .await?
+            .filter(|d| principal.reaches(d.owner_id))
+            .ok_or_else(|| ApiError::NotFound(format!("no document {id}")))
+    }
+
+    /// A page of the documents `query` asks for; its token is the order's.
+    pub(super) async fn list(&self, query: ListQuery) -> ApiResult<Page<Document>> {
+        let ListQuery {
+            filter,
+            order,
+            after,
+            limit,
+        } = query;
+        let mut conn = self.pool.get().await?;
+        let rows = document::list(&mut conn, &filter, order, after, limit + 1).await?;
+        Ok(Page::cut(rows, limit, |d| match order {
+            Order::FilenameAsc => page_token::encode_text_id(DOCUMENTS_BY_NAME_TAG, (&d.filename, d.id)),
+            _ => page_token::encode_time_id(DOCUMENTS_TAG, (d.created_at, d.id)),
+        }))
+    }
+
+    /// Up to `limit` of a document's events after `after_event_id`, oldest
+    /// first.
+    pub(super) async fn events(&self, found: &Document, after_event_id: i64, limit: i64) -> ApiResult<Vec<DocumentEvent>> {
+        let mut conn = self.pool.get().await?;
+        Ok(document_event::list(&mut conn, found.id, after_event_id, limit).await?)
+    }
+
+    /// A page of a document's chunks after ordinal `after_ordinal`, in order.
+    pub(super) async fn chunks(&self, found: &Document, after_ordinal: i32, limit: i64) -> ApiResult<Page<Chunk>> {
+        let mut conn = self.pool.get().await?;
+        let rows = chunk::list(&mut conn, found.id, after_ordinal, limit + 1).await?;
+        Ok(Page::cut(rows, limit, |c| {
+            page_token::encode_number(CHUNKS_TAG, i64::from(c.ordinal))
+        }))
+    }
+
+    /// Statistics of the documents the caller reaches, or of the documents of
+    /// `owner`, which only an admin may name: anyone else naming an owner is
+    /// refused before a malformed id would be reported.
+    pub(super) async fn stats(&self, principal: &Principal, owner: Option<ApiResult<Uuid>>) -> ApiResult<Stats> {
+        let owner = match (owner, principal.owner_scope()) {
+            (None, scope) => scope,
+            (Some(id), None) => Some(id?),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::PermissionDenied(
+                    "only an admin may ask for another owner's statistics".into(),
+                ));
+            }
+        };
+        let mut conn = self.pool.get().await?;
+        let states = document::counts_by_state(&mut conn, owner).await?;
+        let stages = document::stage_timings(&mut conn, owner).await?;
+        Ok(Stats { states, stages })
+    }
+}

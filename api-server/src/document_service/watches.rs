@@ -1,0 +1,76 @@
+//! WatchDocument and WatchDocuments: the streams start here and run in
+//! `crate::watch`, which yields pre-encoded `WatchResponse`s.
+
+use std::sync::Arc;
+
+use folio_db::models::{
+    document::DocumentFilter,
+    document_event::{self, Scope},
+};
+use uuid::Uuid;
+
+use super::Documents;
+use crate::{
+    auth::Principal,
+    error::ApiResult,
+    watch::stream::{Target, Watch, WatchStream},
+};
+
+impl Documents {
+    /// A stream of one document's events: replay after the cursor, then live.
+    pub(super) async fn watch_one(&self, principal: Principal, id: Uuid, after_event_id: i64, follow: bool) -> ApiResult<WatchStream> {
+        let permit = self.hub.admit(principal.user_id)?;
+        // Subscribed before the document is read: nothing falls in between.
+        let subscription = self.hub.subscribe(Scope::Document(id), None, principal.session_id);
+        let found = self.visible(&principal, id).await?;
+        let watch = Watch::new(
+            self.hub.clone(),
+            self.pool.clone(),
+            principal,
+            Target::Document { id, follow },
+            after_event_id,
+            permit,
+            subscription,
+            self.shutdown.clone(),
+            found.state.is_terminal(),
+            false,
+        );
+        Ok(watch.into_stream())
+    }
+
+    /// A stream of the events of every document that passes `filter` (which
+    /// holds whose documents), after `after_event_id` or from now on.
+    pub(super) async fn watch_all(
+        &self,
+        principal: Principal,
+        filter: DocumentFilter,
+        after_event_id: Option<i64>,
+    ) -> ApiResult<WatchStream> {
+        let filter = Arc::new(filter);
+        let scope = filter.owner.map_or(Scope::Everyone, Scope::Owner);
+        let permit = self.hub.admit(principal.user_id)?;
+        let subscription = self.hub.subscribe(scope, Some(filter.clone()), principal.session_id);
+        // From now on: everything up to the settled horizon is skipped; the
+        // hub hands every later event to the subscription.
+        let cursor = match after_event_id {
+            Some(after) => after,
+            None => {
+                let mut conn = self.pool.get().await?;
+                document_event::settled(&mut conn).await?
+            }
+        };
+        let watch = Watch::new(
+            self.hub.clone(),
+            self.pool.clone(),
+            principal,
+            Target::Documents { scope, filter },
+            cursor,
+            permit,
+            subscription,
+            self.shutdown.clone(),
+            false,
+            after_event_id.is_none(),
+        );
+        Ok(watch.into_stream())
+    }
+}
