@@ -1,5 +1,8 @@
 //! Accounts and sessions: the logic behind AuthService and UserService, shared
-//! by both (creating users, starting and revoking sessions).
+//! by both (creating users, starting and revoking sessions), in domain terms:
+//! a new account's details are checked into a [`NewUser`] (or [`Refused`],
+//! which the services turn into their requests' field violations) and a
+//! session's tokens come out as a [`Session`], which `convert.rs` writes.
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
@@ -8,13 +11,10 @@ use folio_db::{
     self as db,
     models::{refresh_token, session, user},
 };
-use folio_proto::v1 as pb;
-use tonic_types::FieldViolation;
 use uuid::Uuid;
 
 use crate::{
     auth::guard::Guard,
-    convert::{timestamp, user_to_proto},
     error::{ApiError, ApiResult},
 };
 
@@ -28,7 +28,7 @@ pub struct Accounts {
     pub config: AuthConfig,
 }
 
-/// A validated request to create a user.
+/// A new account's details, checked.
 pub struct NewUser {
     pub email: Email,
     pub password: Password,
@@ -36,33 +36,55 @@ pub struct NewUser {
     pub role: Role,
 }
 
+/// Why a new account's details were refused: the reason for each one that
+/// is wrong.
+#[derive(Debug, Default)]
+pub struct Refused {
+    pub email: Option<&'static str>,
+    pub password: Option<&'static str>,
+    pub display_name: Option<&'static str>,
+}
+
 impl NewUser {
-    /// Validates the fields, collecting every violation.
-    pub fn parse(email: &str, password: &str, display_name: &str, role: Role) -> ApiResult<NewUser> {
-        let mut violations = Vec::new();
-        let email = Email::parse(email)
-            .map_err(|e| violations.push(FieldViolation::new("email", e)))
-            .ok();
-        let password = Password::parse(password)
-            .map_err(|e| violations.push(FieldViolation::new("password", e)))
-            .ok();
-        let display_name = display_name.trim().to_owned();
-        if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
-            violations.push(FieldViolation::new(
-                "display_name",
-                "must be at most 200 characters, without control characters",
-            ));
-        }
-        match (email, password) {
-            (Some(email), Some(password)) if violations.is_empty() => Ok(NewUser {
+    /// Checks the details, collecting every reason to refuse them.
+    pub fn check(email: &str, password: &str, display_name: &str, role: Role) -> Result<NewUser, Refused> {
+        let mut refused = Refused::default();
+        let email = Email::parse(email).map_err(|e| refused.email = Some(e)).ok();
+        let password = Password::parse(password).map_err(|e| refused.password = Some(e)).ok();
+        let display_name = self::display_name(display_name).map_err(|e| refused.display_name = Some(e)).ok();
+        match (email, password, display_name) {
+            (Some(email), Some(password), Some(display_name)) => Ok(NewUser {
                 email,
                 password,
                 display_name,
                 role,
             }),
-            _ => Err(ApiError::InvalidArgument(violations)),
+            _ => Err(refused),
         }
     }
+}
+
+/// A display name, trimmed; refused when over 200 characters or holding
+/// control characters.
+pub fn display_name(raw: &str) -> Result<String, &'static str> {
+    let name = raw.trim();
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err("must be at most 200 characters, without control characters")
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+/// A session's tokens as issued, and the account they are for.
+#[derive(Debug)]
+pub struct Session {
+    pub user: user::User,
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    /// When the refresh token expires unused: the idle limit, at the latest
+    /// the session's end.
+    pub refresh_expires_at: DateTime<Utc>,
 }
 
 impl Accounts {
@@ -88,7 +110,7 @@ impl Accounts {
     }
 
     /// Starts a session for `user` and returns its first tokens.
-    pub async fn start_session(&self, user: &user::User) -> ApiResult<pb::Session> {
+    pub async fn start_session(&self, user: &user::User) -> ApiResult<Session> {
         let session_id = Uuid::now_v7();
         let expires_at = Utc::now() + chrono::Duration::from_std(self.config.refresh_ttl).unwrap_or_default();
         let mut conn = self.pool.get().await?;
@@ -107,7 +129,7 @@ impl Accounts {
         user: &user::User,
         session_id: Uuid,
         session_expires_at: DateTime<Utc>,
-    ) -> ApiResult<pb::Session> {
+    ) -> ApiResult<Session> {
         let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
         let (access_token, claims) = self.tokens.issue(user.id, role, session_id);
         let (refresh_token, hash) = refresh::generate();
@@ -126,12 +148,12 @@ impl Accounts {
             },
         )
         .await?;
-        Ok(pb::Session {
+        Ok(Session {
+            user: user.clone(),
             access_token,
-            access_expires_at: Some(timestamp(claims.expires_at)),
+            access_expires_at: claims.expires_at,
             refresh_token,
-            refresh_expires_at: Some(timestamp(idle_expires_at)),
-            user: Some(user_to_proto(user)),
+            refresh_expires_at: idle_expires_at,
         })
     }
 
@@ -181,5 +203,30 @@ impl Accounts {
             Err(error) => anyhow::bail!("cannot create the bootstrap admin: {error}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use folio_auth::Role;
+
+    use super::NewUser;
+
+    #[test]
+    fn every_wrong_detail_has_its_reason_and_names_are_trimmed() {
+        let Err(refused) = NewUser::check("not an email", "short", &"x".repeat(201), Role::Member) else {
+            panic!("bad details accepted");
+        };
+        assert!(refused.email.is_some() && refused.password.is_some() && refused.display_name.is_some());
+
+        let Err(refused) = NewUser::check("a@example.com", "short", "Ann", Role::Member) else {
+            panic!("a short password accepted");
+        };
+        assert!(refused.email.is_none() && refused.password.is_some() && refused.display_name.is_none());
+
+        let Ok(new) = NewUser::check("a@example.com", "an uncommon passphrase 42", "  Ann  ", Role::Viewer) else {
+            panic!("good details refused");
+        };
+        assert_eq!((new.display_name.as_str(), new.role), ("Ann", Role::Viewer));
     }
 }

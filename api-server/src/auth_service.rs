@@ -1,9 +1,12 @@
 //! `folio.v1.AuthService`: register, log in, refresh, log out, who am I, change
-//! password, public keys. Each RPC is a shim over an inner function.
+//! password, public keys. Each RPC is a shim: it reads the request into domain
+//! terms (here, naming the request's fields in what it refuses), calls an inner
+//! function below, which takes and returns domain values (`accounts::Session`,
+//! user rows), and converts the answer (`convert.rs`).
 
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
-use folio_auth::{Email, Role, password::Password, refresh};
+use folio_auth::{Email, Role, password::Password, refresh, tokens::PublicKeyInfo};
 use folio_db::models::{refresh_token, session, user};
 use folio_proto::v1::{
     self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, LoginRequest, LogoutRequest,
@@ -13,10 +16,10 @@ use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
 use crate::{
-    accounts::{Accounts, NewUser},
+    accounts::{Accounts, NewUser, Refused, Session},
     audit::{self, AuditNote},
     auth::{self, Principal},
-    convert::user_to_proto,
+    convert::{public_keys_to_proto, session_to_proto, user_to_proto},
     error::{ApiError, ApiResult},
 };
 
@@ -28,71 +31,97 @@ pub struct Auth {
 #[tonic::async_trait]
 impl AuthService for Auth {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<pb::Session>, Status> {
-        Ok(Response::new(self.register(request.into_inner()).await?))
+        let new = new_user(&request.into_inner());
+        Ok(Response::new(session_to_proto(self.register(new).await?)))
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<pb::Session>, Status> {
         let peer = auth::peer(&request);
-        Ok(Response::new(self.login(request.into_inner(), &peer).await?))
+        let request = request.into_inner();
+        let email = login_email(&request)?;
+        Ok(Response::new(session_to_proto(self.login(email, &request.password, &peer).await?)))
     }
 
     async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<pb::Session>, Status> {
-        Ok(Response::new(self.refresh(request.into_inner()).await?))
+        let request = request.into_inner();
+        if request.refresh_token.is_empty() {
+            return Err(ApiError::invalid("refresh_token", "is required").into());
+        }
+        Ok(Response::new(session_to_proto(self.refresh(&request.refresh_token).await?)))
     }
 
     async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
         let principal = auth::principal(&request)?;
-        self.accounts.revoke_sessions(&[principal.session_id], "logout").await?;
-        audit::note(AuditNote {
-            event: "logout".into(),
-            target: format!("session:{}", principal.session_id),
-            ..Default::default()
-        });
+        self.logout(&principal).await?;
         Ok(Response::new(LogoutResponse {}))
     }
 
     async fn who_am_i(&self, request: Request<WhoAmIRequest>) -> Result<Response<pb::User>, Status> {
         let principal = auth::principal(&request)?;
-        let mut conn = self.accounts.pool.get().await.map_err(ApiError::from)?;
-        let found = user::find(&mut conn, principal.user_id).await.map_err(ApiError::from)?;
-        let found = found.ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))?;
-        Ok(Response::new(user_to_proto(&found)))
+        Ok(Response::new(user_to_proto(&self.who_am_i(&principal).await?)))
     }
 
     async fn change_password(&self, request: Request<ChangePasswordRequest>) -> Result<Response<ChangePasswordResponse>, Status> {
         let principal = auth::principal(&request)?;
-        self.change_password(&principal, request.into_inner()).await?;
+        let request = request.into_inner();
+        let new = Password::parse(&request.new_password).map_err(|e| ApiError::invalid("new_password", e))?;
+        self.change_password(&principal, &new, &request.current_password).await?;
         Ok(Response::new(ChangePasswordResponse {}))
     }
 
     async fn list_public_keys(&self, _request: Request<ListPublicKeysRequest>) -> Result<Response<ListPublicKeysResponse>, Status> {
-        let keys = self
-            .accounts
-            .tokens
-            .keys
-            .public_keys()
-            .iter()
-            .map(|key| pb::PublicKey {
-                id: key.id.clone(),
-                public_key: key.paserk.clone(),
-                signing: key.signing,
-            })
-            .collect();
-        Ok(Response::new(ListPublicKeysResponse { keys }))
+        Ok(Response::new(public_keys_to_proto(self.public_keys())))
     }
+}
+
+/// The new account a RegisterRequest asks for; every invalid field is named.
+fn new_user(request: &RegisterRequest) -> ApiResult<NewUser> {
+    NewUser::check(&request.email, &request.password, &request.display_name, Role::Member).map_err(refused)
+}
+
+/// A new account's refused details as RegisterRequest's fields.
+fn refused(refused: Refused) -> ApiError {
+    let fields = [
+        ("email", refused.email),
+        ("password", refused.password),
+        ("display_name", refused.display_name),
+    ];
+    ApiError::InvalidArgument(
+        fields
+            .into_iter()
+            .filter_map(|(field, why)| Some(FieldViolation::new(field, why?)))
+            .collect(),
+    )
+}
+
+/// The email a LoginRequest logs in with; a malformed email and a missing
+/// password are both named.
+fn login_email(request: &LoginRequest) -> ApiResult<Email> {
+    let mut violations = Vec::new();
+    let email = Email::parse(&request.email)
+        .map_err(|e| violations.push(FieldViolation::new("email", e)))
+        .ok();
+    if request.password.is_empty() {
+        violations.push(FieldViolation::new("password", "is required"));
+    }
+    email.filter(|_| violations.is_empty()).ok_or(ApiError::InvalidArgument(violations))
 }
 
 /// The one answer for a failed login, whatever the reason.
 const LOGIN_REFUSED: &str = "email or password is wrong";
 
 impl Auth {
-    async fn register(&self, request: RegisterRequest) -> ApiResult<pb::Session> {
+    /// Creates a member's account and starts its first session. `new` is the
+    /// account as read from the request: its refusal counts only once
+    /// self-registration is open, so a closed one is PERMISSION_DENIED
+    /// whatever the request says.
+    async fn register(&self, new: ApiResult<NewUser>) -> ApiResult<Session> {
         if !self.accounts.config.open_registration {
             return Err(ApiError::PermissionDenied(
                 "self-registration is closed; ask an admin for an account".into(),
             ));
         }
-        let new = NewUser::parse(&request.email, &request.password, &request.display_name, Role::Member)?;
+        let new = new?;
         let created = self.accounts.create_user(new).await?;
         audit::note(AuditNote {
             event: "register".into(),
@@ -103,17 +132,10 @@ impl Auth {
         self.accounts.start_session(&created).await
     }
 
-    async fn login(&self, request: LoginRequest, peer: &str) -> ApiResult<pb::Session> {
-        let mut violations = Vec::new();
-        let email = Email::parse(&request.email)
-            .map_err(|e| violations.push(FieldViolation::new("email", e)))
-            .ok();
-        if request.password.is_empty() {
-            violations.push(FieldViolation::new("password", "is required"));
-        }
-        let Some(email) = email.filter(|_| violations.is_empty()) else {
-            return Err(ApiError::InvalidArgument(violations));
-        };
+    /// Starts a session for the active account `email` whose password is
+    /// `password`, unless `peer` or the email failed too often. Every other
+    /// refusal is the same answer, after the same time.
+    async fn login(&self, email: Email, password: &str, peer: &str) -> ApiResult<Session> {
         let guard = &self.accounts.guard;
         if let Some(limited) = guard.login_blocked(email.as_str(), peer).await {
             audit::note(AuditNote {
@@ -133,7 +155,7 @@ impl Auth {
         let verified = self
             .accounts
             .hasher
-            .verify(found.as_ref().map(|u| u.password_hash.clone()), &request.password)
+            .verify(found.as_ref().map(|u| u.password_hash.clone()), password)
             .await;
         let Some(account) = found.filter(|u| verified.matches && u.active) else {
             guard.login_failed(email.as_str(), peer).await;
@@ -146,7 +168,7 @@ impl Auth {
         };
         guard.login_succeeded(email.as_str(), peer).await;
         if verified.needs_rehash
-            && let Ok(password) = Password::parse(&request.password)
+            && let Ok(password) = Password::parse(password)
         {
             let hash = self.accounts.hasher.hash(&password).await;
             let mut conn = self.accounts.pool.get().await?;
@@ -162,14 +184,14 @@ impl Auth {
         self.accounts.start_session(&account).await
     }
 
-    async fn refresh(&self, request: RefreshRequest) -> ApiResult<pb::Session> {
-        if request.refresh_token.is_empty() {
-            return Err(ApiError::invalid("refresh_token", "is required"));
-        }
-        let hash = refresh::hash(&request.refresh_token);
+    /// Takes the refresh token `token` and issues the next tokens of its
+    /// session. A token used before (outside the grace of a concurrent
+    /// refresh) revokes its session.
+    async fn refresh(&self, token: &str) -> ApiResult<Session> {
+        let hash = refresh::hash(token);
         let mut conn = self.accounts.pool.get().await?;
         let outcome = conn
-            .transaction(async |conn| -> ApiResult<Result<pb::Session, RefreshRefusal>> {
+            .transaction(async |conn| -> ApiResult<Result<Session, RefreshRefusal>> {
                 let Some(taken) = refresh_token::take(conn, &hash).await? else {
                     return Ok(Err(match refresh_token::find(conn, &hash).await? {
                         None => RefreshRefusal::Unknown,
@@ -221,22 +243,37 @@ impl Auth {
         }
     }
 
-    async fn change_password(&self, principal: &Principal, request: ChangePasswordRequest) -> ApiResult<()> {
-        let new = Password::parse(&request.new_password).map_err(|e| ApiError::invalid("new_password", e))?;
+    /// Ends the caller's session.
+    async fn logout(&self, principal: &Principal) -> ApiResult<()> {
+        self.accounts.revoke_sessions(&[principal.session_id], "logout").await?;
+        audit::note(AuditNote {
+            event: "logout".into(),
+            target: format!("session:{}", principal.session_id),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// The caller's account.
+    async fn who_am_i(&self, principal: &Principal) -> ApiResult<user::User> {
+        let mut conn = self.accounts.pool.get().await?;
+        let found = user::find(&mut conn, principal.user_id).await?;
+        found.ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))
+    }
+
+    /// Sets the caller's password to `new` if `current` is their password
+    /// now, and ends every session of theirs.
+    async fn change_password(&self, principal: &Principal, new: &Password, current: &str) -> ApiResult<()> {
         let mut conn = self.accounts.pool.get().await?;
         let account = user::find(&mut conn, principal.user_id)
             .await?
             .ok_or_else(|| ApiError::Unauthenticated("the account no longer exists".into()))?;
         drop(conn);
-        let verified = self
-            .accounts
-            .hasher
-            .verify(Some(account.password_hash.clone()), &request.current_password)
-            .await;
+        let verified = self.accounts.hasher.verify(Some(account.password_hash.clone()), current).await;
         if !verified.matches {
             return Err(ApiError::invalid("current_password", "is wrong"));
         }
-        let hash = self.accounts.hasher.hash(&new).await;
+        let hash = self.accounts.hasher.hash(new).await;
         let mut conn = self.accounts.pool.get().await?;
         user::set_password_hash(&mut conn, account.id, &hash).await?;
         drop(conn);
@@ -247,6 +284,11 @@ impl Auth {
             ..Default::default()
         });
         Ok(())
+    }
+
+    /// The keys that verify tokens, the signing one marked.
+    fn public_keys(&self) -> &[PublicKeyInfo] {
+        self.accounts.tokens.keys.public_keys()
     }
 }
 

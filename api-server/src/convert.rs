@@ -1,15 +1,16 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
-//! users and roles, workers, search outcomes, and the pages, statistics and
-//! downloads of DocumentService. A leaf: it depends on the generated types,
-//! the domain types (the model files, [`crate::search`], [`Page`]) and the
-//! error type, and on no service module.
+//! users and roles, sessions and public keys, workers, search outcomes, and
+//! the pages, statistics and downloads of DocumentService. A leaf: it depends
+//! on the generated types, the domain types (the model files,
+//! [`crate::accounts`], [`crate::search`], [`Page`]) and the error type, and
+//! on no service module.
 
 use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use folio_auth::Role;
+use folio_auth::{Role, tokens::PublicKeyInfo};
 use folio_db::{
     documents::state::{EventKind, Stage, State},
     models::{
@@ -23,6 +24,7 @@ use folio_proto::v1 as pb;
 use futures_util::{Stream, StreamExt as _};
 
 use crate::{
+    accounts::Session,
     error::{ApiError, ApiResult},
     page_token::Page,
     search::{Outcome, Reindexed},
@@ -281,6 +283,31 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         active: user.active,
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
+    }
+}
+
+/// The protobuf form of a session's tokens.
+pub fn session_to_proto(session: Session) -> pb::Session {
+    pb::Session {
+        access_token: session.access_token,
+        access_expires_at: Some(timestamp(session.access_expires_at)),
+        refresh_token: session.refresh_token,
+        refresh_expires_at: Some(timestamp(session.refresh_expires_at)),
+        user: Some(user_to_proto(&session.user)),
+    }
+}
+
+/// ListPublicKeys' answer: every key that verifies tokens.
+pub fn public_keys_to_proto(keys: &[PublicKeyInfo]) -> pb::ListPublicKeysResponse {
+    pb::ListPublicKeysResponse {
+        keys: keys
+            .iter()
+            .map(|key| pb::PublicKey {
+                id: key.id.clone(),
+                public_key: key.paserk.clone(),
+                signing: key.signing,
+            })
+            .collect(),
     }
 }
 

@@ -11,10 +11,11 @@ use folio_proto::v1::{
     UpdateUserRequest, user_service_server::UserService,
 };
 use tonic::{Request, Response, Status};
+use tonic_types::FieldViolation;
 use uuid::Uuid;
 
 use crate::{
-    accounts::{Accounts, NewUser},
+    accounts::{Accounts, NewUser, Refused},
     audit::{self, AuditNote},
     convert::{role_from_proto, user_to_proto},
     convert::{timestamp, to_time},
@@ -63,7 +64,7 @@ impl Users {
             0 => Role::Member,
             value => role_from_proto(value).ok_or_else(|| ApiError::invalid("role", "is not a known role"))?,
         };
-        let new = NewUser::parse(&request.email, &request.password, &request.display_name, role)?;
+        let new = NewUser::check(&request.email, &request.password, &request.display_name, role).map_err(refused)?;
         let created = self.accounts.create_user(new).await?;
         audit::note(AuditNote {
             event: "user_created".into(),
@@ -204,6 +205,21 @@ impl Users {
             next_page_token,
         })
     }
+}
+
+/// A new account's refused details as CreateUserRequest's fields.
+fn refused(refused: Refused) -> ApiError {
+    let fields = [
+        ("email", refused.email),
+        ("password", refused.password),
+        ("display_name", refused.display_name),
+    ];
+    ApiError::InvalidArgument(
+        fields
+            .into_iter()
+            .filter_map(|(field, why)| Some(FieldViolation::new(field, why?)))
+            .collect(),
+    )
 }
 
 fn parse_id(field: &str, value: &str) -> ApiResult<Uuid> {
