@@ -1,7 +1,8 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
-//! users and roles, sessions and public keys, workers, search outcomes, and
-//! the pages, statistics and downloads of DocumentService. A leaf: it depends
+//! users and roles, sessions and public keys, the pages of UserService,
+//! workers, search outcomes, and the pages, statistics and downloads of
+//! DocumentService. A leaf: it depends
 //! on the generated types, the domain types (the model files,
 //! [`crate::accounts`], [`crate::search`], [`Page`]) and the error type, and
 //! on no service module.
@@ -14,6 +15,7 @@ use folio_auth::{Role, tokens::PublicKeyInfo};
 use folio_db::{
     documents::state::{EventKind, Stage, State},
     models::{
+        audit_event::AuditEvent,
         chunk::Chunk,
         document::{Document, StageTiming, StateCount},
         document_event::DocumentEvent,
@@ -283,6 +285,37 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         active: user.active,
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
+    }
+}
+
+/// A page of ListUsers.
+pub fn users_to_proto(page: Page<user::User>) -> pb::ListUsersResponse {
+    pb::ListUsersResponse {
+        users: page.items.iter().map(user_to_proto).collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+/// A page of ListAuditEvents.
+pub fn audit_events_to_proto(page: Page<AuditEvent>) -> pb::ListAuditEventsResponse {
+    pb::ListAuditEventsResponse {
+        events: page
+            .items
+            .into_iter()
+            .map(|e| pb::AuditEvent {
+                id: e.id,
+                at: Some(timestamp(e.at)),
+                actor_id: e.actor_id.map(|id| id.to_string()).unwrap_or_default(),
+                actor_email: e.actor_email,
+                rpc: e.rpc,
+                target: e.target,
+                outcome: e.outcome,
+                event: e.event,
+                latency_us: e.latency_us,
+                peer: e.peer,
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
     }
 }
 
