@@ -1,10 +1,10 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
 //! users and roles, sessions and public keys, the pages of UserService,
-//! workers, search outcomes, and the pages, statistics and downloads of
-//! DocumentService. A leaf: it depends
-//! on the generated types, the domain types (the model files,
-//! [`crate::accounts`], [`crate::search`], [`Page`]) and the error type, and
+//! settings, workers, search outcomes, and the pages, statistics and
+//! downloads of DocumentService. A leaf: it depends on the generated types,
+//! the domain types (the model files, [`crate::accounts`],
+//! [`crate::settings`], [`crate::search`], [`Page`]) and the error type, and
 //! on no service module.
 
 use std::{collections::HashMap, time::Duration};
@@ -30,7 +30,31 @@ use crate::{
     error::{ApiError, ApiResult},
     page_token::Page,
     search::{Outcome, Reindexed},
+    settings::{self, Snapshot, Source},
 };
+
+/// The protobuf form of the settings as they are.
+pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {
+    pb::Settings {
+        max_upload_bytes: Some(setting_to_proto(snapshot.max_upload_bytes)),
+    }
+}
+
+fn setting_to_proto(setting: settings::Value) -> pb::Setting {
+    pb::Setting {
+        value: setting.value,
+        default_value: setting.default_value,
+        source: match setting.source {
+            Source::BuiltIn => pb::SettingSource::BuiltIn,
+            Source::Environment => pb::SettingSource::Environment,
+            Source::Admin => pb::SettingSource::Admin,
+        } as i32,
+        updated_at: setting.updated_at.map(timestamp),
+        updated_by: setting.updated_by.map(|id| id.to_string()).unwrap_or_default(),
+        min: setting.min,
+        max: setting.max,
+    }
+}
 
 pub fn worker_to_proto(w: worker::Worker) -> pb::Worker {
     pb::Worker {

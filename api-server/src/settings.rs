@@ -3,6 +3,11 @@
 //! Each api-server keeps a snapshot that a background task rereads every
 //! `FOLIO_SETTINGS_REFRESH_MS`, and the server that takes an update rereads at
 //! once, so calls read a setting without a query.
+//!
+//! In domain terms, knowing no protobuf: GetSettings' answer is a
+//! [`Snapshot`] (`convert.rs` writes it), and `system.rs` reads an
+//! UpdateSettingsRequest into an [`Update`] with [`find`] and
+//! [`Definition::check`].
 
 use std::{
     collections::HashMap,
@@ -10,29 +15,41 @@ use std::{
     time::Duration,
 };
 
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
 use folio_core::config::{MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
 use folio_db::{
     self as db,
     models::setting::{self, Setting},
 };
-use folio_proto::v1::{self as pb, SettingSource};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 /// One setting: its name (a field of `folio.v1.Settings`), its default and
 /// bounds.
 #[derive(Debug, Clone, Copy)]
-struct Definition {
-    name: &'static str,
+pub struct Definition {
+    pub name: &'static str,
     built_in: i64,
-    min: i64,
-    max: i64,
+    pub min: i64,
+    pub max: i64,
 }
 
-const MAX_UPLOAD_BYTES: Definition = Definition {
+impl Definition {
+    /// Whether `value` is within the bounds; if not, why not.
+    pub fn check(&self, value: i64) -> Result<(), String> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(())
+        } else {
+            Err(format!("must be between {} and {}; got {value}", self.min, self.max))
+        }
+    }
+}
+
+/// The largest upload accepted, in bytes.
+pub const MAX_UPLOAD_BYTES: Definition = Definition {
     name: "max_upload_bytes",
     built_in: MAX_UPLOAD_BYTES_DEFAULT as i64,
     min: 1,
@@ -40,7 +57,64 @@ const MAX_UPLOAD_BYTES: Definition = Definition {
 };
 
 /// Every run-time setting.
-const DEFINITIONS: &[Definition] = &[MAX_UPLOAD_BYTES];
+pub const DEFINITIONS: &[Definition] = &[MAX_UPLOAD_BYTES];
+
+/// The setting called `name`.
+pub fn find(name: &str) -> Option<Definition> {
+    DEFINITIONS.iter().find(|d| d.name == name).copied()
+}
+
+/// Every setting as it is now.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub max_upload_bytes: Value,
+}
+
+/// One setting as it is now.
+#[derive(Debug, Clone)]
+pub struct Value {
+    /// The value in force.
+    pub value: i64,
+    /// The value without an admin's override: the environment's, else built
+    /// in.
+    pub default_value: i64,
+    pub source: Source,
+    /// When and by whom an admin set it; None while the default applies (and
+    /// `updated_by` once that user is deleted).
+    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_by: Option<Uuid>,
+    pub min: i64,
+    pub max: i64,
+}
+
+/// Where a setting's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    BuiltIn,
+    Environment,
+    Admin,
+}
+
+/// A change of settings: values to set (each within its bounds) and
+/// settings to reset to their defaults, no setting in both.
+#[derive(Debug, Default)]
+pub struct Update {
+    pub set: Vec<(Definition, i64)>,
+    pub reset: Vec<Definition>,
+}
+
+impl Update {
+    /// The audit target that names the change ("max_upload_bytes=1048576",
+    /// "max_upload_bytes=default").
+    pub fn target(&self) -> String {
+        self.set
+            .iter()
+            .map(|(d, value)| format!("{}={value}", d.name))
+            .chain(self.reset.iter().map(|d| format!("{}=default", d.name)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
 
 /// The run-time settings of one api-server; clones share the snapshot.
 #[derive(Clone)]
@@ -93,48 +167,22 @@ impl Settings {
         self.value(&MAX_UPLOAD_BYTES) as u64
     }
 
-    /// Every setting as `folio.v1.Settings`.
-    pub fn to_proto(&self) -> pb::Settings {
-        pb::Settings {
-            max_upload_bytes: Some(self.describe(&MAX_UPLOAD_BYTES)),
+    /// Every setting as it is now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            max_upload_bytes: self.describe(&MAX_UPLOAD_BYTES),
         }
     }
 
-    /// Applies `request` for the admin `by` in one transaction and returns the
-    /// settings as they are now. Returns the audit target that names the
-    /// change ("max_upload_bytes=1048576", "max_upload_bytes=default").
-    pub async fn update(&self, request: pb::UpdateSettingsRequest, by: Uuid) -> ApiResult<(pb::Settings, String)> {
-        let mut sets = Vec::new();
-        if let Some(value) = request.max_upload_bytes {
-            sets.push((check(&MAX_UPLOAD_BYTES, value)?, value));
-        }
-        let mut resets = Vec::new();
-        for name in &request.reset {
-            let definition = DEFINITIONS.iter().find(|d| d.name == name).ok_or_else(|| {
-                let known: Vec<_> = DEFINITIONS.iter().map(|d| d.name).collect();
-                ApiError::invalid("reset", format!("{name:?} is not a setting; settings: {}", known.join(", ")))
-            })?;
-            if sets.iter().any(|(d, _)| d.name == definition.name) {
-                return Err(ApiError::invalid(
-                    "reset",
-                    format!("{name:?} is both set and reset; do one or the other"),
-                ));
-            }
-            resets.push(*definition);
-        }
-        if sets.is_empty() && resets.is_empty() {
-            return Err(ApiError::invalid(
-                "max_upload_bytes",
-                "name a setting to set, or one to reset in \"reset\"",
-            ));
-        }
-
+    /// Applies `update` for the admin `by` in one transaction and returns the
+    /// settings as they are now.
+    pub async fn update(&self, update: &Update, by: Uuid) -> ApiResult<Snapshot> {
         let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
-            for (definition, value) in &sets {
+            for (definition, value) in &update.set {
                 setting::set(conn, definition.name, *value, by).await?;
             }
-            for definition in &resets {
+            for definition in &update.reset {
                 setting::reset(conn, definition.name).await?;
             }
             Ok::<_, diesel::result::Error>(())
@@ -142,14 +190,7 @@ impl Settings {
         .await?;
         drop(conn);
         self.reload().await?;
-
-        let target = sets
-            .iter()
-            .map(|(d, value)| format!("{}={value}", d.name))
-            .chain(resets.iter().map(|d| format!("{}=default", d.name)))
-            .collect::<Vec<_>>()
-            .join(",");
-        Ok((self.to_proto(), target))
+        Ok(self.snapshot())
     }
 
     async fn reload(&self) -> ApiResult<()> {
@@ -161,7 +202,7 @@ impl Settings {
         Ok(())
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, Setting>> {
+    fn stored(&self) -> Arc<HashMap<String, Setting>> {
         self.stored.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -172,40 +213,54 @@ impl Settings {
     fn value(&self, definition: &Definition) -> i64 {
         // A stored value outside today's bounds (they may have narrowed since
         // it was set) is clamped rather than trusted.
-        self.snapshot().get(definition.name).map_or_else(
+        self.stored().get(definition.name).map_or_else(
             || self.default_value(definition),
             |row| row.value.clamp(definition.min, definition.max),
         )
     }
 
-    fn describe(&self, definition: &Definition) -> pb::Setting {
+    fn describe(&self, definition: &Definition) -> Value {
         let default_value = self.default_value(definition);
-        let stored = self.snapshot().get(definition.name).cloned();
+        let stored = self.stored().get(definition.name).cloned();
         let source = match &stored {
-            Some(_) => SettingSource::Admin,
-            None if default_value == definition.built_in => SettingSource::BuiltIn,
-            None => SettingSource::Environment,
+            Some(_) => Source::Admin,
+            None if default_value == definition.built_in => Source::BuiltIn,
+            None => Source::Environment,
         };
-        pb::Setting {
+        Value {
             value: self.value(definition),
             default_value,
-            source: source.into(),
-            updated_at: stored.as_ref().map(|row| crate::convert::timestamp(row.updated_at)),
-            updated_by: stored.and_then(|row| row.updated_by).map(|id| id.to_string()).unwrap_or_default(),
+            source,
+            updated_at: stored.as_ref().map(|row| row.updated_at),
+            updated_by: stored.and_then(|row| row.updated_by),
             min: definition.min,
             max: definition.max,
         }
     }
 }
 
-/// `value` if it is within the bounds of `definition`.
-fn check(definition: &Definition, value: i64) -> ApiResult<&Definition> {
-    if (definition.min..=definition.max).contains(&value) {
-        Ok(definition)
-    } else {
-        Err(ApiError::invalid(
-            definition.name,
-            format!("must be between {} and {}; got {value}", definition.min, definition.max),
-        ))
+#[cfg(test)]
+mod tests {
+    use super::{MAX_UPLOAD_BYTES, Update, find};
+
+    #[test]
+    fn bounds_names_and_the_audit_target() {
+        assert_eq!(MAX_UPLOAD_BYTES.check(1), Ok(()));
+        assert_eq!(
+            MAX_UPLOAD_BYTES.check(0),
+            Err(format!("must be between 1 and {}; got 0", MAX_UPLOAD_BYTES.max))
+        );
+        assert_eq!(find("max_upload_bytes").map(|d| d.name), Some("max_upload_bytes"));
+        assert!(find("nothing").is_none());
+        let set = Update {
+            set: vec![(MAX_UPLOAD_BYTES, 1_048_576)],
+            reset: Vec::new(),
+        };
+        assert_eq!(set.target(), "max_upload_bytes=1048576");
+        let reset = Update {
+            set: Vec::new(),
+            reset: vec![MAX_UPLOAD_BYTES],
+        };
+        assert_eq!(reset.target(), "max_upload_bytes=default");
     }
 }

@@ -21,11 +21,11 @@ use uuid::Uuid;
 use crate::{
     audit::{self, AuditNote},
     auth,
-    convert::{duration, timestamp, worker_to_proto},
+    convert::{duration, settings_to_proto, timestamp, worker_to_proto},
     error::{ApiError, ApiResult},
     health::Dependencies,
     page_token,
-    settings::Settings,
+    settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, Settings, Snapshot, Update},
     watch::Hub,
 };
 
@@ -63,19 +63,47 @@ impl SystemService for System {
     }
 
     async fn get_settings(&self, _request: Request<GetSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
-        Ok(Response::new(self.settings.to_proto()))
+        Ok(Response::new(settings_to_proto(self.settings.snapshot())))
     }
 
     async fn update_settings(&self, request: Request<UpdateSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
         let principal = auth::principal(&request)?;
-        let (settings, target) = self.settings.update(request.into_inner(), principal.user_id).await?;
-        audit::note(AuditNote {
-            event: "settings_updated".into(),
-            target: format!("settings:{target}"),
-            ..Default::default()
-        });
-        Ok(Response::new(settings))
+        let update = settings_update(request.into_inner())?;
+        Ok(Response::new(settings_to_proto(
+            self.update_settings(principal.user_id, update).await?,
+        )))
     }
+}
+
+/// What an UpdateSettingsRequest changes; every refusal names its field.
+fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
+    let mut update = Update::default();
+    if let Some(value) = request.max_upload_bytes {
+        MAX_UPLOAD_BYTES
+            .check(value)
+            .map_err(|why| ApiError::invalid("max_upload_bytes", why))?;
+        update.set.push((MAX_UPLOAD_BYTES, value));
+    }
+    for name in &request.reset {
+        let definition = settings::find(name).ok_or_else(|| {
+            let known: Vec<_> = DEFINITIONS.iter().map(|d| d.name).collect();
+            ApiError::invalid("reset", format!("{name:?} is not a setting; settings: {}", known.join(", ")))
+        })?;
+        if update.set.iter().any(|(d, _)| d.name == definition.name) {
+            return Err(ApiError::invalid(
+                "reset",
+                format!("{name:?} is both set and reset; do one or the other"),
+            ));
+        }
+        update.reset.push(definition);
+    }
+    if update.set.is_empty() && update.reset.is_empty() {
+        return Err(ApiError::invalid(
+            "max_upload_bytes",
+            "name a setting to set, or one to reset in \"reset\"",
+        ));
+    }
+    Ok(update)
 }
 
 impl System {
@@ -144,6 +172,17 @@ impl System {
             }
             tokio::time::sleep(PING_POLL).await;
         }
+    }
+
+    /// Applies `update` for the admin `by`; the settings as they are now.
+    async fn update_settings(&self, by: Uuid, update: Update) -> ApiResult<Snapshot> {
+        let snapshot = self.settings.update(&update, by).await?;
+        audit::note(AuditNote {
+            event: "settings_updated".into(),
+            target: format!("settings:{}", update.target()),
+            ..Default::default()
+        });
+        Ok(snapshot)
     }
 
     async fn workers(&self, request: ListWorkersRequest) -> ApiResult<ListWorkersResponse> {
