@@ -1,11 +1,11 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
 //! users and roles, sessions and public keys, the pages of UserService,
-//! settings, workers, search outcomes, and the pages, statistics and
-//! downloads of DocumentService. A leaf: it depends on the generated types,
-//! the domain types (the model files, [`crate::accounts`],
-//! [`crate::settings`], [`crate::search`], [`Page`]) and the error type, and
-//! on no service module.
+//! settings, GetInfo's report, pings and workers, search outcomes, and the
+//! pages, statistics and downloads of DocumentService. A leaf: it depends on
+//! the generated types, the domain types (the model files,
+//! [`crate::accounts`], [`crate::settings`], [`crate::health`]'s `Info`,
+//! [`crate::search`], [`Page`]) and the error type, and on no service module.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -19,6 +19,7 @@ use folio_db::{
         chunk::Chunk,
         document::{Document, StageTiming, StateCount},
         document_event::DocumentEvent,
+        ping::Ping,
         user, worker,
     },
 };
@@ -28,6 +29,7 @@ use futures_util::{Stream, StreamExt as _};
 use crate::{
     accounts::Session,
     error::{ApiError, ApiResult},
+    health::Info,
     page_token::Page,
     search::{Outcome, Reindexed},
     settings::{self, Snapshot, Source},
@@ -53,6 +55,53 @@ fn setting_to_proto(setting: settings::Value) -> pb::Setting {
         updated_by: setting.updated_by.map(|id| id.to_string()).unwrap_or_default(),
         min: setting.min,
         max: setting.max,
+    }
+}
+
+/// GetInfo's answer.
+pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
+    pb::GetInfoResponse {
+        version: info.version.to_owned(),
+        started_at: Some(timestamp(info.started_at)),
+        uptime: Some(duration(info.uptime)),
+        dependencies: info
+            .dependencies
+            .into_iter()
+            .map(|check| pb::Dependency {
+                name: check.name.to_owned(),
+                up: check.up,
+                latency: Some(duration(check.latency)),
+                error: check.error.unwrap_or_default(),
+            })
+            .collect(),
+        watch: Some(pb::WatchStats {
+            streams: info.watch.streams as i64,
+            live_notices: info.watch.live_notices,
+            fallbacks: info.watch.fallbacks as i64,
+        }),
+    }
+}
+
+/// PingWorkers' answer: received once a worker's receipt is in the ping,
+/// with the round trip from its request to that receipt.
+pub fn ping_to_proto(ping: &Ping) -> pb::PingWorkersResponse {
+    let mut response = pb::PingWorkersResponse {
+        ping_id: ping.id.to_string(),
+        ..Default::default()
+    };
+    if let (Some(received_at), Some(worker_id)) = (ping.received_at, ping.worker_id) {
+        response.received = true;
+        response.worker_id = worker_id.to_string();
+        response.round_trip = Some(duration((received_at - ping.requested_at).to_std().unwrap_or_default()));
+    }
+    response
+}
+
+/// A page of ListWorkers.
+pub fn workers_to_proto(page: Page<worker::Worker>) -> pb::ListWorkersResponse {
+    pb::ListWorkersResponse {
+        workers: page.items.into_iter().map(worker_to_proto).collect(),
+        next_page_token: page.next_page_token,
     }
 }
 

@@ -1,8 +1,10 @@
-//! Live checks of Postgres, RabbitMQ and Redis: answered by `GetInfo`, and polled
-//! to drive `grpc.health.v1` (SERVING only while all three answer).
+//! Live checks of Postgres, RabbitMQ and Redis: answered by `GetInfo` (in
+//! [`Info`], GetInfo's whole answer in domain terms), and polled to drive
+//! `grpc.health.v1` (SERVING only while all three answer).
 
 use std::{sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
 use folio_core::{cache::Cache, queue::Topology};
 use folio_db as db;
 use lapin::options::QueueDeclareOptions;
@@ -10,7 +12,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 
-use crate::broker::BrokerLink;
+use crate::{broker::BrokerLink, watch::stats::HubStats};
 
 /// How long one dependency check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -25,6 +27,18 @@ pub struct Check {
     pub up: bool,
     pub latency: Duration,
     pub error: Option<String>,
+}
+
+/// What GetInfo reports: this server's version, when it started and for how
+/// long it has run, the dependencies' checks and the watch hub's counters.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub version: &'static str,
+    pub started_at: DateTime<Utc>,
+    pub uptime: Duration,
+    /// In the order postgres, rabbitmq, redis.
+    pub dependencies: [Check; 3],
+    pub watch: HubStats,
 }
 
 /// What the checks need to reach each dependency.

@@ -6,9 +6,11 @@
 //!   RabbitMQ, migrates, starts the relay and the health poller, and serves
 //!   until the shutdown future resolves.
 //! - [`system`], [`auth_service`], [`user_service`], [`document_service`] and
-//!   [`search_service`] hold the gRPC services;
-//!   [`accounts`] the account and session logic they share; [`search`] the
-//!   search and reindexing that [`search_service`] serves, in domain terms.
+//!   [`search_service`] hold the gRPC services, shims over inner functions
+//!   that take and return domain values; in domain terms too, [`accounts`]
+//!   holds the account and session logic that [`auth_service`] and
+//!   [`user_service`] share, [`settings`] the run-time settings, and
+//!   [`search`] the search and reindexing that [`search_service`] serves.
 //! - [`convert`] holds the conversions between domain and protobuf types.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.

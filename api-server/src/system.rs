@@ -1,5 +1,9 @@
-//! `folio.v1.SystemService`: version and dependency report, worker pings and the
-//! worker list. Each RPC is a shim over an inner function returning [`ApiResult`].
+//! `folio.v1.SystemService`: version and dependency report, worker pings, the
+//! worker list and the run-time settings. Each RPC is a shim: it reads the
+//! request into domain terms (here, naming the request's fields in what it
+//! refuses), calls an inner function below, which takes and returns domain
+//! values (`health::Info`, the ping's row, a `Page` of worker rows,
+//! `settings::Snapshot`), and converts the answer (`convert.rs`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,7 +12,11 @@ use diesel_async::AsyncConnection as _;
 use folio_core::queue::EncodedJob;
 use folio_db::{
     self as db,
-    models::{outbox, ping, worker},
+    models::{
+        outbox,
+        ping::{self, Ping},
+        worker::{self, Worker},
+    },
 };
 use folio_proto::v1::{
     self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
@@ -21,10 +29,10 @@ use uuid::Uuid;
 use crate::{
     audit::{self, AuditNote},
     auth,
-    convert::{duration, settings_to_proto, timestamp, worker_to_proto},
+    convert::{info_to_proto, ping_to_proto, settings_to_proto, workers_to_proto},
     error::{ApiError, ApiResult},
-    health::Dependencies,
-    page_token,
+    health::{Dependencies, Info},
+    page_token::{self, Page},
     settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, Settings, Snapshot, Update},
     watch::Hub,
 };
@@ -51,15 +59,20 @@ pub struct System {
 #[tonic::async_trait]
 impl SystemService for System {
     async fn get_info(&self, _request: Request<GetInfoRequest>) -> Result<Response<GetInfoResponse>, Status> {
-        Ok(Response::new(self.info().await))
+        Ok(Response::new(info_to_proto(self.info().await)))
     }
 
     async fn ping_workers(&self, request: Request<PingWorkersRequest>) -> Result<Response<PingWorkersResponse>, Status> {
-        Ok(Response::new(self.ping(request.into_inner()).await?))
+        let wait = ping_wait(request.into_inner())?;
+        Ok(Response::new(ping_to_proto(&self.ping(wait).await?)))
     }
 
     async fn list_workers(&self, request: Request<ListWorkersRequest>) -> Result<Response<ListWorkersResponse>, Status> {
-        Ok(Response::new(self.workers(request.into_inner()).await?))
+        let request = request.into_inner();
+        let (after, page_size) = workers_page(&request)?;
+        Ok(Response::new(workers_to_proto(
+            self.workers(after, page_size, request.include_stopped).await?,
+        )))
     }
 
     async fn get_settings(&self, _request: Request<GetSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
@@ -106,41 +119,48 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
     Ok(update)
 }
 
+/// How long a PingWorkersRequest waits for the receipt.
+fn ping_wait(request: PingWorkersRequest) -> ApiResult<Duration> {
+    match request.wait {
+        None => Ok(DEFAULT_PING_WAIT),
+        Some(wait) => Duration::try_from(wait)
+            .ok()
+            .filter(|w| *w <= MAX_PING_WAIT)
+            .ok_or_else(|| ApiError::invalid("wait", format!("must be between 0s and {}s", MAX_PING_WAIT.as_secs()))),
+    }
+}
+
+/// Where a ListWorkersRequest's page token left off, and its page size.
+fn workers_page(request: &ListWorkersRequest) -> ApiResult<(Option<worker::Cursor>, i64)> {
+    let page_size = page_token::page_size(request.page_size, 100, 1000)?;
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => Some(
+            page_token::decode_time_id(WORKERS_TAG, token)
+                .ok_or_else(|| ApiError::invalid("page_token", "is not a token this server issued"))?,
+        ),
+    };
+    Ok((after, page_size))
+}
+
 impl System {
-    async fn info(&self) -> GetInfoResponse {
-        let checks = self.dependencies.check_all().await;
-        GetInfoResponse {
-            version: folio_core::VERSION.to_owned(),
-            started_at: Some(timestamp(self.started_at)),
-            uptime: Some(duration(self.started.elapsed())),
-            dependencies: checks
-                .into_iter()
-                .map(|check| pb::Dependency {
-                    name: check.name.to_owned(),
-                    up: check.up,
-                    latency: Some(duration(check.latency)),
-                    error: check.error.unwrap_or_default(),
-                })
-                .collect(),
-            watch: Some({
-                let stats = self.hub.stats();
-                pb::WatchStats {
-                    streams: stats.streams as i64,
-                    live_notices: stats.live_notices,
-                    fallbacks: stats.fallbacks as i64,
-                }
-            }),
+    /// This server's version, start and uptime, its dependencies' checks and
+    /// its watch hub's counters.
+    async fn info(&self) -> Info {
+        let dependencies = self.dependencies.check_all().await;
+        Info {
+            version: folio_core::VERSION,
+            started_at: self.started_at,
+            uptime: self.started.elapsed(),
+            dependencies,
+            watch: self.hub.stats(),
         }
     }
 
-    async fn ping(&self, request: PingWorkersRequest) -> ApiResult<PingWorkersResponse> {
-        let wait = match request.wait {
-            None => DEFAULT_PING_WAIT,
-            Some(wait) => Duration::try_from(wait)
-                .ok()
-                .filter(|w| *w <= MAX_PING_WAIT)
-                .ok_or_else(|| ApiError::invalid("wait", format!("must be between 0s and {}s", MAX_PING_WAIT.as_secs())))?,
-        };
+    /// Sends a ping through the outbox, the queue and a worker, and waits up
+    /// to `wait` for its receipt. The ping as last read: with the receipt if
+    /// a worker answered in time.
+    async fn ping(&self, wait: Duration) -> ApiResult<Ping> {
         let ping_id = Uuid::now_v7();
         let job = EncodedJob::ping(ping_id);
         let mut conn = self.pool.get().await?;
@@ -154,24 +174,28 @@ impl System {
         self.relay_wake.notify_one();
 
         let deadline = Instant::now() + wait;
-        let mut response = PingWorkersResponse {
-            ping_id: ping_id.to_string(),
-            ..Default::default()
-        };
         loop {
             if let Some(found) = ping::find(&mut conn, ping_id).await?
-                && let (Some(received_at), Some(worker_id)) = (found.received_at, found.worker_id)
+                && found.received_at.is_some()
+                && found.worker_id.is_some()
             {
-                response.received = true;
-                response.worker_id = worker_id.to_string();
-                response.round_trip = Some(duration((received_at - created.requested_at).to_std().unwrap_or_default()));
-                return Ok(response);
+                return Ok(found);
             }
             if Instant::now() + PING_POLL > deadline {
-                return Ok(response);
+                return Ok(created);
             }
             tokio::time::sleep(PING_POLL).await;
         }
+    }
+
+    /// A page of the workers, most recently seen first, after `after`;
+    /// stopped ones only if `include_stopped`.
+    async fn workers(&self, after: Option<worker::Cursor>, page_size: i64, include_stopped: bool) -> ApiResult<Page<Worker>> {
+        let mut conn = self.pool.get().await?;
+        let rows = worker::list(&mut conn, page_size + 1, after, include_stopped).await?;
+        Ok(Page::cut(rows, page_size, |w| {
+            page_token::encode_time_id(WORKERS_TAG, (w.last_seen_at, w.id))
+        }))
     }
 
     /// Applies `update` for the admin `by`; the settings as they are now.
@@ -183,25 +207,5 @@ impl System {
             ..Default::default()
         });
         Ok(snapshot)
-    }
-
-    async fn workers(&self, request: ListWorkersRequest) -> ApiResult<ListWorkersResponse> {
-        let page_size = page_token::page_size(request.page_size, 100, 1000)?;
-        let after = match request.page_token.as_str() {
-            "" => None,
-            token => Some(
-                page_token::decode_time_id(WORKERS_TAG, token)
-                    .ok_or_else(|| ApiError::invalid("page_token", "is not a token this server issued"))?,
-            ),
-        };
-        let mut conn = self.pool.get().await?;
-        let mut rows = worker::list(&mut conn, page_size + 1, after, request.include_stopped).await?;
-        let next_page_token = page_token::next_token(&mut rows, page_size, |w| {
-            page_token::encode_time_id(WORKERS_TAG, (w.last_seen_at, w.id))
-        });
-        Ok(ListWorkersResponse {
-            workers: rows.into_iter().map(worker_to_proto).collect(),
-            next_page_token,
-        })
     }
 }

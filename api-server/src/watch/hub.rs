@@ -33,7 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{auth::guard::REVOCATIONS_CHANNEL, convert::event_to_proto, error::ApiError};
+use crate::{auth::guard::REVOCATIONS_CHANNEL, convert::event_to_proto, error::ApiError, watch::stats::HubStats};
 
 /// An event as streams receive it: what the filters need, and the message,
 /// encoded once for all the streams it goes to.
@@ -128,14 +128,6 @@ impl Drop for StreamPermit {
             }
         }
     }
-}
-
-/// What GetInfo reports.
-#[derive(Debug, Clone, Copy)]
-pub struct HubStats {
-    pub streams: usize,
-    pub live_notices: bool,
-    pub fallbacks: u64,
 }
 
 impl Registry {

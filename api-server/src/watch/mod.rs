@@ -17,6 +17,7 @@
 //! it over).
 
 pub mod hub;
+pub mod stats;
 pub mod stream;
 
 pub use hub::Hub;
