@@ -79,6 +79,13 @@ pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
             live_notices: info.watch.live_notices,
             fallbacks: info.watch.fallbacks as i64,
         }),
+        audit: Some(pb::AuditStats {
+            written: info.audit.written as i64,
+            delayed: info.audit.delayed as i64,
+            spilled: info.audit.spilled as i64,
+            restored: info.audit.restored as i64,
+            lost: info.audit.lost as i64,
+        }),
     }
 }
 

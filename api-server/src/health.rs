@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 
-use crate::{broker::BrokerLink, watch::stats::HubStats};
+use crate::{audit::AuditCounts, broker::BrokerLink, watch::stats::HubStats};
 
 /// How long one dependency check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -39,6 +39,8 @@ pub struct Info {
     /// In the order postgres, rabbitmq, redis.
     pub dependencies: [Check; 3],
     pub watch: HubStats,
+    /// What became of the audit rows this server recorded.
+    pub audit: AuditCounts,
 }
 
 /// What the checks need to reach each dependency.

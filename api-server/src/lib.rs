@@ -203,7 +203,8 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         .run(cancel.clone()),
     );
 
-    let (auditor, audit_writer) = Auditor::start(pool.clone(), cancel.clone());
+    let (auditor, audit_writer) = Auditor::start(pool.clone(), auth.audit_buffer, auth.audit_spill_dir.clone(), cancel.clone());
+    let audit_stats = auditor.stats.clone();
     let guard = Guard {
         cache: cache.clone(),
         config: auth.clone(),
@@ -290,6 +291,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         relay_wake,
         started_at,
         started,
+        audit: audit_stats,
     };
 
     let address = listener.local_addr()?;

@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, AuditNote},
+    audit::{self, AuditNote, AuditStats},
     auth,
     convert::{info_to_proto, ping_to_proto, settings_to_proto, workers_to_proto},
     error::{ApiError, ApiResult},
@@ -54,6 +54,7 @@ pub struct System {
     pub hub: Hub,
     pub started_at: DateTime<Utc>,
     pub started: Instant,
+    pub audit: Arc<AuditStats>,
 }
 
 #[tonic::async_trait]
@@ -154,6 +155,7 @@ impl System {
             uptime: self.started.elapsed(),
             dependencies,
             watch: self.hub.stats(),
+            audit: self.audit.snapshot(),
         }
     }
 

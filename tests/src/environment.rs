@@ -32,6 +32,10 @@ fn blob_dir(id: &str) -> PathBuf {
     std::env::temp_dir().join("folio-test-blobs").join(id)
 }
 
+fn audit_spill_dir(id: &str) -> PathBuf {
+    std::env::temp_dir().join("folio-test-audit-spill").join(id)
+}
+
 /// The bootstrap admin every test env configures.
 pub const ADMIN_EMAIL: &str = "admin@folio.test";
 pub const ADMIN_PASSWORD: &str = "test admin passphrase";
@@ -80,6 +84,7 @@ impl TestEnv {
             ("FOLIO_MAX_ATTEMPTS", "3".into()),
             ("FOLIO_TOKEN_KEYS", TokenKeys::generate_secret()),
             ("FOLIO_BLOB_URL", format!("file://{}", blob_dir(&id).display())),
+            ("FOLIO_AUDIT_SPILL_DIR", audit_spill_dir(&id).display().to_string()),
             ("FOLIO_ADMIN_EMAIL", ADMIN_EMAIL.into()),
             ("FOLIO_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
         ]
@@ -146,6 +151,9 @@ impl TestEnv {
             }
         }
         if let Some(dir) = self.vars.get("FOLIO_BLOB_URL").and_then(|url| url.strip_prefix("file://")) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(dir) = self.vars.get("FOLIO_AUDIT_SPILL_DIR") {
             let _ = std::fs::remove_dir_all(dir);
         }
         let mut admin = admin_connection().await;

@@ -793,6 +793,96 @@ print(json.dumps(decoded.payload))
     env.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_wait_then_spill_while_the_log_is_locked_and_none_is_lost() {
+    use diesel::{ExpressionMethods as _, QueryDsl as _, sql_types::BigInt};
+    use diesel_async::RunQueryDsl as _;
+    use folio_db::schema::audit_events;
+    use folio_proto::v1::GetInfoRequest;
+
+    const WHO_AM_I: &str = "/folio.v1.AuthService/WhoAmI";
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_AUDIT_BUFFER", "2");
+    let api = env.spawn_api().await;
+    let session = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let auth = api.auth_as(&session.access_token).await;
+    let pool = env.pool();
+
+    // Hold the audit log: the writer's next insert waits on the lock.
+    let mut holder = pool.get().await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut holder).await.unwrap();
+    diesel::sql_query("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    auth.clone().who_am_i(WhoAmIRequest {}).await.unwrap();
+    eventually(Duration::from_secs(10), "the audit writer waiting on the lock", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let waiting: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+                "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%audit_events%')",
+            ))
+            .get_result(&mut conn)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        }
+    })
+    .await;
+
+    // Two rows fill the writer's queue; the calls after them wait for room,
+    // then spill their rows. Every call still answers.
+    const CALLS: usize = 10;
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let mut auth = auth.clone();
+            tokio::spawn(async move { auth.who_am_i(WhoAmIRequest {}).await.unwrap() })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let mut system = api.system().await;
+    let audit = system.get_info(GetInfoRequest {}).await.unwrap().into_inner().audit.unwrap();
+    assert!(audit.delayed >= 8 && audit.spilled >= 8 && audit.lost == 0, "{audit:?}");
+
+    let released_at = chrono::Utc::now();
+    diesel::sql_query("COMMIT").execute(&mut holder).await.unwrap();
+    let times = eventually(Duration::from_secs(20), "every WhoAmI row written", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let times: Vec<chrono::DateTime<chrono::Utc>> = audit_events::table
+                .filter(audit_events::rpc.eq(WHO_AM_I))
+                .select(audit_events::at)
+                .load(&mut conn)
+                .await
+                .ok()?;
+            (times.len() == CALLS + 1).then_some(times)
+        }
+    })
+    .await;
+    assert!(
+        times.iter().all(|at| *at < released_at),
+        "rows carry their call's time, not their insert's"
+    );
+    let audit = eventually(Duration::from_secs(5), "the spilled rows counted as restored", || {
+        let mut system = system.clone();
+        async move {
+            let audit = system.get_info(GetInfoRequest {}).await.ok()?.into_inner().audit?;
+            (audit.restored >= 8).then_some(audit)
+        }
+    })
+    .await;
+    assert_eq!(audit.lost, 0, "{audit:?}");
+
+    drop(holder);
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
 async fn audit_events(api: &folio_tests::ApiHandle, rpc: &str) -> Vec<folio_proto::v1::AuditEvent> {
     let users = api.admin_users().await;
     let rpc = rpc.to_owned();

@@ -118,16 +118,20 @@ where
             if admission.principal.is_some() || note.is_some() {
                 let note = note.unwrap_or_default();
                 let principal = admission.principal.as_ref();
-                state.auditor.record(NewAuditEvent {
-                    actor_id: principal.map(|p| p.user_id).or(note.actor_id),
-                    actor_email: principal.map(|p| p.email.clone()).unwrap_or(note.actor_email),
-                    rpc: path,
-                    target: note.target,
-                    outcome: outcome(&response),
-                    event: note.event,
-                    latency_us: started.elapsed().as_micros() as i64,
-                    peer,
-                });
+                state
+                    .auditor
+                    .record(NewAuditEvent {
+                        at: chrono::Utc::now(),
+                        actor_id: principal.map(|p| p.user_id).or(note.actor_id),
+                        actor_email: principal.map(|p| p.email.clone()).unwrap_or(note.actor_email),
+                        rpc: path,
+                        target: note.target,
+                        outcome: outcome(&response),
+                        event: note.event,
+                        latency_us: started.elapsed().as_micros() as i64,
+                        peer,
+                    })
+                    .await;
             }
             Ok(response)
         })

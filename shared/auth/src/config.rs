@@ -47,6 +47,12 @@ pub struct AuthConfig {
     /// `FOLIO_LOGIN_FAILURES_PER_PEER`: failed logins from one address (any
     /// account) in 15 minutes before it must wait.
     pub login_failures_per_peer: u32,
+    /// `FOLIO_AUDIT_BUFFER`: audit rows queued for the writer before a call
+    /// waits for room (then spills its row).
+    pub audit_buffer: usize,
+    /// `FOLIO_AUDIT_SPILL_DIR`: where audit rows go that the database could
+    /// not take in time; imported once it takes rows again.
+    pub audit_spill_dir: PathBuf,
 }
 
 impl AuthConfig {
@@ -79,6 +85,8 @@ impl AuthConfig {
             open_registration: vars.boolean("FOLIO_OPEN_REGISTRATION", true)?,
             bootstrap_admin: bootstrap_admin(vars)?,
             hash_concurrency: vars.bounded("FOLIO_PASSWORD_HASH_CONCURRENCY", cores, 1, 256)?,
+            audit_buffer: vars.bounded("FOLIO_AUDIT_BUFFER", 10_000, 1, 1_000_000)?,
+            audit_spill_dir: PathBuf::from(vars.text("FOLIO_AUDIT_SPILL_DIR", "data/audit-spill")),
             rate_per_minute_admin: vars.bounded("FOLIO_RATE_LIMIT_ADMIN", 1200, 1, 1_000_000)?,
             rate_per_minute_member: vars.bounded("FOLIO_RATE_LIMIT_MEMBER", 600, 1, 1_000_000)?,
             rate_per_minute_viewer: vars.bounded("FOLIO_RATE_LIMIT_VIEWER", 600, 1, 1_000_000)?,

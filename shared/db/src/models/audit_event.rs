@@ -7,10 +7,13 @@ use uuid::Uuid;
 
 use crate::schema::audit_events;
 
-/// An event to record.
-#[derive(Debug, Clone, Default, Insertable)]
+/// An event to record (serialisable: a row the database cannot take in time
+/// is spilled to disk and imported later).
+#[derive(Debug, Clone, Default, Insertable, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
 pub struct NewAuditEvent {
+    /// When the call was made (not when the row is written).
+    pub at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
     pub actor_email: String,
     pub rpc: String,
