@@ -23,7 +23,7 @@ use crate::{
     auth,
     convert::{duration, timestamp, worker_to_proto},
     error::{ApiError, ApiResult},
-    health::Dependencies,
+    health::{Dependencies, Readiness},
     page_token,
     settings::Settings,
     watch::Hub,
@@ -81,7 +81,10 @@ impl SystemService for System {
 impl System {
     async fn info(&self) -> GetInfoResponse {
         let checks = self.dependencies.check_all().await;
+        let readiness = Readiness::of(&checks);
         GetInfoResponse {
+            serving: readiness.serving,
+            degraded: readiness.degraded,
             version: folio_core::VERSION.to_owned(),
             started_at: Some(timestamp(self.started_at)),
             uptime: Some(duration(self.started.elapsed())),
