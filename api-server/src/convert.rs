@@ -64,6 +64,8 @@ pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
         version: info.version.to_owned(),
         started_at: Some(timestamp(info.started_at)),
         uptime: Some(duration(info.uptime)),
+        serving: info.readiness.serving,
+        degraded: info.readiness.degraded,
         dependencies: info
             .dependencies
             .into_iter()

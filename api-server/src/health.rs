@@ -1,6 +1,15 @@
 //! Live checks of Postgres, RabbitMQ and Redis: answered by `GetInfo` (in
 //! [`Info`], GetInfo's whole answer in domain terms), and polled to drive
-//! `grpc.health.v1` (SERVING only while all three answer).
+//! `grpc.health.v1`.
+//!
+//! Readiness means "this server can do its job". Every RPC needs Postgres, so
+//! the server ("") and each `folio.v1` service are SERVING exactly while
+//! Postgres answers. RabbitMQ and Redis are not needed to accept work: with the
+//! broker down uploads wait in the outbox, with Redis down watch streams poll
+//! Postgres. Their loss leaves the server SERVING but degraded, which `GetInfo`
+//! reports and each dependency's own health entry (`folio.dependency.<name>`)
+//! shows, so a load balancer keeps sending uploads exactly when the outbox is
+//! there to take them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,8 +26,23 @@ use crate::{audit::AuditCounts, broker::BrokerLink, watch::stats::HubStats};
 /// How long one dependency check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The gRPC services whose health follows the dependencies ("" is the server).
-pub const SERVICES: [&str; 2] = ["", "folio.v1.SystemService"];
+/// The gRPC services whose health follows Postgres ("" is the server).
+pub const SERVICES: [&str; 6] = [
+    "",
+    "folio.v1.SystemService",
+    "folio.v1.AuthService",
+    "folio.v1.UserService",
+    "folio.v1.DocumentService",
+    "folio.v1.SearchService",
+];
+
+/// The dependencies, in the order [`Dependencies::check_all`] returns them.
+pub const DEPENDENCIES: [&str; 3] = ["postgres", "rabbitmq", "redis"];
+
+/// The health entry that shows one dependency's own state.
+pub fn dependency_service(name: &str) -> String {
+    format!("folio.dependency.{name}")
+}
 
 /// The result of checking one dependency.
 #[derive(Clone, Debug)]
@@ -30,7 +54,8 @@ pub struct Check {
 }
 
 /// What GetInfo reports: this server's version, when it started and for how
-/// long it has run, the dependencies' checks and the watch hub's counters.
+/// long it has run, the dependencies' checks and what they mean, the watch
+/// hub's counters and the audit writer's.
 #[derive(Clone, Debug)]
 pub struct Info {
     pub version: &'static str,
@@ -38,6 +63,8 @@ pub struct Info {
     pub uptime: Duration,
     /// In the order postgres, rabbitmq, redis.
     pub dependencies: [Check; 3],
+    /// What the checks mean for readiness.
+    pub readiness: Readiness,
     pub watch: HubStats,
     /// What became of the audit rows this server recorded.
     pub audit: AuditCounts,
@@ -53,13 +80,14 @@ pub struct Dependencies {
 }
 
 impl Dependencies {
-    /// Checks all three at once; the result is in the order postgres,
-    /// rabbitmq, redis.
+    /// Checks all three at once; the result is in the order of
+    /// [`DEPENDENCIES`].
     pub async fn check_all(&self) -> [Check; 3] {
+        let [postgres, rabbitmq, redis] = DEPENDENCIES;
         let (postgres, rabbitmq, redis) = tokio::join!(
-            timed("postgres", db::ping(&self.pool)),
-            timed("rabbitmq", self.check_broker()),
-            timed("redis", async { Ok(self.cache.ping().await?) }),
+            timed(postgres, db::ping(&self.pool)),
+            timed(rabbitmq, self.check_broker()),
+            timed(redis, async { Ok(self.cache.ping().await?) }),
         );
         [postgres, rabbitmq, redis]
     }
@@ -102,27 +130,55 @@ async fn timed(name: &'static str, check: impl Future<Output = anyhow::Result<()
     }
 }
 
+/// What a round of checks means for readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Postgres answers: the server can do its job.
+    pub serving: bool,
+    /// A dependency other than Postgres is down: work is accepted and waits.
+    pub degraded: bool,
+}
+
+impl Readiness {
+    pub fn of(checks: &[Check; 3]) -> Readiness {
+        let [postgres, rest @ ..] = checks;
+        Readiness {
+            serving: postgres.up,
+            degraded: rest.iter().any(|c| !c.up),
+        }
+    }
+}
+
 /// Polls the dependencies every `interval` and sets the health status of
-/// [`SERVICES`], until `cancel` fires.
+/// [`SERVICES`] and of each dependency's entry, until `cancel` fires.
 pub async fn poll(dependencies: Dependencies, reporter: HealthReporter, interval: Duration, cancel: CancellationToken) {
-    let mut serving = None;
+    let mut last: Option<[bool; 3]> = None;
     loop {
         let checks = dependencies.check_all().await;
-        let all_up = checks.iter().all(|c| c.up);
-        if serving != Some(all_up) {
-            if all_up {
-                tracing::info!("all dependencies answer: SERVING");
-            } else {
-                for check in checks.iter().filter(|c| !c.up) {
-                    tracing::warn!(
+        let ups = checks.each_ref().map(|c| c.up);
+        if last != Some(ups) {
+            let readiness = Readiness::of(&checks);
+            for (i, check) in checks.iter().enumerate() {
+                let was_up = last.map(|ups| ups[i]);
+                match (check.up, was_up) {
+                    (true, Some(false)) => tracing::info!(dependency = check.name, "dependency answers again"),
+                    (false, None | Some(true)) => tracing::warn!(
                         dependency = check.name,
                         error = check.error.as_deref().unwrap_or(""),
-                        "dependency down: NOT_SERVING"
-                    );
+                        serving = readiness.serving,
+                        "dependency down"
+                    ),
+                    _ => {}
                 }
+                reporter.set_service_status(dependency_service(check.name), status(check.up)).await;
             }
-            set_status(&reporter, all_up).await;
-            serving = Some(all_up);
+            match readiness {
+                Readiness { serving: false, .. } => tracing::warn!("Postgres is down: NOT_SERVING"),
+                Readiness { degraded: true, .. } => tracing::warn!("SERVING, degraded: work is accepted and waits"),
+                _ => tracing::info!("all dependencies answer: SERVING"),
+            }
+            set_status(&reporter, readiness.serving).await;
+            last = Some(ups);
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -131,14 +187,17 @@ pub async fn poll(dependencies: Dependencies, reporter: HealthReporter, interval
     }
 }
 
-/// Sets every service in [`SERVICES`] to SERVING or NOT_SERVING.
-pub async fn set_status(reporter: &HealthReporter, serving: bool) {
-    let status = if serving {
+fn status(serving: bool) -> tonic_health::ServingStatus {
+    if serving {
         tonic_health::ServingStatus::Serving
     } else {
         tonic_health::ServingStatus::NotServing
-    };
+    }
+}
+
+/// Sets every service in [`SERVICES`] to SERVING or NOT_SERVING.
+pub async fn set_status(reporter: &HealthReporter, serving: bool) {
     for service in SERVICES {
-        reporter.set_service_status(service, status).await;
+        reporter.set_service_status(service, status(serving)).await;
     }
 }

@@ -17,15 +17,13 @@ use folio_core::queue::{self, Topology};
 use folio_db::{self as db, models::outbox};
 use futures_util::future::join_all;
 use lapin::{Channel, options::ConfirmSelectOptions};
-use tokio::{sync::Notify, time::timeout};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::BrokerLink;
 
 /// Rows published per transaction.
 const BATCH: i64 = 256;
-/// How long a confirm may take before the publish counts as failed.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The relay's settings and handles.
 pub struct Relay {
@@ -121,10 +119,7 @@ impl Relay {
                 }
                 let publishes = rows.iter().map(|row| async {
                     let confirm = queue::publish(channel, &exchange, queue::PROCESS_KEY, row.job_id, &row.payload, 1).await?;
-                    match timeout(CONFIRM_TIMEOUT, queue::confirmed(confirm)).await {
-                        Ok(result) => result.map_err(anyhow::Error::from),
-                        Err(_) => Err(anyhow::anyhow!("no confirm within {CONFIRM_TIMEOUT:?}")),
-                    }
+                    queue::confirmed(confirm).await.map_err(anyhow::Error::from)
                 });
                 let outcomes = join_all(publishes).await;
                 let mut sent = Vec::with_capacity(rows.len());

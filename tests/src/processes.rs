@@ -7,7 +7,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use folio_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{io::AsyncBufReadExt as _, net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -48,6 +48,36 @@ impl TestEnv {
             let _ = stopped.await;
         }));
         WorkerHandle { stop: Some(stop), task }
+    }
+
+    /// Starts one of folio's binaries with this env's variables and `extra`
+    /// ones, logging JSON, and waits until a line of its standard output
+    /// contains `ready`. Its output is drained from then on.
+    pub async fn start_process(&self, binary: &str, extra: &[(&str, String)], ready: &str) -> tokio::process::Child {
+        let mut command = self.command(binary);
+        command
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("FOLIO_LOG_FORMAT", "json");
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = ready.to_owned();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.expect("read log") {
+                if line.contains(&ready) {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{binary} did not log {ready:?}"));
+        // Keep draining the pipe so the child never blocks on a full one.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        child
     }
 
     /// A command for one of folio's binaries with this env's variables (and no

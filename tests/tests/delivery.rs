@@ -8,10 +8,10 @@ use diesel::QueryDsl as _;
 use diesel_async::RunQueryDsl as _;
 use folio_core::queue::{self, EncodedJob, Topology};
 use folio_db::{
-    models::{outbox, ping},
+    models::{dead_letter, outbox, ping},
     schema::processed_jobs,
 };
-use folio_proto::v1::PingWorkersRequest;
+use folio_proto::v1::{GetInfoRequest, PingWorkersRequest};
 use folio_tests::{TcpProxy, TestEnv, eventually, health_status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use uuid::Uuid;
@@ -29,11 +29,28 @@ async fn ping_waits_in_the_outbox_while_rabbitmq_is_cut_and_is_delivered_after()
     let pool = env.pool();
 
     proxy.cut();
-    eventually(Duration::from_secs(10), "NOT_SERVING while RabbitMQ is cut", || {
-        let url = api.url();
-        async move { (health_status(&url, "").await == Some(ServingStatus::NotServing)).then_some(()) }
-    })
+    // The health poller has seen the broker go: its own entry says so.
+    eventually(
+        Duration::from_secs(10),
+        "rabbitmq's health entry NOT_SERVING while it is cut",
+        || {
+            let url = api.url();
+            async move { (health_status(&url, "folio.dependency.rabbitmq").await == Some(ServingStatus::NotServing)).then_some(()) }
+        },
+    )
     .await;
+    // Readiness means "can do its job": the outbox takes the work, so the
+    // server and its services stay SERVING, degraded.
+    for service in ["", "folio.v1.DocumentService", "folio.v1.SystemService"] {
+        assert_eq!(
+            health_status(&api.url(), service).await,
+            Some(ServingStatus::Serving),
+            "{service:?}"
+        );
+    }
+    let info = system.get_info(GetInfoRequest {}).await.unwrap().into_inner();
+    assert!(info.serving && info.degraded, "{info:?}");
+    assert!(!info.dependencies.iter().find(|d| d.name == "rabbitmq").unwrap().up);
 
     let response = system
         .ping_workers(PingWorkersRequest { wait: NO_WAIT })
@@ -63,7 +80,13 @@ async fn ping_waits_in_the_outbox_while_rabbitmq_is_cut_and_is_delivered_after()
     .await;
     assert_eq!(received.receipts, 1);
     folio_tests::outbox_drained(&pool).await;
-    api.wait_serving().await;
+    eventually(Duration::from_secs(10), "rabbitmq's health entry SERVING once it is back", || {
+        let url = api.url();
+        async move { (health_status(&url, "folio.dependency.rabbitmq").await == Some(ServingStatus::Serving)).then_some(()) }
+    })
+    .await;
+    let info = system.get_info(GetInfoRequest {}).await.unwrap().into_inner();
+    assert!(info.serving && !info.degraded, "{info:?}");
     drop(conn);
 
     worker.stop().await.unwrap();
@@ -105,6 +128,7 @@ async fn a_job_published_twice_has_its_effect_once() {
     let processed: i64 = processed_jobs::table.count().get_result(&mut conn).await.unwrap();
     assert_eq!(processed, 1);
     assert_eq!(folio_tests::ready_messages(&topology.dead_letter()).await, 0);
+    assert!(dead_letter::all(&mut conn).await.unwrap().is_empty(), "nothing dead-lettered");
     let _ = connection.close(200, "done".into()).await;
     drop(conn);
 
@@ -186,12 +210,27 @@ async fn a_job_that_cannot_run_is_dead_lettered_not_retried() {
             .unwrap();
         queue::confirmed(confirm).await.unwrap();
     }
-    eventually(Duration::from_secs(10), "two dead letters", || {
-        let env = &env;
-        async move { (folio_tests::ready_messages(&env.topology().dead_letter()).await == 2).then_some(()) }
+    // The worker reads the dead-letter queue too and records what it finds.
+    let pool = env.pool();
+    let letters = eventually(Duration::from_secs(10), "two dead letters recorded", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let letters = dead_letter::all(&mut conn).await.ok()?;
+            (letters.len() == 2).then_some(letters)
+        }
     })
     .await;
-    assert_eq!(folio_tests::ready_messages(&topology.process_queue()).await, 0);
+    let mut found: Vec<_> = letters.iter().map(|l| (l.kind.as_str(), l.reason.as_str(), l.job_id)).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [("ping", "rejected", Some(orphan.job_id)), ("undecodable", "rejected", None)]
+    );
+    assert_eq!(letters.iter().find(|l| l.kind == "ping").unwrap().payload, orphan.payload);
+    for queue in [topology.process_queue(), topology.dead_letter()] {
+        assert_eq!(folio_tests::ready_messages(&queue).await, 0, "{queue}");
+    }
 
     let _ = connection.close(200, "done".into()).await;
     worker.stop().await.unwrap();

@@ -6,7 +6,7 @@ use std::{process::Stdio, time::Duration};
 use folio_db::models::ping;
 use folio_proto::v1::PingWorkersRequest;
 use folio_tests::{TestEnv, eventually};
-use tokio::{io::AsyncBufReadExt as _, process::Child};
+use tokio::process::Child;
 use uuid::Uuid;
 
 async fn exit_and_stderr(mut command: tokio::process::Command) -> (i32, Vec<String>) {
@@ -74,30 +74,6 @@ async fn an_unreachable_dependency_stops_start_up_after_the_bounded_wait() {
     env.cleanup().await;
 }
 
-/// Starts a binary and waits until it logs `ready` (stderr or stdout).
-async fn start(env: &TestEnv, binary: &str, extra: &[(&str, String)], ready: &str) -> Child {
-    let mut command = env.command(binary);
-    command
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("FOLIO_LOG_FORMAT", "json");
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let ready = ready.to_owned();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if line.contains(&ready) {
-                break;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{binary} did not log {ready:?}"));
-    // Keep draining the pipe so the child never blocks on a full one.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
-}
-
 fn sigterm(child: &Child) {
     let pid = child.id().expect("running") as i32;
     let status = std::process::Command::new("kill")
@@ -125,8 +101,8 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
     };
     let addr = format!("127.0.0.1:{port}");
     let grpc = [("FOLIO_GRPC_ADDR", addr.clone())];
-    let api = start(&env, "folio-api", &grpc, "folio-api serving").await;
-    let worker = start(&env, "folio-worker", &[], "consuming").await;
+    let api = env.start_process("folio-api", &grpc, "folio-api serving").await;
+    let worker = env.start_process("folio-worker", &[], "consuming").await;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -159,7 +135,7 @@ async fn sigterm_stops_both_binaries_cleanly_and_no_job_is_lost_or_redone() {
     assert_eq!(exit_code(worker).await, 0, "worker exit code");
 
     // A second worker picks up whatever the first did not finish.
-    let successor = start(&env, "folio-worker", &[], "consuming").await;
+    let successor = env.start_process("folio-worker", &[], "consuming").await;
     let pool = env.pool();
     eventually(Duration::from_secs(20), "every ping received", || {
         let pool = pool.clone();

@@ -12,20 +12,86 @@ use folio_proto::v1::{
     ListWorkersRequest, PingWorkersRequest, SettingSource, UpdateSettingsRequest, WhoAmIRequest,
     document_service_client::DocumentServiceClient, system_service_client::SystemServiceClient,
 };
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, eventually, health_status, violated_fields};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TcpProxy, TestEnv, eventually, health_status, violated_fields};
 use futures_util::StreamExt as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+/// The health entries an api-server reports: the server (""), every
+/// `folio.v1` service, and one per dependency.
+const HEALTH_ENTRIES: [&str; 9] = [
+    "",
+    "folio.v1.SystemService",
+    "folio.v1.AuthService",
+    "folio.v1.UserService",
+    "folio.v1.DocumentService",
+    "folio.v1.SearchService",
+    "folio.dependency.postgres",
+    "folio.dependency.rabbitmq",
+    "folio.dependency.redis",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_is_serving_for_the_server_and_system_service() {
+async fn health_is_serving_for_the_server_every_service_and_dependency_and_not_found_for_an_unknown_one() {
     let mut env = TestEnv::new().await;
     let api = env.spawn_api().await;
-    assert_eq!(health_status(&api.url(), "").await, Some(ServingStatus::Serving));
-    assert_eq!(
-        health_status(&api.url(), "folio.v1.SystemService").await,
-        Some(ServingStatus::Serving)
-    );
+    for service in HEALTH_ENTRIES {
+        assert_eq!(
+            health_status(&api.url(), service).await,
+            Some(ServingStatus::Serving),
+            "{service:?}"
+        );
+    }
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let unknown = HealthClient::new(api.channel().await)
+        .check(HealthCheckRequest {
+            service: "folio.v1.NoSuchService".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
     api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+async fn wait_for_health(url: &str, service: &str, wanted: ServingStatus) {
+    eventually(Duration::from_secs(10), &format!("{service:?} {wanted:?}"), || async move {
+        (health_status(url, service).await == Some(wanted)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_postgres_is_cut_and_serving_again_after() {
+    let mut env = TestEnv::new().await;
+    let proxy = TcpProxy::start("127.0.0.1:5432").await;
+    let database_url = env.vars["DATABASE_URL"].clone();
+    env.set("DATABASE_URL", proxy.url_through(&database_url));
+    let api = env.spawn_api().await;
+
+    proxy.cut();
+    wait_for_health(&api.url(), "folio.dependency.postgres", ServingStatus::NotServing).await;
+    // Without Postgres no RPC can do its job: the server and every service
+    // say so, while the other dependencies' entries still answer SERVING.
+    for service in HEALTH_ENTRIES {
+        let wanted = if service.starts_with("folio.dependency.") && service != "folio.dependency.postgres" {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        assert_eq!(health_status(&api.url(), service).await, Some(wanted), "{service:?}");
+    }
+
+    proxy.restore();
+    wait_for_health(&api.url(), "", ServingStatus::Serving).await;
+    for service in HEALTH_ENTRIES {
+        assert_eq!(
+            health_status(&api.url(), service).await,
+            Some(ServingStatus::Serving),
+            "{service:?}"
+        );
+    }
+    api.stop().await.unwrap();
+    env.set("DATABASE_URL", database_url);
     env.cleanup().await;
 }
 

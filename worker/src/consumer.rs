@@ -8,6 +8,13 @@
 //! is rejected to the dead-letter queue. Acks go through the delivery's own
 //! `Acker`, bound to the channel it came on: after that channel died the ack is a
 //! no-op and the broker redelivers the job, which then deduplicates.
+//!
+//! Every worker also reads the dead-letter queue, so that no document waits on
+//! a job that will never run again: a job the broker dead-lettered (past the
+//! delivery limit, because each worker that took it died, or rejected by a
+//! worker that could not record why) ends its document FAILED through the
+//! lifecycle, which changes nothing where the failure was recorded already or
+//! the document moved on. The dead letter is acked once that is settled.
 
 use std::{
     collections::HashMap,
@@ -20,6 +27,7 @@ use std::{
 
 use anyhow::Context as _;
 use folio_core::queue::{self, Topology};
+use folio_db::models::dead_letter;
 use futures_util::StreamExt as _;
 use lapin::{
     Acker, Channel, Connection, ConnectionProperties,
@@ -112,6 +120,20 @@ impl Consumer {
             .await
             .context("consume")?;
         let tag = deliveries.tag();
+        let dead = connection.create_channel().await.context("open dead-letter channel")?;
+        dead.basic_qos(DEAD_LETTER_PREFETCH, BasicQosOptions::default())
+            .await
+            .context("set dead-letter prefetch")?;
+        let mut dead_letters = dead
+            .basic_consume(
+                self.topology.dead_letter().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("consume dead letters")?;
+        let dead_tag = dead_letters.tag();
         tracing::info!(queue = %self.topology.process_queue(), prefetch = self.prefetch, "consuming");
 
         loop {
@@ -119,6 +141,7 @@ impl Consumer {
                 () = cancel.cancelled() => {
                     tracing::info!("stopping consumption");
                     let _ = consuming.basic_cancel(tag, BasicCancelOptions::default()).await;
+                    let _ = dead.basic_cancel(dead_tag, BasicCancelOptions::default()).await;
                     self.drain(tasks).await;
                     let _ = connection.close(200, "worker shutting down".into()).await;
                     return Ok(());
@@ -137,6 +160,14 @@ impl Consumer {
                     }
                     Some(Err(error)) => return Err(error).context("delivery stream"),
                     None => anyhow::bail!("the broker cancelled the consumer"),
+                },
+                dead_letter = dead_letters.next() => match dead_letter {
+                    Some(Ok(delivery)) => {
+                        let this = self.clone();
+                        tasks.spawn(async move { this.settle_dead_letter(delivery).await });
+                    }
+                    Some(Err(error)) => return Err(error).context("dead-letter stream"),
+                    None => anyhow::bail!("the broker cancelled the dead-letter consumer"),
                 },
             }
         }
@@ -216,7 +247,12 @@ impl Consumer {
                             Settle::Ack
                         }
                         Err(publish_error) => {
-                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, "job failed and its retry could not be scheduled, requeueing");
+                            // Requeued at once, a failure that repeats (the
+                            // broker refusing the retry queue) would loop at
+                            // full speed: wait out part of the delay first.
+                            let pause = delay.min(REQUEUE_PAUSE_MAX);
+                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, ?pause, "job failed and its retry could not be scheduled, requeueing after a pause");
+                            tokio::time::sleep(pause).await;
                             Settle::Requeue
                         }
                     }
@@ -252,6 +288,70 @@ impl Consumer {
         queue::confirmed(confirm).await
     }
 }
+
+impl Consumer {
+    /// Ends the document of a dead-lettered job FAILED (unless it was recorded
+    /// already or the document moved on), records the dead letter in
+    /// `dead_letters`, then acks it. While the database is away the dead
+    /// letter is requeued after a pause.
+    async fn settle_dead_letter(&self, delivery: Delivery) {
+        let reason = queue::death_reason(&delivery.properties).unwrap_or_else(|| "unknown".into());
+        let attempt = queue::delivery_attempt(&delivery.properties);
+        let job = queue::decode(&delivery.data).ok();
+        let (kind, document_id) = job.as_ref().map_or(("undecodable", None), queue::describe);
+        let mut settled = true;
+        if let Some(job) = &job {
+            tracing::warn!(job_id = %job.job_id, kind, %reason, "job dead-lettered");
+            let tries = jobs::Delivery {
+                number: attempt,
+                max: self.topology.max_attempts(),
+                token: uuid::Uuid::new_v4(),
+                retry_delay: None,
+            };
+            let (code, message) = dead_letter_failure(&reason);
+            settled = jobs::failed(&self.context, job, tries, code, message).await;
+        }
+        if settled {
+            let letter = dead_letter::NewDeadLetter {
+                job_id: job.as_ref().and_then(|j| j.job_id.parse().ok()),
+                kind,
+                document_id,
+                attempt: attempt as i32,
+                reason: &reason,
+                payload: &delivery.data,
+            };
+            settled = match self.context.pool.get().await {
+                Ok(mut conn) => dead_letter::record(&mut conn, &letter).await.is_ok(),
+                Err(_) => false,
+            };
+        }
+        if settled {
+            settle(&delivery.acker, Settle::Ack).await;
+        } else {
+            tracing::warn!(kind, %reason, "dead letter not settled: the database is away; requeueing it after a pause");
+            tokio::time::sleep(REQUEUE_PAUSE_MAX).await;
+            settle(&delivery.acker, Settle::Requeue).await;
+        }
+    }
+}
+
+/// The code and the client's message for a document whose job was
+/// dead-lettered for `reason`.
+fn dead_letter_failure(reason: &str) -> (&'static str, &'static str) {
+    match reason {
+        "delivery_limit" => (
+            "DELIVERY_LIMIT",
+            "processing stopped without finishing more often than the delivery limit allows: \
+             the worker running it stopped or crashed each time",
+        ),
+        _ => ("DEAD_LETTERED", "the queue set the job aside before it finished"),
+    }
+}
+
+/// Dead letters one worker settles at once.
+const DEAD_LETTER_PREFETCH: u16 = 4;
+/// The longest pause before a delivery is requeued.
+const REQUEUE_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 enum Settle {
     Ack,

@@ -298,7 +298,14 @@ pub enum PublishError {
     /// The channel was not in confirm mode; a programming error.
     #[error("publisher confirms are not enabled on the channel")]
     NotConfirmed,
+    /// No confirm came within [`CONFIRM_TIMEOUT`] (a broker that blocks
+    /// publishers under a resource alarm, or a connection that hangs).
+    #[error("no confirm from the broker within {0:?}")]
+    Unconfirmed(Duration),
 }
+
+/// How long a publish may wait for its confirm before it counts as failed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts a persistent, mandatory publish. The channel must be in confirm mode;
 /// await the returned confirm with [`confirmed`].
@@ -326,10 +333,14 @@ pub async fn publish(
         .await?)
 }
 
-/// Waits for a publish's confirm. Only an Ack without a returned message is a
-/// success: an Ack carrying a returned message means nothing was routed.
+/// Waits up to [`CONFIRM_TIMEOUT`] for a publish's confirm. Only an Ack
+/// without a returned message is a success: an Ack carrying a returned message
+/// means nothing was routed.
 pub async fn confirmed(confirm: PublisherConfirm) -> Result<(), PublishError> {
-    match confirm.await? {
+    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+        .await
+        .map_err(|_| PublishError::Unconfirmed(CONFIRM_TIMEOUT))??;
+    match confirmation {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
             Err(PublishError::Returned(format!("{} {}", returned.reply_code, returned.reply_text)))
@@ -352,6 +363,39 @@ pub fn delivery_attempt(properties: &BasicProperties) -> u32 {
             _ => None,
         })
         .unwrap_or(1)
+}
+
+/// Why the broker dead-lettered a message: `delivery_limit` (delivered more
+/// often than the process queue's `x-delivery-limit` without an ack: a worker
+/// that died on it each time), `rejected` (a worker rejected it) or another
+/// reason RabbitMQ names; None for a message that was not dead-lettered.
+pub fn death_reason(properties: &BasicProperties) -> Option<String> {
+    let headers = properties.headers().as_ref()?.inner();
+    let text = |value: &AMQPValue| match value {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    };
+    if let Some(reason) = headers.get("x-first-death-reason").and_then(text) {
+        return Some(reason);
+    }
+    match headers.get("x-death")? {
+        AMQPValue::FieldArray(deaths) => deaths.as_slice().iter().find_map(|death| match death {
+            AMQPValue::FieldTable(death) => death.inner().get("reason").and_then(text),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// A job's kind as the outbox names it, and the document it is about.
+pub fn describe(job: &Job) -> (&'static str, Option<Uuid>) {
+    match &job.kind {
+        Some(job::Kind::Ping(_)) => ("ping", None),
+        Some(job::Kind::ProcessDocument(body)) => ("process_document", body.document_id.parse().ok()),
+        Some(job::Kind::ReindexDocument(body)) => ("reindex_document", body.document_id.parse().ok()),
+        None => ("unknown", None),
+    }
 }
 
 /// Decodes a job message.

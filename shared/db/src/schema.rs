@@ -47,6 +47,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    dead_letters (id) {
+        id -> Int8,
+        job_id -> Nullable<Uuid>,
+        kind -> Text,
+        document_id -> Nullable<Uuid>,
+        attempt -> Int4,
+        reason -> Text,
+        payload -> Bytea,
+        dead_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     document_events (id) {
         id -> Int8,
         document_id -> Uuid,
@@ -205,6 +218,7 @@ diesel::joinable!(settings -> users (updated_by));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     chunks,
+    dead_letters,
     document_events,
     documents,
     embedding_index,

@@ -111,10 +111,13 @@ pub async fn retry_scheduled(context: &JobContext, job: &Job, delivery: Delivery
     }
 }
 
-/// Records that a job failed for good (permanently, or out of tries).
-pub async fn failed(context: &JobContext, job: &Job, delivery: Delivery, code: &str, message: &str) {
-    if let Some(job::Kind::ProcessDocument(body)) = &job.kind {
-        process_document::failed(context, body, delivery, code, message).await;
+/// Records that a job failed for good (permanently, or out of tries). False
+/// only when the database could not be reached to record it; a failure the
+/// lifecycle refuses (recorded already, or the document moved on) is settled.
+pub async fn failed(context: &JobContext, job: &Job, delivery: Delivery, code: &str, message: &str) -> bool {
+    match &job.kind {
+        Some(job::Kind::ProcessDocument(body)) => process_document::failed(context, body, delivery, code, message).await,
+        _ => true,
     }
 }
 

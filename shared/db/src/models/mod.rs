@@ -2,6 +2,7 @@
 
 pub mod audit_event;
 pub mod chunk;
+pub mod dead_letter;
 pub mod document;
 pub mod document_event;
 pub mod embedding_index;

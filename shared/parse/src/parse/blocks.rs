@@ -21,8 +21,10 @@ use super::{Block, Budget, ParseError, normalize_whitespace};
 ///   says nothing more to search. Heading text counts against the text budget.
 /// - **Blocks.** Text is emitted with the open headings as its section path
 ///   and the current page; empty text emits nothing.
-/// - **Tables.** A row's cells are whitespace-normalised, empty cells are
-///   left out, and the rest are joined by `" | "` into one block.
+/// - **Tables.** A cell gathers text from its start until the next cell, the
+///   end of its row or of the table; a row's cells are whitespace-normalised,
+///   empty cells are left out, and the rest are joined by `" | "` into one
+///   block.
 #[derive(Debug)]
 pub struct BlockBuilder<'b, 'l> {
     budget: &'b mut Budget<'l>,
@@ -32,6 +34,8 @@ pub struct BlockBuilder<'b, 'l> {
     page: Option<u32>,
     /// The cells of the open table row, if a row is open.
     row: Option<Vec<String>>,
+    /// The text of the open cell, if a cell is open.
+    cell: Option<String>,
     blocks: Vec<Block>,
 }
 
@@ -42,6 +46,7 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
             headings: Vec::new(),
             page: None,
             row: None,
+            cell: None,
             blocks: Vec::new(),
         }
     }
@@ -89,13 +94,33 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
         Ok(())
     }
 
-    /// Adds a cell to the open row, opening one if none is.
-    pub fn cell(&mut self, text: &str) {
-        self.row.get_or_insert_with(Vec::new).push(normalize_whitespace(text));
+    /// Ends the open cell, if any, and opens a new one in the open row
+    /// (opening a row if none is).
+    pub fn start_cell(&mut self) {
+        self.end_cell();
+        self.cell = Some(String::new());
     }
 
-    /// Emits the open row, if any, as one block.
+    /// Whether a cell is open.
+    pub fn in_cell(&self) -> bool {
+        self.cell.is_some()
+    }
+
+    /// The text of the open cell, to add to; None when no cell is open.
+    pub fn open_cell(&mut self) -> Option<&mut String> {
+        self.cell.as_mut()
+    }
+
+    /// Adds the open cell, if any, to the open row.
+    pub fn end_cell(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            self.row.get_or_insert_with(Vec::new).push(normalize_whitespace(&cell));
+        }
+    }
+
+    /// Ends the open cell and emits the open row, if any, as one block.
     pub fn end_row(&mut self) -> Result<(), ParseError> {
+        self.end_cell();
         if let Some(row) = self.row.take() {
             let cells: Vec<String> = row.into_iter().filter(|cell| !cell.is_empty()).collect();
             self.emit(cells.join(" | "))?;
@@ -192,21 +217,31 @@ mod tests {
         );
     }
 
+    /// Opens a cell with `text`, left open: the next cell, row or the end
+    /// closes it.
+    fn cell(builder: &mut BlockBuilder<'_, '_>, text: &str) {
+        builder.start_cell();
+        builder.open_cell().expect("a cell just opened").push_str(text);
+    }
+
     #[test]
     fn table_rows_join_their_non_empty_cells() {
         let limits = Limits::default();
         let mut budget = Budget::new(&limits);
         let mut builder = BlockBuilder::new(&mut budget);
+        assert!(!builder.in_cell());
         builder.heading(1, "Data").unwrap();
         builder.start_row().unwrap();
-        builder.cell(" Name ");
-        builder.cell("");
-        builder.cell("Size\n(bytes)");
+        cell(&mut builder, " Name ");
+        cell(&mut builder, "");
+        cell(&mut builder, "Size\n");
+        builder.open_cell().unwrap().push_str("(bytes)");
         builder.start_row().unwrap();
+        assert!(!builder.in_cell(), "a new row closes the open cell");
         builder.start_row().unwrap();
-        builder.cell("a");
+        cell(&mut builder, "a");
         builder.end_row().unwrap();
-        builder.cell("without a row");
+        cell(&mut builder, "without a row");
         let blocks = builder.finish().unwrap();
         assert_eq!(
             paths(&blocks),
@@ -247,8 +282,8 @@ mod tests {
         let mut budget = Budget::new(&limits);
         let mut builder = BlockBuilder::new(&mut budget);
         builder.start_row().unwrap();
-        builder.cell("1234567");
-        builder.cell("8");
+        cell(&mut builder, "1234567");
+        cell(&mut builder, "8");
         assert_eq!(builder.finish().unwrap_err().code(), "LIMIT_EXCEEDED", "7 + 3 + 1 bytes");
     }
 }

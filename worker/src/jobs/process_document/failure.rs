@@ -65,26 +65,29 @@ pub(in crate::jobs) async fn retry_scheduled(
     }
 }
 
-/// The job failed for good: FAILED with the error code.
-pub(in crate::jobs) async fn failed(context: &JobContext, body: &ProcessDocument, delivery: Delivery, code: &str, message: &str) {
-    if let Ok(document_id) = body.document_id.parse::<Uuid>() {
-        let failure = Failure::Fail {
-            code,
-            message: message.to_owned(),
-        };
-        settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await;
-    }
+/// The job failed for good: FAILED with the error code. False when the
+/// database could not be reached (see [`settle`]).
+pub(in crate::jobs) async fn failed(context: &JobContext, body: &ProcessDocument, delivery: Delivery, code: &str, message: &str) -> bool {
+    let Ok(document_id) = body.document_id.parse::<Uuid>() else {
+        return true;
+    };
+    let failure = Failure::Fail {
+        code,
+        message: message.to_owned(),
+    };
+    settle(context, document_id, &try_of(body, delivery), Holding::Token, failure).await
 }
 
 /// Records a failed try, which the lifecycle refuses when another delivery
-/// holds the document or it moved on. Failures to record are logged: the job
-/// is settled regardless.
-async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Holding, failure: Failure<'_>) {
+/// holds the document or it moved on. Failures to record are logged; the
+/// result is false only when the database could not be reached, true when
+/// the failure was recorded or refused.
+async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Holding, failure: Failure<'_>) -> bool {
     let mut conn = match context.pool.get().await {
         Ok(conn) => conn,
         Err(error) => {
             tracing::error!(%error, %document_id, "could not record the job's failure");
-            return;
+            return false;
         }
     };
     // Not holding the lock (the job failed before it took it, or the consumer
@@ -106,10 +109,15 @@ async fn settle(context: &JobContext, document_id: Uuid, at: &Try, holding: Hold
             if let Some(event) = &moved.event {
                 documents::announce(&context.cache, event).await;
             }
+            true
         }
-        Err(LifecycleError::Database(error)) => tracing::error!(%error, %document_id, "could not record the job's failure"),
+        Err(LifecycleError::Database(error)) => {
+            tracing::error!(%error, %document_id, "could not record the job's failure");
+            false
+        }
         Err(refused) => {
-            tracing::debug!(%document_id, reason = %refused, "the job's failure not recorded: already recorded, or the document moved on")
+            tracing::debug!(%document_id, reason = %refused, "the job's failure not recorded: already recorded, or the document moved on");
+            true
         }
     }
 }

@@ -351,8 +351,6 @@ struct Body<'s, 'b, 'l> {
     /// Nesting of tables; rows and cells come from the outermost one, the text
     /// of inner tables joins the outer cell.
     table_depth: usize,
-    /// The text of the open cell of the outermost table, if a cell is open.
-    cell: Option<String>,
 }
 
 fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Result<Vec<Block>, ParseError> {
@@ -364,7 +362,6 @@ fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Re
         in_text: false,
         ignored_depth: 0,
         table_depth: 0,
-        cell: None,
     };
     for count in 0usize.. {
         if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
@@ -388,7 +385,6 @@ fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Re
             _ => {}
         }
     }
-    state.end_cell();
     state.builder.finish()
 }
 
@@ -419,14 +415,8 @@ impl Body<'_, '_, '_> {
             "tab" | "br" | "cr" => self.push(" "),
             "noBreakHyphen" => self.push("-"),
             "tbl" => self.table_depth += 1,
-            "tr" if self.table_depth == 1 => {
-                self.end_cell();
-                self.builder.start_row()?;
-            }
-            "tc" if self.table_depth == 1 => {
-                self.end_cell();
-                self.cell = Some(String::new());
-            }
+            "tr" if self.table_depth == 1 => self.builder.start_row()?,
+            "tc" if self.table_depth == 1 => self.builder.start_cell(),
             _ => {}
         }
         Ok(())
@@ -444,11 +434,11 @@ impl Body<'_, '_, '_> {
             _ if self.ignored_depth > 0 => {}
             "t" => self.in_text = false,
             "p" => self.end_paragraph()?,
-            "tc" if self.table_depth == 1 => self.end_cell(),
-            "tr" if self.table_depth == 1 => self.end_row()?,
+            "tc" if self.table_depth == 1 => self.builder.end_cell(),
+            "tr" if self.table_depth == 1 => self.builder.end_row()?,
             "tbl" => {
                 if self.table_depth == 1 {
-                    self.end_row()?;
+                    self.builder.end_row()?;
                 }
                 self.table_depth = self.table_depth.saturating_sub(1);
             }
@@ -468,7 +458,7 @@ impl Body<'_, '_, '_> {
             return Ok(());
         };
         let text = normalize_whitespace(&text);
-        if let Some(cell) = self.cell.as_mut() {
+        if let Some(cell) = self.builder.open_cell() {
             // Paragraphs within a cell, headings included, are the cell's text.
             if !text.is_empty() {
                 if !cell.is_empty() {
@@ -482,17 +472,6 @@ impl Body<'_, '_, '_> {
             Some(level) => self.builder.heading(level.into(), &text),
             None => self.builder.paragraph(&text),
         }
-    }
-
-    fn end_cell(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            self.builder.cell(&cell);
-        }
-    }
-
-    fn end_row(&mut self) -> Result<(), ParseError> {
-        self.end_cell();
-        self.builder.end_row()
     }
 }
 

@@ -165,8 +165,6 @@ struct State<'b, 'l> {
     /// Nesting of tables; rows and cells are taken from the outermost only, the
     /// text of inner tables joins the outer cell.
     table_depth: usize,
-    /// The text of the open cell of the outermost table, if a cell is open.
-    cell: Option<String>,
 }
 
 /// Elements that end the text before them and start a new block.
@@ -245,7 +243,6 @@ impl<'b, 'l> State<'b, 'l> {
             skipped: None,
             svg_depth: 0,
             table_depth: 0,
-            cell: None,
         }
     }
 
@@ -318,15 +315,9 @@ impl<'b, 'l> State<'b, 'l> {
                 self.flush()?;
                 self.table_depth += 1;
             }
-            "tr" if self.table_depth == 1 => {
-                self.end_cell();
-                self.builder.start_row()?;
-            }
-            "td" | "th" if self.table_depth == 1 => {
-                self.end_cell();
-                self.cell = Some(String::new());
-            }
-            _ if self.cell.is_some() => {
+            "tr" if self.table_depth == 1 => self.builder.start_row()?,
+            "td" | "th" if self.table_depth == 1 => self.builder.start_cell(),
+            _ if self.builder.in_cell() => {
                 // Inside a cell, block-level markup only separates words.
                 if is_block_level(name) || heading_level(name).is_some() {
                     self.push_text(" ");
@@ -370,14 +361,14 @@ impl<'b, 'l> State<'b, 'l> {
             "svg" => self.svg_depth = self.svg_depth.saturating_sub(1),
             "table" if self.table_depth > 0 => {
                 if self.table_depth == 1 {
-                    self.end_row()?;
+                    self.builder.end_row()?;
                     self.flush()?;
                 }
                 self.table_depth -= 1;
             }
-            "tr" if self.table_depth == 1 => self.end_row()?,
-            "td" | "th" if self.table_depth == 1 => self.end_cell(),
-            _ if self.cell.is_some() => {
+            "tr" if self.table_depth == 1 => self.builder.end_row()?,
+            "td" | "th" if self.table_depth == 1 => self.builder.end_cell(),
+            _ if self.builder.in_cell() => {
                 if is_block_level(name) || heading_level(name).is_some() {
                     self.push_text(" ");
                 }
@@ -412,13 +403,14 @@ impl<'b, 'l> State<'b, 'l> {
         self.push_text(text);
         // Text without markup can be long; the budget is checked here too so a
         // huge text run is refused before it is copied again.
-        let gathered = self.current.len() + self.cell.as_ref().map_or(0, String::len) + self.heading.as_ref().map_or(0, |(_, h)| h.len());
+        let cell = self.builder.open_cell().map_or(0, |c| c.len());
+        let gathered = self.current.len() + cell + self.heading.as_ref().map_or(0, |(_, h)| h.len());
         self.builder.budget().check_gathered(gathered)
     }
 
     /// Adds text to the open heading, cell or block, in that order.
     fn push_text(&mut self, text: &str) {
-        if let Some(cell) = self.cell.as_mut() {
+        if let Some(cell) = self.builder.open_cell() {
             cell.push_str(text);
         } else if let Some((_, heading)) = self.heading.as_mut() {
             heading.push_str(text);
@@ -432,17 +424,6 @@ impl<'b, 'l> State<'b, 'l> {
             Some((level, text)) => self.builder.heading(level, &text),
             None => Ok(()),
         }
-    }
-
-    fn end_cell(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            self.builder.cell(&cell);
-        }
-    }
-
-    fn end_row(&mut self) -> Result<(), ParseError> {
-        self.end_cell();
-        self.builder.end_row()
     }
 
     /// Ends the open heading (a block-level element closes it) and emits the
@@ -461,7 +442,7 @@ impl<'b, 'l> State<'b, 'l> {
         if let Some(error) = self.error.take() {
             return Err(error);
         }
-        self.end_row()?;
+        self.builder.end_row()?;
         self.flush()?;
         if self.title.is_none() && self.in_title {
             // An unterminated <title> still names the document.

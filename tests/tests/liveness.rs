@@ -1,0 +1,126 @@
+//! Every document ends: a job that can never finish is bounded by the broker's
+//! delivery limit, and the document it leaves behind ends FAILED with a code
+//! that says why, rather than PROCESSING forever.
+//!
+//! The workers here are the real binary, killed with SIGKILL mid-job as a
+//! crash or an out-of-memory kill would; the job they die on waits on an
+//! embedding server that accepts connections and never answers.
+
+use std::time::Duration;
+
+use folio_db::models::dead_letter;
+use folio_proto::v1::{DocumentState, EventKind, Stage, document_service_client::DocumentServiceClient};
+use folio_tests::{Authed, TestEnv};
+use tokio::{net::TcpListener, process::Child};
+
+/// An HTTP server that accepts connections, reads nothing and answers never:
+/// a job that embeds against it is stuck until it is killed.
+struct Unanswering {
+    url: String,
+    task: tokio::task::AbortHandle,
+}
+
+impl Unanswering {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        })
+        .abort_handle();
+        Unanswering { url, task }
+    }
+}
+
+impl Drop for Unanswering {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn sigkill(child: &Child) {
+    let pid = child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits until `tries` deliveries have started a try on the document and the
+/// last of them is embedding (parsed and chunked, waiting on the server).
+async fn embedding_in_try(client: &DocumentServiceClient<Authed>, id: &str, tries: usize) {
+    folio_tests::wait_for(
+        client,
+        id,
+        Duration::from_secs(60),
+        &format!("embedding in delivery {tries}"),
+        |d| d.state() == DocumentState::Processing && d.stage() == Stage::Chunk,
+    )
+    .await;
+    folio_tests::eventually(Duration::from_secs(30), &format!("{tries} tries started"), || async move {
+        let events = folio_tests::document_events(client, id).await;
+        let started = events
+            .iter()
+            .filter(|e| e.kind() == EventKind::Started && e.stage() == Stage::Parse)
+            .count();
+        (started == tries && events.last()?.stage() == Stage::Chunk).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_whose_worker_is_killed_on_it_every_time_ends_failed_at_the_delivery_limit() {
+    let embedder = Unanswering::start().await;
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBEDDER", "openai");
+    env.set("FOLIO_EMBED_URL", embedder.url.clone());
+    env.set("FOLIO_EMBED_MODEL", "never-answers");
+    env.set("FOLIO_EMBED_TIMEOUT_MS", "600000");
+    // The first delivery and one redelivery; the broker dead-letters the next.
+    env.set("FOLIO_DELIVERY_LIMIT", "1");
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let document = folio_tests::create_document(&mut client, "tern.txt", &[], &folio_tests::prose(400)).await;
+
+    for delivery in 1..=2 {
+        let worker = env.start_process("folio-worker", &[], "consuming").await;
+        embedding_in_try(&client, &document.id, delivery).await;
+        sigkill(&worker);
+        let _ = worker.wait_with_output().await;
+    }
+
+    // A live worker reads the dead-letter queue and settles the document.
+    let worker = env.spawn_worker();
+    let failed = folio_tests::wait_for_state(&client, &document.id, DocumentState::Failed, Duration::from_secs(60)).await;
+    assert_eq!(failed.error_code, "DELIVERY_LIMIT", "{failed:?}");
+    assert!(!failed.will_retry, "{failed:?}");
+    let events = folio_tests::document_events(&client, &document.id).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.kind(), last.state()),
+        (EventKind::EventFailed, DocumentState::Failed),
+        "{events:?}"
+    );
+
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let letters = dead_letter::all(&mut conn).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].kind.as_str(), letters[0].reason.as_str(), letters[0].document_id),
+        ("process_document", "delivery_limit", Some(document.id.parse().unwrap()))
+    );
+    drop(conn);
+    worker.stop().await.unwrap();
+    let topology = env.topology();
+    for queue in topology.queues() {
+        assert_eq!(folio_tests::ready_messages(&queue).await, 0, "{queue} holds a message");
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
