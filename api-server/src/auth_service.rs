@@ -16,10 +16,10 @@ use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
 
 use crate::{
-    accounts::{Accounts, NewUser, Refused, Session},
+    accounts::{Accounts, NewUser, Session},
     audit::{self, AuditNote},
     auth::{self, Principal},
-    convert::{public_keys_to_proto, session_to_proto, user_to_proto},
+    convert::{public_keys_to_proto, refused_to_violations, session_to_proto, user_to_proto},
     error::{ApiError, ApiResult},
 };
 
@@ -76,22 +76,7 @@ impl AuthService for Auth {
 
 /// The new account a RegisterRequest asks for; every invalid field is named.
 fn new_user(request: &RegisterRequest) -> ApiResult<NewUser> {
-    NewUser::check(&request.email, &request.password, &request.display_name, Role::Member).map_err(refused)
-}
-
-/// A new account's refused details as RegisterRequest's fields.
-fn refused(refused: Refused) -> ApiError {
-    let fields = [
-        ("email", refused.email),
-        ("password", refused.password),
-        ("display_name", refused.display_name),
-    ];
-    ApiError::InvalidArgument(
-        fields
-            .into_iter()
-            .filter_map(|(field, why)| Some(FieldViolation::new(field, why?)))
-            .collect(),
-    )
+    NewUser::check(&request.email, &request.password, &request.display_name, Role::Member).map_err(refused_to_violations)
 }
 
 /// The email a LoginRequest logs in with; a malformed email and a missing

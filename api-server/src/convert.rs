@@ -6,6 +6,10 @@
 //! the generated types, the domain types (the model files,
 //! [`crate::accounts`], [`crate::settings`], [`crate::health`]'s `Info`,
 //! [`crate::search`], [`Page`]) and the error type, and on no service module.
+//!
+//! A little over 500 lines: one small function per message of the API, kept in
+//! one file so that the one edge between domain and protobuf is one place to
+//! read; split it by service if it grows much further.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -27,7 +31,7 @@ use folio_proto::v1 as pb;
 use futures_util::{Stream, StreamExt as _};
 
 use crate::{
-    accounts::Session,
+    accounts::{Refused, Session},
     error::{ApiError, ApiResult},
     health::Info,
     page_token::Page,
@@ -493,4 +497,20 @@ pub fn reindexed_to_proto(reindexed: Reindexed) -> pb::ReindexDocumentsResponse 
         dimension: reindexed.dimension,
         documents: reindexed.documents,
     }
+}
+
+/// A new account's refused details as the fields RegisterRequest and
+/// CreateUserRequest share (`email`, `password`, `display_name`).
+pub fn refused_to_violations(refused: Refused) -> ApiError {
+    let fields = [
+        ("email", refused.email),
+        ("password", refused.password),
+        ("display_name", refused.display_name),
+    ];
+    ApiError::InvalidArgument(
+        fields
+            .into_iter()
+            .filter_map(|(field, why)| Some(tonic_types::FieldViolation::new(field, why?)))
+            .collect(),
+    )
 }

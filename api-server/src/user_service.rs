@@ -15,13 +15,12 @@ use folio_proto::v1::{
     UpdateUserRequest, user_service_server::UserService,
 };
 use tonic::{Request, Response, Status};
-use tonic_types::FieldViolation;
 use uuid::Uuid;
 
 use crate::{
-    accounts::{self, Accounts, NewUser, Refused},
+    accounts::{self, Accounts, NewUser},
     audit::{self, AuditNote},
-    convert::{audit_events_to_proto, role_from_proto, to_time, user_to_proto, users_to_proto},
+    convert::{audit_events_to_proto, refused_to_violations, role_from_proto, to_time, user_to_proto, users_to_proto},
     error::{ApiError, ApiResult},
     page_token::{self, Page},
 };
@@ -71,22 +70,7 @@ fn new_user(request: &CreateUserRequest) -> ApiResult<NewUser> {
         0 => Role::Member,
         value => role_from_proto(value).ok_or_else(|| ApiError::invalid("role", "is not a known role"))?,
     };
-    NewUser::check(&request.email, &request.password, &request.display_name, role).map_err(refused)
-}
-
-/// A new account's refused details as CreateUserRequest's fields.
-fn refused(refused: Refused) -> ApiError {
-    let fields = [
-        ("email", refused.email),
-        ("password", refused.password),
-        ("display_name", refused.display_name),
-    ];
-    ApiError::InvalidArgument(
-        fields
-            .into_iter()
-            .filter_map(|(field, why)| Some(FieldViolation::new(field, why?)))
-            .collect(),
-    )
+    NewUser::check(&request.email, &request.password, &request.display_name, role).map_err(refused_to_violations)
 }
 
 /// ListUsers' filter, where its page token left off, and its page size.
