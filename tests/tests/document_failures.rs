@@ -159,3 +159,37 @@ async fn uploads_while_rabbitmq_is_unreachable_are_processed_after_it_returns() 
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_the_client_cannot_act_on_reads_as_a_sentence_and_a_reference_not_internal_detail() {
+    // An embedding server that is not there: every try fails on a refused
+    // connection to an address the client has no business knowing.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBEDDER", "openai");
+    env.set("FOLIO_EMBED_URL", format!("http://{closed}"));
+    env.set("FOLIO_EMBED_MODEL", "absent");
+    env.set("FOLIO_MAX_ATTEMPTS", "2");
+    let api = env.spawn_api().await;
+    let mut client = client_for(&api).await;
+    let worker = env.spawn_worker();
+    let document = folio_tests::create_document(&mut client, "heron.txt", &[], &folio_tests::prose(300)).await;
+
+    let failed = folio_tests::wait_for_state(&client, &document.id, DocumentState::Failed, WAIT).await;
+    assert_eq!(failed.error_code, "UNAVAILABLE", "{failed:?}");
+    let events = folio_tests::document_events(&client, &document.id).await;
+    let retried = events
+        .iter()
+        .find(|e| e.kind() == folio_proto::v1::EventKind::RetryScheduled)
+        .expect("a retry before the last try");
+    let port = closed.port().to_string();
+    for message in [&failed.error_message, &retried.message, &events.last().unwrap().message] {
+        assert!(message.contains("(reference "), "{message}");
+        for internal in ["127.0.0.1", port.as_str(), "http", "embeddings", "refused"] {
+            assert!(!message.contains(internal), "{internal:?} reaches the client: {message}");
+        }
+    }
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

@@ -259,7 +259,7 @@ impl Consumer {
                 }
                 None => {
                     tracing::error!(parent: &span, error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
-                    jobs::failed(&self.context, &job, tries, "UNAVAILABLE", &format!("{error:#}")).await;
+                    jobs::failed(&self.context, &job, tries, "UNAVAILABLE", &jobs::unavailable(&error, false)).await;
                     Settle::Reject
                 }
             },

@@ -121,6 +121,25 @@ pub async fn failed(context: &JobContext, job: &Job, delivery: Delivery, code: &
     }
 }
 
+/// What a client reads of a failure it cannot act on (a dependency that did
+/// not answer, a model server's refusal): `what`, a sentence written for it,
+/// and the reference under which the detail (addresses, SQL, paths) is logged.
+pub fn for_client(what: &str, detail: &dyn std::fmt::Display) -> String {
+    let reference = Uuid::new_v4();
+    tracing::warn!(%reference, detail = %detail, "{what}");
+    format!("{what} (reference {reference})")
+}
+
+/// The client's message for a transient failure; `again` when a retry follows.
+pub fn unavailable(error: &anyhow::Error, again: bool) -> String {
+    let what = if again {
+        "a service folio depends on was unavailable; the try will be repeated"
+    } else {
+        "a service folio depends on was unavailable on every try"
+    };
+    for_client(what, &format_args!("{error:#}"))
+}
+
 fn parse_uuid(field: &str, value: &str) -> Result<Uuid, JobError> {
     value
         .parse()

@@ -16,7 +16,7 @@ use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
 
 use super::{release, try_of};
-use crate::jobs::{Delivery, JobContext, JobError};
+use crate::jobs::{self, Delivery, JobContext, JobError};
 
 /// How a try that failed is recorded.
 enum Failure<'a> {
@@ -31,7 +31,7 @@ pub(super) async fn record_failure(context: &JobContext, document_id: Uuid, at: 
         (JobError::Transient(error), Some(delay)) => Failure::Retry(retry_at(delay, error)),
         (JobError::Transient(error), None) => Failure::Fail {
             code: "UNAVAILABLE",
-            message: format!("{error:#}"),
+            message: jobs::unavailable(error, false),
         },
         (JobError::Permanent { code, message }, _) => Failure::Fail {
             code,
@@ -45,7 +45,7 @@ pub(super) async fn record_failure(context: &JobContext, document_id: Uuid, at: 
 fn retry_at(delay: Duration, error: &anyhow::Error) -> RetryScheduled {
     RetryScheduled {
         next_at: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
-        message: folio_core::startup::one_line(&format!("{error:#}")),
+        message: jobs::unavailable(error, true),
     }
 }
 

@@ -327,7 +327,10 @@ impl Pipeline<'_> {
         for (index, batch) in texts.chunks(context.documents.embed_batch).enumerate() {
             let embedded = context.embedder.embed(batch).await.map_err(|error| match error {
                 EmbedError::Transient(message) => Stop::Failed(JobError::Transient(anyhow::anyhow!(message))),
-                EmbedError::Permanent(message) => Stop::Failed(JobError::permanent("EMBEDDING_FAILED", message)),
+                EmbedError::Permanent(message) => Stop::Failed(JobError::permanent(
+                    "EMBEDDING_FAILED",
+                    super::for_client("the embedding model refused the document's text", &message),
+                )),
             })?;
             vectors.extend(embedded);
             self.check_cancel().await?;
