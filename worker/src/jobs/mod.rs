@@ -130,8 +130,17 @@ pub fn for_client(what: &str, detail: &dyn std::fmt::Display) -> String {
     format!("{what} (reference {reference})")
 }
 
+/// A transient failure whose text is written for clients (it names no
+/// address, path or query, and says what to do): they read it as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ForClient(pub String);
+
 /// The client's message for a transient failure; `again` when a retry follows.
 pub fn unavailable(error: &anyhow::Error, again: bool) -> String {
+    if let Some(written) = error.downcast_ref::<ForClient>() {
+        return written.0.clone();
+    }
     let what = if again {
         "a service folio depends on was unavailable; the try will be repeated"
     } else {

@@ -401,14 +401,14 @@ impl Pipeline<'_> {
             // This job's effect was committed by an earlier delivery.
             Ok(None) => return Err(Stop::Gone),
             Err(IndexError::Mismatch(index)) => {
-                return Err(transient(anyhow::anyhow!(
+                return Err(transient(anyhow::Error::new(super::ForClient(format!(
                     "EMBEDDER_MISMATCH: the index is for {} ({} dimensions) but this worker embeds with {} ({}); \
                      run ReindexDocuments or set FOLIO_EMBEDDER to match",
                     index.model,
                     index.dimension,
                     context.embedder.model(),
                     context.embedder.dimension()
-                )));
+                )))));
             }
             Err(IndexError::Lifecycle(error)) => return self.settle_write(Err(error)).await,
         };
