@@ -8,7 +8,9 @@
 //! - A row that still finds no room, or a batch the writer cannot write, is
 //!   appended to a spill file (`FOLIO_AUDIT_SPILL_DIR`, one JSON row a line);
 //!   the writer imports spilled rows once it writes again, at the latest at the
-//!   next start.
+//!   next start. An import moves the file aside and removes it only once its
+//!   rows are written (or spilled again), so a crash mid-import loses nothing;
+//!   at worst those rows are written twice.
 //! - Only a row that cannot be spilled either (the disk refuses it) is lost,
 //!   with an error in the log. [`AuditStats`] counts every path a row took.
 //!
@@ -182,18 +184,27 @@ impl Spill {
         }
     }
 
-    /// Moves the spill file aside and returns its rows (None when there is
-    /// none). The rows are gone from the spill once the caller wrote them or
-    /// spilled them again.
+    /// The file rows being imported are kept in until they are written: a
+    /// process that stops mid-import finds them there at its next start.
+    fn importing(&self) -> PathBuf {
+        self.path.with_extension("importing")
+    }
+
+    /// Moves the spill file aside (unless an import left one there) and
+    /// returns its rows; None when there is nothing to import. Call
+    /// [`imported`](Self::imported) once the rows are written or spilled again.
     fn take(&self) -> std::io::Result<Option<Vec<NewAuditEvent>>> {
         let _held = self.file.lock().expect("spill lock");
-        let file = match std::fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
+        let importing = self.importing();
+        if !importing.exists() {
+            match std::fs::rename(&self.path, &importing) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error),
+            }
+        }
         let mut rows = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
+        for line in std::io::BufReader::new(std::fs::File::open(&importing)?).lines() {
             let line = line?;
             match serde_json::from_str::<NewAuditEvent>(&line) {
                 Ok(row) => rows.push(row),
@@ -201,8 +212,15 @@ impl Spill {
                 Err(error) => tracing::error!(%error, "unreadable line in the audit spill file skipped"),
             }
         }
-        std::fs::remove_file(&self.path)?;
         Ok(Some(rows))
+    }
+
+    /// Forgets the rows [`take`](Self::take) handed out.
+    fn imported(&self) {
+        let _held = self.file.lock().expect("spill lock");
+        if let Err(error) = std::fs::remove_file(self.importing()) {
+            tracing::error!(%error, "imported audit spill file not removed; its rows may be written twice");
+        }
     }
 }
 
@@ -300,5 +318,7 @@ impl Writer {
         } else {
             self.spill.append_off_runtime(rows, self.stats.clone()).await;
         }
+        let spill = self.spill.clone();
+        let _ = tokio::task::spawn_blocking(move || spill.imported()).await;
     }
 }
