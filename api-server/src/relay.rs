@@ -118,7 +118,15 @@ impl Relay {
                     return Ok((0, None));
                 }
                 let publishes = rows.iter().map(|row| async {
-                    let confirm = queue::publish(channel, &exchange, queue::PROCESS_KEY, row.job_id, &row.payload, 1).await?;
+                    let confirm = queue::publish(
+                        channel,
+                        &exchange,
+                        queue::PROCESS_KEY,
+                        row.job_id,
+                        &row.payload,
+                        row.try_number.max(1) as u32,
+                    )
+                    .await?;
                     queue::confirmed(confirm).await.map_err(anyhow::Error::from)
                 });
                 let outcomes = join_all(publishes).await;

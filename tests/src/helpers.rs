@@ -13,9 +13,26 @@ use tonic::transport::Channel;
 
 use crate::{clients::Authed, environment::amqp_url};
 
+/// The lease of a try a test starts by hand, outside any worker: held by no
+/// worker (the nil id), so no heartbeat renews it; a minute outlasts any test.
+pub const HAND_LEASE: folio_db::documents::lifecycle::Lease = folio_db::documents::lifecycle::Lease {
+    worker: uuid::Uuid::nil(),
+    ttl: Duration::from_secs(60),
+};
+
 /// Polls `probe` every 50 ms until it returns Some, panicking with `what` after
 /// `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(Duration::from_millis(50), timeout, what, probe).await
+}
+
+/// [`eventually`], polling every `interval`: a benchmark polls rarely so its
+/// own calls stay out of the way of the work it measures.
+pub async fn eventually_every<T, F, Fut>(interval: Duration, timeout: Duration, what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -29,7 +46,7 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

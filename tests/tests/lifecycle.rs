@@ -22,6 +22,7 @@ use folio_db::{
     schema::outbox,
 };
 use folio_tests::TestEnv;
+use folio_tests::helpers::HAND_LEASE;
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -82,6 +83,8 @@ async fn document_in(conn: &mut AsyncPgConnection, owner: Uuid, state: State, ho
     row.state = state;
     row.try_number = 1;
     row.try_token = (state == State::Processing).then_some(holder);
+    // Its worker is gone: the lease ran out a second ago.
+    row.lease_expires_at = (state == State::Processing).then(|| Utc::now() - chrono::Duration::seconds(1));
     row.cancel_requested = cancel_requested;
     assert!(document::insert(conn, &row).await.unwrap());
     row.id
@@ -91,7 +94,7 @@ async fn document_in(conn: &mut AsyncPgConnection, owner: Uuid, state: State, ho
 async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at: &Try) -> Result<Moved, LifecycleError> {
     conn.transaction(async |conn| match transition {
         Transition::Store => unreachable!("store creates; it is checked on its own"),
-        Transition::StartTry => lifecycle::start_try(conn, id, at).await,
+        Transition::StartTry => lifecycle::start_try(conn, id, at, &HAND_LEASE).await,
         Transition::StageDone => lifecycle::stage_done(conn, id, at, stage_done(Stage::Chunk)).await,
         Transition::Progress => lifecycle::progress(conn, id, at, Stage::Embed, note("half")).await,
         Transition::Ready => lifecycle::ready(conn, id, at, 3, serde_json::json!({}), note("ready")).await,
@@ -103,6 +106,9 @@ async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at
             lifecycle::schedule_retry(conn, id, at, Holding::Token, retry).await
         }
         Transition::Fail => lifecycle::fail(conn, id, at, Holding::Token, "CORRUPT", "bad bytes").await,
+        Transition::TakeBack => lifecycle::take_back(conn, id)
+            .await
+            .map(|moved| moved.expect("no worker holds the fixture's lock")),
         Transition::CancelRequested => lifecycle::cancel(conn, id).await,
         Transition::Cancelled => lifecycle::cancelled(conn, id, at.attempt).await,
         Transition::RetryRequested => lifecycle::retry_requested(conn, id).await,
@@ -551,7 +557,7 @@ impl Sim {
         let at = run.at;
         let result = conn
             .transaction(async |conn| match step {
-                0 => lifecycle::start_try(conn, id, &at).await,
+                0 => lifecycle::start_try(conn, id, &at, &HAND_LEASE).await,
                 1 => lifecycle::stage_done(conn, id, &at, stage_done(Stage::Parse)).await,
                 2 => lifecycle::stage_done(conn, id, &at, stage_done(Stage::Chunk)).await,
                 3 => lifecycle::progress(conn, id, &at, Stage::Embed, note("half")).await,

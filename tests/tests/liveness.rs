@@ -1,6 +1,8 @@
 //! Every document ends: a job that can never finish is bounded by the broker's
 //! delivery limit, and the document it leaves behind ends FAILED with a code
-//! that says why, rather than PROCESSING forever.
+//! that says why, rather than PROCESSING forever; a document whose worker died
+//! and whose job the broker no longer has is taken back when its lease runs
+//! out, and ends READY.
 //!
 //! The workers here are the real binary, killed with SIGKILL mid-job as a
 //! crash or an out-of-memory kill would; the job they die on waits on an
@@ -119,6 +121,95 @@ async fn a_document_whose_worker_is_killed_on_it_every_time_ends_failed_at_the_d
     worker.stop().await.unwrap();
     let topology = env.topology();
     for queue in topology.queues() {
+        assert_eq!(folio_tests::ready_messages(&queue).await, 0, "{queue} holds a message");
+    }
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// Removes the ready messages of `queue` (as a broker that lost them would),
+/// waiting first until there are `expected` of them; returns how many went.
+async fn lose_messages(queue: &str, expected: u32) -> u32 {
+    folio_tests::eventually(Duration::from_secs(30), &format!("{expected} ready in {queue}"), || async {
+        (folio_tests::ready_messages(queue).await == expected).then_some(())
+    })
+    .await;
+    let (connection, channel) = folio_tests::publisher().await;
+    let purged = channel.queue_purge(queue.into(), Default::default()).await.expect("purge");
+    let _ = connection.close(200, "done".into()).await;
+    purged
+}
+
+/// When the document's lease runs out, by the database's clock.
+async fn lease_expiry(env: &TestEnv, id: &str) -> chrono::DateTime<chrono::Utc> {
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let document = folio_db::models::document::find(&mut conn, id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    document.lease_expires_at.expect("a PROCESSING document holds a lease")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_whose_worker_died_and_whose_job_was_lost_is_taken_back_when_its_lease_runs_out() {
+    let embedder = Unanswering::start().await;
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBEDDER", "openai");
+    env.set("FOLIO_EMBED_URL", embedder.url.clone());
+    env.set("FOLIO_EMBED_MODEL", "never-answers");
+    env.set("FOLIO_EMBED_TIMEOUT_MS", "600000");
+    env.set("FOLIO_HEARTBEAT_SECS", "1");
+    env.set("FOLIO_LEASE_SECS", "2");
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let document = folio_tests::create_document(&mut client, "plover.txt", &[], &folio_tests::prose(400)).await;
+
+    // A live worker's lease is renewed by every beat, and the same beats look
+    // for expired leases: the document stays its own however long the try takes.
+    let worker = env.start_process("folio-worker", &[], "consuming").await;
+    embedding_in_try(&client, &document.id, 1).await;
+    let first = lease_expiry(&env, &document.id).await;
+    folio_tests::eventually(Duration::from_secs(30), "the lease renewed past two lease lengths", || async {
+        (lease_expiry(&env, &document.id).await > first + chrono::Duration::seconds(4)).then_some(())
+    })
+    .await;
+    let held = folio_tests::wait_for_state(&client, &document.id, DocumentState::Processing, Duration::from_secs(1)).await;
+    assert_eq!(held.try_number, 1, "{held:?}");
+
+    // The worker dies and the broker loses the job it gives back.
+    sigkill(&worker);
+    let _ = worker.wait_with_output().await;
+    assert_eq!(lose_messages(&env.topology().process_queue(), 1).await, 1);
+
+    // A new worker (one that embeds) takes the document back and finishes it.
+    env.set("FOLIO_EMBEDDER", "hash");
+    let worker = env.spawn_worker();
+    let ready = folio_tests::wait_for_state(&client, &document.id, DocumentState::Ready, Duration::from_secs(60)).await;
+    assert_eq!(ready.try_number, 2, "{ready:?}");
+    let events = folio_tests::document_events(&client, &document.id).await;
+    let taken_back: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind() == EventKind::RetryScheduled && e.state() == DocumentState::Queued)
+        .collect();
+    assert_eq!(taken_back.len(), 1, "{events:?}");
+    assert!(
+        taken_back[0].message.contains("lease ran out") && taken_back[0].message.contains("queued again as try 2"),
+        "{:?}",
+        taken_back[0]
+    );
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    let stored = folio_db::models::document::find(&mut conn, document.id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.lease_worker, stored.lease_expires_at), (None, None), "READY holds no lease");
+    drop(conn);
+
+    worker.stop().await.unwrap();
+    for queue in env.topology().queues() {
         assert_eq!(folio_tests::ready_messages(&queue).await, 0, "{queue} holds a message");
     }
     api.stop().await.unwrap();

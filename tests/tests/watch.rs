@@ -22,6 +22,7 @@ use folio_proto::v1::{
     DocumentEvent, DocumentState, GetInfoRequest, ListDocumentEventsRequest, LogoutRequest, WatchDocumentRequest, WatchDocumentsRequest,
     WatchResponse, document_service_client::DocumentServiceClient, watch_response::Item,
 };
+use folio_tests::helpers::HAND_LEASE;
 use folio_tests::{ApiHandle, Authed, Bearer, TcpProxy, TestEnv, eventually, wait_for_state};
 use futures_util::{FutureExt as _, StreamExt as _};
 use tonic::{Code, Streaming, service::interceptor::InterceptedService};
@@ -592,7 +593,7 @@ async fn start_try(conn: &mut diesel_async::AsyncPgConnection, id: Uuid) -> (Try
         max: 3,
         token: Uuid::new_v4(),
     };
-    let started = lifecycle::start_try(conn, id, &at).await.unwrap();
+    let started = lifecycle::start_try(conn, id, &at, &HAND_LEASE).await.unwrap();
     (at, started.event.unwrap())
 }
 

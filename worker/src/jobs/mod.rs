@@ -8,7 +8,10 @@ mod reindex_document;
 use std::{sync::Arc, time::Duration};
 
 use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
-use folio_db::{self as db, documents::lifecycle::LifecycleError};
+use folio_db::{
+    self as db,
+    documents::lifecycle::{Lease, LifecycleError},
+};
 use folio_models::embed::Embedder;
 use folio_proto::queue::v1::{Job, job};
 use uuid::Uuid;
@@ -18,10 +21,23 @@ use uuid::Uuid;
 pub struct JobContext {
     pub pool: db::Pool,
     pub worker_id: Uuid,
+    /// How long a document this worker starts stays leased to it without a
+    /// heartbeat (`FOLIO_LEASE_SECS`).
+    pub lease_ttl: Duration,
     pub blobs: Blobs,
     pub cache: Cache,
     pub documents: DocumentsConfig,
     pub embedder: Arc<dyn Embedder>,
+}
+
+impl JobContext {
+    /// The lease a try this worker starts holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            worker: self.worker_id,
+            ttl: self.lease_ttl,
+        }
+    }
 }
 
 /// One delivery of a job: where it stands among the job's tries, and the

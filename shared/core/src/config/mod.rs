@@ -68,6 +68,11 @@ pub struct Config {
     pub delivery_limit: u32,
     /// `FOLIO_HEARTBEAT_SECS`: how often a worker records that it is alive.
     pub heartbeat_interval: Duration,
+    /// `FOLIO_LEASE_SECS`: how long a document being processed stays leased
+    /// to its worker without a heartbeat; once it runs out (and no live worker
+    /// holds the document) the document is queued again. At least twice the
+    /// heartbeat.
+    pub lease: Duration,
     /// `FOLIO_RELAY_POLL_MS`: how often the outbox relay looks for rows other
     /// processes wrote (its own are published at once).
     pub relay_poll: Duration,
@@ -140,6 +145,18 @@ impl Config {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
+        let heartbeat_interval = vars.secs("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?;
+        let lease = vars.secs("FOLIO_LEASE_SECS", 60, 2, 86_400)?;
+        if lease < heartbeat_interval * 2 {
+            return Err(ConfigError::new(
+                "FOLIO_LEASE_SECS",
+                format!(
+                    "{} s is less than twice FOLIO_HEARTBEAT_SECS ({} s): a live worker's leases would run out",
+                    lease.as_secs(),
+                    heartbeat_interval.as_secs()
+                ),
+            ));
+        }
         Ok(Config {
             database_url: vars.url("DATABASE_URL", &["postgres", "postgresql"])?,
             amqp_url: vars.url("AMQP_URL", &["amqp"])?,
@@ -155,7 +172,8 @@ impl Config {
             max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
             retry_base: vars.millis("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?,
             delivery_limit: vars.bounded("FOLIO_DELIVERY_LIMIT", 10, 1, 1000)?,
-            heartbeat_interval: vars.secs("FOLIO_HEARTBEAT_SECS", 5, 1, 3600)?,
+            heartbeat_interval,
+            lease,
             relay_poll: vars.millis("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?,
             health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
             settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,

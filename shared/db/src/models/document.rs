@@ -44,6 +44,10 @@ pub struct Document {
     pub completed_at: Option<DateTime<Utc>>,
     /// The delivery whose try holds the document while it is PROCESSING.
     pub try_token: Option<Uuid>,
+    /// The worker the document is leased to while it is PROCESSING.
+    pub lease_worker: Option<Uuid>,
+    /// When that lease runs out unless the worker's heartbeat renews it.
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Inserts `document`; returns false when the owner already has the same bytes
@@ -134,6 +138,8 @@ pub struct StateChange {
     pub stage_ms: Option<serde_json::Value>,
     pub completed_at: Option<Option<DateTime<Utc>>>,
     pub try_token: Option<Option<Uuid>>,
+    pub lease_worker: Option<Option<Uuid>>,
+    pub lease_expires_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// What a guarded update expects of the row: the compare of a compare-and-set.
@@ -151,6 +157,9 @@ pub struct Expected {
     pub unstarted_before: Option<i32>,
     /// The row's cancel flag is this.
     pub cancel_requested: Option<bool>,
+    /// The row's lease has run out (its expiry is past, by the database's
+    /// clock).
+    pub lease_expired: bool,
 }
 
 /// Applies `change` if the row is as `expected`, in one statement (the row's
@@ -177,12 +186,40 @@ pub async fn update_if(conn: &mut AsyncPgConnection, id: Uuid, expected: &Expect
     if let Some(flag) = expected.cancel_requested {
         query = query.filter(documents::cancel_requested.eq(flag));
     }
+    if expected.lease_expired {
+        query = query.filter(documents::lease_expires_at.lt(diesel::dsl::now));
+    }
     query
         .set((change, documents::updated_at.eq(diesel::dsl::now)))
         .returning(Document::as_returning())
         .get_result(conn)
         .await
         .optional()
+}
+
+/// Pushes the expiry of every lease `worker` holds to `ttl` from now (the
+/// database's clock); returns how many it renewed.
+pub async fn renew_leases(conn: &mut AsyncPgConnection, worker: Uuid, ttl: std::time::Duration) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE documents SET lease_expires_at = now() + make_interval(secs => $2) \
+         WHERE lease_worker = $1 AND state = 'PROCESSING'",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(worker)
+    .bind::<diesel::sql_types::Double, _>(ttl.as_secs_f64())
+    .execute(conn)
+    .await
+}
+
+/// Up to `limit` documents whose lease has run out, longest expired first.
+pub async fn expired_leases(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Uuid>> {
+    documents::table
+        .filter(documents::state.eq(State::Processing))
+        .filter(documents::lease_expires_at.lt(diesel::dsl::now))
+        .order(documents::lease_expires_at)
+        .limit(limit)
+        .select(documents::id)
+        .load(conn)
+        .await
 }
 
 /// Deletes a document (its chunks and events go with it); returns it.

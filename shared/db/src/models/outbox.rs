@@ -20,6 +20,8 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub publish_attempts: i32,
+    /// The try the job is published as (its attempt header).
+    pub try_number: i32,
 }
 
 #[derive(Insertable)]
@@ -28,16 +30,25 @@ struct NewOutboxRow<'a> {
     job_id: Uuid,
     kind: &'a str,
     payload: &'a [u8],
+    try_number: i32,
 }
 
-/// Adds `job` to the outbox. Call it inside the transaction that makes the
-/// change the job is for, so both commit or neither does.
+/// Adds `job` to the outbox, to run as its first try. Call it inside the
+/// transaction that makes the change the job is for, so both commit or
+/// neither does.
 pub async fn enqueue(conn: &mut AsyncPgConnection, job: &EncodedJob) -> QueryResult<()> {
+    enqueue_try(conn, job, 1).await
+}
+
+/// [`enqueue`], to run as try `try_number` (a document taken back from a lost
+/// worker goes on counting its tries).
+pub async fn enqueue_try(conn: &mut AsyncPgConnection, job: &EncodedJob, try_number: i32) -> QueryResult<()> {
     diesel::insert_into(outbox::table)
         .values(NewOutboxRow {
             job_id: job.job_id,
             kind: job.kind,
             payload: &job.payload,
+            try_number,
         })
         .execute(conn)
         .await?;

@@ -446,7 +446,7 @@ impl Pipeline<'_> {
         let (id, at) = (self.document_id, self.at);
         let moved = conn
             .transaction(async |conn| match write {
-                Write::StartTry => lifecycle::start_try(conn, id, &at).await,
+                Write::StartTry => lifecycle::start_try(conn, id, &at, &self.context.lease()).await,
                 Write::StageDone(done) => lifecycle::stage_done(conn, id, &at, done).await,
                 Write::Progress(stage, note) => lifecycle::progress(conn, id, &at, stage, note).await,
             })

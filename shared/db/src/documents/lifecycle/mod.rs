@@ -12,6 +12,7 @@
 //! | `ready`            | PROCESSING                             | READY         | attempt a; held by this try; no cancel requested                   | INDEX COMPLETED      |
 //! | `schedule_retry`   | PROCESSING; QUEUED, RETRY_WAIT         | RETRY_WAIT    | attempt a; PROCESSING at try ≤ n holding the lock, or held by this try; else try number < n | RETRY_SCHEDULED |
 //! | `fail`             | PROCESSING; QUEUED, RETRY_WAIT         | FAILED        | as `schedule_retry`                                                | FAILED               |
+//! | `take_back`        | PROCESSING                             | QUEUED        | the lease has run out and no live worker holds the document's lock; the job goes back in the outbox as the next try (FAILED with WORKER_LOST instead when the try was the last) | stage RETRY_SCHEDULED |
 //! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
 //! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
 //! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read; it becomes attempt + 1 with a new job            | STORE PROGRESS       |
@@ -29,6 +30,14 @@
 //! over from an earlier try only because its caller holds the document's
 //! advisory lock (see [`try_lock`]), which a live worker keeps for as long as it
 //! runs the document: so the earlier try's worker is gone.
+//!
+//! "The lease": `start_try` leases the document to the worker running the try
+//! until an expiry that worker's heartbeat keeps pushing forward
+//! ([`renew_leases`]); leaving PROCESSING ends the lease. A lease runs out
+//! only when its worker stopped renewing it, and `take_back` also needs the
+//! document's lock free, which no live worker's try leaves it: so a document
+//! whose worker died and whose job the broker will not deliver again (a lost
+//! message, a purged queue) is queued again instead of staying PROCESSING.
 //!
 //! Each transition runs inside the caller's transaction (so the outbox row,
 //! the chunks or the job's dedup record commit with it), updates the row in one
@@ -63,6 +72,7 @@ pub enum Transition {
     Ready,
     ScheduleRetry,
     Fail,
+    TakeBack,
     CancelRequested,
     Cancelled,
     RetryRequested,
@@ -83,6 +93,7 @@ impl Transition {
         Transition::Ready,
         Transition::ScheduleRetry,
         Transition::Fail,
+        Transition::TakeBack,
         Transition::CancelRequested,
         Transition::Cancelled,
         Transition::RetryRequested,
@@ -101,6 +112,7 @@ impl Transition {
             Transition::Ready => "ready",
             Transition::ScheduleRetry => "schedule_retry",
             Transition::Fail => "fail",
+            Transition::TakeBack => "take_back",
             Transition::CancelRequested => "cancel_requested",
             Transition::Cancelled => "cancelled",
             Transition::RetryRequested => "retry_requested",
@@ -117,6 +129,7 @@ impl Transition {
             Transition::StartTry => &[Queued, RetryWait, Processing],
             Transition::StageDone | Transition::Progress | Transition::Ready | Transition::CancelRequested => &[Processing],
             Transition::ScheduleRetry | Transition::Fail | Transition::Cancelled => &[Queued, RetryWait, Processing],
+            Transition::TakeBack => &[Processing],
             Transition::RetryRequested => &[Failed, Cancelled],
             Transition::ReindexQueued | Transition::Reindexed => &[Ready],
             Transition::Delete => State::ALL,
@@ -126,7 +139,7 @@ impl Transition {
     /// The state it leaves the document in (None: `delete` removes it).
     pub const fn to(self) -> Option<State> {
         match self {
-            Transition::Store | Transition::RetryRequested => Some(Queued),
+            Transition::Store | Transition::RetryRequested | Transition::TakeBack => Some(Queued),
             Transition::StartTry | Transition::StageDone | Transition::Progress | Transition::CancelRequested => Some(Processing),
             Transition::Ready | Transition::ReindexQueued | Transition::Reindexed => Some(Ready),
             Transition::ScheduleRetry => Some(RetryWait),
@@ -249,6 +262,8 @@ impl NewDocument {
             updated_at: now,
             completed_at: None,
             try_token: None,
+            lease_worker: None,
+            lease_expires_at: None,
         }
     }
 }
@@ -264,6 +279,15 @@ pub struct Try {
     pub max: i32,
     /// Drawn per delivery: what "held by this try" compares.
     pub token: Uuid,
+}
+
+/// The lease `start_try` gives the worker running a try: its heartbeat renews
+/// it ([`renew_leases`]); once it runs out while no live worker holds the
+/// document, [`take_back`] queues the document again.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub worker: Uuid,
+    pub ttl: std::time::Duration,
 }
 
 /// What an event says beyond its stage and kind.
@@ -294,8 +318,10 @@ pub struct RetryScheduled {
     pub message: String,
 }
 
+mod lease;
 mod writes;
 
+pub use lease::*;
 pub use writes::*;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ const TABLE: &[(Transition, &[State], Option<State>)] = &[
     (Transition::Ready, &[Processing], Some(Ready)),
     (Transition::ScheduleRetry, &[Queued, RetryWait, Processing], Some(RetryWait)),
     (Transition::Fail, &[Queued, RetryWait, Processing], Some(Failed)),
+    (Transition::TakeBack, &[Processing], Some(Queued)),
     (Transition::CancelRequested, &[Processing], Some(Processing)),
     (Transition::Cancelled, &[Queued, RetryWait, Processing], Some(Cancelled)),
     (Transition::RetryRequested, &[Failed, Cancelled], Some(Queued)),

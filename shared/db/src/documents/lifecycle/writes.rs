@@ -4,14 +4,14 @@
 use super::*;
 
 /// The advisory-lock key of a document (the low 64 bits of its id).
-fn lock_key(id: Uuid) -> i64 {
+pub(super) fn lock_key(id: Uuid) -> i64 {
     id.as_u64_pair().1 as i64
 }
 
 #[derive(QueryableByName)]
-struct Locked {
+pub(super) struct Locked {
     #[diesel(sql_type = diesel::sql_types::Bool)]
-    locked: bool,
+    pub(super) locked: bool,
 }
 
 /// Takes the document's session-level advisory lock on `conn` if it is free:
@@ -49,8 +49,9 @@ pub async fn store(conn: &mut AsyncPgConnection, new: NewDocument, note: Note) -
     }))
 }
 
-/// A worker starts (or, holding the document's lock, takes over) try `at`.
-pub async fn start_try(conn: &mut AsyncPgConnection, id: Uuid, at: &Try) -> Result<Moved, LifecycleError> {
+/// A worker starts (or, holding the document's lock, takes over) try `at`,
+/// leasing the document to itself for `lease.ttl`.
+pub async fn start_try(conn: &mut AsyncPgConnection, id: Uuid, at: &Try, lease: &Lease) -> Result<Moved, LifecycleError> {
     let expected = Expected {
         states: Transition::StartTry.from().to_vec(),
         attempt: Some(at.attempt),
@@ -68,6 +69,8 @@ pub async fn start_try(conn: &mut AsyncPgConnection, id: Uuid, at: &Try) -> Resu
         error_code: Some(None),
         error_message: Some(None),
         try_token: Some(Some(at.token)),
+        lease_worker: Some(Some(lease.worker)),
+        lease_expires_at: Some(Some(Utc::now() + lease.ttl)),
         ..Default::default()
     };
     let note = Note {
@@ -187,7 +190,7 @@ fn settling(at: &Try, holding: Holding) -> Expected {
 
 /// What a failed try records, whether another follows or not: the try, the
 /// error, and that no try holds the document any more.
-fn failed_try(state: State, at: &Try, code: &str, message: &str) -> StateChange {
+pub(super) fn failed_try(state: State, at: &Try, code: &str, message: &str) -> StateChange {
     StateChange {
         state: Some(state),
         try_number: Some(at.number),
@@ -413,6 +416,19 @@ async fn apply(
 ) -> Result<Moved, LifecycleError> {
     debug_assert!(expected.states.iter().all(|s| transition.leaves(*s)));
     debug_assert!(change.state.is_none() || change.state == transition.to());
+    // Leaving PROCESSING ends the try's lease.
+    let ending_lease;
+    let change = match change.state {
+        Some(state) if state != Processing => {
+            ending_lease = StateChange {
+                lease_worker: Some(None),
+                lease_expires_at: Some(None),
+                ..change.clone()
+            };
+            &ending_lease
+        }
+        _ => change,
+    };
     let Some(document) = document::update_if(conn, id, expected, change).await? else {
         return Err(refusal(conn, id, transition).await);
     };
@@ -424,7 +440,7 @@ async fn apply(
 }
 
 /// [`apply`] with the event at the stage the document is at.
-async fn apply_at_current_stage(
+pub(super) async fn apply_at_current_stage(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     transition: Transition,
