@@ -232,6 +232,8 @@ pub fn document_to_proto(d: &Document, duplicate: bool) -> pb::Document {
         updated_at: Some(timestamp(d.updated_at)),
         completed_at: d.completed_at.map(timestamp),
         duplicate,
+        // GetDocument fills it in (`Documents::visible_with_wait`).
+        waiting: String::new(),
     }
 }
 

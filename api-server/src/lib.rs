@@ -17,6 +17,7 @@
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
 //! - [`watch`] holds the live status streams and the hub that feeds them.
 //! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
+//! - [`waiting`] notes documents that wait too long for a worker, and why.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
 //!
 //! `main.rs` only reads the configuration, installs logging, binds the listener
@@ -38,6 +39,7 @@ pub mod search_service;
 pub mod settings;
 pub mod system;
 pub mod user_service;
+pub mod waiting;
 pub mod watch;
 
 use std::{future::Future, sync::Arc};
@@ -55,7 +57,7 @@ use folio_core::{
     queue::Topology,
     startup,
 };
-use folio_db as db;
+use folio_db::{self as db, documents::lifecycle::WaitNotice};
 use folio_proto::v1::{
     auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
     system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
@@ -264,6 +266,12 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         cancel.clone(),
     )
     .await?;
+    let wait_notice = WaitNotice {
+        bound: config.wait_notice,
+        // Three missed heartbeats and a worker counts as gone.
+        alive_within: config.heartbeat_interval * 3,
+    };
+    let waiting_task = tokio::spawn(waiting::run(pool.clone(), dependencies.cache.clone(), wait_notice, cancel.clone()));
     let documents = document_service::Documents {
         pool: pool.clone(),
         blobs,
@@ -274,6 +282,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         config: config.documents.clone(),
         settings: settings.clone(),
         max_tries: config.max_attempts,
+        wait_notice,
     };
     let search = search::Search {
         pool: pool.clone(),
@@ -341,6 +350,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let _ = hub_task.await;
     let _ = settings_task.await;
     let _ = relay.await;
+    let _ = waiting_task.await;
     let _ = audit_writer.await;
     tracing::info!("folio-api stopped");
     served

@@ -109,6 +109,10 @@ async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at
         Transition::TakeBack => lifecycle::take_back(conn, id)
             .await
             .map(|moved| moved.expect("no worker holds the fixture's lock")),
+        Transition::Waiting => {
+            let seen = document::find(conn, id).await?.expect("the fixture");
+            lifecycle::waiting(conn, &seen, "not started after 2 min: no worker is alive".into()).await
+        }
         Transition::CancelRequested => lifecycle::cancel(conn, id).await,
         Transition::Cancelled => lifecycle::cancelled(conn, id, at.attempt).await,
         Transition::RetryRequested => lifecycle::retry_requested(conn, id).await,
@@ -147,7 +151,7 @@ async fn every_transition_moves_exactly_the_states_its_table_row_names_and_refus
                 // PROCESSING document, and is the `cancelled` transition on a
                 // document no try runs; a CANCELLED one it returns as it is.
                 (Transition::CancelRequested, State::Queued | State::RetryWait | State::Cancelled) => (true, Some(State::Cancelled)),
-                _ => (transition.leaves(state), transition.to()),
+                _ => (transition.leaves(state), transition.to(state)),
             };
             match (&result, allowed) {
                 (Ok(moved), true) => {

@@ -215,3 +215,69 @@ async fn a_document_whose_worker_died_and_whose_job_was_lost_is_taken_back_when_
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_that_waits_for_a_worker_says_why_in_its_events_and_in_get_document() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_WAIT_NOTICE_SECS", "1");
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    // No worker yet: three documents wait, the last behind the other two.
+    let mut ids = Vec::new();
+    for name in ["avocet.txt", "stilt.txt", "godwit.txt"] {
+        let body = format!("{name}\n\n")
+            .into_bytes()
+            .into_iter()
+            .chain(folio_tests::prose(100))
+            .collect::<Vec<u8>>();
+        ids.push(folio_tests::create_document(&mut client, name, &[], &body).await.id);
+    }
+    let last = folio_tests::wait_for(&client, &ids[2], Duration::from_secs(30), "saying why it waits", |d| {
+        !d.waiting.is_empty()
+    })
+    .await;
+    assert_eq!(last.state(), DocumentState::Queued, "{last:?}");
+    assert!(
+        last.waiting.starts_with("not started after ") && last.waiting.ends_with(": 2 documents ahead of it; no worker is alive"),
+        "{}",
+        last.waiting
+    );
+    // The events say it too, and again after twice the wait, not at every look.
+    folio_tests::eventually(Duration::from_secs(30), "two waiting notices", || async {
+        let notices: Vec<_> = folio_tests::document_events(&client, &ids[2])
+            .await
+            .into_iter()
+            .filter(|e| e.kind() == EventKind::Progress && e.message.starts_with("not started after "))
+            .collect();
+        (notices.len() >= 2).then_some(())
+    })
+    .await;
+    let events = folio_tests::document_events(&client, &ids[2]).await;
+    let notices: Vec<_> = events.iter().filter(|e| e.message.starts_with("not started after ")).collect();
+    for notice in &notices {
+        assert_eq!(
+            (notice.stage(), notice.state()),
+            (Stage::Store, DocumentState::Queued),
+            "{notice:?}"
+        );
+        assert!(notice.message.contains("no worker is alive"), "{notice:?}");
+    }
+    let first = notices[0].created_at.as_ref().unwrap().seconds;
+    let stored = events[0].created_at.as_ref().unwrap().seconds;
+    let second = notices[1].created_at.as_ref().unwrap().seconds;
+    assert!(
+        second - stored >= 2 * (first - stored) - 1,
+        "the second notice comes after twice the wait of the first: {events:?}"
+    );
+
+    // A worker comes: every document starts and ends READY, and says nothing more.
+    let worker = env.spawn_worker();
+    for id in &ids {
+        let ready = folio_tests::wait_for_state(&client, id, DocumentState::Ready, Duration::from_secs(60)).await;
+        assert_eq!(ready.waiting, "", "{ready:?}");
+    }
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

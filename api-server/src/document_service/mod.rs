@@ -16,7 +16,7 @@ use std::{pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
-use folio_db as db;
+use folio_db::{self as db, documents::lifecycle::WaitNotice};
 use folio_proto::v1::{
     self as pb, CancelDocumentRequest, CreateDocumentRequest, DeleteDocumentRequest, DeleteDocumentResponse, DownloadDocumentRequest,
     DownloadDocumentResponse, GetDocumentRequest, GetDocumentStatsRequest, ListChunksRequest, ListChunksResponse,
@@ -65,6 +65,8 @@ pub struct Documents {
     pub settings: Settings,
     /// Tries per processing attempt (`FOLIO_MAX_ATTEMPTS`).
     pub max_tries: u32,
+    /// When a waiting document says why (GetDocument's `waiting`).
+    pub wait_notice: WaitNotice,
 }
 
 /// An upload's bytes as they arrive; an `Err` says why the upload broke off.
@@ -138,8 +140,13 @@ impl DocumentService for Documents {
 
     async fn get_document(&self, request: Request<GetDocumentRequest>) -> Result<Response<pb::Document>, Status> {
         let principal = auth::principal(&request)?;
-        let found = self.visible(&principal, request::id("id", &request.get_ref().id)?).await?;
-        Ok(Response::new(document_to_proto(&found, false)))
+        let (found, waiting) = self
+            .visible_with_wait(&principal, request::id("id", &request.get_ref().id)?)
+            .await?;
+        Ok(Response::new(pb::Document {
+            waiting: waiting.unwrap_or_default(),
+            ..document_to_proto(&found, false)
+        }))
     }
 
     async fn list_documents(&self, request: Request<ListDocumentsRequest>) -> Result<Response<ListDocumentsResponse>, Status> {

@@ -1,6 +1,7 @@
 //! Reading documents: one the caller may see, a page of the documents they
 //! reach, a document's events and chunks, and statistics.
 
+use folio_db::documents::lifecycle;
 use folio_db::models::{
     chunk::{self, Chunk},
     document::{self, Cursor, Document, DocumentFilter, Order, StageTiming, StateCount},
@@ -38,6 +39,15 @@ impl Documents {
             .await?
             .filter(|d| principal.reaches(d.owner_id))
             .ok_or_else(|| ApiError::NotFound(format!("no document {id}")))
+    }
+
+    /// The document `id` if the caller may see it, with why it waits if it
+    /// has waited for a worker past the notice bound.
+    pub(super) async fn visible_with_wait(&self, principal: &Principal, id: Uuid) -> ApiResult<(Document, Option<String>)> {
+        let found = self.visible(principal, id).await?;
+        let mut conn = self.pool.get().await?;
+        let waiting = lifecycle::why(&mut conn, &found, &self.wait_notice).await?;
+        Ok((found, waiting))
     }
 
     /// A page of the documents `query` asks for; its token is the order's.

@@ -73,6 +73,9 @@ pub struct Config {
     /// holds the document) the document is queued again. At least twice the
     /// heartbeat.
     pub lease: Duration,
+    /// `FOLIO_WAIT_NOTICE_SECS`: how long a document waits for a worker before
+    /// its events and GetDocument say why.
+    pub wait_notice: Duration,
     /// `FOLIO_RELAY_POLL_MS`: how often the outbox relay looks for rows other
     /// processes wrote (its own are published at once).
     pub relay_poll: Duration,
@@ -174,6 +177,7 @@ impl Config {
             delivery_limit: vars.bounded("FOLIO_DELIVERY_LIMIT", 10, 1, 1000)?,
             heartbeat_interval,
             lease,
+            wait_notice: vars.secs("FOLIO_WAIT_NOTICE_SECS", 120, 1, 86_400)?,
             relay_poll: vars.millis("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?,
             health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
             settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,

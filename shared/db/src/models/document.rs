@@ -222,6 +222,65 @@ pub async fn expired_leases(conn: &mut AsyncPgConnection, limit: i64) -> QueryRe
         .await
 }
 
+/// Since when a waiting document has waited for a worker: a QUEUED one since
+/// it was queued (its last write), a RETRY_WAIT one since its retry was due.
+const WAITING_SINCE: &str = "(CASE WHEN documents.state = 'QUEUED' THEN documents.updated_at \
+     WHEN documents.state = 'RETRY_WAIT' THEN documents.next_retry_at END)";
+
+/// Up to `limit` documents that have waited for a worker longer than `bound`
+/// and are due a notice of it: none since they began waiting, or the last
+/// one at less than half their wait (so a document is noted after 1, 2, 4,
+/// 8... bounds, not at every look). Longest waiting first.
+pub async fn waiting_due(conn: &mut AsyncPgConnection, bound: std::time::Duration, limit: i64) -> QueryResult<Vec<Document>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Double};
+    let due = sql::<Bool>(&format!("{WAITING_SINCE} < now() - make_interval(secs => "))
+        .bind::<Double, _>(bound.as_secs_f64())
+        .sql(&format!(
+            ") AND NOT EXISTS (SELECT 1 FROM document_events e WHERE e.document_id = documents.id \
+             AND e.created_at > {WAITING_SINCE} AND now() - {WAITING_SINCE} < 2 * (e.created_at - {WAITING_SINCE}))"
+        ));
+    documents::table
+        .filter(documents::state.eq_any([State::Queued, State::RetryWait]))
+        .filter(due)
+        .order(sql::<diesel::sql_types::Timestamptz>(WAITING_SINCE))
+        .limit(limit)
+        .select(Document::as_select())
+        .load(conn)
+        .await
+}
+
+/// How many documents have waited for a worker since before `since`.
+pub async fn waiting_before(conn: &mut AsyncPgConnection, since: DateTime<Utc>) -> QueryResult<i64> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Timestamptz};
+    documents::table
+        .filter(documents::state.eq_any([State::Queued, State::RetryWait]))
+        .filter(sql::<Bool>(&format!("{WAITING_SINCE} < ")).bind::<Timestamptz, _>(since))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Locks the row of a document that is still in `state` at version
+/// `updated_at`, changing nothing; returns it, or None if it moved on.
+pub async fn touch_if_unchanged(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    state: State,
+    updated_at: DateTime<Utc>,
+) -> QueryResult<Option<Document>> {
+    documents::table
+        .find(id)
+        .filter(documents::state.eq(state))
+        .filter(documents::updated_at.eq(updated_at))
+        .for_update()
+        .select(Document::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Deletes a document (its chunks and events go with it); returns it.
 pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Document>> {
     diesel::delete(documents::table.find(id))

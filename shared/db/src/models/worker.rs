@@ -49,6 +49,26 @@ pub async fn heartbeat(conn: &mut AsyncPgConnection, id: Uuid, current_job: Opti
         .await
 }
 
+/// How many workers have beaten within `within`, and the jobs they said they
+/// were running.
+pub async fn alive(conn: &mut AsyncPgConnection, within: std::time::Duration) -> QueryResult<(i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Alive {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        workers: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        jobs: i64,
+    }
+    let alive: Alive = diesel::sql_query(
+        "SELECT count(*) AS workers, coalesce(sum(jobs_in_flight), 0)::bigint AS jobs FROM workers \
+         WHERE stopped_at IS NULL AND last_seen_at > now() - make_interval(secs => $1)",
+    )
+    .bind::<diesel::sql_types::Double, _>(within.as_secs_f64())
+    .get_result(conn)
+    .await?;
+    Ok((alive.workers, alive.jobs))
+}
+
 /// Marks a worker as stopped cleanly.
 pub async fn mark_stopped(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::update(workers::table.find(id))

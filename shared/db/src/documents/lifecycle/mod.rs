@@ -13,6 +13,7 @@
 //! | `schedule_retry`   | PROCESSING; QUEUED, RETRY_WAIT         | RETRY_WAIT    | attempt a; PROCESSING at try ≤ n holding the lock, or held by this try; else try number < n | RETRY_SCHEDULED |
 //! | `fail`             | PROCESSING; QUEUED, RETRY_WAIT         | FAILED        | as `schedule_retry`                                                | FAILED               |
 //! | `take_back`        | PROCESSING                             | QUEUED        | the lease has run out and no live worker holds the document's lock; the job goes back in the outbox as the next try (FAILED with WORKER_LOST instead when the try was the last) | stage RETRY_SCHEDULED |
+//! | `waiting`          | QUEUED, RETRY_WAIT                     | (unchanged)   | the state and its version (`updated_at`) as read; it has waited past the notice bound | stage PROGRESS: why it waits |
 //! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
 //! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
 //! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read; it becomes attempt + 1 with a new job            | STORE PROGRESS       |
@@ -73,6 +74,7 @@ pub enum Transition {
     ScheduleRetry,
     Fail,
     TakeBack,
+    Waiting,
     CancelRequested,
     Cancelled,
     RetryRequested,
@@ -94,6 +96,7 @@ impl Transition {
         Transition::ScheduleRetry,
         Transition::Fail,
         Transition::TakeBack,
+        Transition::Waiting,
         Transition::CancelRequested,
         Transition::Cancelled,
         Transition::RetryRequested,
@@ -113,6 +116,7 @@ impl Transition {
             Transition::ScheduleRetry => "schedule_retry",
             Transition::Fail => "fail",
             Transition::TakeBack => "take_back",
+            Transition::Waiting => "waiting",
             Transition::CancelRequested => "cancel_requested",
             Transition::Cancelled => "cancelled",
             Transition::RetryRequested => "retry_requested",
@@ -130,15 +134,18 @@ impl Transition {
             Transition::StageDone | Transition::Progress | Transition::Ready | Transition::CancelRequested => &[Processing],
             Transition::ScheduleRetry | Transition::Fail | Transition::Cancelled => &[Queued, RetryWait, Processing],
             Transition::TakeBack => &[Processing],
+            Transition::Waiting => &[Queued, RetryWait],
             Transition::RetryRequested => &[Failed, Cancelled],
             Transition::ReindexQueued | Transition::Reindexed => &[Ready],
             Transition::Delete => State::ALL,
         }
     }
 
-    /// The state it leaves the document in (None: `delete` removes it).
-    pub const fn to(self) -> Option<State> {
+    /// The state it leaves a document in that was `from` (None: `delete`
+    /// removes it); only `waiting` depends on `from`, which it keeps.
+    pub const fn to(self, from: State) -> Option<State> {
         match self {
+            Transition::Waiting => Some(from),
             Transition::Store | Transition::RetryRequested | Transition::TakeBack => Some(Queued),
             Transition::StartTry | Transition::StageDone | Transition::Progress | Transition::CancelRequested => Some(Processing),
             Transition::Ready | Transition::ReindexQueued | Transition::Reindexed => Some(Ready),
@@ -164,7 +171,7 @@ impl std::fmt::Display for Transition {
 /// Whether the table has a transition from `from` to `to`: the check a test
 /// applies to every pair of consecutive states in an event log.
 pub fn allowed(from: State, to: State) -> bool {
-    Transition::ALL.iter().any(|t| t.leaves(from) && t.to() == Some(to))
+    Transition::ALL.iter().any(|t| t.leaves(from) && t.to(from) == Some(to))
 }
 
 /// What a refused transition found.
@@ -319,9 +326,11 @@ pub struct RetryScheduled {
 }
 
 mod lease;
+mod waiting;
 mod writes;
 
 pub use lease::*;
+pub use waiting::*;
 pub use writes::*;
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 use super::*;
 
-/// The table of the module doc, as (transition, from, to) rows: a change
-/// to either without the other fails here.
+/// The table of the module doc, as (transition, from, to) rows (`to` None:
+/// removed; `waiting` is checked on its own, it keeps the state it finds): a
+/// change to either without the other fails here.
 const TABLE: &[(Transition, &[State], Option<State>)] = &[
     (Transition::Store, &[], Some(Queued)),
     (Transition::StartTry, &[Queued, RetryWait, Processing], Some(Processing)),
@@ -11,6 +12,7 @@ const TABLE: &[(Transition, &[State], Option<State>)] = &[
     (Transition::ScheduleRetry, &[Queued, RetryWait, Processing], Some(RetryWait)),
     (Transition::Fail, &[Queued, RetryWait, Processing], Some(Failed)),
     (Transition::TakeBack, &[Processing], Some(Queued)),
+    (Transition::Waiting, &[Queued, RetryWait], None),
     (Transition::CancelRequested, &[Processing], Some(Processing)),
     (Transition::Cancelled, &[Queued, RetryWait, Processing], Some(Cancelled)),
     (Transition::RetryRequested, &[Failed, Cancelled], Some(Queued)),
@@ -26,7 +28,10 @@ fn every_transition_leaves_exactly_the_states_of_the_table() {
         for state in State::ALL {
             assert_eq!(transition.leaves(*state), from.contains(state), "{transition} from {state}");
         }
-        assert_eq!(transition.to(), *to, "{transition}");
+        for state in from.iter() {
+            let expected = if *transition == Transition::Waiting { Some(*state) } else { *to };
+            assert_eq!(transition.to(*state), expected, "{transition} from {state}");
+        }
     }
 }
 
@@ -73,6 +78,9 @@ fn allowed_pairs_follow_the_table_and_refused_ones_do_not() {
         (Failed, Queued),
         (Cancelled, Queued),
         (Ready, Ready),
+        (Queued, Queued),
+        (RetryWait, RetryWait),
+        (Processing, Queued),
     ];
     for (from, to) in permitted {
         assert!(allowed(from, to), "{from} -> {to} must be allowed");

@@ -415,7 +415,7 @@ async fn apply(
     event: Option<(Stage, EventKind, Note)>,
 ) -> Result<Moved, LifecycleError> {
     debug_assert!(expected.states.iter().all(|s| transition.leaves(*s)));
-    debug_assert!(change.state.is_none() || change.state == transition.to());
+    debug_assert!(change.state.is_none() || expected.states.iter().all(|s| change.state == transition.to(*s)));
     // Leaving PROCESSING ends the try's lease.
     let ending_lease;
     let change = match change.state {
@@ -459,7 +459,7 @@ pub(super) async fn apply_at_current_stage(
 }
 
 /// Why a guarded update matched no row.
-async fn refusal(conn: &mut AsyncPgConnection, id: Uuid, transition: Transition) -> LifecycleError {
+pub(super) async fn refusal(conn: &mut AsyncPgConnection, id: Uuid, transition: Transition) -> LifecycleError {
     match document::find(conn, id).await {
         Ok(Some(found)) => LifecycleError::Refused {
             transition,
@@ -470,7 +470,7 @@ async fn refusal(conn: &mut AsyncPgConnection, id: Uuid, transition: Transition)
     }
 }
 
-async fn append(
+pub(super) async fn append(
     conn: &mut AsyncPgConnection,
     document: &Document,
     stage: Stage,

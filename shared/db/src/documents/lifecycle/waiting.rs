@@ -1,0 +1,138 @@
+//! A document that waits says why: once it has waited for a worker longer
+//! than a bound, the `waiting` transition appends an event that explains
+//! (no worker alive, how many documents are ahead of it, what the workers are
+//! doing), and [`why`] gives GetDocument the same words.
+
+use std::time::Duration;
+
+use diesel_async::AsyncConnection as _;
+
+use super::{
+    writes::{append, refusal},
+    *,
+};
+use crate::models::worker;
+
+/// When a wait deserves a word.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitNotice {
+    /// How long a document waits before it says why (`FOLIO_WAIT_NOTICE_SECS`).
+    pub bound: Duration,
+    /// A worker counts as alive if it beat within this (three heartbeats).
+    pub alive_within: Duration,
+}
+
+/// Since when `document` has waited for a worker (None: it is not waiting).
+pub fn waiting_since(document: &Document) -> Option<DateTime<Utc>> {
+    match document.state {
+        Queued => Some(document.updated_at),
+        RetryWait => document.next_retry_at,
+        _ => None,
+    }
+}
+
+/// Why `document` has not started, if it has waited past the bound.
+pub async fn why(conn: &mut AsyncPgConnection, document: &Document, notice: &WaitNotice) -> diesel::QueryResult<Option<String>> {
+    let Some(since) = waiting_since(document) else {
+        return Ok(None);
+    };
+    let waited = (Utc::now() - since).to_std().unwrap_or_default();
+    if waited < notice.bound {
+        return Ok(None);
+    }
+    let ahead = document::waiting_before(conn, since).await?;
+    let (workers, jobs) = worker::alive(conn, notice.alive_within).await?;
+    Ok(Some(explain(waited, ahead, workers, jobs)))
+}
+
+/// The words of [`why`].
+fn explain(waited: Duration, ahead: i64, workers: i64, jobs: i64) -> String {
+    let ahead = match ahead {
+        0 => String::new(),
+        1 => "1 document ahead of it; ".into(),
+        n => format!("{n} documents ahead of it; "),
+    };
+    let workers = match workers {
+        0 => "no worker is alive".into(),
+        1 => format!("1 worker alive, running {jobs} jobs"),
+        n => format!("{n} workers alive, running {jobs} jobs"),
+    };
+    format!("not started after {}: {ahead}{workers}", human(waited))
+}
+
+/// "45 s", "2 min", "1 h 5 min".
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Appends the `waiting` event to `seen` (as read), if it is still in that
+/// state at that version; the row is locked, not changed.
+pub async fn waiting(conn: &mut AsyncPgConnection, seen: &Document, message: String) -> Result<Moved, LifecycleError> {
+    let unchanged = if Transition::Waiting.leaves(seen.state) {
+        document::touch_if_unchanged(conn, seen.id, seen.state, seen.updated_at).await?
+    } else {
+        None
+    };
+    let Some(document) = unchanged else {
+        return Err(refusal(conn, seen.id, Transition::Waiting).await);
+    };
+    let (stage, percent) = match document.state {
+        Queued => (Stage::Store, 5),
+        _ => (document.stage.unwrap_or(Stage::Store), 10),
+    };
+    let note = Note {
+        percent,
+        message,
+        details: serde_json::json!({ "waiting": true }),
+    };
+    let event = append(conn, &document, stage, EventKind::Progress, note).await?;
+    Ok(Moved {
+        document,
+        event: Some(event),
+    })
+}
+
+/// Appends a `waiting` event to up to `limit` documents due one (see
+/// `document::waiting_due`), each in a transaction of its own; returns the
+/// events, to announce.
+pub async fn note_waiting(conn: &mut AsyncPgConnection, notice: &WaitNotice, limit: i64) -> diesel::QueryResult<Vec<DocumentEvent>> {
+    let mut events = Vec::new();
+    for seen in document::waiting_due(conn, notice.bound, limit).await? {
+        let Some(message) = why(conn, &seen, notice).await? else {
+            continue;
+        };
+        let moved = conn.transaction(async |conn| waiting(conn, &seen, message).await).await;
+        match moved {
+            Ok(Moved { event: Some(event), .. }) => events.push(event),
+            Ok(_) | Err(LifecycleError::Refused { .. } | LifecycleError::NotFound(_)) => {}
+            Err(LifecycleError::Database(error)) => return Err(error),
+        }
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_words_say_what_is_ahead_and_who_is_alive() {
+        assert_eq!(
+            explain(Duration::from_secs(125), 0, 0, 0),
+            "not started after 2 min: no worker is alive"
+        );
+        assert_eq!(
+            explain(Duration::from_secs(3900), 3000, 2, 8),
+            "not started after 1 h 5 min: 3000 documents ahead of it; 2 workers alive, running 8 jobs"
+        );
+        assert_eq!(
+            explain(Duration::from_secs(45), 1, 1, 4),
+            "not started after 45 s: 1 document ahead of it; 1 worker alive, running 4 jobs"
+        );
+    }
+}
