@@ -33,8 +33,10 @@
 pub mod bench;
 pub mod clients;
 pub mod environment;
+pub mod fake_model;
 pub mod helpers;
 pub mod models;
+pub mod nodes;
 pub mod processes;
 pub mod proxy;
 pub mod relevance;

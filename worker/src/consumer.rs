@@ -9,6 +9,19 @@
 //! `Acker`, bound to the channel it came on: after that channel died the ack is a
 //! no-op and the broker redelivers the job, which then deduplicates.
 //!
+//! At most `FOLIO_WORKER_CONCURRENCY` jobs run at once also across a
+//! reconnect: jobs of a channel that died go on (their documents are held by
+//! their leases and locks; the redelivered copies would wait for the locks),
+//! and the new channel's deliveries wait for permits.
+//!
+//! A ProcessDocument job still running after half the broker's consumer
+//! timeout (`FOLIO_CONSUMER_TIMEOUT_SECS`) is acked early, "handed over to
+//! its lease": from then on the document's lease, renewed by this worker's
+//! heartbeat, is what brings the document back if the worker dies, and the
+//! broker never closes the channel under the job. Its outcome is recorded as
+//! usual; only the ack (or reject) is already done, and a retry whose publish
+//! fails is published again until it is confirmed.
+//!
 //! Every worker also reads the dead-letter queue, so that no document waits on
 //! a job that will never run again: a job the broker dead-lettered (past the
 //! delivery limit, because each worker that took it died, or rejected by a
@@ -38,13 +51,24 @@ use lapin::{
     },
     types::FieldTable,
 };
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     activity::Activity,
     jobs::{self, JobContext, JobError, Outcome},
 };
+
+/// How much the consumer takes on, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Jobs at once (`FOLIO_WORKER_CONCURRENCY`), also the channel's prefetch.
+    pub prefetch: u16,
+    /// How long in-flight jobs may take after a stop.
+    pub grace: Duration,
+    /// The broker's consumer timeout (`FOLIO_CONSUMER_TIMEOUT_SECS`).
+    pub consumer_timeout: Duration,
+}
 
 /// Everything a delivery task needs.
 pub struct Consumer {
@@ -56,19 +80,26 @@ pub struct Consumer {
     pub activity: Arc<Activity>,
     in_flight: Mutex<HashMap<u64, Acker>>,
     next_key: AtomicU64,
+    /// One per job that may run at once (`prefetch` of them).
+    permits: Arc<Semaphore>,
+    /// How long a ProcessDocument job runs before it is handed over to its
+    /// lease (half the broker's consumer timeout).
+    hand_over_after: Duration,
 }
 
 impl Consumer {
-    pub fn new(amqp_url: String, topology: Topology, prefetch: u16, grace: Duration, context: JobContext, activity: Arc<Activity>) -> Self {
+    pub fn new(amqp_url: String, topology: Topology, limits: Limits, context: JobContext, activity: Arc<Activity>) -> Self {
         Consumer {
             amqp_url,
             topology,
-            prefetch,
-            grace,
+            prefetch: limits.prefetch,
+            grace: limits.grace,
             context,
             activity,
             in_flight: Mutex::default(),
             next_key: AtomicU64::new(0),
+            permits: Arc::new(Semaphore::new(limits.prefetch as usize)),
+            hand_over_after: limits.consumer_timeout / 2,
         }
     }
 
@@ -154,6 +185,7 @@ impl Consumer {
                         let this = self.clone();
                         let publishing = publishing.clone();
                         tasks.spawn(async move {
+                            let _permit = this.permits.clone().acquire_owned().await.expect("the permits are never closed");
                             this.handle(&publishing, delivery).await;
                             this.in_flight.lock().expect("in-flight lock").remove(&key);
                         });
@@ -215,7 +247,20 @@ impl Consumer {
             token: uuid::Uuid::new_v4(),
             retry_delay: self.topology.retry_delay(attempt),
         };
-        let outcome = jobs::run(&self.context, &job, tries).await;
+        let running = jobs::run(&self.context, &job, tries);
+        tokio::pin!(running);
+        let leased = queue::describe(&job).0 == "process_document";
+        let mut handed_over = false;
+        let outcome = tokio::select! {
+            outcome = &mut running => outcome,
+            () = tokio::time::sleep(self.hand_over_after), if leased => {
+                handed_over = ack(&delivery.acker).await;
+                if handed_over {
+                    tracing::info!(parent: &span, after = ?self.hand_over_after, "job still running: acked early, its document's lease holds it from now on");
+                }
+                running.await
+            }
+        };
         let elapsed = started.elapsed();
         let settle_as = match outcome {
             Ok(Outcome::Applied) => {
@@ -246,6 +291,14 @@ impl Consumer {
                             jobs::retry_scheduled(&self.context, &job, tries, delay, &error).await;
                             Settle::Ack
                         }
+                        Err(publish_error) if handed_over => {
+                            // Nothing to requeue: publish it until it is confirmed.
+                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, "the retry of a job handed over to its lease could not be published; trying again");
+                            self.publish_retry_until_confirmed(publishing, &delivery.data, &job.job_id, attempt + 1, delay)
+                                .await;
+                            jobs::retry_scheduled(&self.context, &job, tries, delay, &error).await;
+                            Settle::Ack
+                        }
                         Err(publish_error) => {
                             // Requeued at once, a failure that repeats (the
                             // broker refusing the retry queue) would loop at
@@ -264,6 +317,10 @@ impl Consumer {
                 }
             },
         };
+        if handed_over {
+            // Acked already; how it ended is recorded on the document.
+            return;
+        }
         settle(&delivery.acker, settle_as).await;
     }
 
@@ -286,6 +343,49 @@ impl Consumer {
         )
         .await?;
         queue::confirmed(confirm).await
+    }
+
+    /// Publishes a retry until the broker confirms it (pausing between
+    /// tries), for a job that can no longer be requeued: on the session's
+    /// channel while it lives, then on a connection of its own.
+    async fn publish_retry_until_confirmed(&self, publishing: &Channel, payload: &[u8], job_id: &str, next_attempt: u32, delay: Duration) {
+        let mut own: Option<(Connection, Channel)> = None;
+        loop {
+            tokio::time::sleep(delay.min(REQUEUE_PAUSE_MAX)).await;
+            if !publishing.status().connected() && own.as_ref().is_none_or(|(_, c)| !c.status().connected()) {
+                match self.publishing_channel().await {
+                    Ok(fresh) => own = Some(fresh),
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "no channel to publish a retry on yet");
+                        continue;
+                    }
+                }
+            }
+            let channel = match &own {
+                Some((_, channel)) if !publishing.status().connected() => channel,
+                _ => publishing,
+            };
+            match self.schedule_retry(channel, payload, job_id, next_attempt, delay).await {
+                Ok(()) => break,
+                Err(error) => tracing::warn!(%error, "the retry could not be published yet"),
+            }
+        }
+        if let Some((connection, _)) = own {
+            let _ = connection.close(200, "retry published".into()).await;
+        }
+    }
+
+    /// A connection of its own and a channel on it with publisher confirms.
+    async fn publishing_channel(&self) -> anyhow::Result<(Connection, Channel)> {
+        let connection = Connection::connect(&self.amqp_url, ConnectionProperties::default())
+            .await
+            .context("connect")?;
+        let channel = connection.create_channel().await.context("open channel")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enable confirms")?;
+        Ok((connection, channel))
     }
 }
 
@@ -357,6 +457,11 @@ enum Settle {
     Ack,
     Reject,
     Requeue,
+}
+
+/// Acks a delivery now; false if its channel is gone (the broker redelivers it).
+async fn ack(acker: &Acker) -> bool {
+    matches!(acker.ack(BasicAckOptions::default()).await, Ok(true))
 }
 
 async fn settle(acker: &Acker, how: Settle) {

@@ -83,8 +83,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let consumer = Arc::new(Consumer::new(
         config.amqp_url.clone(),
         Topology::new(&config),
-        config.worker_concurrency,
-        config.shutdown_grace,
+        consumer::Limits {
+            prefetch: config.worker_concurrency,
+            grace: config.shutdown_grace,
+            consumer_timeout: config.consumer_timeout,
+        },
         JobContext {
             pool: pool.clone(),
             worker_id: me.id,

@@ -66,6 +66,11 @@ pub struct Config {
     /// `FOLIO_DELIVERY_LIMIT`: RabbitMQ's `x-delivery-limit` on the job queue, the
     /// backstop for a message that crashes workers before they can ack it.
     pub delivery_limit: u32,
+    /// `FOLIO_CONSUMER_TIMEOUT_SECS`: the broker's `consumer_timeout` (RabbitMQ's
+    /// default is 30 min). A ProcessDocument job still running after half of
+    /// it is acked early and left to its document's lease, so the broker never
+    /// closes the channel under it.
+    pub consumer_timeout: Duration,
     /// `FOLIO_HEARTBEAT_SECS`: how often a worker records that it is alive.
     pub heartbeat_interval: Duration,
     /// `FOLIO_LEASE_SECS`: how long a document being processed stays leased
@@ -175,6 +180,7 @@ impl Config {
             max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
             retry_base: vars.millis("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?,
             delivery_limit: vars.bounded("FOLIO_DELIVERY_LIMIT", 10, 1, 1000)?,
+            consumer_timeout: vars.secs("FOLIO_CONSUMER_TIMEOUT_SECS", 1800, 2, 7 * 86_400)?,
             heartbeat_interval,
             lease,
             wait_notice: vars.secs("FOLIO_WAIT_NOTICE_SECS", 120, 1, 86_400)?,

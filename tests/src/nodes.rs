@@ -1,0 +1,260 @@
+//! Servers of a test's own, for tests that stop, kill and restart them: a
+//! RabbitMQ node and a Redis server on free ports, with their own node name
+//! and data directory, never the machine's (which other tests share).
+//!
+//! The RabbitMQ node is Debian's `rabbitmq-server`, run as the `rabbitmq`
+//! user (its scripts switch to it), so its directory is handed to that user.
+//! Its durable queues live in the data directory and survive a restart.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+use crate::helpers::eventually;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn accepts(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
+
+fn sigkill(pid: u32) {
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+}
+
+/// A RabbitMQ node of the test's own.
+pub struct RabbitNode {
+    pub port: u16,
+    dist_port: u16,
+    name: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RabbitNode {
+    /// Starts a node whose `rabbitmq.conf` adds `config` (lines such as
+    /// `consumer_timeout = 4000`), and waits until it takes connections.
+    pub async fn start(config: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let dir = std::env::temp_dir().join(format!("folio-rabbit-{id}"));
+        std::fs::create_dir_all(dir.join("mnesia")).expect("node directory");
+        std::fs::create_dir_all(dir.join("log")).expect("node log directory");
+        let port = free_port();
+        let dist_port = free_port();
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = {port}\nloopback_users = none\n{config}\n"),
+        )
+        .expect("rabbitmq.conf");
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
+        let status = std::process::Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown the node's directory to rabbitmq");
+        let mut node = RabbitNode {
+            port,
+            dist_port,
+            name: format!("folio-{id}@localhost"),
+            dir,
+            child: None,
+        };
+        node.boot().await;
+        node
+    }
+
+    /// `amqp://` URL of the node.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    async fn boot(&mut self) {
+        let dir = &self.dir;
+        let child = Command::new("rabbitmq-server")
+            .env("RABBITMQ_NODENAME", &self.name)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start rabbitmq-server (Debian's rabbitmq-server package)");
+        self.child = Some(child);
+        let port = self.port;
+        let url = self.url();
+        eventually(Duration::from_secs(90), "the test's RabbitMQ node to start", || {
+            let url = url.clone();
+            async move {
+                if !accepts(port).await {
+                    return None;
+                }
+                let connection = lapin::Connection::connect(&url, Default::default()).await.ok()?;
+                let _ = connection.close(200, "up".into()).await;
+                Some(())
+            }
+        })
+        .await;
+    }
+
+    /// Messages of `queue` ready and delivered but not yet acked, as the
+    /// node counts them (`rabbitmqctl list_queues`); None if it has no such
+    /// queue or did not answer.
+    pub async fn queue_counts(&self, queue: &str) -> Option<(u64, u64)> {
+        let output = Command::new("rabbitmqctl")
+            .args([
+                "-n",
+                &self.name,
+                "-q",
+                "list_queues",
+                "--no-table-headers",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .await
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout).lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next()? == queue).then_some(())?;
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
+    }
+
+    /// The names of the node's client connections ("peer -> node" addresses):
+    /// a client that reconnected shows up under a new name.
+    pub async fn connections(&self) -> Vec<String> {
+        let output = Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "-q", "list_connections", "--no-table-headers", "name"])
+            .output()
+            .await
+            .expect("rabbitmqctl list_connections");
+        let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+
+    /// Stops the node cleanly (`rabbitmqctl stop`), as an operator would.
+    pub async fn stop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        self.reap().await;
+    }
+
+    /// Kills the node's Erlang VM with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            sigkill(pid.trim().parse().unwrap_or(0));
+        }
+        if let Some(child) = &self.child
+            && let Some(pid) = child.id()
+        {
+            sigkill(pid);
+        }
+        self.reap().await;
+    }
+
+    /// Starts the node again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.boot().await;
+    }
+
+    async fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        }
+        let port = self.port;
+        eventually(Duration::from_secs(30), "the test's RabbitMQ node to stop", || async move {
+            (!accepts(port).await).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            sigkill(pid.trim().parse().unwrap_or(0));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis server of the test's own that keeps nothing on disk.
+pub struct RedisNode {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisNode {
+    pub async fn start() -> Self {
+        let mut node = RedisNode {
+            port: free_port(),
+            child: None,
+        };
+        node.boot().await;
+        node
+    }
+
+    /// `redis://` URL of the server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn boot(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(Duration::from_secs(30), "the test's Redis to start", || async move {
+            accepts(port).await.then_some(())
+        })
+        .await;
+    }
+
+    /// Kills the server and starts it again, empty, on the same port.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        self.boot().await;
+    }
+}
