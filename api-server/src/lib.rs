@@ -336,12 +336,27 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
             cancel.cancel();
             let _ = poller.await;
             health::set_status(&health_reporter, false).await;
-            stop_accepting.cancel();
-            match tokio::time::timeout(config.shutdown_grace, &mut server).await {
-                Ok(served) => served.map_err(anyhow::Error::from),
-                Err(_) => {
-                    tracing::warn!("grace period over, dropping the calls still running");
-                    Ok(())
+            // Load balancers see NOT_SERVING and stop sending new calls
+            // before the server stops accepting them; meanwhile it serves.
+            let mut ended = None;
+            if !config.shutdown_delay.is_zero() {
+                tracing::info!(delay = ?config.shutdown_delay, "health NOT_SERVING; still taking calls for the shutdown delay");
+                tokio::select! {
+                    () = tokio::time::sleep(config.shutdown_delay) => {}
+                    served = &mut server => ended = Some(served.map_err(anyhow::Error::from)),
+                }
+            }
+            match ended {
+                Some(served) => served,
+                None => {
+                    stop_accepting.cancel();
+                    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+                        Ok(served) => served.map_err(anyhow::Error::from),
+                        Err(_) => {
+                            tracing::warn!("grace period over, dropping the calls still running");
+                            Ok(())
+                        }
+                    }
                 }
             }
         }

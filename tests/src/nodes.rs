@@ -48,10 +48,13 @@ impl RabbitNode {
         let dist_port = free_port();
         std::fs::write(
             dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.default = {port}\nloopback_users = none\n{config}\n"),
+            format!("listeners.tcp.default = {port}\nloopback_users = none\ncollect_statistics_interval = 500\n{config}\n"),
         )
         .expect("rabbitmq.conf");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
+        // Quorum queues report their counts every tick (5 s by default): a
+        // test that reads them wants them fresh.
+        std::fs::write(dir.join("advanced.config"), "[{rabbit, [{quorum_tick_interval, 250}]}].\n").expect("advanced.config");
         let status = std::process::Command::new("chown")
             .args(["-R", "rabbitmq:rabbitmq"])
             .arg(&dir)
@@ -83,6 +86,7 @@ impl RabbitNode {
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", dir.join("pid"))
             .stdin(Stdio::null())
@@ -131,6 +135,49 @@ impl RabbitNode {
             (fields.next()? == queue).then_some(())?;
             Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
         })
+    }
+
+    /// The messages `queue` holds ready and its consumers, as a passive
+    /// declare answers them (at once, unlike the statistics).
+    pub async fn ready_and_consumers(&self, queue: &str) -> (u32, u32) {
+        let connection = lapin::Connection::connect(&self.url(), Default::default())
+            .await
+            .expect("connect to the test's RabbitMQ node");
+        let channel = connection.create_channel().await.expect("channel");
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), passive, Default::default())
+            .await
+            .expect("the queue exists");
+        let _ = connection.close(200, "done".into()).await;
+        (declared.message_count(), declared.consumer_count())
+    }
+
+    /// Waits until `queue` holds `counts` (ready, unacked): the node's
+    /// statistics lag the queue by up to half a second.
+    pub async fn queue_holds(&self, queue: &str, counts: (u64, u64)) {
+        eventually(Duration::from_secs(10), &format!("{queue} holding {counts:?}"), || async move {
+            (self.queue_counts(queue).await == Some(counts)).then_some(())
+        })
+        .await;
+    }
+
+    /// Runs `rabbitmqctl` against the node with `args`, panicking if it fails.
+    pub async fn ctl(&self, args: &[&str]) {
+        let output = Command::new("rabbitmqctl")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .await
+            .expect("rabbitmqctl");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// The names of the node's client connections ("peer -> node" addresses):

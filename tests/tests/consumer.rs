@@ -1,6 +1,7 @@
 //! The consumer under the broker's rules: a job longer than the broker's
-//! consumer timeout is handed over to its document's lease instead of having
-//! its channel closed under it, and a worker never runs more jobs at once than
+//! consumer timeout is handed over to its document's lease (acked early)
+//! instead of having its channel closed under it, and the lease, not the
+//! broker, brings it back when its worker dies; and a worker never runs more jobs at once than
 //! its prefetch, also while the jobs of a dropped connection are still going.
 //!
 //! The model server is the OpenAI-compatible fake (`folio_tests::fake_model`),
@@ -10,7 +11,7 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use folio_proto::v1::{DocumentState, EventKind, Stage, document_service_client::DocumentServiceClient};
+use folio_proto::v1::{DocumentState, EventKind, document_service_client::DocumentServiceClient};
 use folio_tests::{
     TcpProxy, TestEnv,
     fake_model::{Fake, Reply, embeddings},
@@ -18,6 +19,15 @@ use folio_tests::{
 };
 
 /// A model server that answers every request after `delay`.
+fn sigkill(child: &tokio::process::Child) {
+    let pid = child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
 async fn late_embedder(delay: Duration) -> std::sync::Arc<Fake> {
     Fake::start(move |_, body| Reply::Late(delay, embeddings(body, 384))).await
 }
@@ -29,43 +39,66 @@ fn use_embedder(env: &mut TestEnv, fake: &Fake) {
     env.set("FOLIO_EMBED_TIMEOUT_MS", "60000");
 }
 
+/// Waits until the broker sees no consumer on `queue` (a killed worker's
+/// connection is gone), then says how many messages it holds ready.
+async fn ready_once_unconsumed(node: &RabbitNode, queue: &str) -> u32 {
+    folio_tests::eventually(Duration::from_secs(30), "no consumer left", || async {
+        let (ready, consumers) = node.ready_and_consumers(queue).await;
+        (consumers == 0).then_some(ready)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_longer_than_the_consumer_timeout_is_handed_over_to_its_lease_and_runs_once() {
-    let node = RabbitNode::start("consumer_timeout = 3000").await;
-    let fake = late_embedder(Duration::from_secs(8)).await;
+    let node = RabbitNode::start("consumer_timeout = 4000").await;
+    let fake = late_embedder(Duration::from_secs(120)).await;
     let mut env = TestEnv::new().await;
     env.set("AMQP_URL", node.url());
     use_embedder(&mut env, &fake);
-    env.set("FOLIO_CONSUMER_TIMEOUT_SECS", "3");
+    env.set("FOLIO_CONSUMER_TIMEOUT_SECS", "4");
+    env.set("FOLIO_HEARTBEAT_SECS", "1");
+    env.set("FOLIO_LEASE_SECS", "2");
     let api = env.spawn_api().await;
-    let worker = env.spawn_worker();
+    let worker = env.start_process("folio-worker", &[], "consuming").await;
     let member = api.register_member().await;
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
     let document = folio_tests::create_document(&mut client, "dunlin.txt", &[], &folio_tests::prose(60)).await;
 
-    // The job is embedding (the model server answers after 8 s, the broker's
-    // consumer timeout is 3 s): note the connections the broker has.
+    // The job embeds (the model server answers after two minutes); half the
+    // consumer timeout after its delivery the worker acks it, handing the
+    // document over to its lease.
     folio_tests::eventually(Duration::from_secs(30), "the job embedding", || async {
         (fake.in_flight.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
-    let connections = node.connections().await;
-    assert_eq!(connections.len(), 2, "the api-server's and the worker's: {connections:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Killed now, the worker leaves the broker nothing to deliver again: the
+    // job was acked (without the hand-over it would be ready again at once).
+    sigkill(&worker);
+    let _ = worker.wait_with_output().await;
+    let queue = env.topology().process_queue();
+    assert_eq!(
+        ready_once_unconsumed(&node, &queue).await,
+        0,
+        "the broker gave the job back: it was never acked"
+    );
 
+    // The lease brings the document back: a worker that embeds at once
+    // finishes it as try 2, the model server having seen one request.
+    env.set("FOLIO_EMBEDDER", "hash");
+    let worker = env.spawn_worker();
     let ready = folio_tests::wait_for_state(&client, &document.id, DocumentState::Ready, Duration::from_secs(60)).await;
-    assert_eq!(ready.try_number, 1, "{ready:?}");
-    assert_eq!(fake.requests(), 1, "embedded once");
+    assert_eq!(ready.try_number, 2, "{ready:?}");
+    assert_eq!(fake.requests(), 1);
     let events = folio_tests::document_events(&client, &document.id).await;
-    let tries = events
-        .iter()
-        .filter(|e| e.kind() == EventKind::Started && e.stage() == Stage::Parse)
-        .count();
-    assert_eq!(tries, 1, "{events:?}");
-    // Handed over before the timeout: the broker closed no channel under the
-    // job (the worker never reconnected) and holds nothing of it.
-    assert_eq!(node.connections().await, connections, "the worker kept its connection");
-    assert_eq!(node.queue_counts(&env.topology().process_queue()).await, Some((0, 0)));
-
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == EventKind::RetryScheduled && e.message.contains("lease ran out")),
+        "{events:?}"
+    );
+    node.queue_holds(&queue, (0, 0)).await;
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;

@@ -61,6 +61,50 @@ async fn wait_for_health(url: &str, service: &str, wanted: ServingStatus) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_health_is_not_serving_while_calls_are_still_taken_then_the_server_exits() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_SHUTDOWN_DELAY_SECS", "5");
+    let mut api = folio_tests::spawn_api_process(&env).await;
+    wait_for_health(&api.url, "", ServingStatus::Serving).await;
+    let pid = api.child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // A load balancer polling health sees NOT_SERVING and stops sending
+    // calls; those that still arrive are answered.
+    let url = api.url.clone();
+    eventually(Duration::from_secs(10), "the server and its services NOT_SERVING", || {
+        let url = url.clone();
+        async move {
+            let server = health_status(&url, "").await;
+            let documents = health_status(&url, "folio.v1.DocumentService").await;
+            (server == Some(ServingStatus::NotServing) && documents == Some(ServingStatus::NotServing)).then_some(())
+        }
+    })
+    .await;
+    let mut system = SystemServiceClient::new(tonic::service::interceptor::InterceptedService::new(
+        api.channel.clone(),
+        folio_tests::Bearer::new(&api.admin_token),
+    ));
+    let info = system
+        .get_info(GetInfoRequest {})
+        .await
+        .expect("a call during the shutdown delay")
+        .into_inner();
+    assert!(!info.version.is_empty());
+
+    let exited = tokio::time::timeout(Duration::from_secs(30), api.child.wait())
+        .await
+        .expect("folio-api exits after the delay")
+        .unwrap();
+    assert!(exited.success(), "{exited}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_postgres_is_cut_and_serving_again_after() {
     let mut env = TestEnv::new().await;
     let proxy = TcpProxy::start("127.0.0.1:5432").await;

@@ -56,6 +56,10 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// `FOLIO_SHUTDOWN_GRACE_SECS`: how long in-flight work may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `FOLIO_SHUTDOWN_DELAY_SECS`: after SIGTERM, how long folio-api answers
+    /// health NOT_SERVING while still taking calls, so a load balancer stops
+    /// sending it new ones before it stops accepting them.
+    pub shutdown_delay: Duration,
     /// `FOLIO_WORKER_CONCURRENCY`: jobs one worker runs at once (its prefetch).
     pub worker_concurrency: u16,
     /// `FOLIO_MAX_ATTEMPTS`: attempts per job before it is dead-lettered.
@@ -176,6 +180,7 @@ impl Config {
             db_pool_size: vars.bounded("FOLIO_DB_POOL_SIZE", 16, 1, 1000)?,
             startup_timeout: vars.secs("FOLIO_STARTUP_TIMEOUT_SECS", 30, 0, 3600)?,
             shutdown_grace: vars.secs("FOLIO_SHUTDOWN_GRACE_SECS", 20, 0, 3600)?,
+            shutdown_delay: vars.secs("FOLIO_SHUTDOWN_DELAY_SECS", 0, 0, 600)?,
             worker_concurrency: vars.bounded("FOLIO_WORKER_CONCURRENCY", 4, 1, 1000)?,
             max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
             retry_base: vars.millis("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?,
