@@ -183,7 +183,14 @@ pub fn prose(words: usize) -> Vec<u8> {
 
 /// Messages ready on `queue` (a passive declare; the queue must exist).
 pub async fn ready_messages(queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+    passive_counts(&amqp_url(), queue).await.0
+}
+
+/// The messages `queue` holds ready and its consumers, as a passive declare
+/// on the broker at `url` answers them (at once, unlike the broker's
+/// statistics).
+pub async fn passive_counts(url: &str, queue: &str) -> (u32, u32) {
+    let connection = lapin::Connection::connect(url, Default::default())
         .await
         .expect("connect to RabbitMQ");
     let channel = connection.create_channel().await.expect("channel");
@@ -196,7 +203,17 @@ pub async fn ready_messages(queue: &str) -> u32 {
         .await
         .expect("the queue exists");
     let _ = connection.close(200, "done".into()).await;
-    declared.message_count()
+    (declared.message_count(), declared.consumer_count())
+}
+
+/// Kills a child process with SIGKILL, as a crash or the OOM killer would.
+pub fn sigkill(child: &tokio::process::Child) {
+    let pid = child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
 }
 
 /// A RabbitMQ connection and a channel with publisher confirms, for a test

@@ -137,23 +137,10 @@ impl RabbitNode {
         })
     }
 
-    /// The messages `queue` holds ready and its consumers, as a passive
-    /// declare answers them (at once, unlike the statistics).
+    /// The messages `queue` holds ready and its consumers (a passive
+    /// declare: at once, unlike [`Self::queue_counts`]).
     pub async fn ready_and_consumers(&self, queue: &str) -> (u32, u32) {
-        let connection = lapin::Connection::connect(&self.url(), Default::default())
-            .await
-            .expect("connect to the test's RabbitMQ node");
-        let channel = connection.create_channel().await.expect("channel");
-        let passive = lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let declared = channel
-            .queue_declare(queue.into(), passive, Default::default())
-            .await
-            .expect("the queue exists");
-        let _ = connection.close(200, "done".into()).await;
-        (declared.message_count(), declared.consumer_count())
+        crate::helpers::passive_counts(&self.url(), queue).await
     }
 
     /// Waits until `queue` holds `counts` (ready, unacked): the node's

@@ -8,7 +8,17 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl as _;
 use folio_db::models::outbox;
 use folio_proto::v1::{DocumentState, document_service_client::DocumentServiceClient};
-use folio_tests::{TestEnv, nodes::RabbitNode};
+use folio_tests::{ApiHandle, Authed, TestEnv, nodes::RabbitNode};
+
+/// A test env on `broker`, an api-server and a member's document client.
+async fn on(broker: &RabbitNode) -> (TestEnv, ApiHandle, DocumentServiceClient<Authed>) {
+    let mut env = TestEnv::new().await;
+    env.set("AMQP_URL", broker.url());
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    (env, api, client)
+}
 
 fn note(index: usize) -> Vec<u8> {
     let mut bytes = format!("Note {index}\n\n").into_bytes();
@@ -19,11 +29,7 @@ fn note(index: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_publishes_survive_a_broker_restart_and_uploads_made_while_it_is_down_are_all_processed_after() {
     let mut broker = RabbitNode::start("").await;
-    let mut env = TestEnv::new().await;
-    env.set("AMQP_URL", broker.url());
-    let api = env.spawn_api().await;
-    let member = api.register_member().await;
-    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let (mut env, api, mut client) = on(&broker).await;
     let pool = env.pool();
 
     // No worker yet: twenty jobs confirmed by the broker, sitting in its queue.
@@ -80,11 +86,7 @@ struct Pending {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_nack_keeps_the_outbox_row_pending_until_the_queue_takes_it() {
     let broker = RabbitNode::start("").await;
-    let mut env = TestEnv::new().await;
-    env.set("AMQP_URL", broker.url());
-    let api = env.spawn_api().await;
-    let member = api.register_member().await;
-    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let (mut env, api, mut client) = on(&broker).await;
     let pool = env.pool();
 
     // The job queue is full and says so: past one message (a quorum queue

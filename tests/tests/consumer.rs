@@ -19,15 +19,6 @@ use folio_tests::{
 };
 
 /// A model server that answers every request after `delay`.
-fn sigkill(child: &tokio::process::Child) {
-    let pid = child.id().expect("running");
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 async fn late_embedder(delay: Duration) -> std::sync::Arc<Fake> {
     Fake::start(move |_, body| Reply::Late(delay, embeddings(body, 384))).await
 }
@@ -75,7 +66,7 @@ async fn a_job_longer_than_the_consumer_timeout_is_handed_over_to_its_lease_and_
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Killed now, the worker leaves the broker nothing to deliver again: the
     // job was acked (without the hand-over it would be ready again at once).
-    sigkill(&worker);
+    folio_tests::helpers::sigkill(&worker);
     let _ = worker.wait_with_output().await;
     let queue = env.topology().process_queue();
     assert_eq!(

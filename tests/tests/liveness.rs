@@ -13,7 +13,7 @@ use std::time::Duration;
 use folio_db::models::dead_letter;
 use folio_proto::v1::{DocumentState, EventKind, Stage, document_service_client::DocumentServiceClient};
 use folio_tests::{Authed, TestEnv};
-use tokio::{net::TcpListener, process::Child};
+use tokio::net::TcpListener;
 
 /// An HTTP server that accepts connections, reads nothing and answers never:
 /// a job that embeds against it is stuck until it is killed.
@@ -43,13 +43,15 @@ impl Drop for Unanswering {
     }
 }
 
-fn sigkill(child: &Child) {
-    let pid = child.id().expect("running");
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+/// A test env whose workers embed against `embedder`, waiting as long as it
+/// takes.
+async fn embedding_against(embedder: &Unanswering) -> TestEnv {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_EMBEDDER", "openai");
+    env.set("FOLIO_EMBED_URL", embedder.url.clone());
+    env.set("FOLIO_EMBED_MODEL", "never-answers");
+    env.set("FOLIO_EMBED_TIMEOUT_MS", "600000");
+    env
 }
 
 /// Waits until `tries` deliveries have started a try on the document and the
@@ -77,11 +79,7 @@ async fn embedding_in_try(client: &DocumentServiceClient<Authed>, id: &str, trie
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_whose_worker_is_killed_on_it_every_time_ends_failed_at_the_delivery_limit() {
     let embedder = Unanswering::start().await;
-    let mut env = TestEnv::new().await;
-    env.set("FOLIO_EMBEDDER", "openai");
-    env.set("FOLIO_EMBED_URL", embedder.url.clone());
-    env.set("FOLIO_EMBED_MODEL", "never-answers");
-    env.set("FOLIO_EMBED_TIMEOUT_MS", "600000");
+    let mut env = embedding_against(&embedder).await;
     // The first delivery and one redelivery; the broker dead-letters the next.
     env.set("FOLIO_DELIVERY_LIMIT", "1");
     let api = env.spawn_api().await;
@@ -92,7 +90,7 @@ async fn a_document_whose_worker_is_killed_on_it_every_time_ends_failed_at_the_d
     for delivery in 1..=2 {
         let worker = env.start_process("folio-worker", &[], "consuming").await;
         embedding_in_try(&client, &document.id, delivery).await;
-        sigkill(&worker);
+        folio_tests::helpers::sigkill(&worker);
         let _ = worker.wait_with_output().await;
     }
 
@@ -154,11 +152,7 @@ async fn lease_expiry(env: &TestEnv, id: &str) -> chrono::DateTime<chrono::Utc> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_whose_worker_died_and_whose_job_was_lost_is_taken_back_when_its_lease_runs_out() {
     let embedder = Unanswering::start().await;
-    let mut env = TestEnv::new().await;
-    env.set("FOLIO_EMBEDDER", "openai");
-    env.set("FOLIO_EMBED_URL", embedder.url.clone());
-    env.set("FOLIO_EMBED_MODEL", "never-answers");
-    env.set("FOLIO_EMBED_TIMEOUT_MS", "600000");
+    let mut env = embedding_against(&embedder).await;
     env.set("FOLIO_HEARTBEAT_SECS", "1");
     env.set("FOLIO_LEASE_SECS", "2");
     let api = env.spawn_api().await;
@@ -179,7 +173,7 @@ async fn a_document_whose_worker_died_and_whose_job_was_lost_is_taken_back_when_
     assert_eq!(held.try_number, 1, "{held:?}");
 
     // The worker dies and the broker loses the job it gives back.
-    sigkill(&worker);
+    folio_tests::helpers::sigkill(&worker);
     let _ = worker.wait_with_output().await;
     assert_eq!(lose_messages(&env.topology().process_queue(), 1).await, 1);
 
