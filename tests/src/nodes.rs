@@ -40,6 +40,12 @@ impl RabbitNode {
     /// Starts a node whose `rabbitmq.conf` adds `config` (lines such as
     /// `consumer_timeout = 4000`), and waits until it takes connections.
     pub async fn start(config: &str) -> Self {
+        Self::start_with(config, "").await
+    }
+
+    /// [`Self::start`], adding `rabbit` application settings that only the
+    /// advanced config takes (Erlang terms such as `{name, value}`).
+    pub async fn start_with(config: &str, advanced: &str) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let dir = std::env::temp_dir().join(format!("folio-rabbit-{id}"));
         std::fs::create_dir_all(dir.join("mnesia")).expect("node directory");
@@ -54,7 +60,16 @@ impl RabbitNode {
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("enabled_plugins");
         // Quorum queues report their counts every tick (5 s by default): a
         // test that reads them wants them fresh.
-        std::fs::write(dir.join("advanced.config"), "[{rabbit, [{quorum_tick_interval, 250}]}].\n").expect("advanced.config");
+        let advanced = if advanced.is_empty() {
+            String::new()
+        } else {
+            format!(", {advanced}")
+        };
+        std::fs::write(
+            dir.join("advanced.config"),
+            format!("[{{rabbit, [{{quorum_tick_interval, 250}}{advanced}]}}].\n"),
+        )
+        .expect("advanced.config");
         let status = std::process::Command::new("chown")
             .args(["-R", "rabbitmq:rabbitmq"])
             .arg(&dir)

@@ -282,3 +282,70 @@ async fn a_retry_queue_holds_a_job_for_its_delay_then_returns_it_to_the_job_queu
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettering_loses_nothing_while_the_dead_letter_queue_is_briefly_gone() {
+    // RabbitMQ retries a dead letter it could not route after its publisher
+    // confirm timeout (3 min by default): this node retries after 2 s.
+    let node = folio_tests::nodes::RabbitNode::start_with("", "{dead_letter_worker_publisher_confirm_timeout, 2000}").await;
+    let mut env = TestEnv::new().await;
+    env.set("AMQP_URL", node.url());
+    let api = env.spawn_api().await;
+    let topology = env.topology();
+    let connection = lapin::Connection::connect(&node.url(), Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    // The dead-letter queue is gone (no worker runs to declare it again).
+    channel
+        .queue_delete(topology.dead_letter().into(), Default::default())
+        .await
+        .unwrap();
+    // A job is rejected to the dead-letter exchange, which routes nowhere now:
+    // the process queue (at-least-once dead-lettering) keeps it.
+    let orphan = EncodedJob::ping(Uuid::now_v7());
+    let confirm = queue::publish(
+        &channel,
+        &topology.jobs_exchange(),
+        queue::PROCESS_KEY,
+        orphan.job_id,
+        &orphan.payload,
+        1,
+    )
+    .await
+    .unwrap();
+    queue::confirmed(confirm).await.unwrap();
+    let delivery = eventually(Duration::from_secs(10), "the job", || async {
+        channel
+            .basic_get(topology.process_queue().into(), Default::default())
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    delivery
+        .acker
+        .reject(lapin::options::BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+
+    // A worker declares the queue again and reads it: the dead letter arrives.
+    let worker = env.spawn_worker();
+    let pool = env.pool();
+    let letters = eventually(Duration::from_secs(120), "the dead letter recorded", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let letters = dead_letter::all(&mut conn).await.ok()?;
+            (!letters.is_empty()).then_some(letters)
+        }
+    })
+    .await;
+    assert_eq!(
+        letters.iter().map(|l| (l.job_id, l.reason.as_str())).collect::<Vec<_>>(),
+        [(Some(orphan.job_id), "rejected")]
+    );
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
