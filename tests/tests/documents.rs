@@ -514,3 +514,65 @@ async fn with_an_s3_blob_store_documents_live_in_the_bucket_and_nothing_is_left_
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_cannot_be_published_is_requeued_after_a_pause_not_at_full_speed() {
+    use folio_proto::v1::{EventKind, Stage};
+    let mut env = TestEnv::new().await;
+    // The first retry would wait 1.5 s: a requeue waits that long too.
+    env.set("FOLIO_RETRY_BASE_MS", "1500");
+    let api = env.spawn_api().await;
+    // Every try fails transiently, at once: the worker reads blobs from an
+    // empty store.
+    let empty = std::env::temp_dir().join(format!("folio-empty-{}", env.database));
+    env.set("FOLIO_BLOB_URL", format!("file://{}", empty.display()));
+    let worker = env.spawn_worker();
+    // Once the worker has declared its topology and consumes, the retry
+    // queue for 1.5 s goes: a retry's publish is unroutable, so it fails.
+    let process_queue = env.topology().process_queue();
+    folio_tests::eventually(Duration::from_secs(20), "the worker consuming", || async {
+        (folio_tests::helpers::passive_counts(&folio_tests::amqp_url(), &process_queue)
+            .await
+            .1
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let (connection, channel) = folio_tests::publisher().await;
+    let retry_queue = format!("{}.retry.1500ms", env.vars["FOLIO_AMQP_PREFIX"]);
+    channel.queue_delete(retry_queue.as_str().into(), Default::default()).await.unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    let member = api.register_member().await;
+    let mut client = documents_as(&api, &member.access_token).await;
+    let document = folio_tests::create_document(&mut client, "notes.txt", &[], b"notes the worker cannot read").await;
+
+    // Each requeue comes back as the same try and starts it again: four
+    // starts, each at least the pause after the one before.
+    let starts = folio_tests::helpers::eventually_every(
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        "four starts of try 1",
+        || async {
+            let starts: Vec<i64> = folio_tests::document_events(&client, &document.id)
+                .await
+                .iter()
+                .filter(|e| e.stage() == Stage::Parse && e.kind() == EventKind::Started)
+                .map(|e| {
+                    let at = e.created_at.as_ref().unwrap();
+                    at.seconds * 1000 + i64::from(at.nanos) / 1_000_000
+                })
+                .collect();
+            (starts.len() >= 4).then_some(starts)
+        },
+    )
+    .await;
+    for pair in starts.windows(2) {
+        assert!(pair[1] - pair[0] >= 1400, "requeued after {} ms: {starts:?}", pair[1] - pair[0]);
+    }
+    let waiting = folio_tests::wait_for_state(&client, &document.id, DocumentState::RetryWait, WAIT).await;
+    assert_eq!(waiting.try_number, 1, "a requeue is not a new try: {waiting:?}");
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&empty);
+    env.cleanup().await;
+}
