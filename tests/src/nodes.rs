@@ -23,8 +23,12 @@ async fn accepts(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
 }
 
+fn signal(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill").args([signal, &pid.to_string()]).status();
+}
+
 fn sigkill(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    signal(pid, "-KILL");
 }
 
 /// A RabbitMQ node of the test's own.
@@ -217,6 +221,21 @@ impl RabbitNode {
             sigkill(pid);
         }
         self.reap().await;
+    }
+
+    /// Freezes the node's Erlang VM (SIGSTOP): connections stay open and
+    /// nothing answers, as a broker stalled on a full disk or a long GC.
+    pub fn freeze(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            signal(pid.trim().parse().unwrap_or(0), "-STOP");
+        }
+    }
+
+    /// Lets a frozen node go on (SIGCONT).
+    pub fn thaw(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
+            signal(pid.trim().parse().unwrap_or(0), "-CONT");
+        }
     }
 
     /// Starts the node again on the same ports and data.

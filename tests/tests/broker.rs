@@ -136,3 +136,33 @@ async fn a_broker_nack_keeps_the_outbox_row_pending_until_the_queue_takes_it() {
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_never_confirms_fails_after_the_confirm_timeout_and_is_sent_again() {
+    let broker = RabbitNode::start("").await;
+    let (mut env, api, mut client) = on(&broker).await;
+    let pool = env.pool();
+    // The broker stalls with the relay's connection open: no confirm comes.
+    broker.freeze();
+    let document = folio_tests::create_document(&mut client, "stalled.txt", &[], &note(7)).await;
+    let pending = folio_tests::eventually(Duration::from_secs(30), "the publish given up as unconfirmed", || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let rows: Vec<Pending> = diesel::sql_query("SELECT publish_attempts, last_error FROM outbox WHERE sent_at IS NULL")
+                .load(&mut conn)
+                .await
+                .ok()?;
+            rows.into_iter().find(|row| row.publish_attempts >= 1)
+        }
+    })
+    .await;
+    assert!(pending.last_error.as_deref().is_some_and(|e| e.contains("confirm")), "{pending:?}");
+    broker.thaw();
+    let worker = env.spawn_worker();
+    folio_tests::wait_for_state(&client, &document.id, DocumentState::Ready, Duration::from_secs(90)).await;
+    folio_tests::outbox_drained(&pool).await;
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
