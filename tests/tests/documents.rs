@@ -1,7 +1,7 @@
 //! Documents end to end: upload through the real api-server, processing by a
 //! real worker through RabbitMQ, state and events in Postgres.
 //!
-//! A little over 500 lines: one file for DocumentService end to end.
+//! Over 500 lines on purpose: one file for DocumentService end to end.
 
 use std::time::Duration;
 

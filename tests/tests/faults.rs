@@ -19,6 +19,9 @@
 //! fault at least once); `scripts/chaos` runs it for a duration with a seed
 //! (`FOLIO_CHAOS_SECS`, `FOLIO_CHAOS_SEED`, `FOLIO_CHAOS_DOCUMENTS`), and
 //! RELIABILITY.md records its figures.
+//!
+//! Over 500 lines on purpose: the schedule, the callers and the accounting of
+//! one run read best in one place.
 
 use std::{
     collections::{BTreeMap, HashMap},
