@@ -62,6 +62,15 @@ impl Fake {
         fake
     }
 
+    /// Makes the folio processes `env` starts from now on embed with this
+    /// server (waiting up to a minute per request).
+    pub fn serve(&self, env: &mut crate::TestEnv) {
+        env.set("FOLIO_EMBEDDER", "openai");
+        env.set("FOLIO_EMBED_URL", self.url.clone());
+        env.set("FOLIO_EMBED_MODEL", "fake-model");
+        env.set("FOLIO_EMBED_TIMEOUT_MS", "60000");
+    }
+
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }

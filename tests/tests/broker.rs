@@ -83,6 +83,23 @@ struct Pending {
     last_error: Option<String>,
 }
 
+/// Waits for an unsent outbox row whose publish was tried at least `tries`
+/// times, and returns it.
+async fn unsent_row_tried(pool: &folio_db::Pool, tries: i32, what: &str) -> Pending {
+    folio_tests::eventually(Duration::from_secs(30), what, || {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let rows: Vec<Pending> = diesel::sql_query("SELECT publish_attempts, last_error FROM outbox WHERE sent_at IS NULL")
+                .load(&mut conn)
+                .await
+                .ok()?;
+            rows.into_iter().find(|row| row.publish_attempts >= tries)
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_nack_keeps_the_outbox_row_pending_until_the_queue_takes_it() {
     let broker = RabbitNode::start("").await;
@@ -111,18 +128,7 @@ async fn a_broker_nack_keeps_the_outbox_row_pending_until_the_queue_takes_it() {
                 .id,
         );
     }
-    let pending = folio_tests::eventually(Duration::from_secs(30), "the publish nacked twice", || {
-        let pool = pool.clone();
-        async move {
-            let mut conn = pool.get().await.ok()?;
-            let rows: Vec<Pending> = diesel::sql_query("SELECT publish_attempts, last_error FROM outbox WHERE sent_at IS NULL")
-                .load(&mut conn)
-                .await
-                .ok()?;
-            rows.into_iter().find(|row| row.publish_attempts >= 2)
-        }
-    })
-    .await;
+    let pending = unsent_row_tried(&pool, 2, "the publish nacked twice").await;
     assert!(pending.last_error.as_deref().is_some_and(|e| e.contains("nack")), "{pending:?}");
 
     // Room again: the row is sent and the document processed.
@@ -145,18 +151,7 @@ async fn a_publish_the_broker_never_confirms_fails_after_the_confirm_timeout_and
     // The broker stalls with the relay's connection open: no confirm comes.
     broker.freeze();
     let document = folio_tests::create_document(&mut client, "stalled.txt", &[], &note(7)).await;
-    let pending = folio_tests::eventually(Duration::from_secs(30), "the publish given up as unconfirmed", || {
-        let pool = pool.clone();
-        async move {
-            let mut conn = pool.get().await.ok()?;
-            let rows: Vec<Pending> = diesel::sql_query("SELECT publish_attempts, last_error FROM outbox WHERE sent_at IS NULL")
-                .load(&mut conn)
-                .await
-                .ok()?;
-            rows.into_iter().find(|row| row.publish_attempts >= 1)
-        }
-    })
-    .await;
+    let pending = unsent_row_tried(&pool, 1, "the publish given up as unconfirmed").await;
     assert!(pending.last_error.as_deref().is_some_and(|e| e.contains("confirm")), "{pending:?}");
     broker.thaw();
     let worker = env.spawn_worker();

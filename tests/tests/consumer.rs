@@ -23,13 +23,6 @@ async fn late_embedder(delay: Duration) -> std::sync::Arc<Fake> {
     Fake::start(move |_, body| Reply::Late(delay, embeddings(body, 384))).await
 }
 
-fn use_embedder(env: &mut TestEnv, fake: &Fake) {
-    env.set("FOLIO_EMBEDDER", "openai");
-    env.set("FOLIO_EMBED_URL", fake.url.clone());
-    env.set("FOLIO_EMBED_MODEL", "fake-model");
-    env.set("FOLIO_EMBED_TIMEOUT_MS", "60000");
-}
-
 /// Waits until the broker sees no consumer on `queue` (a killed worker's
 /// connection is gone), then says how many messages it holds ready.
 async fn ready_once_unconsumed(node: &RabbitNode, queue: &str) -> u32 {
@@ -46,7 +39,7 @@ async fn a_job_longer_than_the_consumer_timeout_is_handed_over_to_its_lease_and_
     let fake = late_embedder(Duration::from_secs(120)).await;
     let mut env = TestEnv::new().await;
     env.set("AMQP_URL", node.url());
-    use_embedder(&mut env, &fake);
+    fake.serve(&mut env);
     env.set("FOLIO_CONSUMER_TIMEOUT_SECS", "4");
     env.set("FOLIO_HEARTBEAT_SECS", "1");
     env.set("FOLIO_LEASE_SECS", "2");
@@ -100,7 +93,7 @@ async fn at_most_the_prefetch_count_of_jobs_runs_also_across_a_reconnect() {
     let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let fake = late_embedder(Duration::from_secs(4)).await;
     let mut env = TestEnv::new().await;
-    use_embedder(&mut env, &fake);
+    fake.serve(&mut env);
     let api = env.spawn_api().await;
     // The worker alone reaches the broker through the proxy.
     env.set("AMQP_URL", proxy.url_through(&folio_tests::amqp_url()));

@@ -117,10 +117,7 @@ async fn a_worker_killed_mid_parse_leaves_one_result() {
 async fn a_worker_killed_mid_embed_leaves_one_result() {
     let fake = Fake::start(|_, body| Reply::Late(Duration::from_secs(30), embeddings(body, 384))).await;
     let mut env = TestEnv::new().await;
-    env.set("FOLIO_EMBEDDER", "openai");
-    env.set("FOLIO_EMBED_URL", fake.url.clone());
-    env.set("FOLIO_EMBED_MODEL", "fake-model");
-    env.set("FOLIO_EMBED_TIMEOUT_MS", "60000");
+    fake.serve(&mut env);
     let bytes = document("handbook-packaging.en.html");
     killed_after(
         env,

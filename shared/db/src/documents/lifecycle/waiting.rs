@@ -33,15 +33,32 @@ pub fn waiting_since(document: &Document) -> Option<DateTime<Utc>> {
 
 /// Why `document` has not started, if it has waited past the bound.
 pub async fn why(conn: &mut AsyncPgConnection, document: &Document, notice: &WaitNotice) -> diesel::QueryResult<Option<String>> {
-    let Some(since) = waiting_since(document) else {
-        return Ok(None);
-    };
-    let waited = (Utc::now() - since).to_std().unwrap_or_default();
-    if waited < notice.bound {
+    if waited(document, notice).is_none() {
         return Ok(None);
     }
+    let alive = worker::alive(conn, notice.alive_within).await?;
+    why_with(conn, document, notice, alive).await
+}
+
+/// How long `document` has waited for a worker, if past the bound.
+fn waited(document: &Document, notice: &WaitNotice) -> Option<(DateTime<Utc>, Duration)> {
+    let since = waiting_since(document)?;
+    let waited = (Utc::now() - since).to_std().unwrap_or_default();
+    (waited >= notice.bound).then_some((since, waited))
+}
+
+/// [`why`], given the workers alive and their jobs (read once for many
+/// documents).
+async fn why_with(
+    conn: &mut AsyncPgConnection,
+    document: &Document,
+    notice: &WaitNotice,
+    (workers, jobs): (i64, i64),
+) -> diesel::QueryResult<Option<String>> {
+    let Some((since, waited)) = waited(document, notice) else {
+        return Ok(None);
+    };
     let ahead = document::waiting_before(conn, since).await?;
-    let (workers, jobs) = worker::alive(conn, notice.alive_within).await?;
     Ok(Some(explain(waited, ahead, workers, jobs)))
 }
 
@@ -102,8 +119,13 @@ pub async fn waiting(conn: &mut AsyncPgConnection, seen: &Document, message: Str
 /// events, to announce.
 pub async fn note_waiting(conn: &mut AsyncPgConnection, notice: &WaitNotice, limit: i64) -> diesel::QueryResult<Vec<DocumentEvent>> {
     let mut events = Vec::new();
-    for seen in document::waiting_due(conn, notice.bound, limit).await? {
-        let Some(message) = why(conn, &seen, notice).await? else {
+    let due = document::waiting_due(conn, notice.bound, limit).await?;
+    if due.is_empty() {
+        return Ok(events);
+    }
+    let alive = worker::alive(conn, notice.alive_within).await?;
+    for seen in due {
+        let Some(message) = why_with(conn, &seen, notice, alive).await? else {
             continue;
         };
         let moved = conn.transaction(async |conn| waiting(conn, &seen, message).await).await;
