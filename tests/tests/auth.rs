@@ -755,14 +755,20 @@ async fn a_token_verifies_with_an_independent_paseto_implementation() {
         .keys;
     let key = keys.iter().find(|k| k.signing).unwrap();
 
-    // pyseto (Python) verifies the token with nothing but ListPublicKeys' output.
+    // pyseto (Python) verifies the token with nothing but ListPublicKeys' output
+    // and the implicit assertion the proto documents; without it, it refuses.
     let script = r#"
 import json, sys, pyseto
 from pyseto import Key
 public_paserk, key_id, token = sys.argv[1:4]
 key = Key.from_paserk(public_paserk)
 assert key.to_paserk_id() == key_id, "key id mismatch"
-decoded = pyseto.decode(key, token, deserializer=json)
+try:
+    pyseto.decode(key, token)
+    raise SystemExit("verified without the implicit assertion")
+except pyseto.VerifyError:
+    pass
+decoded = pyseto.decode(key, token, deserializer=json, implicit_assertion=b"folio access token v1")
 footer = decoded.footer if isinstance(decoded.footer, dict) else json.loads(decoded.footer)
 assert footer["kid"] == key_id, footer
 print(json.dumps(decoded.payload))

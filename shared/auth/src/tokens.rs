@@ -1,10 +1,18 @@
 //! Access tokens: PASETO v4.public (Ed25519) through pasetors.
 //!
 //! Claims: `sub` (user id), `role`, `sid` (session id), `jti`, `iss`, `aud`,
-//! `iat`, `nbf`, `exp`. The footer's `kid` is the PASERK id (`k4.pid.…`) of the
-//! signing key. The first configured key signs; every configured key verifies,
-//! so a new key can be introduced (second), promoted (first) and the old one
-//! retired later without logging anyone out.
+//! `iat`, `nbf`, `exp`. The footer is exactly `{"kid":"k4.pid.…"}`, the PASERK
+//! id of the signing key: any other member, a duplicate, or a footer over
+//! [`MAX_FOOTER_BYTES`] is refused before a key is looked up. Every token is
+//! signed over the implicit assertion [`ACCESS_TOKEN_ASSERTION`] (never sent),
+//! which binds it to its purpose: a token the same key signed for anything
+//! else does not verify as an access token. The first configured key signs;
+//! every configured key verifies, so a new key can be introduced (second),
+//! promoted (first) and the old one retired later without logging anyone out.
+//!
+//! Two layers: [`seal`] and [`open`] are PASETO v4.public itself (the layer
+//! the official test vectors check, see `tests/fixtures/paseto/`), and
+//! [`TokenIssuer`] is folio's use of it (footer, key choice, claims).
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
@@ -12,15 +20,58 @@ use chrono::{DateTime, Utc};
 use pasetors::{
     Public,
     claims::{Claims, ClaimsValidationRules},
-    footer::Footer,
     keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate as _},
     paserk::{FormatAsPaserk as _, Id},
     token::UntrustedToken,
     version4::{PublicToken, V4},
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Role;
+
+/// Signed over by every access token and never sent: verifiers outside folio
+/// pass it too (`implicit_assertion` in most PASETO libraries).
+pub const ACCESS_TOKEN_ASSERTION: &[u8] = b"folio access token v1";
+
+/// The longest footer read: folio's own is 59 bytes.
+pub const MAX_FOOTER_BYTES: usize = 128;
+
+/// The longest token read at all (folio's are about 420 bytes).
+pub const MAX_TOKEN_BYTES: usize = 2048;
+
+/// The only footer folio writes or reads.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyIdFooter {
+    kid: String,
+}
+
+/// Signs `payload` as a PASETO v4.public token with `footer` (none when empty)
+/// and the implicit assertion `implicit`.
+pub fn seal(key: &AsymmetricSecretKey<V4>, payload: &[u8], footer: &[u8], implicit: &[u8]) -> Result<String, TokenError> {
+    PublicToken::sign(key, payload, (!footer.is_empty()).then_some(footer), Some(implicit)).map_err(|_| TokenError::Malformed)
+}
+
+/// Reads a token's parts without trusting them: a v4.public token of at most
+/// [`MAX_TOKEN_BYTES`] whose footer is at most [`MAX_FOOTER_BYTES`].
+pub fn untrusted(token: &str) -> Result<UntrustedToken<Public, V4>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed);
+    }
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| TokenError::Malformed)?;
+    if untrusted.untrusted_footer().len() > MAX_FOOTER_BYTES {
+        return Err(TokenError::Malformed);
+    }
+    Ok(untrusted)
+}
+
+/// Verifies a token's signature with `key` over its payload, its footer and
+/// `implicit`, and returns the payload.
+pub fn open(key: &AsymmetricPublicKey<V4>, token: &UntrustedToken<Public, V4>, implicit: &[u8]) -> Result<Vec<u8>, TokenError> {
+    let trusted = PublicToken::verify(key, token, None, Some(implicit)).map_err(|_| TokenError::Invalid)?;
+    Ok(trusted.payload().as_bytes().to_vec())
+}
 
 /// A key that verifies tokens, as `ListPublicKeys` reports it.
 #[derive(Clone)]
@@ -32,6 +83,20 @@ pub struct PublicKeyInfo {
     /// Whether this key signs new tokens.
     pub signing: bool,
     key: AsymmetricPublicKey<V4>,
+}
+
+impl PublicKeyInfo {
+    /// A verifying key with its PASERK id and PASERK.
+    pub fn new(key: AsymmetricPublicKey<V4>, signing: bool) -> PublicKeyInfo {
+        let mut id = String::new();
+        Id::from(&key).fmt(&mut id).expect("formatting into a String");
+        PublicKeyInfo {
+            id,
+            paserk: paserk(&key),
+            signing,
+            key,
+        }
+    }
 }
 
 /// The signing key and every verifying key.
@@ -61,6 +126,9 @@ impl TokenKeys {
     pub fn from_paserks(secrets: &[String]) -> Result<TokenKeys, String> {
         let mut keys = Vec::new();
         for (index, secret) in secrets.iter().enumerate() {
+            if has_zero_seed(secret) {
+                return Err(format!("entry {} has an all-zero seed: its secret is public", index + 1));
+            }
             let key = AsymmetricSecretKey::<V4>::try_from(secret.as_str())
                 .map_err(|_| format!("entry {} is not a k4.secret PASERK", index + 1))?;
             keys.push(key);
@@ -73,14 +141,7 @@ impl TokenKeys {
             .enumerate()
             .map(|(index, secret)| {
                 let key = AsymmetricPublicKey::<V4>::try_from(secret).expect("public half of a valid secret key");
-                let mut id = String::new();
-                Id::from(&key).fmt(&mut id).expect("formatting into a String");
-                PublicKeyInfo {
-                    id,
-                    paserk: paserk(&key),
-                    signing: index == 0,
-                    key,
-                }
+                PublicKeyInfo::new(key, index == 0)
             })
             .collect();
         let signing_public = AsymmetricPublicKey::<V4>::try_from(&signing).expect("public half");
@@ -120,6 +181,19 @@ impl TokenKeys {
     }
 }
 
+/// Whether a `k4.secret` PASERK holds the all-zero Ed25519 seed (the first
+/// official test vector). Such a key signs nothing secret, and pasetors hands
+/// it to a key-pair constructor that panics, so it is refused before.
+fn has_zero_seed(secret: &str) -> bool {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let Some(encoded) = secret.strip_prefix("k4.secret.") else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(encoded)
+        .is_ok_and(|key| key.len() == 64 && key[..32].iter().all(|&b| b == 0))
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
@@ -139,7 +213,7 @@ pub struct AccessClaims {
 /// Why a token was refused. Clients see only "invalid or expired token".
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("token is malformed")]
+    #[error("token is malformed (not v4.public, too long, or a footer other than the key id)")]
     Malformed,
     #[error("token was signed by an unknown key")]
     UnknownKey,
@@ -167,9 +241,11 @@ impl TokenIssuer {
         claims.token_identifier(&jti.to_string()).expect("jti");
         claims.add_additional("role", role.as_str()).expect("role");
         claims.add_additional("sid", session_id.to_string()).expect("sid");
-        let mut footer = Footer::new();
-        footer.key_id(&self.keys.signing_id);
-        let token = pasetors::public::sign(&self.keys.signing, &claims, Some(&footer), None).expect("signing");
+        let mut kid = String::new();
+        self.keys.signing_id.fmt(&mut kid).expect("formatting into a String");
+        let footer = serde_json::to_vec(&KeyIdFooter { kid }).expect("a footer");
+        let payload = claims.to_string().expect("claims");
+        let token = seal(&self.keys.signing, payload.as_bytes(), &footer, ACCESS_TOKEN_ASSERTION).expect("signing");
         let expires_at = Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or_default();
         (
             token,
@@ -183,17 +259,15 @@ impl TokenIssuer {
         )
     }
 
-    /// Verifies signature (with the key the footer names), `iss`, `aud`, `exp`,
+    /// Verifies the footer (`kid` alone), the signature (with the key the
+    /// footer names, over [`ACCESS_TOKEN_ASSERTION`]), `iss`, `aud`, `exp`,
     /// `nbf` and `iat`, and reads folio's claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| TokenError::Malformed)?;
-        let footer_bytes = untrusted.untrusted_footer();
-        let mut footer = Footer::new();
-        footer.parse_bytes(footer_bytes).map_err(|_| TokenError::Malformed)?;
-        let kid = footer.get_claim("kid").and_then(|v| v.as_str()).ok_or(TokenError::Malformed)?;
-        let key = self.keys.public.iter().find(|k| k.id == kid).ok_or(TokenError::UnknownKey)?;
-        let trusted = PublicToken::verify(&key.key, &untrusted, Some(footer_bytes), None).map_err(|_| TokenError::Invalid)?;
-        let claims = Claims::from_string(trusted.payload()).map_err(|_| TokenError::Invalid)?;
+        let untrusted = untrusted(token)?;
+        let footer: KeyIdFooter = serde_json::from_slice(untrusted.untrusted_footer()).map_err(|_| TokenError::Malformed)?;
+        let key = self.keys.public.iter().find(|k| k.id == footer.kid).ok_or(TokenError::UnknownKey)?;
+        let payload = open(&key.key, &untrusted, ACCESS_TOKEN_ASSERTION)?;
+        let claims = Claims::from_bytes(&payload).map_err(|_| TokenError::Invalid)?;
         let mut rules = ClaimsValidationRules::new();
         rules.validate_issuer_with(&self.issuer);
         rules.validate_audience_with(&self.audience);
@@ -263,6 +337,59 @@ mod tests {
         let (token, _) = issuer(&[TokenKeys::generate_secret()], "folio").issue(Uuid::new_v4(), Role::Admin, Uuid::new_v4());
         assert!(matches!(ours.verify(&token), Err(TokenError::UnknownKey)));
         assert!(matches!(ours.verify("v4.public.garbage"), Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn another_issuer_is_refused() {
+        let secret = TokenKeys::generate_secret();
+        let ours = issuer(std::slice::from_ref(&secret), "folio");
+        let mut theirs = issuer(std::slice::from_ref(&secret), "folio");
+        theirs.issuer = "elsewhere".into();
+        let (token, _) = theirs.issue(Uuid::new_v4(), Role::Admin, Uuid::new_v4());
+        assert!(matches!(ours.verify(&token), Err(TokenError::Invalid)));
+    }
+
+    /// A token signed by folio's own key over folio's claims, with `footer`
+    /// and `implicit` chosen by the test.
+    fn forged(tokens: &TokenIssuer, footer: &[u8], implicit: &[u8]) -> String {
+        let (token, _) = tokens.issue(Uuid::new_v4(), Role::Member, Uuid::new_v4());
+        let untrusted = untrusted(&token).unwrap();
+        let payload = untrusted.untrusted_payload().to_vec();
+        seal(&tokens.keys.signing, &payload, footer, implicit).unwrap()
+    }
+
+    #[test]
+    fn only_a_footer_of_the_key_id_alone_is_read() {
+        let tokens = issuer(&[TokenKeys::generate_secret()], "folio");
+        let kid = &tokens.keys.public_keys()[0].id;
+        let exact = format!(r#"{{"kid":"{kid}"}}"#);
+        assert!(tokens.verify(&forged(&tokens, exact.as_bytes(), ACCESS_TOKEN_ASSERTION)).is_ok());
+        let refused = [
+            format!(r#"{{"kid":"{kid}","role":"admin"}}"#),
+            format!(r#"{{"kid":"{kid}","kid":"{kid}"}}"#),
+            format!(r#"{{"kid":"{kid}","wpk":"k4.local-wrap.pie.x"}}"#),
+            format!(r#"{{"kid":"{kid}"{}}}"#, " ".repeat(MAX_FOOTER_BYTES)),
+            kid.clone(),
+            String::new(),
+        ];
+        for footer in refused {
+            let token = forged(&tokens, footer.as_bytes(), ACCESS_TOKEN_ASSERTION);
+            assert!(
+                matches!(tokens.verify(&token), Err(TokenError::Malformed)),
+                "footer {footer:?} was read"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_signed_for_another_purpose_is_refused() {
+        let tokens = issuer(&[TokenKeys::generate_secret()], "folio");
+        let kid = &tokens.keys.public_keys()[0].id;
+        let footer = format!(r#"{{"kid":"{kid}"}}"#);
+        for implicit in [&b""[..], b"folio refresh token v1", b"folio access token v2"] {
+            let token = forged(&tokens, footer.as_bytes(), implicit);
+            assert!(matches!(tokens.verify(&token), Err(TokenError::Invalid)), "{implicit:?} verified");
+        }
     }
 
     #[test]
