@@ -87,6 +87,9 @@ impl TestEnv {
             ("FOLIO_AUDIT_SPILL_DIR", audit_spill_dir(&id).display().to_string()),
             ("FOLIO_ADMIN_EMAIL", ADMIN_EMAIL.into()),
             ("FOLIO_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            // In-process workers parse in the built worker binary, as a
+            // deployed one parses in its own executable.
+            ("FOLIO_PARSER_PATH", binary_path("folio-worker").display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -231,13 +234,25 @@ async fn ensure_template() -> String {
     .await
     .expect("look for template");
     if !exists.exists {
-        diesel::sql_query(format!("CREATE DATABASE {template}"))
+        // Migrated under another name and renamed once complete, so a run that
+        // dies mid-way (a missing extension, say) leaves no half template
+        // behind for later runs to clone.
+        let building = format!("{template}_building");
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+            .execute(&mut admin)
+            .await
+            .expect("drop an unfinished template");
+        diesel::sql_query(format!("CREATE DATABASE {building}"))
             .execute(&mut admin)
             .await
             .expect("create template");
-        db::migrate(&format!("{}/{template}", postgres_base()))
+        db::migrate(&format!("{}/{building}", postgres_base()))
             .await
             .expect("migrate template");
+        diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .execute(&mut admin)
+            .await
+            .expect("name the migrated template");
     }
     unlock(&mut admin).await;
     template
@@ -259,4 +274,22 @@ fn walk(dir: &PathBuf) -> Vec<PathBuf> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,lapin=warn".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// The path of a workspace binary, built by `cargo build --bins` (scripts/test
+/// does that before the suite).
+pub fn binary_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>.
+    let mut dir = exe.parent().expect("executable directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
 }

@@ -13,12 +13,13 @@
 //! # Layout
 //!
 //! - [`environment`] has [`TestEnv`], the template database, the prefixes and
-//!   the cleanup; the servers' URLs and the bootstrap admin.
+//!   the cleanup; the servers' URLs, the bootstrap admin and [`binary_path`]
+//!   (the built binaries; in-process workers parse in `folio-worker`).
 //! - [`clients`] has [`ApiHandle`] and the typed clients it hands out, the
 //!   [`Authed`] channels with a [`Bearer`] token, login and registration.
 //! - [`processes`] starts servers in-process or as binaries, waits for them
-//!   to serve and stops them ([`spawn_api_process`], [`binary_path`],
-//!   [`WorkerHandle`], [`ApiProcess`]).
+//!   to serve and stops them ([`spawn_api_process`], [`WorkerHandle`],
+//!   [`ApiProcess`]).
 //! - [`helpers`] waits ([`eventually`], [`wait_for`], [`wait_for_state`]), makes documents
 //!   and reads what happened (events, queues, health, field violations).
 //! - [`proxy`] has [`TcpProxy`].
@@ -43,10 +44,10 @@ pub mod relevance;
 pub mod s3;
 
 pub use clients::{ApiHandle, Authed, Bearer};
-pub use environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, amqp_url, redis_url};
+pub use environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, amqp_url, binary_path, redis_url};
 pub use helpers::{
     create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, upload_document,
     upload_ready, violated_fields, wait_for, wait_for_state,
 };
-pub use processes::{ApiProcess, WorkerHandle, binary_path, spawn_api_process};
+pub use processes::{ApiProcess, WorkerHandle, spawn_api_process};
 pub use proxy::TcpProxy;

@@ -4,7 +4,7 @@
 //! process's own memory are what is measured; and waiting for an in-process
 //! api-server to serve and stopping it.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use folio_proto::v1::{LoginRequest, auth_service_client::AuthServiceClient};
 use tokio::{io::AsyncBufReadExt as _, net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -13,7 +13,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{
     clients::ApiHandle,
-    environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv},
+    environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, binary_path},
     helpers::{eventually, health_status},
 };
 
@@ -184,22 +184,4 @@ pub async fn spawn_api_process(env: &TestEnv) -> ApiProcess {
         channel,
         admin_token,
     }
-}
-
-/// The path of a workspace binary, built by `cargo build --bins` (scripts/test
-/// does that before the suite).
-pub fn binary_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // Test executables live in target/<profile>/deps, bench binaries in target/<profile>.
-    let mut dir = exe.parent().expect("executable directory");
-    if dir.ends_with("deps") {
-        dir = dir.parent().expect("target directory");
-    }
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first (scripts/test does)",
-        path.display()
-    );
-    path
 }

@@ -8,11 +8,14 @@
 //!   retries.
 //! - [`jobs`] holds one file per job kind and the list that dispatches them.
 //! - [`activity`] holds what is in flight, and the heartbeat that reports it.
+//! - [`sandbox`] runs the parser in a child process (`folio-worker parse`)
+//!   under memory and time limits, and is that child.
 
 pub mod activity;
 pub mod consumer;
 pub mod indexer;
 pub mod jobs;
+pub mod sandbox;
 
 use std::{future::Future, sync::Arc};
 
@@ -96,6 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             cache,
             documents: config.documents.clone(),
             embedder,
+            sandbox: sandbox::Sandbox::from_config(&config.documents)?,
         },
         activity.clone(),
     ));

@@ -10,6 +10,7 @@
 //!   encoding and publishing with confirms.
 //! - [`blobs`] holds the blob store.
 //! - [`cache`] holds the Redis connection with folio's key prefix.
+//! - [`page_token`] holds the opaque page tokens of every list RPC.
 //! - [`startup`] holds bounded retries for dependencies that are still coming up
 //!   and the body of both binaries' `main`.
 //! - [`telemetry`] holds the tracing subscriber both binaries install.
@@ -22,6 +23,7 @@
 pub mod blobs;
 pub mod cache;
 pub mod config;
+pub mod page_token;
 pub mod queue;
 pub mod startup;
 pub mod telemetry;

@@ -28,6 +28,8 @@ pub struct JobContext {
     pub cache: Cache,
     pub documents: DocumentsConfig,
     pub embedder: Arc<dyn Embedder>,
+    /// Where documents are parsed: a child process per document.
+    pub sandbox: crate::sandbox::Sandbox,
 }
 
 impl JobContext {
@@ -76,6 +78,15 @@ impl JobError {
         JobError::Permanent {
             code,
             message: message.into(),
+        }
+    }
+}
+
+impl From<crate::sandbox::ParseFailure> for JobError {
+    fn from(failure: crate::sandbox::ParseFailure) -> Self {
+        match failure {
+            crate::sandbox::ParseFailure::Permanent { code, message } => JobError::Permanent { code, message },
+            crate::sandbox::ParseFailure::Transient(error) => JobError::Transient(error),
         }
     }
 }

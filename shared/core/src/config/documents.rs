@@ -1,6 +1,6 @@
 //! Settings of uploads and the pipeline.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use super::{BlobOptions, ConfigError, blobs, vars::Vars};
 
@@ -29,8 +29,15 @@ pub struct DocumentsConfig {
     pub chunk_overlap: usize,
     /// `FOLIO_EMBED_BATCH`: chunks embedded per batch (cancel is checked between).
     pub embed_batch: usize,
-    /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document.
+    /// `FOLIO_PARSE_TIMEOUT_SECS`: the time budget of parsing one document,
+    /// in CPU time and in wall-clock time alike.
     pub parse_timeout: Duration,
+    /// `FOLIO_PARSE_MEMORY_MB`: the address space of the process that parses
+    /// one document.
+    pub parse_memory_bytes: u64,
+    /// `FOLIO_PARSER_PATH`: the program the worker runs as `<program> parse`
+    /// to parse a document (by default the worker's own executable).
+    pub parser_path: Option<PathBuf>,
     /// `FOLIO_HNSW_MAX_PENDING`: while a worker has jobs in flight its
     /// indexer leaves new chunks out of the HNSW graph and the RUM index
     /// (searches scan them exactly and match them through their own GIN
@@ -49,6 +56,8 @@ impl DocumentsConfig {
             chunk_overlap: vars.bounded("FOLIO_CHUNK_OVERLAP", 32, 0, 4096)?,
             embed_batch: vars.bounded("FOLIO_EMBED_BATCH", 64, 1, 4096)?,
             parse_timeout: vars.secs("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?,
+            parse_memory_bytes: vars.bounded("FOLIO_PARSE_MEMORY_MB", 2048u64, 64, 1 << 20)? << 20,
+            parser_path: vars.get("FOLIO_PARSER_PATH").map(PathBuf::from),
             hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
         })
     }

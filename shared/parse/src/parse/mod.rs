@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod pdf;
 pub mod text;
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// The formats folio parses.
@@ -79,8 +80,9 @@ impl ParsedDocument {
     }
 }
 
-/// Bounds every parser honours.
-#[derive(Debug, Clone)]
+/// Bounds every parser honours. They travel to the parsing child process
+/// (`folio-worker parse`) as JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Total extracted text, in bytes.
     pub max_text_bytes: usize,
@@ -88,10 +90,14 @@ pub struct Limits {
     pub max_zip_entries: usize,
     /// DOCX: inflated size / compressed size of any entry.
     pub max_compression_ratio: u64,
-    /// DOCX: total inflated size of the entries read.
+    /// DOCX: total inflated size of the entries read; PDF: total size of the
+    /// streams decompressed after loading (page contents and forms), which a file can make far larger than itself by drawing one
+    /// stream from every page.
     pub max_inflated_bytes: u64,
     /// PDF: size of any one decompressed stream.
     pub max_pdf_stream_bytes: usize,
+    /// PDF: objects in the file (each costs memory once loaded).
+    pub max_pdf_objects: usize,
     /// Wall time for one document.
     pub time_budget: Duration,
 }
@@ -104,6 +110,7 @@ impl Default for Limits {
             max_compression_ratio: 100,
             max_inflated_bytes: 512 << 20,
             max_pdf_stream_bytes: 64 << 20,
+            max_pdf_objects: 1_000_000,
             time_budget: Duration::from_secs(120),
         }
     }
@@ -133,17 +140,20 @@ impl ParseError {
             ParseError::Corrupt { .. } => "CORRUPT_FILE",
             ParseError::Encrypted { .. } => "ENCRYPTED_FILE",
             ParseError::LimitExceeded(_) => "LIMIT_EXCEEDED",
-            ParseError::TimedOut(_) => "PARSE_TIMEOUT",
+            ParseError::TimedOut(_) => "PARSE_TIME",
         }
     }
 }
 
-/// Tracks the time budget and the text budget while a parser runs.
+/// Tracks the time, text and inflation budgets while a parser runs.
 #[derive(Debug)]
 pub struct Budget<'a> {
     limits: &'a Limits,
     started: Instant,
     text_bytes: usize,
+    /// Behind a `Cell` so that walks holding the budget by shared reference
+    /// (a PDF page's) can count what they inflate.
+    inflated: Cell<u64>,
 }
 
 impl<'a> Budget<'a> {
@@ -152,6 +162,7 @@ impl<'a> Budget<'a> {
             limits,
             started: Instant::now(),
             text_bytes: 0,
+            inflated: Cell::new(0),
         }
     }
 
@@ -183,6 +194,19 @@ impl<'a> Budget<'a> {
     pub fn check_gathered(&self, bytes: usize) -> Result<(), ParseError> {
         if bytes > self.limits.max_text_bytes {
             return Err(self.text_exceeded());
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` decompressed against `max_inflated_bytes`.
+    pub fn take_inflated(&self, bytes: usize) -> Result<(), ParseError> {
+        let total = self.inflated.get().saturating_add(bytes as u64);
+        self.inflated.set(total);
+        if total > self.limits.max_inflated_bytes {
+            return Err(ParseError::LimitExceeded(format!(
+                "more than {} bytes decompressed in all",
+                self.limits.max_inflated_bytes
+            )));
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ use folio_db::{
 use folio_models::embed::{EmbedError, saved};
 use folio_parse::{
     chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
-    parse::{self, Format, Limits, ParsedDocument},
+    parse::{Format, Limits, ParsedDocument},
 };
 use folio_proto::queue::v1::ProcessDocument;
 use uuid::Uuid;
@@ -208,10 +208,7 @@ impl Pipeline<'_> {
                     time_budget: context.documents.parse_timeout,
                     ..Limits::default()
                 };
-                let document = tokio::task::spawn_blocking(move || parse::parse(format, &bytes, &limits))
-                    .await
-                    .map_err(|_| JobError::permanent("PARSER_CRASHED", "the parser stopped unexpectedly"))?
-                    .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
+                let document = context.sandbox.parse(format, bytes, limits).await?;
                 let encoded = serde_json::to_vec(&document).map_err(transient)?;
                 context.blobs.put(&key, encoded.into()).await.map_err(transient)?;
                 Parsed { document, reused: false }

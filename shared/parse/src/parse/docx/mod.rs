@@ -108,8 +108,8 @@ struct Archive<'a> {
 }
 
 impl<'a> Archive<'a> {
-    /// Opens the archive and checks the entry count and every entry's declared
-    /// compression ratio against the limits.
+    /// Opens the archive and checks the entry count, that no two entries share
+    /// a name, and every entry's declared compression ratio against the limits.
     fn open(bytes: &'a [u8], budget: &Budget<'_>) -> Result<Self, ParseError> {
         let limits = budget.limits();
         let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(format!("not a zip archive: {e}")))?;
@@ -119,6 +119,12 @@ impl<'a> Archive<'a> {
                 zip.len(),
                 limits.max_zip_entries
             )));
+        }
+        // Two entries of one name are read differently by different readers
+        // (the first or the last wins), the trick of several archive exploits;
+        // the zip crate keeps only one, so it is asked whether it dropped any.
+        if zip.has_duplicate_names() {
+            return Err(corrupt("the zip archive has two entries of the same name"));
         }
         for index in 0..zip.len() {
             if index.is_multiple_of(EVENTS_PER_TIME_CHECK) {

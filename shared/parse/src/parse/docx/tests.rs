@@ -170,6 +170,29 @@ fn entry_count_and_total_inflated_size_are_bounded() {
 }
 
 #[test]
+fn an_archive_with_two_entries_of_one_name_is_refused() {
+    // The zip writer refuses duplicate names, so the second entry is renamed
+    // afterwards, in its local header and its central directory record alike.
+    let bytes = zip(&[
+        ("word/document.xml", document(&paragraph(None, "first")).as_bytes()),
+        ("word/documenX.xml", document(&paragraph(None, "second")).as_bytes()),
+    ]);
+    let text = bytes.iter().map(|&b| b as char).collect::<String>();
+    let renamed: Vec<u8> = text
+        .replace("word/documenX.xml", "word/document.xml")
+        .chars()
+        .map(|c| c as u8)
+        .collect();
+    assert_eq!(renamed.len(), bytes.len());
+    let error = run(&renamed).unwrap_err();
+    assert!(
+        matches!(&error, ParseError::Corrupt { detail, .. } if detail.contains("same name")),
+        "{error}"
+    );
+    assert!(run(&bytes).is_ok());
+}
+
+#[test]
 fn entities_are_never_expanded() {
     let laughs = format!(
         r#"<?xml version="1.0"?><!DOCTYPE w:document [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;"><!ENTITY xxe SYSTEM "file:///etc/passwd">]><w:document {NAMESPACES}><w:body><w:p><w:r><w:t>&lol2;&xxe;</w:t></w:r></w:p></w:body></w:document>"#

@@ -49,6 +49,7 @@ pub(super) fn page_text(document: &Document, page_id: ObjectId, budget: &Budget<
     let content = document
         .get_page_content_with_limit(page_id, limit)
         .map_err(|e| pdf_error(e, limit))?;
+    budget.take_inflated(content.len())?;
     let (inline, referenced) = document.get_page_resources(page_id).map_err(|e| pdf_error(e, limit))?;
     let mut dictionaries: Vec<&Dictionary> = inline.into_iter().collect();
     dictionaries.extend(referenced.into_iter().filter_map(|id| document.get_dictionary(id).ok()));
@@ -229,6 +230,7 @@ impl<'d> PageWalk<'d, '_, '_> {
             Err(lopdf::Error::Decompress(DecompressError::MemoryLimitExceeded { .. })) => return Err(stream_limit(self.limit)),
             Err(_) => return Ok(()),
         };
+        self.budget.take_inflated(content.len())?;
         let mut inner = state.clone();
         if let Ok(matrix) = stream.dict.get(b"Matrix").and_then(Object::as_array) {
             let values: Vec<f64> = matrix.iter().filter_map(|o| o.as_float().ok()).map(f64::from).collect();

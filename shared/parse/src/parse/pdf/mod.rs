@@ -17,7 +17,11 @@
 //! `get_page_content_with_limit` (the page's streams together), form XObjects
 //! through `decompressed_content_with_limit`, and `/ToUnicode` maps through
 //! `get_font_encoding_with_limit`. Images and embedded font programs are never
-//! inflated. A stream over the bound is a [`ParseError::LimitExceeded`].
+//! inflated. A stream over the bound is a [`ParseError::LimitExceeded`], and so
+//! are page contents and forms that together inflate past `max_inflated_bytes`
+//! and a file of more than `max_pdf_objects` objects. Nesting is bounded too:
+//! lopdf's parser refuses arrays, dictionaries and strings nested more than
+//! 100 deep, and the content walk bounds forms and `q` (see `content`).
 //!
 //! lopdf's own `extract_text` concatenates the strings of a page without
 //! looking at where they are drawn, which glues words together in files that
@@ -80,6 +84,13 @@ fn parse_document(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocumen
         ..LoadOptions::default()
     };
     let document = Document::load_mem_with_options(bytes, options).map_err(|e| pdf_error(e, limit))?;
+    let max_objects = budget.limits().max_pdf_objects;
+    if document.objects.len() > max_objects {
+        return Err(ParseError::LimitExceeded(format!(
+            "the PDF has {} objects, more than {max_objects}",
+            document.objects.len()
+        )));
+    }
     // lopdf loads a file it cannot decrypt without failing, leaving its
     // strings and streams encrypted; only a successful decryption sets the
     // encryption state.

@@ -172,6 +172,86 @@ fn a_runaway_stream_is_refused() {
 }
 
 #[test]
+fn pages_that_inflate_too_much_together_are_refused() {
+    // Three pages of about 800 KiB each once inflated: every stream is under the
+    // per-stream bound, together they are over the total.
+    let page = || {
+        let mut operations = text_operations(&[(72, 700, "visible")]);
+        operations.extend((0..200_000).map(|_| Operation::new("q", vec![])));
+        operations.extend((0..200_000).map(|_| Operation::new("Q", vec![])));
+        operations
+    };
+    let bytes = pdf(vec![page(), page(), page()], None, &[], true);
+    let limits = Limits {
+        max_inflated_bytes: 2 << 20,
+        ..Limits::default()
+    };
+    let error = parse(&bytes, &mut Budget::new(&limits)).unwrap_err();
+    assert!(
+        matches!(&error, ParseError::LimitExceeded(detail) if detail.contains("decompressed in all")),
+        "{error}"
+    );
+    assert_eq!(run(&bytes).unwrap().blocks.len(), 3);
+}
+
+#[test]
+fn a_file_of_too_many_objects_is_refused() {
+    let bytes = pdf(vec![text_operations(&[(72, 700, "visible")])], None, &[], false);
+    let objects = Document::load_mem(&bytes).unwrap().objects.len();
+    let limits = Limits {
+        max_pdf_objects: objects - 1,
+        ..Limits::default()
+    };
+    let error = parse(&bytes, &mut Budget::new(&limits)).unwrap_err();
+    assert!(
+        matches!(&error, ParseError::LimitExceeded(detail) if detail.contains("objects")),
+        "{error}"
+    );
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog) with a
+/// classic cross-reference table, for files lopdf's writer cannot make.
+fn raw_pdf(objects: &[String]) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", index + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    let trailer = format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1);
+    out.extend_from_slice(trailer.as_bytes());
+    out
+}
+
+#[test]
+fn deep_nesting_is_left_unread_without_exhausting_the_stack() {
+    // 200,000 nested arrays in the page dictionary: a recursive reader would
+    // overflow the stack of this test thread (2 MiB). lopdf stops at 100
+    // levels and drops the object, so the page has no content to read.
+    let content = "BT /F1 12 Tf 72 700 Td (visible) Tj ET";
+    let objects = |page_extra: &str| {
+        raw_pdf(&[
+            "<< /Type /Catalog /Pages 2 0 R >>".into(),
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
+            format!("<< /Type /Page /Parent 2 0 R /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> {page_extra}>>"),
+            format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+        ])
+    };
+    assert_eq!(run(&objects("")).unwrap().blocks[0].text, "visible");
+    let deep = format!("/Deep {}{} ", "[".repeat(200_000), "]".repeat(200_000));
+    match run(&objects(&deep)) {
+        Ok(document) => assert!(document.blocks.is_empty(), "{document:?}"),
+        Err(error) => assert_eq!(error.code(), "CORRUPT_FILE", "{error}"),
+    }
+}
+
+#[test]
 fn a_runaway_object_stream_is_refused_while_loading() {
     let mut document = Document::load_mem(&pdf(vec![text_operations(&[(72, 700, "visible")])], None, &[], false)).unwrap();
     // A 2 MiB string in an object that the writer packs into an object

@@ -1,0 +1,54 @@
+#![no_main]
+//! The chunker on any blocks. The first two bytes are the chunk size and the
+//! overlap; each following line is a block, `#`s at its start pushing that
+//! many headings (the line itself), `\f` starting a new page.
+
+use folio_parse::chunk::{ChunkSettings, chunk};
+use folio_parse::parse::Block;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let [max, overlap, rest @ ..] = data else { return };
+    let settings = ChunkSettings {
+        max_tokens: usize::from(*max),
+        overlap_tokens: usize::from(*overlap),
+    };
+    let text = String::from_utf8_lossy(rest);
+    let (mut path, mut page, mut blocks) = (Vec::<String>::new(), None::<u32>, Vec::new());
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('\u{c}') {
+            page = Some(page.map_or(1, |p| p + 1));
+            if rest.is_empty() {
+                continue;
+            }
+        }
+        let level = line.chars().take_while(|&c| c == '#').count();
+        if level > 0 {
+            path.truncate(level - 1);
+            path.push(line[level..].trim().to_owned());
+            continue;
+        }
+        let text = folio_parse::parse::normalize_whitespace(line);
+        if !text.is_empty() {
+            blocks.push(Block {
+                section_path: path.clone(),
+                page,
+                text,
+            });
+        }
+    }
+    let words: usize = blocks.iter().map(|b| b.text.split_whitespace().count()).sum();
+    let chunks = chunk(&blocks, settings);
+    let max = settings.max_tokens.max(1);
+    let mut covered = 0;
+    for chunk in &chunks {
+        assert!(chunk.token_count <= max, "{} tokens in a chunk of {max}", chunk.token_count);
+        assert_eq!(chunk.token_count, chunk.text.split_whitespace().count());
+        assert!(chunk.token_count > 0, "an empty chunk");
+        if let (Some(start), Some(end)) = (chunk.page_start, chunk.page_end) {
+            assert!(start <= end, "pages {start}..{end}");
+        }
+        covered += chunk.token_count;
+    }
+    assert!(covered >= words, "{covered} tokens chunked of {words}");
+});
