@@ -104,7 +104,7 @@ impl Accounts {
         };
         let mut conn = self.pool.get().await?;
         if !user::create(&mut conn, &row).await? {
-            return Err(ApiError::AlreadyExists(format!("an account with email {} exists", row.email)));
+            return Err(ApiError::AlreadyExists(format!("an account with email {} exists", row.email)).because("EMAIL_TAKEN"));
         }
         Ok(row)
     }
@@ -199,7 +199,7 @@ impl Accounts {
             .await
         {
             Ok(_) => tracing::info!(%email, "bootstrap admin created"),
-            Err(ApiError::AlreadyExists(_)) => {}
+            Err(error) if error.reason() == "EMAIL_TAKEN" => {}
             Err(error) => anyhow::bail!("cannot create the bootstrap admin: {error}"),
         }
         Ok(())

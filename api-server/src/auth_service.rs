@@ -102,9 +102,10 @@ impl Auth {
     /// whatever the request says.
     async fn register(&self, new: ApiResult<NewUser>) -> ApiResult<Session> {
         if !self.accounts.config.open_registration {
-            return Err(ApiError::PermissionDenied(
-                "self-registration is closed; ask an admin for an account".into(),
-            ));
+            return Err(
+                ApiError::PermissionDenied("self-registration is closed; ask an admin for an account".into())
+                    .because("REGISTRATION_CLOSED"),
+            );
         }
         let new = new?;
         let created = self.accounts.create_user(new).await?;
@@ -131,7 +132,8 @@ impl Auth {
             return Err(ApiError::ResourceExhausted {
                 message: format!("too many failed logins; retry in {}s", limited.retry_after.as_secs()),
                 retry_after: limited.retry_after,
-            });
+            }
+            .because("LOGIN_THROTTLED"));
         }
         let mut conn = self.accounts.pool.get().await?;
         let found = user::find_by_email(&mut conn, email.as_str()).await?;
@@ -149,7 +151,7 @@ impl Auth {
                 actor_email: email.to_string(),
                 ..Default::default()
             });
-            return Err(ApiError::Unauthenticated(LOGIN_REFUSED.into()));
+            return Err(ApiError::Unauthenticated(LOGIN_REFUSED.into()).because("LOGIN_FAILED"));
         };
         guard.login_succeeded(email.as_str(), peer).await;
         if verified.needs_rehash
@@ -206,13 +208,15 @@ impl Auth {
         drop(conn);
         match outcome {
             Ok(session) => Ok(session),
-            Err(RefreshRefusal::Unknown) => Err(ApiError::Unauthenticated("unknown refresh token".into())),
-            Err(RefreshRefusal::Expired) => Err(ApiError::Unauthenticated("the session has ended; log in again".into())),
+            Err(RefreshRefusal::Unknown) => Err(ApiError::Unauthenticated("unknown refresh token".into()).because("REFRESH_TOKEN_UNKNOWN")),
+            Err(RefreshRefusal::Expired) => {
+                Err(ApiError::Unauthenticated("the session has ended; log in again".into()).because("SESSION_ENDED"))
+            }
             Err(RefreshRefusal::Used(used)) => {
                 let grace = chrono::Duration::from_std(self.accounts.config.refresh_reuse_grace).unwrap_or_default();
                 if used.used_at.is_some_and(|at| Utc::now() - at <= grace) {
                     // A concurrent refresh with the same token won the race.
-                    return Err(ApiError::Unauthenticated("the refresh token was just used".into()));
+                    return Err(ApiError::Unauthenticated("the refresh token was just used".into()).because("REFRESH_RACE_LOST"));
                 }
                 tracing::warn!(session = %used.session_id, "refresh token reuse detected, revoking its family");
                 self.accounts.revoke_sessions(&[used.session_id], "refresh token reuse").await?;
@@ -221,9 +225,10 @@ impl Auth {
                     target: format!("session:{}", used.session_id),
                     ..Default::default()
                 });
-                Err(ApiError::Unauthenticated(
-                    "the refresh token was already used; the session is revoked".into(),
-                ))
+                Err(
+                    ApiError::Unauthenticated("the refresh token was already used; the session is revoked".into())
+                        .because("REFRESH_TOKEN_REUSED"),
+                )
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod auth_service;
 pub mod broker;
 pub mod convert;
+pub mod deadline;
 pub mod document_service;
 pub mod error;
 pub mod health;
@@ -309,6 +310,11 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         // Pings find dead peers, so a vanished client's streams are dropped.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        // Outside authentication, so the deadline covers its lookups too.
+        .layer(deadline::DeadlineLayer(deadline::Deadlines {
+            rpc: config.rpc_deadline,
+            upload: config.upload_deadline,
+        }))
         .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -154,23 +154,24 @@ impl AuthState {
             };
         }
         let Some(token) = bearer else {
-            return refuse(ApiError::Unauthenticated(
-                "a bearer token is required (authorization: Bearer <access token>)".into(),
-            ));
+            return refuse(
+                ApiError::Unauthenticated("a bearer token is required (authorization: Bearer <access token>)".into())
+                    .because("TOKEN_MISSING"),
+            );
         };
         let claims = match self.tokens.verify(token) {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::debug!(%error, "token refused");
-                return refuse(ApiError::Unauthenticated("invalid or expired token".into()));
+                return refuse(ApiError::Unauthenticated("invalid or expired token".into()).because("TOKEN_INVALID"));
             }
         };
         let user = match super::live_account(&self.pool, claims.user_id, claims.session_id).await {
             Ok(Some(user)) => user,
             Ok(None) => {
-                return refuse(ApiError::Unauthenticated(
-                    "the session was revoked or the account deactivated".into(),
-                ));
+                return refuse(
+                    ApiError::Unauthenticated("the session was revoked or the account deactivated".into()).because("SESSION_REVOKED"),
+                );
             }
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "cannot load the caller's account");
@@ -192,14 +193,18 @@ impl AuthState {
             token_expires_at: claims.expires_at,
         };
         let refusal = match self.guard.admit(peer, Some((principal.user_id, limit)), Some(claims.jti)).await {
-            Err(TokenCheck::Revoked) => return refuse(ApiError::Unauthenticated("the token was revoked".into())),
+            Err(TokenCheck::Revoked) => {
+                return refuse(ApiError::Unauthenticated("the token was revoked".into()).because("TOKEN_REVOKED"));
+            }
             Err(TokenCheck::Unavailable) => {
                 return refuse(ApiError::Unavailable("cannot check token revocation right now".into()));
             }
             Ok(Some(limited)) => Some(exhausted(limited).into()),
-            Ok(None) if !access.allows(role) => {
-                Some(ApiError::PermissionDenied(format!("this call requires the {access:?} role").to_lowercase()).into())
-            }
+            Ok(None) if !access.allows(role) => Some(
+                ApiError::PermissionDenied(format!("this call requires the {access:?} role").to_lowercase())
+                    .because("ROLE_REQUIRED")
+                    .into(),
+            ),
             Ok(None) => None,
         };
         Admission {

@@ -164,6 +164,7 @@ impl Search {
                 model,
                 self.embedder.dimension()
             ))
+            .because("INDEX_MODEL_MISMATCH")
             .into());
         }
         drop(conn);
@@ -261,7 +262,8 @@ impl Search {
         if dimension != 384 {
             return Err(ApiError::FailedPrecondition(format!(
                 "{model} makes {dimension}-dimension vectors; the index column is vector(384)"
-            )));
+            ))
+            .because("INDEX_MODEL_MISMATCH"));
         }
         let mut conn = self.pool.get().await?;
         let (index, events) = conn

@@ -268,7 +268,8 @@ impl Hub {
             return Err(ApiError::ResourceExhausted {
                 message: format!("{count} watch streams are open for this account on this server, the most allowed; close one first"),
                 retry_after: Duration::from_secs(5),
-            });
+            }
+            .because("WATCH_LIMIT"));
         }
         *count += 1;
         registry.streams += 1;

@@ -259,7 +259,7 @@ impl Watch {
                 () = &mut self.shutdown => return Live::End(tonic::Status::from(ApiError::Unavailable(format!(
                     "the server is shutting down; reconnect with after_event_id {}", self.cursor
                 )))),
-                () = &mut self.revoked => return Live::End(tonic::Status::from(ApiError::Unauthenticated("the session was revoked".into()))),
+                () = &mut self.revoked => return Live::End(tonic::Status::from(ApiError::Unauthenticated("the session was revoked".into()).because("SESSION_REVOKED"))),
                 event = self.subscription.events.recv() => return event.map_or(Live::Behind, Live::Event),
                 () = timer.as_mut() => {
                     let now = Instant::now();
@@ -285,9 +285,9 @@ impl Watch {
         match auth::live_account(&self.pool, principal.user_id, principal.session_id).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                return Some(tonic::Status::from(ApiError::Unauthenticated(
-                    "the session was revoked or the account deactivated".into(),
-                )));
+                return Some(tonic::Status::from(
+                    ApiError::Unauthenticated("the session was revoked or the account deactivated".into()).because("SESSION_REVOKED"),
+                ));
             }
             Err(error) => tracing::warn!(error = format!("{error:#}"), "watch: cannot re-check the session; trying later"),
         }
@@ -301,10 +301,13 @@ impl Watch {
     }
 
     fn expired(&self) -> tonic::Status {
-        tonic::Status::from(ApiError::Unauthenticated(format!(
-            "the access token expired; refresh it and reconnect with after_event_id {}",
-            self.cursor
-        )))
+        tonic::Status::from(
+            ApiError::Unauthenticated(format!(
+                "the access token expired; refresh it and reconnect with after_event_id {}",
+                self.cursor
+            ))
+            .because("TOKEN_EXPIRED"),
+        )
     }
 
     fn heartbeat(&self) -> pb::WatchResponse {

@@ -60,6 +60,11 @@ pub struct Config {
     /// health NOT_SERVING while still taking calls, so a load balancer stops
     /// sending it new ones before it stops accepting them.
     pub shutdown_delay: Duration,
+    /// `FOLIO_RPC_DEADLINE_SECS`: the server's bound on a call (but uploads),
+    /// when the client's deadline is later or unset.
+    pub rpc_deadline: Duration,
+    /// `FOLIO_UPLOAD_DEADLINE_SECS`: the server's bound on an `UploadDocument`.
+    pub upload_deadline: Duration,
     /// `FOLIO_WORKER_CONCURRENCY`: jobs one worker runs at once (its prefetch).
     pub worker_concurrency: u16,
     /// `FOLIO_MAX_ATTEMPTS`: attempts per job before it is dead-lettered.
@@ -181,6 +186,8 @@ impl Config {
             startup_timeout: vars.secs("FOLIO_STARTUP_TIMEOUT_SECS", 30, 0, 3600)?,
             shutdown_grace: vars.secs("FOLIO_SHUTDOWN_GRACE_SECS", 20, 0, 3600)?,
             shutdown_delay: vars.secs("FOLIO_SHUTDOWN_DELAY_SECS", 0, 0, 600)?,
+            rpc_deadline: vars.secs("FOLIO_RPC_DEADLINE_SECS", 90, 1, 3600)?,
+            upload_deadline: vars.secs("FOLIO_UPLOAD_DEADLINE_SECS", 3600, 1, 7 * 86_400)?,
             worker_concurrency: vars.bounded("FOLIO_WORKER_CONCURRENCY", 4, 1, 1000)?,
             max_attempts: vars.bounded("FOLIO_MAX_ATTEMPTS", 5, 1, 20)?,
             retry_base: vars.millis("FOLIO_RETRY_BASE_MS", 1000, 10, 3_600_000)?,

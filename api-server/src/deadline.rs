@@ -1,0 +1,151 @@
+//! The deadline of every call: the client's (`grpc-timeout`) or the server's
+//! bound for the call's class, whichever comes first. Past it the handler's
+//! future is dropped, which ends its work where it stands (nothing after the
+//! await it was in runs; a Postgres statement already sent runs to its end on
+//! the server, unawaited), and the client is answered DEADLINE_EXCEEDED with
+//! ErrorInfo reason `DEADLINE_EXCEEDED`.
+//!
+//! Classes: `UploadDocument` reads the whole upload inside its handler, so it
+//! has a bound of its own (`FOLIO_UPLOAD_DEADLINE_SECS`); every other call
+//! has `FOLIO_RPC_DEADLINE_SECS`. For the streams folio sends (watches,
+//! downloads) the bound covers starting the stream, not the stream itself.
+//!
+//! tonic also enforces the client's `grpc-timeout`, but answers CANCELLED
+//! ("Timeout expired"); this layer fires [`MARGIN`] earlier so that clients
+//! see the code the gRPC specification names.
+
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::future::BoxFuture;
+use tonic::{Status, body::Body};
+
+use crate::error::ApiError;
+
+/// How much earlier than tonic's own timer this layer gives up.
+pub const MARGIN: Duration = Duration::from_millis(5);
+
+/// The server's bound of each class of call.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// Every call but uploads.
+    pub rpc: Duration,
+    /// `UploadDocument`.
+    pub upload: Duration,
+}
+
+impl Deadlines {
+    /// The server's bound for the call at `path`.
+    pub fn bound(&self, path: &str) -> Duration {
+        if path == "/folio.v1.DocumentService/UploadDocument" {
+            self.upload
+        } else {
+            self.rpc
+        }
+    }
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn client_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The layer; `Server::builder().layer(DeadlineLayer(deadlines))`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadlineLayer(pub Deadlines);
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Bounded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bounded { inner, deadlines: self.0 }
+    }
+}
+
+/// The service the layer wraps around the gRPC routes.
+#[derive(Clone)]
+pub struct Bounded<S> {
+    inner: S,
+    deadlines: Deadlines,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Bounded<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let bound = self.deadlines.bound(request.uri().path());
+        let client = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(client_timeout);
+        let (limit, whose) = match client {
+            Some(client) if client <= bound => (client.saturating_sub(MARGIN), "the client's deadline"),
+            _ => (bound, "the server's bound for this call"),
+        };
+        Box::pin(async move {
+            match tokio::time::timeout(limit, inner.call(request)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());
+                    Ok(Status::from(ApiError::DeadlineExceeded(message)).into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_parse_as_the_specification_writes_them() {
+        assert_eq!(client_timeout("500m"), Some(Duration::from_millis(500)));
+        assert_eq!(client_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(client_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(client_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "5", "123456789S", "-5S", "+5S", "5s", "5 S", "5X"] {
+            assert_eq!(client_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uploads_have_their_own_bound() {
+        let deadlines = Deadlines {
+            rpc: Duration::from_secs(90),
+            upload: Duration::from_secs(3600),
+        };
+        assert_eq!(deadlines.bound("/folio.v1.DocumentService/UploadDocument"), deadlines.upload);
+        assert_eq!(deadlines.bound("/folio.v1.DocumentService/CreateDocument"), deadlines.rpc);
+    }
+}
