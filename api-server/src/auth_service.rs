@@ -135,6 +135,11 @@ impl Auth {
             }
             .because("LOGIN_THROTTLED"));
         }
+        let delay = guard.login_delay(email.as_str()).await;
+        if !delay.is_zero() {
+            tracing::info!(delay_ms = delay.as_millis() as u64, "login slowed down: the account failed often");
+            tokio::time::sleep(delay).await;
+        }
         let mut conn = self.accounts.pool.get().await?;
         let found = user::find_by_email(&mut conn, email.as_str()).await?;
         drop(conn);

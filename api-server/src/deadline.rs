@@ -13,6 +13,14 @@
 //! tonic also enforces the client's `grpc-timeout`, but answers CANCELLED
 //! ("Timeout expired"); this layer fires [`MARGIN`] earlier so that clients
 //! see the code the gRPC specification names.
+//!
+//! The layer also rewords two refusals tonic makes before any handler runs
+//! ([`explain`]): a request message over the service's size limit is
+//! answered RESOURCE_EXHAUSTED (the code gRPC names for it, where tonic says
+//! OUT_OF_RANGE) with ErrorInfo reason `MESSAGE_TOO_LARGE` and a message that
+//! points to `UploadDocument`; a compressed request (folio accepts none, so no
+//! inflation needs bounding) UNIMPLEMENTED with reason
+//! `COMPRESSION_UNSUPPORTED`, saying to send it uncompressed.
 
 use std::{
     task::{Context, Poll},
@@ -20,7 +28,7 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
-use tonic::{Status, body::Body};
+use tonic::{Code, Status, body::Body};
 
 use crate::error::ApiError;
 
@@ -114,7 +122,7 @@ where
         };
         Box::pin(async move {
             match tokio::time::timeout(limit, inner.call(request)).await {
-                Ok(result) => result,
+                Ok(result) => result.map(explain),
                 Err(_) => {
                     let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());
                     Ok(Status::from(ApiError::DeadlineExceeded(message)).into_http())
@@ -122,6 +130,33 @@ where
             }
         })
     }
+}
+
+/// How tonic's refusal of an oversized request message begins.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: ";
+/// How tonic's refusal of a compressed request begins.
+const TONIC_COMPRESSED: &str = "Content is compressed with ";
+
+/// tonic's refusals of an oversized or a compressed request, reworded into
+/// folio's errors; any other response passes unchanged.
+pub fn explain(response: http::Response<Body>) -> http::Response<Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let error = match (status.code(), status.message()) {
+        (Code::OutOfRange, message) if message.starts_with(TONIC_TOO_LARGE) => ApiError::TooLarge(format!(
+            "the request message is too large ({}); send a document of this size with UploadDocument, \
+             which streams it in chunks",
+            &message[TONIC_TOO_LARGE.len()..]
+        )),
+        (Code::Unimplemented, message) if message.starts_with(TONIC_COMPRESSED) => ApiError::Unimplemented(format!(
+            "folio accepts no compressed requests ({}); send the request uncompressed",
+            message[TONIC_COMPRESSED.len()..].trim_end_matches(" which isn't supported")
+        ))
+        .because("COMPRESSION_UNSUPPORTED"),
+        _ => return response,
+    };
+    Status::from(error).into_http()
 }
 
 #[cfg(test)]

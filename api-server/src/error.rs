@@ -42,6 +42,12 @@ pub enum ApiError {
     /// Over a limit; retry after the delay.
     #[error("{message}")]
     ResourceExhausted { message: String, retry_after: std::time::Duration },
+    /// What the server does not do (a compressed request).
+    #[error("{0}")]
+    Unimplemented(String),
+    /// A request message over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The call's deadline (the client's or the server's bound) passed.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -81,6 +87,8 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => "FAILED_PRECONDITION",
             ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
             ApiError::ResourceExhausted { .. } => "RATE_LIMITED",
+            ApiError::Unimplemented(_) => "UNIMPLEMENTED",
+            ApiError::TooLarge(_) => "MESSAGE_TOO_LARGE",
             ApiError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             ApiError::Unavailable(_) => "DEPENDENCY_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
@@ -156,6 +164,8 @@ impl From<ApiError> for Status {
                 details.set_retry_info(Some(retry_after));
                 (Code::ResourceExhausted, message)
             }
+            ApiError::Unimplemented(message) => (Code::Unimplemented, message),
+            ApiError::TooLarge(message) => (Code::ResourceExhausted, message),
             ApiError::DeadlineExceeded(message) => (Code::DeadlineExceeded, message),
             ApiError::Unavailable(message) => {
                 let retry_after = std::time::Duration::from_secs(1);

@@ -1,13 +1,16 @@
-//! The API edge: what every refusal carries (ErrorInfo with a stable reason)
-//! and deadlines (the client's, and the server's bound per class of call).
+//! The API edge: what every refusal carries (ErrorInfo with a stable reason),
+//! deadlines (the client's, and the server's bound per class of call),
+//! requests over the size limits or compressed, and client addresses behind
+//! trusted proxies with the per-account login slowdown.
 
 use std::time::{Duration, Instant};
 
 use folio_proto::v1::{
-    CreateDocumentRequest, DocumentMetadata, GetDocumentRequest, GetInfoRequest, ListDocumentsRequest, ListUsersRequest, LoginRequest,
-    PingWorkersRequest, RefreshRequest, RetryDocumentRequest, document_service_client::DocumentServiceClient,
+    CreateDocumentRequest, DocumentMetadata, GetDocumentRequest, GetInfoRequest, ListDocumentsRequest, ListPublicKeysRequest,
+    ListUsersRequest, LoginRequest, PingWorkersRequest, RefreshRequest, RetryDocumentRequest,
+    document_service_client::DocumentServiceClient,
 };
-use folio_tests::{ADMIN_EMAIL, TestEnv, violated_fields};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, violated_fields};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
@@ -148,6 +151,134 @@ async fn a_deadline_ends_the_call_with_deadline_exceeded_and_the_server_bounds_c
     request.set_timeout(Duration::from_secs(5));
     system.get_info(request).await.unwrap();
 
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+fn inline(name: &str, content: Vec<u8>) -> CreateDocumentRequest {
+    CreateDocumentRequest {
+        metadata: Some(DocumentMetadata {
+            filename: name.into(),
+            ..Default::default()
+        }),
+        content,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_a_size_limit_are_refused_with_a_pointer_to_upload_document() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    // The client may send more than the server takes.
+    let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await).max_encoding_message_size(16 << 20);
+
+    // Over the 4 MiB message limit: tonic refuses it before the handler.
+    let status = documents.create_document(inline("big.txt", vec![b'a'; 5 << 20])).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_info(&status, "").0, "MESSAGE_TOO_LARGE");
+    assert!(status.message().contains("UploadDocument"), "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+
+    // Under the message limit but over the inline limit (3 MiB): the field.
+    let status = documents
+        .create_document(inline("inline.txt", vec![b'a'; (3 << 20) + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), ["content"]);
+    assert!(status.message().contains("UploadDocument"), "{status:?}");
+
+    // A compressed request: folio takes none, and says so.
+    let mut request = tonic::Request::new(inline("zipped.txt", b"some words".to_vec()));
+    request.metadata_mut().insert("grpc-encoding", "gzip".parse().unwrap());
+    let status = documents.create_document(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(error_info(&status, "").0, "COMPRESSION_UNSUPPORTED");
+    assert!(status.message().contains("uncompressed"), "{status:?}");
+
+    // At the inline limit it is taken.
+    documents
+        .create_document(inline("fits.txt", b"word ".repeat((3 << 20) / 5)))
+        .await
+        .unwrap();
+
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// ListPublicKeys (public, so only the per-address limit counts) as relayed
+/// by a proxy for `client`.
+async fn public_call_for(api: &folio_tests::ApiHandle, client: &str) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(ListPublicKeysRequest {});
+    request.metadata_mut().insert("x-forwarded-for", client.parse().unwrap());
+    api.auth().await.list_public_keys(request).await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limit_and_logins_slow_down_per_account() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_RATE_LIMIT_PEER", "3");
+    env.set("FOLIO_LOGIN_FAILURES_PER_ACCOUNT", "2");
+    // The test connects from 127.0.0.1: it is the proxy.
+    env.set("FOLIO_TRUSTED_PROXIES", "127.0.0.1");
+    let api = env.spawn_api().await;
+
+    for _ in 0..3 {
+        public_call_for(&api, "203.0.113.1").await.unwrap();
+    }
+    let status = public_call_for(&api, "203.0.113.1").await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_info(&status, "").0, "RATE_LIMITED");
+    // Another client behind the same proxy has a limit of its own, and a
+    // client cannot pick its address by writing the header itself.
+    public_call_for(&api, "203.0.113.2").await.unwrap();
+    let status = public_call_for(&api, "198.51.100.1, 203.0.113.1").await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "a spoofed first entry counts as 203.0.113.1"
+    );
+
+    // Two failed logins for one account from two addresses: the account's
+    // next login, from a third, is slowed down, and still succeeds.
+    let login = |client: &'static str, password: &'static str| {
+        let api = &api;
+        async move {
+            let mut request = tonic::Request::new(LoginRequest {
+                email: ADMIN_EMAIL.into(),
+                password: password.into(),
+            });
+            request.metadata_mut().insert("x-forwarded-for", client.parse().unwrap());
+            let asked = Instant::now();
+            let answer = api.auth().await.login(request).await;
+            (answer, asked.elapsed())
+        }
+    };
+    for client in ["192.0.2.10", "192.0.2.11"] {
+        let (answer, _) = login(client, "a wrong password").await;
+        assert_eq!(answer.unwrap_err().code(), Code::Unauthenticated);
+    }
+    let (answer, took) = login("192.0.2.12", ADMIN_PASSWORD).await;
+    answer.unwrap();
+    assert!(took >= Duration::from_millis(500), "the third login took {took:?}");
+    api.stop().await.unwrap();
+
+    env.cleanup().await;
+
+    // Without trusted proxies the header is ignored: every call is the
+    // connection's, so four calls "for" four clients share one limit of 3.
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_RATE_LIMIT_PEER", "3");
+    let api = env.spawn_api().await;
+    let mut refused = 0;
+    for client in ["203.0.113.3", "203.0.113.4", "203.0.113.5", "203.0.113.6"] {
+        if let Err(status) = public_call_for(&api, client).await {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "the header was believed from an untrusted peer");
     api.stop().await.unwrap();
     env.cleanup().await;
 }

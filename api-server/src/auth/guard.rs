@@ -19,6 +19,10 @@ pub const REVOCATIONS_CHANNEL: &str = "sessions-revoked";
 
 /// Login failures are counted over this window.
 pub const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The slowdown per login failure past the per-account threshold, and its
+/// most.
+pub const LOGIN_DELAY_STEP: Duration = Duration::from_millis(500);
+pub const MAX_LOGIN_DELAY: Duration = Duration::from_secs(5);
 
 /// The Redis-backed checks.
 #[derive(Clone, Debug)]
@@ -112,6 +116,29 @@ impl Guard {
         }
     }
 
+    /// How long a login for `email` waits before its password is checked:
+    /// nothing until the account has had `FOLIO_LOGIN_FAILURES_PER_ACCOUNT`
+    /// failures from all addresses in the window, then [`LOGIN_DELAY_STEP`]
+    /// more for each further one, at most [`MAX_LOGIN_DELAY`]. A guesser
+    /// spread over many addresses is slowed; the owner still gets in.
+    pub async fn login_delay(&self, email: &str) -> Duration {
+        let mut connection = self.cache.connection();
+        let failures: redis::RedisResult<Option<u32>> = redis::cmd("GET")
+            .arg(self.cache.key(&format!("lf:a:{email}")))
+            .query_async(&mut connection)
+            .await;
+        match failures {
+            Ok(failures) => {
+                let over = (failures.unwrap_or(0) + 1).saturating_sub(self.config.login_failures_per_account);
+                (LOGIN_DELAY_STEP * over).min(MAX_LOGIN_DELAY)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Redis unreachable: login slowdown not applied");
+                Duration::ZERO
+            }
+        }
+    }
+
     /// Counts a failed login for `email` from `peer`.
     pub async fn login_failed(&self, email: &str, peer: &str) {
         let window = LOGIN_FAILURE_WINDOW.as_secs();
@@ -119,6 +146,7 @@ impl Guard {
         for key in [
             self.cache.key(&format!("lf:ap:{email}:{peer}")),
             self.cache.key(&format!("lf:p:{peer}")),
+            self.cache.key(&format!("lf:a:{email}")),
         ] {
             pipe.incr(&key, 1).ignore().cmd("EXPIRE").arg(&key).arg(window).arg("NX").ignore();
         }

@@ -15,6 +15,7 @@ use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
 
 use super::{
     Principal,
+    client::{ClientAddress, client_address},
     guard::{Guard, Limited, TokenCheck},
     policy::{self, Access},
 };
@@ -94,8 +95,9 @@ where
                 .extensions()
                 .get::<TcpConnectInfo>()
                 .and_then(|info| info.remote_addr())
-                .map(|addr| addr.ip().to_string())
+                .map(|addr| client_address(addr.ip(), request.headers(), &state.guard.config.trusted_proxies).to_string())
                 .unwrap_or_default();
+            request.extensions_mut().insert(ClientAddress(peer.clone()));
             let access = policy::required(&path);
             let bearer = bearer_token(request.headers());
             let admission = state.admit(access, bearer.as_deref(), &peer).await;

@@ -7,7 +7,10 @@
 //!   the audit row of the call.
 //! - [`guard`] holds the Redis-backed parts: rate limits, login-failure limits
 //!   and the access-token denylist.
+//! - [`client`] finds the address a call comes from (behind trusted proxies,
+//!   the one they report).
 
+pub mod client;
 pub mod guard;
 pub mod middleware;
 pub mod policy;
@@ -56,8 +59,12 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         .ok_or_else(|| ApiError::Unauthenticated("a bearer token is required".into()).into())
 }
 
-/// The caller's address as text ("" when unknown).
+/// The caller's address as text ("" when unknown): the one the middleware
+/// found ([`client::ClientAddress`]), else the connection's.
 pub fn peer<T>(request: &Request<T>) -> String {
+    if let Some(client::ClientAddress(address)) = request.extensions().get() {
+        return address.clone();
+    }
     request.remote_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
 }
 

@@ -3,6 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use folio_core::config::{ConfigError, Vars};
+use ipnet::IpNet;
 
 use crate::{Email, password::Password, tokens::TokenKeys};
 
@@ -47,6 +48,15 @@ pub struct AuthConfig {
     /// `FOLIO_LOGIN_FAILURES_PER_PEER`: failed logins from one address (any
     /// account) in 15 minutes before it must wait.
     pub login_failures_per_peer: u32,
+    /// `FOLIO_LOGIN_FAILURES_PER_ACCOUNT`: failed logins for one account from
+    /// all addresses together in 15 minutes before each further login for it
+    /// is slowed down (never refused, so its owner is not locked out).
+    pub login_failures_per_account: u32,
+    /// `FOLIO_TRUSTED_PROXIES`: comma-separated addresses and networks
+    /// (`10.0.0.0/8`) of reverse proxies whose `Forwarded` and
+    /// `X-Forwarded-For` headers name the client. Empty: none, the headers
+    /// are ignored.
+    pub trusted_proxies: Vec<IpNet>,
     /// `FOLIO_AUDIT_BUFFER`: audit rows queued for the writer before a call
     /// waits for room (then spills its row).
     pub audit_buffer: usize,
@@ -93,8 +103,25 @@ impl AuthConfig {
             rate_per_minute_peer: vars.bounded("FOLIO_RATE_LIMIT_PEER", 3000, 1, 1_000_000)?,
             login_failures_per_account_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_ACCOUNT_PEER", 5, 1, 10_000)?,
             login_failures_per_peer: vars.bounded("FOLIO_LOGIN_FAILURES_PER_PEER", 50, 1, 100_000)?,
+            login_failures_per_account: vars.bounded("FOLIO_LOGIN_FAILURES_PER_ACCOUNT", 20, 1, 100_000)?,
+            trusted_proxies: vars.checked("FOLIO_TRUSTED_PROXIES", trusted_proxies)?.unwrap_or_default(),
         })
     }
+}
+
+/// `10.0.0.0/8, 127.0.0.1, ::1`: networks, or addresses standing for
+/// themselves alone.
+fn trusted_proxies(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is neither an address nor a network such as 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 /// The first admin: both variables or neither, with a valid address and
@@ -129,6 +156,14 @@ mod tests {
         assert_eq!(config.access_ttl, Duration::from_secs(900));
         assert!(config.open_registration);
         assert!(config.bootstrap_admin.is_none());
+        assert!(config.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_single_addresses() {
+        let config = AuthConfig::from_lookup(lookup(&[("FOLIO_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")])).unwrap();
+        let nets: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
     }
 
     #[test]
@@ -137,6 +172,7 @@ mod tests {
             ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
             ("FOLIO_OPEN_REGISTRATION", "maybe"),
             ("FOLIO_ADMIN_EMAIL", "not-an-email"),
+            ("FOLIO_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
         ] {
             let error = AuthConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert_eq!(error.variable, name, "{value}");
