@@ -1,5 +1,6 @@
 //! A TCP proxy a test can cut and restore, to take a dependency away from a
-//! server and give it back without touching the shared server itself.
+//! server and give it back without touching the shared server itself; or
+//! that, like a load balancer, closes a connection idle for too long.
 
 use std::{
     net::SocketAddr,
@@ -30,12 +31,24 @@ struct State {
     cut: AtomicBool,
     /// Connections turned away while cut.
     refused: AtomicUsize,
+    /// Connections closed because nothing crossed them for the idle limit.
+    idle_closed: AtomicUsize,
     links: Mutex<Vec<AbortHandle>>,
 }
 
 impl TcpProxy {
     /// Starts forwarding to `target` (host:port).
     pub async fn start(target: &str) -> Self {
+        Self::start_with(target, None).await
+    }
+
+    /// Starts forwarding to `target`, closing any connection over which no
+    /// byte passed either way for `idle`, as load balancers and NAT tables do.
+    pub async fn with_idle_limit(target: &str, idle: Duration) -> Self {
+        Self::start_with(target, Some(idle)).await
+    }
+
+    async fn start_with(target: &str, idle: Option<Duration>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let state = Arc::new(State::default());
@@ -50,9 +63,20 @@ impl TcpProxy {
                     continue;
                 }
                 let target = target.clone();
+                let link_state = accept_state.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    match idle {
+                        None => {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Some(idle) => {
+                            if forward_until_idle(inbound, outbound, idle).await {
+                                link_state.idle_closed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
                     }
                 });
                 accept_state.links.lock().expect("links").push(link.abort_handle());
@@ -87,6 +111,11 @@ impl TcpProxy {
         .await;
     }
 
+    /// How many connections the idle limit has closed.
+    pub fn idle_closed(&self) -> usize {
+        self.state.idle_closed.load(Ordering::SeqCst)
+    }
+
     /// `url` with its host:port replaced by the proxy's.
     pub fn url_through(&self, url: &str) -> String {
         let (scheme, rest) = url.split_once("://").expect("URL with a scheme");
@@ -95,6 +124,35 @@ impl TcpProxy {
         let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
         let slash = if path.is_empty() && !rest.contains('/') { "" } else { "/" };
         format!("{scheme}://{userinfo}{}{slash}{path}", self.addr)
+    }
+}
+
+/// Copies both ways until either side closes (false) or nothing crossed for
+/// `idle` (true; both sides are then dropped, closing them).
+async fn forward_until_idle(inbound: TcpStream, outbound: TcpStream, idle: Duration) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut in_read, mut in_write) = inbound.into_split();
+    let (mut out_read, mut out_write) = outbound.into_split();
+    let (mut up, mut down) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
+    loop {
+        let moved = tokio::time::timeout(idle, async {
+            tokio::select! {
+                read = in_read.read(&mut up) => match read {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => out_write.write_all(&up[..n]).await.is_ok(),
+                },
+                read = out_read.read(&mut down) => match read {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => in_write.write_all(&down[..n]).await.is_ok(),
+                },
+            }
+        })
+        .await;
+        match moved {
+            Err(_) => return true,
+            Ok(false) => return false,
+            Ok(true) => {}
+        }
     }
 }
 

@@ -709,3 +709,62 @@ async fn appends_do_not_wait_for_each_other_and_a_lower_id_that_commits_later_is
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_stream_survives_a_proxy_that_closes_idle_connections_by_its_heartbeats() {
+    // A proxy that closes connections idle for 3 s, like a load balancer's
+    // idle timeout. Heartbeats every second keep the stream alive through it;
+    // with heartbeats every 30 s the same proxy cuts it, which shows the
+    // proxy's limit is real and the heartbeats are what carry the stream.
+    for (heartbeat_secs, survives) in [(1, true), (30, false)] {
+        let mut env = TestEnv::new().await;
+        env.set("FOLIO_WATCH_HEARTBEAT_SECS", heartbeat_secs.to_string());
+        let api = env.spawn_api().await;
+        let member = api.register_member().await;
+        let proxy = TcpProxy::with_idle_limit(&api.addr.to_string(), Duration::from_secs(3)).await;
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", proxy.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut through = DocumentServiceClient::new(InterceptedService::new(channel, Bearer::new(&member.access_token)));
+        let mut stream = watch_documents(&mut through, None).await;
+
+        // Eight idle seconds: nothing but heartbeats, unless the proxy cuts.
+        let quiet_until = tokio::time::Instant::now() + Duration::from_secs(8);
+        let (mut heartbeats, mut ended) = (0, None);
+        while let Ok(next) = tokio::time::timeout_at(quiet_until, stream.next()).await {
+            match next {
+                Some(Ok(WatchResponse {
+                    item: Some(Item::Heartbeat(_)),
+                    ..
+                })) => heartbeats += 1,
+                Some(Ok(other)) => panic!("something other than a heartbeat while idle: {other:?}"),
+                Some(Err(status)) => {
+                    ended = Some(status);
+                    break;
+                }
+                None => {
+                    ended = Some(tonic::Status::unknown("the stream closed"));
+                    break;
+                }
+            }
+        }
+        if survives {
+            assert!(ended.is_none(), "heartbeats every {heartbeat_secs} s: the stream ended: {ended:?}");
+            assert!(heartbeats >= 5, "{heartbeats} heartbeats in 8 s");
+            assert_eq!(proxy.idle_closed(), 0);
+            // And it still carries events.
+            let mut direct = documents_as(&api, &member.access_token).await;
+            let id = create(&mut direct, "after-the-quiet.md", MARKDOWN).await;
+            let received = receive(&mut stream, 1, Duration::from_secs(30)).await;
+            assert_eq!(received.events[0].document_id, id);
+        } else {
+            assert!(ended.is_some(), "the proxy never cut the quiet stream ({heartbeats} heartbeats)");
+            assert!(proxy.idle_closed() >= 1, "the stream ended, but not by the proxy: {ended:?}");
+        }
+        drop(stream);
+        api.stop().await.unwrap();
+        env.cleanup().await;
+    }
+}
