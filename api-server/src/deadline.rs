@@ -1,9 +1,10 @@
 //! The deadline of every call: the client's (`grpc-timeout`) or the server's
 //! bound for the call's class, whichever comes first. Past it the handler's
 //! future is dropped, which ends its work where it stands (nothing after the
-//! await it was in runs; a Postgres statement already sent runs to its end on
-//! the server, unawaited), and the client is answered DEADLINE_EXCEEDED with
-//! ErrorInfo reason `DEADLINE_EXCEEDED`.
+//! await it was in runs), and the client is answered DEADLINE_EXCEEDED with
+//! ErrorInfo reason `DEADLINE_EXCEEDED`. A Postgres statement already sent is
+//! cancelled by Postgres at the server's bound: folio-api's connections carry
+//! it as `statement_timeout` (see `lib.rs`).
 //!
 //! Classes: `UploadDocument` reads the whole upload inside its handler, so it
 //! has a bound of its own (`FOLIO_UPLOAD_DEADLINE_SECS`); every other call
@@ -120,8 +121,13 @@ where
             Some(client) if client <= bound => (client.saturating_sub(MARGIN), "the client's deadline"),
             _ => (bound, "the server's bound for this call"),
         };
+        // The instant is taken here, in `call`, not when the future is first
+        // polled: tonic takes its own after this `call` returns, so ours is
+        // always the earlier, and tonic polls the inner future (this one)
+        // before its timer, so this answer wins even when both have passed.
+        let deadline = tokio::time::Instant::now() + limit;
         Box::pin(async move {
-            match tokio::time::timeout(limit, inner.call(request)).await {
+            match tokio::time::timeout_at(deadline, inner.call(request)).await {
                 Ok(result) => result.map(explain),
                 Err(_) => {
                     let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());

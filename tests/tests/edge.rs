@@ -282,3 +282,65 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit_and_logins_slow_do
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres() {
+    use diesel::{QueryableByName, sql_types::BigInt};
+    use diesel_async::RunQueryDsl as _;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_RPC_DEADLINE_SECS", "2");
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let document = folio_tests::create_document(&mut documents, "locked.txt", &[], b"behind a lock").await;
+
+    // Another session holds the documents table, so GetDocument's query waits.
+    let pool = env.pool();
+    let mut locker = pool.get().await.unwrap();
+    diesel::sql_query("BEGIN").execute(&mut locker).await.unwrap();
+    diesel::sql_query("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let waiting = || async {
+        let mut conn = pool.get().await.unwrap();
+        diesel::sql_query(
+            "SELECT count(*) AS count FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%documents%'",
+        )
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .count
+    };
+
+    let call = tokio::spawn({
+        let mut documents = documents.clone();
+        let id = document.id.clone();
+        async move { documents.get_document(GetDocumentRequest { id }).await }
+    });
+    folio_tests::eventually(Duration::from_secs(10), "GetDocument's statement waiting for the lock", || async {
+        (waiting().await == 1).then_some(())
+    })
+    .await;
+    let status = call.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The statement does not wait on after the call ended: Postgres cancelled
+    // it at the same bound (without the statement timeout it would wait for
+    // the lock as long as it is held).
+    folio_tests::eventually(Duration::from_secs(10), "no statement left waiting for the lock", || async {
+        (waiting().await == 0).then_some(())
+    })
+    .await;
+    diesel::sql_query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+    documents.get_document(GetDocumentRequest { id: document.id }).await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

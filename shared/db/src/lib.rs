@@ -43,6 +43,13 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool, deadpool::BuildErro
         .build()
 }
 
+/// `database_url` with a `statement_timeout` for every statement its
+/// connections run: Postgres cancels one still running after `timeout`.
+pub fn with_statement_timeout(database_url: &str, timeout: Duration) -> String {
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!("{database_url}{separator}options=-c%20statement_timeout%3D{}", timeout.as_millis())
+}
+
 /// Checks out a connection and runs `SELECT 1` on it.
 pub async fn ping(pool: &Pool) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl as _;
