@@ -344,3 +344,39 @@ async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_by_filename_go_on_past_a_long_multibyte_filename() {
+    // A page that ends on a document whose name is long in bytes (250
+    // two-byte characters) must hand out a token the next call accepts.
+    // Found by the page_token fuzz target.
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let long = format!("a{}.txt", "é".repeat(250));
+    let first = folio_tests::create_document(&mut documents, &long, &[], b"the first").await;
+    let second = folio_tests::create_document(&mut documents, "b.txt", &[], b"the second").await;
+    assert_eq!(first.filename.chars().count(), 255, "the name is kept whole");
+
+    let page = |token: String| {
+        let mut documents = documents.clone();
+        async move {
+            documents
+                .list_documents(ListDocumentsRequest {
+                    page_size: 1,
+                    page_token: token,
+                    order_by: "filename asc".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let one = page(String::new()).await.unwrap();
+    assert_eq!(one.documents[0].id, first.id);
+    let two = page(one.next_page_token).await.expect("the token the server made");
+    assert_eq!(two.documents[0].id, second.id);
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
