@@ -101,6 +101,8 @@ impl Accounts {
             password_hash: hash,
             created_at: now,
             updated_at: now,
+            quota_documents: None,
+            quota_bytes: None,
         };
         let mut conn = self.pool.get().await?;
         if !user::create(&mut conn, &row).await? {

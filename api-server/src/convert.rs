@@ -43,6 +43,8 @@ use crate::{
 pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {
     pb::Settings {
         max_upload_bytes: Some(setting_to_proto(snapshot.max_upload_bytes)),
+        quota_documents: Some(setting_to_proto(snapshot.quota_documents)),
+        quota_bytes: Some(setting_to_proto(snapshot.quota_bytes)),
     }
 }
 
@@ -298,8 +300,14 @@ pub fn chunks_to_proto(page: Page<Chunk>) -> pb::ListChunksResponse {
 
 /// GetDocumentStats' answer: the counts by state, their totals, and the
 /// stages' durations.
-pub fn stats_to_proto(states: &[StateCount], stages: &[StageTiming]) -> pb::DocumentStats {
+pub fn stats_to_proto(states: &[StateCount], stages: &[StageTiming], quota: Option<&crate::quota::Quota>) -> pb::DocumentStats {
     pb::DocumentStats {
+        quota: quota.map(|q| pb::DocumentQuota {
+            documents_used: q.used.documents,
+            documents_limit: q.documents,
+            bytes_used: q.used.bytes,
+            bytes_limit: q.bytes,
+        }),
         total_documents: states.iter().map(|c| c.documents).sum(),
         total_bytes: states.iter().map(|c| c.bytes).sum(),
         total_chunks: states.iter().map(|c| c.chunks).sum(),
@@ -373,6 +381,8 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         active: user.active,
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
+        quota_documents: user.quota_documents,
+        quota_bytes: user.quota_bytes,
     }
 }
 

@@ -42,6 +42,12 @@ pub enum ApiError {
     /// Over a limit; retry after the delay.
     #[error("{message}")]
     ResourceExhausted { message: String, retry_after: std::time::Duration },
+    /// An upload would take its account past a quota.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        violations: Vec<tonic_types::QuotaViolation>,
+    },
     /// What the server does not do (a compressed request).
     #[error("{0}")]
     Unimplemented(String),
@@ -87,6 +93,7 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => "FAILED_PRECONDITION",
             ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
             ApiError::ResourceExhausted { .. } => "RATE_LIMITED",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::Unimplemented(_) => "UNIMPLEMENTED",
             ApiError::TooLarge(_) => "MESSAGE_TOO_LARGE",
             ApiError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
@@ -162,6 +169,10 @@ impl From<ApiError> for Status {
             ApiError::ResourceExhausted { message, retry_after } => {
                 metadata.insert("retry_after_ms".to_owned(), retry_after.as_millis().to_string());
                 details.set_retry_info(Some(retry_after));
+                (Code::ResourceExhausted, message)
+            }
+            ApiError::QuotaExceeded { message, violations } => {
+                details.set_quota_failure(violations);
                 (Code::ResourceExhausted, message)
             }
             ApiError::Unimplemented(message) => (Code::Unimplemented, message),

@@ -34,6 +34,7 @@ pub mod document_service;
 pub mod error;
 pub mod health;
 pub mod page_token;
+pub mod quota;
 pub mod relay;
 pub mod search;
 pub mod search_service;

@@ -56,8 +56,26 @@ pub const MAX_UPLOAD_BYTES: Definition = Definition {
     max: MAX_UPLOAD_BYTES_MAX as i64,
 };
 
+/// The most documents an account may keep, unless its own quota says
+/// otherwise; 0: no limit.
+pub const QUOTA_DOCUMENTS: Definition = Definition {
+    name: "quota_documents",
+    built_in: 0,
+    min: 0,
+    max: 1_000_000_000,
+};
+
+/// The most bytes of documents an account may keep, unless its own quota
+/// says otherwise; 0: no limit.
+pub const QUOTA_BYTES: Definition = Definition {
+    name: "quota_bytes",
+    built_in: 0,
+    min: 0,
+    max: 1 << 50,
+};
+
 /// Every run-time setting.
-pub const DEFINITIONS: &[Definition] = &[MAX_UPLOAD_BYTES];
+pub const DEFINITIONS: &[Definition] = &[MAX_UPLOAD_BYTES, QUOTA_DOCUMENTS, QUOTA_BYTES];
 
 /// The setting called `name`.
 pub fn find(name: &str) -> Option<Definition> {
@@ -68,6 +86,8 @@ pub fn find(name: &str) -> Option<Definition> {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub max_upload_bytes: Value,
+    pub quota_documents: Value,
+    pub quota_bytes: Value,
 }
 
 /// One setting as it is now.
@@ -167,10 +187,17 @@ impl Settings {
         self.value(&MAX_UPLOAD_BYTES) as u64
     }
 
+    /// The default quotas (documents, bytes); 0: no limit.
+    pub fn default_quotas(&self) -> (i64, i64) {
+        (self.value(&QUOTA_DOCUMENTS), self.value(&QUOTA_BYTES))
+    }
+
     /// Every setting as it is now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             max_upload_bytes: self.describe(&MAX_UPLOAD_BYTES),
+            quota_documents: self.describe(&QUOTA_DOCUMENTS),
+            quota_bytes: self.describe(&QUOTA_BYTES),
         }
     }
 

@@ -33,7 +33,7 @@ use crate::{
     error::{ApiError, ApiResult},
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
-    settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, Settings, Snapshot, Update},
+    settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, Settings, Snapshot, Update},
     watch::Hub,
 };
 
@@ -97,6 +97,12 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
             .check(value)
             .map_err(|why| ApiError::invalid("max_upload_bytes", why))?;
         update.set.push((MAX_UPLOAD_BYTES, value));
+    }
+    for (definition, value) in [(QUOTA_DOCUMENTS, request.quota_documents), (QUOTA_BYTES, request.quota_bytes)] {
+        if let Some(value) = value {
+            definition.check(value).map_err(|why| ApiError::invalid(definition.name, why))?;
+            update.set.push((definition, value));
+        }
     }
     for name in &request.reset {
         let definition = settings::find(name).ok_or_else(|| {

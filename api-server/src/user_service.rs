@@ -104,7 +104,7 @@ fn user_changes(request: UpdateUserRequest) -> ApiResult<(Uuid, UserChanges)> {
     if paths.is_empty() {
         return Err(ApiError::invalid(
             "update_mask",
-            "must name at least one of role, active, display_name",
+            "must name at least one of role, active, display_name, quota_documents, quota_bytes",
         ));
     }
     let mut changes = UserChanges::default();
@@ -119,15 +119,26 @@ fn user_changes(request: UpdateUserRequest) -> ApiResult<(Uuid, UserChanges)> {
                 let name = accounts::display_name(&changes_in.display_name).map_err(|why| ApiError::invalid("user.display_name", why))?;
                 changes.display_name = Some(name);
             }
+            "quota_documents" => changes.quota_documents = Some(quota("user.quota_documents", changes_in.quota_documents)?),
+            "quota_bytes" => changes.quota_bytes = Some(quota("user.quota_bytes", changes_in.quota_bytes)?),
             other => {
                 return Err(ApiError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated (role, active, display_name can)"),
+                    format!("{other:?} cannot be updated (role, active, display_name, quota_documents, quota_bytes can)"),
                 ));
             }
         }
     }
     Ok((id, changes))
+}
+
+/// An account's own quota as UpdateUser sets it: unset returns the account
+/// to the default, a value must not be negative (0 is no limit).
+fn quota(field: &str, value: Option<i64>) -> ApiResult<Option<i64>> {
+    match value {
+        Some(value) if value < 0 => Err(ApiError::invalid(field, "must be 0 (no limit) or more")),
+        value => Ok(value),
+    }
 }
 
 /// ListAuditEvents' filter, where its page token left off, and its page

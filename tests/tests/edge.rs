@@ -380,3 +380,105 @@ async fn pages_by_filename_go_on_past_a_long_multibyte_filename() {
     api.stop().await.unwrap();
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_a_quota_are_refused_with_quota_failure_and_stats_show_the_use() {
+    use folio_proto::v1::{GetDocumentStatsRequest, UpdateSettingsRequest, UpdateUserRequest, User};
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let member_id = member.user.as_ref().unwrap().id.clone();
+    let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let mut users = api.admin_users().await;
+    let set_own_quota = |documents: Option<i64>, bytes: Option<i64>, paths: &[&str]| UpdateUserRequest {
+        user: Some(User {
+            id: member_id.clone(),
+            quota_documents: documents,
+            quota_bytes: bytes,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+    };
+    let quota = |documents: &DocumentServiceClient<folio_tests::Authed>| {
+        let mut documents = documents.clone();
+        async move {
+            documents
+                .get_document_stats(GetDocumentStatsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .quota
+                .expect("a member's own statistics carry its quota")
+        }
+    };
+
+    // An admin sets the default: two documents an account.
+    api.system()
+        .await
+        .update_settings(UpdateSettingsRequest {
+            quota_documents: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    documents
+        .create_document(inline("one.txt", b"the first one".to_vec()))
+        .await
+        .unwrap();
+    documents
+        .create_document(inline("two.txt", b"the second one".to_vec()))
+        .await
+        .unwrap();
+    let status = documents
+        .create_document(inline("three.txt", b"the third one".to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_info(&status, "").0, "QUOTA_EXCEEDED");
+    let failure = status.get_details_quota_failure().expect("QuotaFailure");
+    let subjects: Vec<&str> = failure.violations.iter().map(|v| v.subject.as_str()).collect();
+    assert_eq!(subjects, ["documents"], "{status:?}");
+    // The same bytes again are the same document, not a new one: answered.
+    documents
+        .create_document(inline("one again.txt", b"the first one".to_vec()))
+        .await
+        .unwrap();
+    let used = quota(&documents).await;
+    assert_eq!(
+        (used.documents_used, used.documents_limit, used.bytes_used, used.bytes_limit),
+        (2, 2, 27, 0),
+        "the refused upload left nothing behind"
+    );
+
+    // The account's own quota overrides the default; one in bytes binds too.
+    users
+        .update_user(set_own_quota(Some(5), Some(40), &["quota_documents", "quota_bytes"]))
+        .await
+        .unwrap();
+    documents
+        .create_document(inline("three.txt", b"the third one".to_vec()))
+        .await
+        .unwrap();
+    let status = documents
+        .create_document(inline("four.txt", b"a fourth, too long for the bytes left".to_vec()))
+        .await
+        .unwrap_err();
+    let failure = status.get_details_quota_failure().expect("QuotaFailure");
+    assert_eq!(failure.violations[0].subject, "bytes", "{status:?}");
+    let used = quota(&documents).await;
+    assert_eq!((used.documents_used, used.documents_limit, used.bytes_limit), (3, 5, 40));
+
+    // Unset, the account is back on the default.
+    let back = users
+        .update_user(set_own_quota(None, None, &["quota_documents", "quota_bytes"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((back.quota_documents, back.quota_bytes), (None, None));
+    let used = quota(&documents).await;
+    assert_eq!((used.documents_used, used.documents_limit, used.bytes_limit), (3, 2, 0));
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}

@@ -408,7 +408,11 @@ async fn an_admin_changes_the_upload_limit_at_run_time_and_every_api_server_appl
     ];
     for (max_upload_bytes, reset, field) in bad {
         let status = admin
-            .update_settings(UpdateSettingsRequest { max_upload_bytes, reset })
+            .update_settings(UpdateSettingsRequest {
+                max_upload_bytes,
+                reset,
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");

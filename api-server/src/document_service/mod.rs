@@ -191,7 +191,7 @@ impl DocumentService for Documents {
         let principal = auth::principal(&request)?;
         let owner = request::stats_owner(&request.get_ref().owner_id);
         let stats = self.stats(&principal, owner).await?;
-        Ok(Response::new(stats_to_proto(&stats.states, &stats.stages)))
+        Ok(Response::new(stats_to_proto(&stats.states, &stats.stages, stats.quota.as_ref())))
     }
 
     type DownloadDocumentStream = Pin<Box<dyn Stream<Item = Result<DownloadDocumentResponse, Status>> + Send>>;

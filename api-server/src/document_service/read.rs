@@ -25,10 +25,12 @@ pub struct ListQuery {
     pub limit: i64,
 }
 
-/// Documents by state and the stages' durations, of the documents counted.
+/// Documents by state and the stages' durations, of the documents counted;
+/// and when they are one owner's, its use against its quotas.
 pub struct Stats {
     pub states: Vec<StateCount>,
     pub stages: Vec<StageTiming>,
+    pub quota: Option<crate::quota::Quota>,
 }
 
 impl Documents {
@@ -98,6 +100,10 @@ impl Documents {
         let mut conn = self.pool.get().await?;
         let states = document::counts_by_state(&mut conn, owner).await?;
         let stages = document::stage_timings(&mut conn, owner).await?;
-        Ok(Stats { states, stages })
+        let quota = match owner {
+            Some(owner) => Some(self.quota(&mut conn, owner).await?),
+            None => None,
+        };
+        Ok(Stats { states, stages, quota })
     }
 }

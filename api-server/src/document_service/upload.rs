@@ -1,13 +1,19 @@
 //! UploadDocument and CreateDocument: the metadata's rules, then the bytes,
 //! sniffed, hashed and streamed to the blob store, then `lifecycle::store`.
 
+use diesel::QueryDsl as _;
 use diesel_async::AsyncConnection as _;
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use folio_db::{
     documents::{
         self,
         lifecycle::{self, Moved, NewDocument, Note},
     },
-    models::document::{self, Document},
+    models::{
+        document::{self, Document},
+        user,
+    },
+    schema::users,
 };
 use folio_parse::detect::{self, SNIFF_BYTES};
 use futures_util::StreamExt as _;
@@ -18,6 +24,7 @@ use super::{ByteStream, Documents};
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
+    quota::Quota,
 };
 
 /// An upload's metadata, valid (`request::metadata` reads it): `filename`
@@ -48,6 +55,24 @@ pub fn display_filename(raw: &str) -> String {
 }
 
 impl Documents {
+    /// `owner`'s quotas (its own, else the defaults) and what it keeps now.
+    pub(super) async fn quota(&self, conn: &mut AsyncPgConnection, owner: Uuid) -> ApiResult<Quota> {
+        let mut quota = self.limits(conn, owner).await?;
+        quota.used = document::usage(conn, owner).await?;
+        Ok(quota)
+    }
+
+    /// `owner`'s quotas, its use not yet counted.
+    async fn limits(&self, conn: &mut AsyncPgConnection, owner: Uuid) -> ApiResult<Quota> {
+        let (documents, bytes) = self.settings.default_quotas();
+        let account = user::find(conn, owner).await?;
+        Ok(Quota {
+            documents: account.as_ref().and_then(|a| a.quota_documents).unwrap_or(documents),
+            bytes: account.as_ref().and_then(|a| a.quota_bytes).unwrap_or(bytes),
+            used: Default::default(),
+        })
+    }
+
     /// Stores an upload: sniffs the format, streams the bytes to the blob store
     /// while hashing them, then commits the row, its first event and the
     /// processing job together. Anything refused leaves nothing behind.
@@ -130,7 +155,31 @@ impl Documents {
             details: serde_json::json!({ "bytes": size, "format": format.as_str() }),
         };
         let mut conn = self.pool.get().await?;
-        let committed = conn.transaction(async |conn| lifecycle::store(conn, new, note).await).await?;
+        let owner = principal.user_id;
+        let committed = conn
+            .transaction(async |conn| -> ApiResult<_> {
+                // Under a quota, uploads of one account take turns here, so two
+                // at once cannot both fit; the same bytes again add nothing and
+                // are not counted. Without one nothing is locked or counted.
+                if self.limits(conn, owner).await?.limited() {
+                    users::table.find(owner).select(users::id).for_update().first::<Uuid>(conn).await?;
+                    if document::find_existing(conn, owner, &new.sha256, new.idempotency_key.as_deref())
+                        .await?
+                        .is_none()
+                    {
+                        self.quota(conn, owner).await?.admit(size as i64)?;
+                    }
+                }
+                Ok(lifecycle::store(conn, new, note).await?)
+            })
+            .await;
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(error) => {
+                let _ = self.blobs.delete(&blob_key).await;
+                return Err(error);
+            }
+        };
         match committed {
             Some(Moved { document: stored, event }) => {
                 self.relay_wake.notify_one();

@@ -194,6 +194,8 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        quota_documents -> Nullable<Int8>,
+        quota_bytes -> Nullable<Int8>,
     }
 }
 

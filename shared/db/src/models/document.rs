@@ -439,3 +439,20 @@ pub async fn stage_timings(conn: &mut AsyncPgConnection, owner: Option<Uuid>) ->
     .load(conn)
     .await
 }
+
+/// What an owner's documents take: how many, and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct Usage {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub documents: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub bytes: i64,
+}
+
+/// What `owner`'s documents take now.
+pub async fn usage(conn: &mut AsyncPgConnection, owner: Uuid) -> QueryResult<Usage> {
+    diesel::sql_query("SELECT count(*)::int8 AS documents, coalesce(sum(size_bytes), 0)::int8 AS bytes FROM documents WHERE owner_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(owner)
+        .get_result(conn)
+        .await
+}

@@ -19,6 +19,10 @@ pub struct User {
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The most documents the account may keep; None: the default.
+    pub quota_documents: Option<i64>,
+    /// The most bytes of documents the account may keep; None: the default.
+    pub quota_bytes: Option<i64>,
 }
 
 /// Inserts `user`; returns false when the email is taken.
@@ -62,6 +66,9 @@ pub struct UserChanges {
     pub role: Option<String>,
     pub active: Option<bool>,
     pub display_name: Option<String>,
+    /// `Some(None)` returns the account to the default quota.
+    pub quota_documents: Option<Option<i64>>,
+    pub quota_bytes: Option<Option<i64>>,
 }
 
 /// Applies `changes` and returns the updated account (None if there is none).

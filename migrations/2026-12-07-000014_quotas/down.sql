@@ -1,0 +1,1 @@
+ALTER TABLE users DROP COLUMN quota_documents, DROP COLUMN quota_bytes;
