@@ -1,6 +1,9 @@
 //! The foundation end to end: health, reflection, GetInfo, the ping round trip
 //! through outbox, relay, RabbitMQ and a worker, ListWorkers, and the settings
 //! admins change at run time.
+//!
+//! A little over 500 lines on purpose: one file for the system surface,
+//! whose tests share their servers' set-up.
 
 use std::time::Duration;
 
