@@ -123,7 +123,8 @@ impl Auth {
     /// refusal is the same answer, after the same time.
     async fn login(&self, email: Email, password: &str, peer: &str) -> ApiResult<Session> {
         let guard = &self.accounts.guard;
-        if let Some(limited) = guard.login_blocked(email.as_str(), peer).await {
+        let gate = guard.login_gate(email.as_str(), peer).await;
+        if let Some(limited) = gate.blocked {
             audit::note(AuditNote {
                 event: "rate_limited".into(),
                 actor_email: email.to_string(),
@@ -135,10 +136,12 @@ impl Auth {
             }
             .because("LOGIN_THROTTLED"));
         }
-        let delay = guard.login_delay(email.as_str()).await;
-        if !delay.is_zero() {
-            tracing::info!(delay_ms = delay.as_millis() as u64, "login slowed down: the account failed often");
-            tokio::time::sleep(delay).await;
+        if !gate.delay.is_zero() {
+            tracing::info!(
+                delay_ms = gate.delay.as_millis() as u64,
+                "login slowed down: the account failed often"
+            );
+            tokio::time::sleep(gate.delay).await;
         }
         let mut conn = self.accounts.pool.get().await?;
         let found = user::find_by_email(&mut conn, email.as_str()).await?;

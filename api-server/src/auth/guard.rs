@@ -31,6 +31,16 @@ pub struct Guard {
     pub config: AuthConfig,
 }
 
+/// What a login meets before its password is checked (see
+/// [`Guard::login_gate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginGate {
+    /// The pair or the address failed too often: refused until then.
+    pub blocked: Option<Limited>,
+    /// The account failed too often: the login waits this long first.
+    pub delay: Duration,
+}
+
 /// Over a limit: how long until the window ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Limited {
@@ -83,58 +93,54 @@ impl Guard {
         Ok((over_peer || over_account).then_some(Limited { retry_after }))
     }
 
-    /// Whether logins for `email` from `peer` must wait, and for how long.
-    pub async fn login_blocked(&self, email: &str, peer: &str) -> Option<Limited> {
+    /// What a login for `email` from `peer` meets, read in one pipeline:
+    /// whether that pair or address must wait, and for how long
+    /// (`blocked`); and how long the login is slowed down before its password
+    /// is checked (`delay`): nothing until the account has had
+    /// `FOLIO_LOGIN_FAILURES_PER_ACCOUNT` failures from all addresses in the
+    /// window, then [`LOGIN_DELAY_STEP`] more for each further one, at most
+    /// [`MAX_LOGIN_DELAY`]. A guesser spread over many addresses is slowed;
+    /// the owner still gets in.
+    pub async fn login_gate(&self, email: &str, peer: &str) -> LoginGate {
         let pair = self.cache.key(&format!("lf:ap:{email}:{peer}"));
         let peer_key = self.cache.key(&format!("lf:p:{peer}"));
+        let account = self.cache.key(&format!("lf:a:{email}"));
         let mut connection = self.cache.connection();
-        let result: redis::RedisResult<(Option<u32>, Option<u32>, i64, i64)> = redis::pipe()
+        // Failures of the pair and of the address, their windows' ends, and
+        // the account's failures from all addresses.
+        type Counts = (Option<u32>, Option<u32>, i64, i64, Option<u32>);
+        let result: redis::RedisResult<Counts> = redis::pipe()
             .get(&pair)
             .get(&peer_key)
             .ttl(&pair)
             .ttl(&peer_key)
+            .get(&account)
             .query_async(&mut connection)
             .await;
         match result {
-            Ok((pair_count, peer_count, pair_ttl, peer_ttl)) => {
+            Ok((pair_count, peer_count, pair_ttl, peer_ttl, account_count)) => {
                 let over_pair = pair_count.unwrap_or(0) >= self.config.login_failures_per_account_peer;
                 let over_peer = peer_count.unwrap_or(0) >= self.config.login_failures_per_peer;
                 let ttl = match (over_pair, over_peer) {
-                    (true, true) => pair_ttl.max(peer_ttl),
-                    (true, false) => pair_ttl,
-                    (false, true) => peer_ttl,
-                    (false, false) => return None,
+                    (true, true) => Some(pair_ttl.max(peer_ttl)),
+                    (true, false) => Some(pair_ttl),
+                    (false, true) => Some(peer_ttl),
+                    (false, false) => None,
                 };
-                Some(Limited {
-                    retry_after: Duration::from_secs(ttl.max(1) as u64),
-                })
+                let over_account = (account_count.unwrap_or(0) + 1).saturating_sub(self.config.login_failures_per_account);
+                LoginGate {
+                    blocked: ttl.map(|ttl| Limited {
+                        retry_after: Duration::from_secs(ttl.max(1) as u64),
+                    }),
+                    delay: (LOGIN_DELAY_STEP * over_account).min(MAX_LOGIN_DELAY),
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "Redis unreachable: login-failure limits not applied");
-                None
-            }
-        }
-    }
-
-    /// How long a login for `email` waits before its password is checked:
-    /// nothing until the account has had `FOLIO_LOGIN_FAILURES_PER_ACCOUNT`
-    /// failures from all addresses in the window, then [`LOGIN_DELAY_STEP`]
-    /// more for each further one, at most [`MAX_LOGIN_DELAY`]. A guesser
-    /// spread over many addresses is slowed; the owner still gets in.
-    pub async fn login_delay(&self, email: &str) -> Duration {
-        let mut connection = self.cache.connection();
-        let failures: redis::RedisResult<Option<u32>> = redis::cmd("GET")
-            .arg(self.cache.key(&format!("lf:a:{email}")))
-            .query_async(&mut connection)
-            .await;
-        match failures {
-            Ok(failures) => {
-                let over = (failures.unwrap_or(0) + 1).saturating_sub(self.config.login_failures_per_account);
-                (LOGIN_DELAY_STEP * over).min(MAX_LOGIN_DELAY)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "Redis unreachable: login slowdown not applied");
-                Duration::ZERO
+                LoginGate {
+                    blocked: None,
+                    delay: Duration::ZERO,
+                }
             }
         }
     }

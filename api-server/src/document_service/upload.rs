@@ -161,13 +161,15 @@ impl Documents {
                 // Under a quota, uploads of one account take turns here, so two
                 // at once cannot both fit; the same bytes again add nothing and
                 // are not counted. Without one nothing is locked or counted.
-                if self.limits(conn, owner).await?.limited() {
+                let mut quota = self.limits(conn, owner).await?;
+                if quota.limited() {
                     users::table.find(owner).select(users::id).for_update().first::<Uuid>(conn).await?;
                     if document::find_existing(conn, owner, &new.sha256, new.idempotency_key.as_deref())
                         .await?
                         .is_none()
                     {
-                        self.quota(conn, owner).await?.admit(size as i64)?;
+                        quota.used = document::usage(conn, owner).await?;
+                        quota.admit(size as i64)?;
                     }
                 }
                 Ok(lifecycle::store(conn, new, note).await?)
