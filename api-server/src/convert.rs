@@ -94,6 +94,7 @@ pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
             restored: info.audit.restored as i64,
             lost: info.audit.lost as i64,
         }),
+        index_backlog_chunks: info.index_backlog,
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Info {
     pub watch: HubStats,
     /// What became of the audit rows this server recorded.
     pub audit: AuditCounts,
+    /// Chunks not yet in the approximate indexes (the HNSW graph and the RUM
+    /// keyword index): searchable by the exact scan, not yet "fully indexed".
+    /// `None` when Postgres did not answer the count in time.
+    pub index_backlog: Option<i64>,
 }
 
 /// What the checks need to reach each dependency.
@@ -90,6 +94,16 @@ impl Dependencies {
             timed(redis, async { Ok(self.cache.ping().await?) }),
         );
         [postgres, rabbitmq, redis]
+    }
+
+    /// How many chunks wait for the indexers, or `None` when Postgres does
+    /// not answer within a check's timeout.
+    pub async fn index_backlog(&self) -> Option<i64> {
+        let count = async {
+            let mut conn = self.pool.get().await.ok()?;
+            db::models::chunk::pending_count(&mut conn).await.ok()
+        };
+        timeout(CHECK_TIMEOUT, count).await.ok().flatten()
     }
 
     /// A round trip on the relay's connection: open a channel and passively

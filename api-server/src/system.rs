@@ -151,10 +151,10 @@ fn workers_page(request: &ListWorkersRequest) -> ApiResult<(Option<worker::Curso
 }
 
 impl System {
-    /// This server's version, start and uptime, its dependencies' checks and
-    /// its watch hub's counters.
+    /// This server's version, start and uptime, its dependencies' checks,
+    /// its watch hub's counters and the search indexes' backlog.
     async fn info(&self) -> Info {
-        let dependencies = self.dependencies.check_all().await;
+        let (dependencies, index_backlog) = tokio::join!(self.dependencies.check_all(), self.dependencies.index_backlog());
         Info {
             version: folio_core::VERSION,
             started_at: self.started_at,
@@ -163,6 +163,7 @@ impl System {
             dependencies,
             watch: self.hub.stats(),
             audit: self.audit.snapshot(),
+            index_backlog,
         }
     }
 

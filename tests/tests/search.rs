@@ -6,8 +6,8 @@ use std::{collections::BTreeSet, time::Duration};
 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
 use folio_db::models::chunk;
 use folio_proto::v1::{
-    DocumentState, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
-    search_service_client::SearchServiceClient,
+    DocumentState, GetInfoRequest, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse,
+    document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient, system_service_client::SystemServiceClient,
 };
 use folio_tests::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiHandle, Authed, TestEnv, create_document, eventually,
@@ -370,6 +370,11 @@ async fn another_model_is_refused_until_reindex_re_embeds_the_index_without_repa
     env.cleanup().await;
 }
 
+/// GetInfo's count of chunks not yet in the approximate indexes.
+async fn index_backlog(system: &mut SystemServiceClient<Authed>) -> Option<i64> {
+    system.get_info(GetInfoRequest {}).await.unwrap().into_inner().index_backlog_chunks
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_indexes_them() {
     let mut env = TestEnv::new().await;
@@ -409,6 +414,8 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
     .await;
     let in_graph = search(&mut searches, vector_search(query)).await;
     let in_rum = search(&mut searches, keyword_search(words)).await;
+    let mut system = api.system().await;
+    assert_eq!(index_backlog(&mut system).await, Some(0), "GetInfo: fully indexed");
 
     // Out of the HNSW graph and the RUM index again (the indexer stopped): the
     // exact scan of pending chunks alone finds the same neighbours, and their
@@ -419,6 +426,11 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
         .await
         .unwrap() as i64;
     assert_eq!(chunk::pending_count(&mut conn).await.unwrap(), taken_out);
+    assert_eq!(
+        index_backlog(&mut system).await,
+        Some(taken_out),
+        "GetInfo: READY, not yet fully indexed"
+    );
     assert!(chunk::pending_over(&mut conn, taken_out - 1).await.unwrap());
     assert!(!chunk::pending_over(&mut conn, taken_out).await.unwrap());
     let pending = search(&mut searches, vector_search(query)).await;

@@ -31,27 +31,22 @@ use std::{
 };
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
-use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+use diesel_async::RunQueryDsl as _;
 use folio_db::{
     documents::lifecycle::NewDocument,
     models::{
-        chunk::{self, Embedding, NewChunk, SearchScope},
+        chunk::{self, Embedding, NewChunk},
         document::{self, Document},
         embedding_index,
     },
     schema::users,
 };
 use folio_models::embed::{Embedder as _, hash::HashEmbedder};
-use folio_parse::{
-    chunk::{ChunkSettings, with_headings},
-    detect,
-    parse::{self, Limits},
-};
+use folio_parse::chunk::with_headings;
 use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
 use folio_tests::{
     ADMIN_EMAIL, Bearer, TestEnv,
-    bench::{ms, percentile},
-    relevance::documents_dir,
+    bench::{Piece, VectorStep, ms, percentile, real_chunks, vector_recall},
     spawn_api_process,
 };
 use tonic::service::interceptor::InterceptedService;
@@ -77,41 +72,6 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) % n as u64) as usize
     }
-}
-
-struct Piece {
-    section_path: Vec<String>,
-    page: Option<u32>,
-    text: String,
-}
-
-/// Every test document through the real parser and chunker.
-fn real_chunks() -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(documents_dir())
-        .expect("test documents (scripts/install-test-documents)")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e != "tsv"))
-        .collect();
-    names.sort();
-    for path in names {
-        let bytes = std::fs::read(&path).expect("read");
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Ok(format) = detect::detect(&bytes[..bytes.len().min(8192)], &name, None) else {
-            continue;
-        };
-        let Ok(parsed) = parse::parse(format, &bytes, &Limits::default()) else {
-            continue;
-        };
-        for c in folio_parse::chunk::chunk(&parsed.blocks, ChunkSettings::default()) {
-            pieces.push(Piece {
-                section_path: c.section_path,
-                page: c.page_start,
-                text: c.text,
-            });
-        }
-    }
-    pieces
 }
 
 /// `n` more chunks, each made of runs of sentences from one region of a real
@@ -233,55 +193,10 @@ async fn load(pool: &folio_db::Pool, owner: Uuid, pieces: &[Piece], embedder: &H
     }
 }
 
-/// The vector step at one `ef_search`: recall@10 and how long it took.
-struct VectorStep {
-    recall: f64,
-    p50: Duration,
-    p95: Duration,
-}
-
-/// Recall@10 of the vector step as Search runs it (HNSW, the first 10 of
-/// `CANDIDATES`) against an exact scan, and the step's latency, for each
-/// `ef_search` in `EF_SEARCH`.
+/// Recall@10 and the vector step's latency at each of `EF_SEARCH`.
 async fn recall(pool: &folio_db::Pool, embedder: &HashEmbedder, queries: &[String]) -> Vec<VectorStep> {
-    let mut conn = pool.get().await.unwrap();
-    let model = embedder.model().to_owned();
-    let scope = SearchScope::default();
-    let mut hits = vec![0usize; EF_SEARCH.len()];
-    let mut took: Vec<Vec<Duration>> = vec![Vec::new(); EF_SEARCH.len()];
-    for query in queries {
-        let vector = pgvector::Vector::from(embedder.embed(std::slice::from_ref(query)).await.unwrap().remove(0));
-        let mut run = async |limit: i64, ef_search: Option<u32>| {
-            conn.transaction(async |conn| {
-                if ef_search.is_none() {
-                    diesel::sql_query("SET LOCAL enable_indexscan = off").execute(conn).await?;
-                }
-                chunk::nearest(conn, &vector, &model, &scope, limit, Some(ef_search.unwrap_or(40))).await
-            })
-            .await
-            .unwrap()
-        };
-        let exact = run(10, None).await;
-        // Equal vectors tie: a hit as close as the exact 10th counts.
-        let bar = exact.last().map_or(f64::MIN, |c| c.score) - 1e-6;
-        for (n, ef) in EF_SEARCH.iter().enumerate() {
-            let started = Instant::now();
-            let approximate = run(CANDIDATES, Some(*ef)).await;
-            took[n].push(started.elapsed());
-            hits[n] += approximate.iter().take(10).filter(|c| c.score >= bar).count();
-        }
-    }
-    hits.iter()
-        .zip(&mut took)
-        .map(|(h, took)| {
-            took.sort();
-            VectorStep {
-                recall: *h as f64 / (queries.len() * 10) as f64,
-                p50: percentile(took, 0.5),
-                p95: percentile(took, 0.95),
-            }
-        })
-        .collect()
+    let efs: Vec<Option<u32>> = EF_SEARCH.iter().copied().map(Some).collect();
+    vector_recall(pool, embedder, queries, &efs, CANDIDATES).await
 }
 
 #[tokio::main]
