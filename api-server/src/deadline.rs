@@ -3,8 +3,10 @@
 //! future is dropped, which ends its work where it stands (nothing after the
 //! await it was in runs), and the client is answered DEADLINE_EXCEEDED with
 //! ErrorInfo reason `DEADLINE_EXCEEDED`. A Postgres statement already sent is
-//! cancelled by Postgres at the server's bound: folio-api's connections carry
-//! it as `statement_timeout` (see `lib.rs`).
+//! cancelled by Postgres by the same deadline: the handler runs inside
+//! `folio_db::with_deadline`, and every connection it checks out gets what is
+//! left of the deadline, plus 100 ms, as its `statement_timeout` (the
+//! server's bound when that is shorter; see `lib.rs`).
 //!
 //! Classes: `UploadDocument` reads the whole upload inside its handler, so it
 //! has a bound of its own (`FOLIO_UPLOAD_DEADLINE_SECS`); every other call
@@ -127,7 +129,8 @@ where
         // before its timer, so this answer wins even when both have passed.
         let deadline = tokio::time::Instant::now() + limit;
         Box::pin(async move {
-            match tokio::time::timeout_at(deadline, inner.call(request)).await {
+            let work = folio_db::with_deadline(deadline, inner.call(request));
+            match tokio::time::timeout_at(deadline, work).await {
                 Ok(result) => result.map(explain),
                 Err(_) => {
                     let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());

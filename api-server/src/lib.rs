@@ -169,14 +169,11 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
         .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
-    // No statement outlives the server's bound on a call: Postgres cancels it
-    // there. (Uploads run longer, but only while streaming bytes; a call that
-    // ended earlier, at its client's deadline, leaves its statement to this.)
-    let pool = db::pool(
-        &db::with_statement_timeout(&config.database_url, config.rpc_deadline),
-        config.db_pool_size,
-    )
-    .context("database pool")?;
+    // No statement outlives the server's bound on a call, nor the deadline
+    // of the call that runs it (the deadline layer sets it around every
+    // handler): Postgres cancels it there. (Uploads run longer, but only
+    // while streaming bytes.)
+    let pool = db::pool_with_statement_bound(&config.database_url, config.db_pool_size, config.rpc_deadline).context("database pool")?;
     startup::wait_for("postgres", config.startup_timeout, || db::ping(&pool)).await?;
     let applied = migrate(&config).await?;
     if !applied.is_empty() {

@@ -285,6 +285,20 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limit_and_logins_slow_do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres() {
+    statement_cancelled_when_the_call_ends("2", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_still_running_at_the_clients_deadline_is_cancelled_in_postgres() {
+    // The server's bound (120 s) is far off: only the client's deadline can
+    // end the statement within the test's 10 s.
+    statement_cancelled_when_the_call_ends("120", Some(Duration::from_secs(1))).await;
+}
+
+/// GetDocument's statement waits behind a table lock; the call ends at the
+/// client's deadline or at the server's bound (`bound_secs`), and Postgres
+/// must cancel the statement then, not leave it waiting for the lock.
+async fn statement_cancelled_when_the_call_ends(bound_secs: &str, client_deadline: Option<Duration>) {
     use diesel::{QueryableByName, sql_types::BigInt};
     use diesel_async::RunQueryDsl as _;
     #[derive(QueryableByName)]
@@ -294,7 +308,7 @@ async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres
     }
 
     let mut env = TestEnv::new().await;
-    env.set("FOLIO_RPC_DEADLINE_SECS", "2");
+    env.set("FOLIO_RPC_DEADLINE_SECS", bound_secs);
     let api = env.spawn_api().await;
     let member = api.register_member().await;
     let mut documents = DocumentServiceClient::new(api.authed(&member.access_token).await);
@@ -323,7 +337,13 @@ async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres
     let call = tokio::spawn({
         let mut documents = documents.clone();
         let id = document.id.clone();
-        async move { documents.get_document(GetDocumentRequest { id }).await }
+        async move {
+            let mut request = tonic::Request::new(GetDocumentRequest { id });
+            if let Some(deadline) = client_deadline {
+                request.set_timeout(deadline);
+            }
+            documents.get_document(request).await
+        }
     });
     folio_tests::eventually(Duration::from_secs(10), "GetDocument's statement waiting for the lock", || async {
         (waiting().await == 1).then_some(())
@@ -332,8 +352,9 @@ async fn a_statement_still_running_at_the_servers_bound_is_cancelled_in_postgres
     let status = call.await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     // The statement does not wait on after the call ended: Postgres cancelled
-    // it at the same bound (without the statement timeout it would wait for
-    // the lock as long as it is held).
+    // it at the same deadline (without the statement timeout it would wait
+    // for the lock as long as it is held; with the server's bound alone, for
+    // that bound).
     folio_tests::eventually(Duration::from_secs(10), "no statement left waiting for the lock", || async {
         (waiting().await == 0).then_some(())
     })

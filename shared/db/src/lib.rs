@@ -15,7 +15,7 @@ use std::time::Duration;
 use diesel_async::{
     AsyncPgConnection,
     async_connection_wrapper::AsyncConnectionWrapper,
-    pooled_connection::{AsyncDieselConnectionManager, deadpool},
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 
@@ -33,7 +33,10 @@ const MIGRATION_LOCK: i64 = 0x66_6f6c_696f;
 
 /// Builds a pool of at most `size` connections. No connection is opened yet.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, deadpool::BuildError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    build(AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url), size)
+}
+
+fn build(manager: AsyncDieselConnectionManager<AsyncPgConnection>, size: usize) -> Result<Pool, deadpool::BuildError> {
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(Duration::from_secs(10)))
@@ -43,11 +46,62 @@ pub fn pool(database_url: &str, size: usize) -> Result<Pool, deadpool::BuildErro
         .build()
 }
 
-/// `database_url` with a `statement_timeout` for every statement its
-/// connections run: Postgres cancels one still running after `timeout`.
-pub fn with_statement_timeout(database_url: &str, timeout: Duration) -> String {
-    let separator = if database_url.contains('?') { '&' } else { '?' };
-    format!("{database_url}{separator}options=-c%20statement_timeout%3D{}", timeout.as_millis())
+tokio::task_local! {
+    /// When the request being served must be answered by: set around a
+    /// call's handler by [`with_deadline`].
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Runs `work` (a call's handler) so that every connection it checks out of
+/// a pool made by [`pool_with_statement_bound`] cancels its statements by
+/// `deadline`, when that comes before the pool's bound.
+pub async fn with_deadline<F: Future>(deadline: tokio::time::Instant, work: F) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// How long after a call's deadline its statements are cancelled: the call
+/// itself is answered at the deadline (DEADLINE_EXCEEDED), so its statement
+/// must not fail first with a cancellation of its own.
+const AFTER_DEADLINE: Duration = Duration::from_millis(100);
+
+/// The `statement_timeout` for a connection being checked out now: `bound`,
+/// or what is left of the current call's deadline (and [`AFTER_DEADLINE`])
+/// when that is shorter.
+fn statement_timeout(bound: Duration) -> Duration {
+    let left = DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()) + AFTER_DEADLINE)
+        .unwrap_or(bound);
+    left.min(bound)
+}
+
+async fn set_statement_timeout(conn: &mut AsyncPgConnection, bound: Duration) -> diesel::QueryResult<()> {
+    use diesel_async::RunQueryDsl as _;
+    let sql = format!("SET statement_timeout = {}", statement_timeout(bound).as_millis());
+    diesel::sql_query(sql).execute(conn).await.map(|_| ())
+}
+
+/// Like [`pool`], with Postgres cancelling every statement still running
+/// after `bound`, or by the deadline of the call that checked its connection
+/// out ([`with_deadline`]) when that comes first. The timeout is set as each
+/// connection is checked out, by the query that verifies it (which a pool
+/// runs anyway), so it costs no extra round trip. A statement started late
+/// in a long checkout may run past the deadline by as much as it had left
+/// when the connection was checked out.
+pub fn pool_with_statement_bound(database_url: &str, size: usize, bound: Duration) -> Result<Pool, deadpool::BuildError> {
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(move |conn| Box::pin(set_statement_timeout(conn, bound))));
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            use diesel_async::AsyncConnection as _;
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            set_statement_timeout(&mut conn, bound)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    build(AsyncDieselConnectionManager::new_with_config(database_url, config), size)
 }
 
 /// Checks out a connection and runs `SELECT 1` on it.
