@@ -2,8 +2,9 @@
 //! keyword index (`indexed` false; both indexes are partial), so a document
 //! becomes READY at the speed of plain inserts, and searches scan those chunks
 //! exactly (vectors) or through their own GIN index (keywords) until this task
-//! has indexed them. Every worker runs one; `FOR UPDATE SKIP LOCKED` keeps them
-//! on different rows. Graph and RUM inserts are the most expensive writes there
+//! has indexed them. Every worker runs `FOLIO_INDEXERS` of them (2 by default,
+//! one backend each: a second drained ~16% faster on 2 cores, BENCHMARKS.md,
+//! Sustained ingest); `FOR UPDATE SKIP LOCKED` keeps them on different rows. Graph and RUM inserts are the most expensive writes there
 //! are, so an indexer yields to its worker's jobs: while jobs are in flight it
 //! indexes only when more than `FOLIO_HNSW_MAX_PENDING` chunks wait (bounding
 //! what searches scan without the ranked indexes).

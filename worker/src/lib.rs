@@ -104,19 +104,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         activity.clone(),
     ));
     let consuming = tokio::spawn(consumer.run(cancel.clone()));
-    let indexing = tokio::spawn(indexer::run(
-        pool.clone(),
-        activity.clone(),
-        config.documents.hnsw_max_pending,
-        cancel.clone(),
-    ));
+    let indexing: Vec<_> = (0..config.documents.indexers)
+        .map(|_| {
+            tokio::spawn(indexer::run(
+                pool.clone(),
+                activity.clone(),
+                config.documents.hnsw_max_pending,
+                cancel.clone(),
+            ))
+        })
+        .collect();
 
     shutdown.await;
     tracing::info!("shutting down");
     cancel.cancel();
     consuming.await.context("consumer task")?;
     heartbeat.await.context("heartbeat task")?;
-    indexing.await.context("indexer task")?;
+    for indexer in indexing {
+        indexer.await.context("indexer task")?;
+    }
     let mut conn = pool.get().await?;
     worker::mark_stopped(&mut conn, me.id).await?;
     tracing::info!("folio-worker stopped");

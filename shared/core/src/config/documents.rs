@@ -43,6 +43,9 @@ pub struct DocumentsConfig {
     /// (searches scan them exactly and match them through their own GIN
     /// index) unless more than this many wait.
     pub hnsw_max_pending: i64,
+    /// `FOLIO_INDEXERS`: indexer tasks per worker, each putting its own
+    /// batches into the HNSW graph and the RUM index (one backend each).
+    pub indexers: usize,
 }
 
 impl DocumentsConfig {
@@ -59,6 +62,7 @@ impl DocumentsConfig {
             parse_memory_bytes: vars.bounded("FOLIO_PARSE_MEMORY_MB", 2048u64, 64, 1 << 20)? << 20,
             parser_path: vars.get("FOLIO_PARSER_PATH").map(PathBuf::from),
             hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
+            indexers: vars.bounded("FOLIO_INDEXERS", 2, 1, 16)?,
         })
     }
 }
