@@ -11,8 +11,8 @@ use diesel_async::RunQueryDsl as _;
 use folio_db::models::chunk;
 use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
 use folio_tests::{
-    Bearer, TestEnv,
-    bench::{gather_latencies, ms, percentile, status_kib},
+    Bearer,
+    bench::{bench_env, gather_latencies, ms, percentile, status_kib, stop},
 };
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
@@ -136,20 +136,6 @@ fn print_upload_rows(latencies: &[Duration], took: Duration) {
     );
 }
 
-/// A test environment with the benchmark's settings: no rate limits, quiet logs.
-async fn bench_env() -> TestEnv {
-    let mut env = TestEnv::new().await;
-    for (k, v) in [
-        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
-        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
-        ("RUST_LOG", "warn"),
-        ("FOLIO_MAX_ATTEMPTS", "5"),
-    ] {
-        env.set(k, v);
-    }
-    env
-}
-
 /// One run: `workers` folio-worker processes (none: the upload path on its
 /// own, as when the worker fleet runs on other machines, so the callers share
 /// the cores with folio-api, Postgres, RabbitMQ and Redis only).
@@ -257,14 +243,6 @@ async fn run(workers: usize) {
         stop(process).await;
     }
     env.cleanup().await;
-}
-
-/// Stops a spawned process with SIGTERM and waits for it to exit.
-async fn stop(process: &mut tokio::process::Child) {
-    if let Some(pid) = process.id() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    }
-    let _ = process.wait().await;
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,9 @@
 //!    start. A stack stops at the first rate it cannot keep up with.
 //!
 //! CPU seconds per process group come from `/proc` (`bench::CpuMeter`).
-//! `FOLIO_BENCH_PHASE=folio`, `peer` or `open-loop` runs one phase.
+//! `FOLIO_BENCH_PHASE=folio`, `peer` or `open-loop` runs one phase;
+//! `FOLIO_BENCH_HOLD=1` stops folio's worker once every document is READY and
+//! keeps the database until killed, to look at plans.
 
 use std::{
     path::PathBuf,
@@ -46,8 +48,8 @@ use folio_proto::v1::{
     search_service_client::SearchServiceClient, system_service_client::SystemServiceClient,
 };
 use folio_tests::{
-    Bearer, TestEnv,
-    bench::{CpuMeter, OpenLoop, gather_latencies, ms, open_loop, percentile, real_chunks, vector_recall},
+    Bearer,
+    bench::{CpuMeter, OpenLoop, bench_env, gather_latencies, ms, open_loop, percentile, real_chunks, stop, vector_recall},
     spawn_api_process,
 };
 use tokio::time::Instant;
@@ -61,7 +63,7 @@ const STRIDE: usize = 997;
 /// Queries for the search sampler and for recall, of each kind.
 const QUERIES: usize = 200;
 /// Open-loop arrival rates (uploads per second), each for `OPEN_LOOP_FOR`.
-const RATES: [u32; 6] = [75, 150, 200, 300, 400, 500];
+const RATES: [u32; 7] = [75, 150, 300, 500, 700, 1000, 1400];
 const OPEN_LOOP_FOR: Duration = Duration::from_secs(10);
 /// The longest a sustained phase may take.
 const PHASE_LIMIT: Duration = Duration::from_secs(3600);
@@ -128,18 +130,15 @@ fn document(words: &[String], i: usize) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// A test environment with the benchmark's settings: no rate limits, quiet logs.
-async fn bench_env() -> TestEnv {
-    let mut env = TestEnv::new().await;
-    for (k, v) in [
-        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
-        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
-        ("RUST_LOG", "warn"),
-        ("FOLIO_MAX_ATTEMPTS", "5"),
-    ] {
-        env.set(k, v);
+/// CreateDocument for one text document.
+fn upload(filename: String, content: Vec<u8>) -> CreateDocumentRequest {
+    CreateDocumentRequest {
+        metadata: Some(DocumentMetadata {
+            filename,
+            ..Default::default()
+        }),
+        content,
     }
-    env
 }
 
 #[derive(diesel::QueryableByName)]
@@ -238,18 +237,9 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
                 if i >= n {
                     return latencies;
                 }
-                let content = document(&words, i);
+                let request = upload(format!("d{i}.txt"), document(&words, i));
                 let t = Instant::now();
-                client
-                    .create_document(CreateDocumentRequest {
-                        metadata: Some(DocumentMetadata {
-                            filename: format!("d{i}.txt"),
-                            ..Default::default()
-                        }),
-                        content,
-                    })
-                    .await
-                    .expect("upload");
+                client.create_document(request).await.expect("upload");
                 latencies.push(t.elapsed());
             }
         })
@@ -263,6 +253,12 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    if std::env::var_os("FOLIO_BENCH_HOLD").is_some() {
+        // For looking at plans: every document READY, the indexer stopped.
+        stop(&mut worker).await;
+        eprintln!("holding {} (FOLIO_BENCH_HOLD) until killed", env.config().database_url);
+        std::future::pending::<()>().await;
+    }
     let mut system = SystemServiceClient::new(authed.clone());
     let indexed_after = loop {
         let backlog = system
@@ -346,14 +342,6 @@ async fn counts(pool: &folio_db::Pool) -> Counts {
     .expect("counts")
 }
 
-/// Stops a spawned process with SIGTERM and waits for it to exit.
-async fn stop(process: &mut tokio::process::Child) {
-    if let Some(pid) = process.id() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    }
-    let _ = process.wait().await;
-}
-
 /// The Python stack: where it is and the venv it runs with.
 struct Peer {
     dir: PathBuf,
@@ -393,14 +381,17 @@ fn rate(count: usize, took: Duration) -> String {
     format!("{:.1}/s ({:.1} s)", count as f64 / took.as_secs_f64(), took.as_secs_f64())
 }
 
-/// CPU seconds per 1,000 documents for each group that used at least 1%.
+/// CPU seconds per 1,000 documents: the whole machine's, then each process
+/// group's that used at least 1% of it.
 fn cpu_per_thousand(cpu: &[(String, f64)], documents: usize) -> String {
-    let total: f64 = cpu.iter().map(|(_, s)| s).sum();
-    cpu.iter()
-        .filter(|(_, s)| *s >= total / 100.0)
-        .map(|(group, s)| format!("{group} {:.1}", s * 1000.0 / documents as f64))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let per_thousand = |s: f64| s * 1000.0 / documents as f64;
+    let machine = cpu.iter().find(|(g, _)| g == "machine").map_or(0.0, |(_, s)| *s);
+    let groups: Vec<String> = cpu
+        .iter()
+        .filter(|(g, s)| g != "machine" && *s >= machine / 100.0)
+        .map(|(group, s)| format!("{group} {:.1}", per_thousand(*s)))
+        .collect();
+    format!("**{:.1}** ({})", per_thousand(machine), groups.join(", "))
 }
 
 fn print_sustained(folio: &Sustained, peer: Option<&PeerRun>) {
@@ -444,7 +435,7 @@ fn print_sustained(folio: &Sustained, peer: Option<&PeerRun>) {
         folio.recall.0, folio.recall.1
     );
     println!(
-        "| CPU seconds per 1,000 documents | {} | {} |",
+        "| CPU seconds per 1,000 documents: the machine (process groups) | {} | {} |",
         peer.map_or("-".to_owned(), |p| cpu_per_thousand(&p.cpu, n)),
         cpu_per_thousand(&folio.cpu, n)
     );
@@ -474,6 +465,27 @@ fn open_loop_cell(run: &OpenLoop) -> String {
     )
 }
 
+/// Offers each of `RATES` in turn for `OPEN_LOOP_FOR`, request `i` of them
+/// all being `send(i)`, until a rate is not kept up with.
+async fn sweep<F, Fut>(send: F) -> Vec<(u32, OpenLoop)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let mut runs = Vec::new();
+    let mut first = 0;
+    for rate in RATES {
+        let run = open_loop(rate, OPEN_LOOP_FOR, |i| send(first + i)).await;
+        first += rate as usize * OPEN_LOOP_FOR.as_secs() as usize;
+        let keep_going = kept_up(&run);
+        runs.push((rate, run));
+        if !keep_going {
+            break;
+        }
+    }
+    runs
+}
+
 /// A rate a stack kept up with: nothing failed and it answered within a second of the end.
 fn kept_up(run: &OpenLoop) -> bool {
     run.failed == 0 && run.took < OPEN_LOOP_FOR + Duration::from_secs(1)
@@ -484,35 +496,13 @@ async fn folio_open_loop(corpus: &Corpus) -> Vec<(u32, OpenLoop)> {
     let api = spawn_api_process(&env).await;
     let authed = InterceptedService::new(api.channel.clone(), Bearer::new(&api.admin_token));
     let words = Arc::new(corpus.words.clone());
-    let mut runs = Vec::new();
-    let mut first = 0;
-    for rate in RATES {
-        let client = DocumentServiceClient::new(authed.clone());
-        let run = open_loop(rate, OPEN_LOOP_FOR, |i| {
-            let mut client = client.clone();
-            let i = first + i;
-            let content = document(&words, i);
-            async move {
-                client
-                    .create_document(CreateDocumentRequest {
-                        metadata: Some(DocumentMetadata {
-                            filename: format!("o{i}.txt"),
-                            ..Default::default()
-                        }),
-                        content,
-                    })
-                    .await
-                    .is_ok()
-            }
-        })
-        .await;
-        first += rate as usize * OPEN_LOOP_FOR.as_secs() as usize;
-        let keep_going = kept_up(&run);
-        runs.push((rate, run));
-        if !keep_going {
-            break;
-        }
-    }
+    let client = DocumentServiceClient::new(authed);
+    let runs = sweep(|i| {
+        let mut client = client.clone();
+        let request = upload(format!("o{i}.txt"), document(&words, i));
+        async move { client.create_document(request).await.is_ok() }
+    })
+    .await;
     let mut api_child = api.child;
     stop(&mut api_child).await;
     env.cleanup().await;
@@ -558,6 +548,7 @@ async fn peer_open_loop(peer: &Peer, corpus: &Corpus) -> Vec<(u32, OpenLoop)> {
         .stdout(Stdio::null())
         .spawn()
         .expect("uvicorn");
+    folio_core::startup::install_tls_provider();
     let http = reqwest::Client::new();
     folio_tests::eventually(Duration::from_secs(30), "the Python stack's API to listen", || {
         let http = http.clone();
@@ -565,35 +556,24 @@ async fn peer_open_loop(peer: &Peer, corpus: &Corpus) -> Vec<(u32, OpenLoop)> {
     })
     .await;
     let words = Arc::new(corpus.words.clone());
-    let mut runs = Vec::new();
-    let mut first = 0;
-    for rate in RATES {
-        let run = open_loop(rate, OPEN_LOOP_FOR, |i| {
-            let http = http.clone();
-            let i = first + i;
-            let mut body = format!(
-                "--folio-bench\r\nContent-Disposition: form-data; name=\"file\"; filename=\"o{i}.txt\"\r\nContent-Type: text/plain\r\n\r\n"
-            )
-            .into_bytes();
-            body.extend(document(&words, i));
-            body.extend(b"\r\n--folio-bench--\r\n");
-            async move {
-                http.post("http://127.0.0.1:18000/documents")
-                    .header("content-type", "multipart/form-data; boundary=folio-bench")
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await;
-        first += rate as usize * OPEN_LOOP_FOR.as_secs() as usize;
-        let keep_going = kept_up(&run);
-        runs.push((rate, run));
-        if !keep_going {
-            break;
+    let runs = sweep(|i| {
+        let http = http.clone();
+        let mut body = format!(
+            "--folio-bench\r\nContent-Disposition: form-data; name=\"file\"; filename=\"o{i}.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(document(&words, i));
+        body.extend(b"\r\n--folio-bench--\r\n");
+        async move {
+            http.post("http://127.0.0.1:18000/documents")
+                .header("content-type", "multipart/form-data; boundary=folio-bench")
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         }
-    }
+    })
+    .await;
     stop(&mut api).await;
     purge();
     let _ = std::fs::remove_dir_all(&blobs);
@@ -609,6 +589,9 @@ fn print_open_loop(folio: &[(u32, OpenLoop)], peer: &[(u32, OpenLoop)]) {
     println!("|---|---|---|");
     for rate in RATES {
         let cell = |runs: &[(u32, OpenLoop)]| {
+            if runs.is_empty() {
+                return "not run".to_owned();
+            }
             runs.iter()
                 .find(|(r, _)| *r == rate)
                 .map_or("(stopped: the rate before was not kept up with)".to_owned(), |(_, run)| {
