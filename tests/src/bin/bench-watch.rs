@@ -152,15 +152,8 @@ async fn run(env: &TestEnv, url: &str, api_pid: u32, token: &str, watchers: usiz
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut env = TestEnv::new().await;
-    for (k, v) in [
-        ("FOLIO_RATE_LIMIT_ADMIN", "1000000"),
-        ("FOLIO_RATE_LIMIT_PEER", "1000000"),
-        ("FOLIO_WATCH_MAX_PER_USER", "5000"),
-        ("RUST_LOG", "warn"),
-    ] {
-        env.set(k, v);
-    }
+    let mut env = folio_tests::bench::bench_env().await;
+    env.set("FOLIO_WATCH_MAX_PER_USER", "5000");
     let folio_tests::ApiProcess {
         child: mut api,
         url,
