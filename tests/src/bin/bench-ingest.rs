@@ -49,7 +49,9 @@ use folio_proto::v1::{
 };
 use folio_tests::{
     Bearer,
-    bench::{CpuMeter, OpenLoop, bench_env, gather_latencies, ms, open_loop, percentile, real_chunks, stop, vector_recall},
+    bench::{
+        CpuMeter, OpenLoop, bench_env, gather_latencies, index_definition, ms, open_loop, percentile, real_chunks, stop, vector_recall,
+    },
     spawn_api_process,
 };
 use tokio::time::Instant;
@@ -70,7 +72,8 @@ const PHASE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The corpus as words, and queries drawn from it.
 struct Corpus {
-    words: Vec<String>,
+    /// Shared with every caller task, not copied to each.
+    words: Arc<Vec<String>>,
     headings: Vec<String>,
     sentences: Vec<String>,
 }
@@ -102,11 +105,12 @@ fn corpus() -> Corpus {
         );
     }
     // Python's str.split() also splits at \x1c..\x1f: make both splits agree.
-    let words = text
-        .replace(['\x1c', '\x1d', '\x1e', '\x1f'], " ")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let words = Arc::new(
+        text.replace(['\x1c', '\x1d', '\x1e', '\x1f'], " ")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    );
     let spread = |all: Vec<String>| -> Vec<String> {
         let step = (all.len() / QUERIES).max(1);
         all.into_iter().step_by(step).take(QUERIES).collect()
@@ -229,7 +233,7 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
     let next = Arc::new(AtomicUsize::new(0));
     let callers = (0..CALLERS).map(|_| {
         let mut client = DocumentServiceClient::new(authed.clone());
-        let (next, words) = (next.clone(), Arc::new(corpus.words.clone()));
+        let (next, words) = (next.clone(), corpus.words.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -301,22 +305,14 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
     }
 }
 
-#[derive(diesel::QueryableByName)]
-struct IndexDefinition {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    indexdef: String,
-}
-
 /// How long the same chunks' HNSW graph takes to build in one `CREATE INDEX`
 /// (pgvector's in-memory build, the migration's parameters), against the
 /// indexers' row-by-row inserts: the figure behind building graphs in bulk.
 async fn bulk_graph(pool: &folio_db::Pool) -> Duration {
-    let mut conn = pool.get().await.expect("a connection");
-    let definition: IndexDefinition = diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_idx'")
-        .get_result(&mut conn)
+    let bulk = index_definition(pool, "chunks_embedding_idx")
         .await
-        .expect("the graph's definition");
-    let bulk = definition.indexdef.replacen("chunks_embedding_idx", "chunks_embedding_bulk_idx", 1);
+        .replacen("chunks_embedding_idx", "chunks_embedding_bulk_idx", 1);
+    let mut conn = pool.get().await.expect("a connection");
     diesel::sql_query("SET maintenance_work_mem = '2GB'")
         .execute(&mut conn)
         .await
@@ -495,11 +491,11 @@ async fn folio_open_loop(corpus: &Corpus) -> Vec<(u32, OpenLoop)> {
     let mut env = bench_env().await;
     let api = spawn_api_process(&env).await;
     let authed = InterceptedService::new(api.channel.clone(), Bearer::new(&api.admin_token));
-    let words = Arc::new(corpus.words.clone());
+    let words = &corpus.words;
     let client = DocumentServiceClient::new(authed);
     let runs = sweep(|i| {
         let mut client = client.clone();
-        let request = upload(format!("o{i}.txt"), document(&words, i));
+        let request = upload(format!("o{i}.txt"), document(words, i));
         async move { client.create_document(request).await.is_ok() }
     })
     .await;
@@ -555,14 +551,14 @@ async fn peer_open_loop(peer: &Peer, corpus: &Corpus) -> Vec<(u32, OpenLoop)> {
         async move { http.get("http://127.0.0.1:18000/docs").send().await.ok().map(|_| ()) }
     })
     .await;
-    let words = Arc::new(corpus.words.clone());
+    let words = &corpus.words;
     let runs = sweep(|i| {
         let http = http.clone();
         let mut body = format!(
             "--folio-bench\r\nContent-Disposition: form-data; name=\"file\"; filename=\"o{i}.txt\"\r\nContent-Type: text/plain\r\n\r\n"
         )
         .into_bytes();
-        body.extend(document(&words, i));
+        body.extend(document(words, i));
         body.extend(b"\r\n--folio-bench--\r\n");
         async move {
             http.post("http://127.0.0.1:18000/documents")

@@ -46,7 +46,7 @@ use folio_parse::chunk::with_headings;
 use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
 use folio_tests::{
     ADMIN_EMAIL, Bearer, TestEnv,
-    bench::{Piece, VectorStep, ms, percentile, real_chunks, vector_recall},
+    bench::{Piece, VectorStep, index_definition, ms, percentile, real_chunks, vector_recall},
     spawn_api_process,
 };
 use tonic::service::interceptor::InterceptedService;
@@ -122,23 +122,6 @@ async fn execute(pool: &folio_db::Pool, statements: &[&str]) {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct IndexDefinition {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    indexdef: String,
-}
-
-/// `CREATE INDEX ...` for the index `name` as the migrations made it.
-async fn index_definition(pool: &folio_db::Pool, name: &str) -> String {
-    let mut conn = pool.get().await.unwrap();
-    diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
-        .bind::<diesel::sql_types::Text, _>(name)
-        .get_result::<IndexDefinition>(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("the definition of {name}: {e}"))
-        .indexdef
 }
 
 /// Inserts `pieces` as READY documents of `owner`, `CHUNKS_PER_DOCUMENT` each.
