@@ -96,12 +96,13 @@ impl Dependencies {
         [postgres, rabbitmq, redis]
     }
 
-    /// How many chunks wait for the indexers, or `None` when Postgres does
-    /// not answer within a check's timeout.
+    /// How many chunks are in no sealed segment yet (found by an exact scan,
+    /// not an approximate index), or `None` when Postgres does not answer
+    /// within a check's timeout.
     pub async fn index_backlog(&self) -> Option<i64> {
         let count = async {
             let mut conn = self.pool.get().await.ok()?;
-            db::models::chunk::pending_count(&mut conn).await.ok()
+            db::models::segment::open_count(&mut conn).await.ok()
         };
         timeout(CHECK_TIMEOUT, count).await.ok().flatten()
     }

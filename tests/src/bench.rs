@@ -345,21 +345,3 @@ pub async fn stop(process: &mut tokio::process::Child) {
     }
     let _ = process.wait().await;
 }
-
-#[derive(diesel::QueryableByName)]
-struct IndexDefinition {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    indexdef: String,
-}
-
-/// `CREATE INDEX ...` for the index `name` as the migrations made it.
-pub async fn index_definition(pool: &folio_db::Pool, name: &str) -> String {
-    use diesel_async::RunQueryDsl as _;
-    let mut conn = pool.get().await.unwrap();
-    diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
-        .bind::<diesel::sql_types::Text, _>(name)
-        .get_result::<IndexDefinition>(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("the definition of {name}: {e}"))
-        .indexdef
-}

@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
-use folio_db::models::chunk;
+use folio_db::models::{chunk, segment};
 use folio_proto::v1::{
     DocumentState, GetInfoRequest, ReindexDocumentsRequest, SearchMode, SearchRequest, SearchResponse,
     document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient, system_service_client::SystemServiceClient,
@@ -375,14 +375,50 @@ async fn index_backlog(system: &mut SystemServiceClient<Authed>) -> Option<i64> 
     system.get_info(GetInfoRequest {}).await.unwrap().into_inner().index_backlog_chunks
 }
 
+/// The sealed segments and the segment indexes that exist.
+async fn segments(pool: &folio_db::Pool) -> (Vec<segment::Segment>, BTreeSet<String>) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexname: String,
+    }
+    let mut conn = pool.get().await.unwrap();
+    let sealed = segment::sealed(&mut conn).await.unwrap();
+    let indexes: Vec<Name> = diesel::sql_query("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'chunks\\_seg\\_%'")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    (sealed, indexes.into_iter().map(|n| n.indexname).collect())
+}
+
+/// Each segment's two indexes.
+fn indexes_of(sealed: &[segment::Segment]) -> BTreeSet<String> {
+    sealed.iter().flat_map(|s| [s.graph_index(), s.keyword_index()]).collect()
+}
+
+/// A short markdown document of its own words.
+fn notes(n: usize) -> String {
+    format!(
+        "# Field notes {n}\n\nThe pipeline commands of survey {n} ran at dawn. Each sample {n} was \
+         catalogued, weighed and sealed before the convoy left camp {n}.\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_indexes_them() {
+async fn search_finds_the_same_chunks_in_the_open_segment_as_in_sealed_and_merged_ones() {
     let mut env = TestEnv::new().await;
+    // First a builder that waits: every chunk stays in the open segment.
+    env.set("FOLIO_SEGMENT_CHUNKS", "100000000");
+    env.set("FOLIO_SEGMENT_QUIET_SECS", "86400");
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let member = api.register_member().await;
     let (mut documents, mut searches) = clients(&api, &member.access_token).await;
     upload_bashref(&mut documents).await;
+    for n in 1..=3 {
+        let id = create(&mut documents, &format!("notes-{n}.md"), &[], &notes(n)).await;
+        wait_for_state(&documents, &id, DocumentState::Ready, READY_WITHIN).await;
+    }
     let vector_search = |query: &str| SearchRequest {
         query: query.into(),
         mode: SearchMode::Vector as i32,
@@ -396,45 +432,6 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
     };
     let query = "Pipelines: a sequence of one or more commands separated by the control operators";
     let words = "pipeline commands";
-    let first = search(&mut searches, vector_search(query)).await;
-    assert_eq!(first.results.len(), 5);
-    let first_words = search(&mut searches, keyword_search(words)).await;
-    assert_eq!(first_words.results.len(), 5);
-
-    // The worker's indexer puts every chunk into the graph.
-    let pool = env.pool();
-    let mut conn = pool.get().await.unwrap();
-    eventually(Duration::from_secs(60), "every chunk indexed", || {
-        let pool = pool.clone();
-        async move {
-            let mut conn = pool.get().await.ok()?;
-            (chunk::pending_count(&mut conn).await.ok()? == 0).then_some(())
-        }
-    })
-    .await;
-    let in_graph = search(&mut searches, vector_search(query)).await;
-    let in_rum = search(&mut searches, keyword_search(words)).await;
-    let mut system = api.system().await;
-    assert_eq!(index_backlog(&mut system).await, Some(0), "GetInfo: fully indexed");
-
-    // Out of the HNSW graph and the RUM index again (the indexer stopped): the
-    // exact scan of pending chunks alone finds the same neighbours, and their
-    // GIN index the same matches with the same scores.
-    worker.stop().await.unwrap();
-    let taken_out = diesel::sql_query("UPDATE chunks SET indexed = false")
-        .execute(&mut conn)
-        .await
-        .unwrap() as i64;
-    assert_eq!(chunk::pending_count(&mut conn).await.unwrap(), taken_out);
-    assert_eq!(
-        index_backlog(&mut system).await,
-        Some(taken_out),
-        "GetInfo: READY, not yet fully indexed"
-    );
-    assert!(chunk::pending_over(&mut conn, taken_out - 1).await.unwrap());
-    assert!(!chunk::pending_over(&mut conn, taken_out).await.unwrap());
-    let pending = search(&mut searches, vector_search(query)).await;
-    let pending_words = search(&mut searches, keyword_search(words)).await;
     let ranked = |response: &SearchResponse| -> Vec<(i64, String)> {
         response
             .results
@@ -445,12 +442,122 @@ async fn vector_and_keyword_search_find_chunks_before_and_after_the_indexer_inde
             })
             .collect()
     };
-    assert_eq!(ranked(&in_graph), ranked(&pending));
-    assert_eq!(ranked(&first), ranked(&pending));
-    assert_eq!(ranked(&in_rum), ranked(&pending_words));
-    assert_eq!(ranked(&first_words), ranked(&pending_words));
+    // Exact: an exact scan of every vector, every match ranked.
+    let exact = ranked(&search(&mut searches, vector_search(query)).await);
+    let exact_words = ranked(&search(&mut searches, keyword_search(words)).await);
+    assert_eq!(exact.len(), 5);
+    assert_eq!(exact_words.len(), 5);
+    let pool = env.pool();
+    let total = {
+        let mut conn = pool.get().await.unwrap();
+        segment::open_count(&mut conn).await.unwrap()
+    };
+    let mut system = api.system().await;
+    assert_eq!(
+        index_backlog(&mut system).await,
+        Some(total),
+        "GetInfo: READY, not yet fully indexed"
+    );
+    assert_eq!(segments(&pool).await.0, vec![], "nothing sealed");
+    worker.stop().await.unwrap();
 
-    drop(conn);
+    // Seal each document's chunks as a segment of its own, as a builder
+    // would have had they come apart, and leave an index no segment uses.
+    {
+        let mut conn = pool.get().await.unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Newest {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            newest: i64,
+        }
+        let newest: Vec<Newest> = diesel::sql_query("SELECT max(id) AS newest FROM chunks GROUP BY document_id ORDER BY 1")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), 4);
+        let mut lo = 0;
+        for Newest { newest } in newest {
+            let sealed = segment::Segment {
+                lo,
+                hi: newest + 1,
+                level: 0,
+            };
+            segment::build(&mut conn, &sealed).await.unwrap();
+            segment::record_sealed(&mut conn, &sealed).await.unwrap();
+            lo = sealed.hi;
+        }
+        diesel::sql_query("CREATE INDEX chunks_seg_1_2_vec ON chunks (id) WHERE id >= 1 AND id < 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (four, _) = segments(&pool).await;
+    assert_eq!(four.len(), 4);
+    assert_eq!(index_backlog(&mut system).await, Some(0), "GetInfo: fully indexed");
+    assert_eq!(ranked(&search(&mut searches, vector_search(query)).await), exact, "four graphs");
+    assert_eq!(
+        ranked(&search(&mut searches, keyword_search(words)).await),
+        exact_words,
+        "four RUM indexes"
+    );
+
+    // A builder with a fan-in of 4 merges them into one of the next tier and
+    // drops every index no segment uses; the open segment is sealed once
+    // it stops growing.
+    env.set("FOLIO_SEGMENT_QUIET_SECS", "0");
+    let worker = env.spawn_worker();
+    let merged = segment::Segment {
+        lo: 0,
+        hi: four[3].hi,
+        level: 1,
+    };
+    eventually(Duration::from_secs(120), "the four segments merged", || {
+        let pool = pool.clone();
+        async move {
+            let (sealed, indexes) = segments(&pool).await;
+            (sealed == [merged] && indexes == indexes_of(&sealed)).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        ranked(&search(&mut searches, vector_search(query)).await),
+        exact,
+        "the merged graph"
+    );
+    assert_eq!(
+        ranked(&search(&mut searches, keyword_search(words)).await),
+        exact_words,
+        "the merged RUM index"
+    );
+    let id = create(&mut documents, "notes-4.md", &[], &notes(4)).await;
+    wait_for_state(&documents, &id, DocumentState::Ready, READY_WITHIN).await;
+    eventually(Duration::from_secs(60), "the quiet open segment sealed", || {
+        let pool = pool.clone();
+        async move {
+            let (sealed, indexes) = segments(&pool).await;
+            (sealed.len() == 2 && sealed[0] == merged && indexes == indexes_of(&sealed)).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(index_backlog(&mut system).await, Some(0), "GetInfo: fully indexed again");
+    worker.stop().await.unwrap();
+
+    // A full open segment is sealed however recently it grew.
+    env.set("FOLIO_SEGMENT_CHUNKS", "1");
+    env.set("FOLIO_SEGMENT_QUIET_SECS", "86400");
+    let worker = env.spawn_worker();
+    let id = create(&mut documents, "notes-5.md", &[], &notes(5)).await;
+    wait_for_state(&documents, &id, DocumentState::Ready, READY_WITHIN).await;
+    eventually(Duration::from_secs(60), "the full open segment sealed", || {
+        let pool = pool.clone();
+        async move { (segments(&pool).await.0.len() == 3).then_some(()) }
+    })
+    .await;
+    assert_eq!(index_backlog(&mut system).await, Some(0));
+    let found = search(&mut searches, vector_search(&notes(5))).await;
+    assert_eq!(found.results[0].document_id, id, "the newest document from its own graph");
+
+    worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;
 }
@@ -462,28 +569,31 @@ struct EfSearch {
 }
 
 /// Without `FOLIO_HNSW_EF_SEARCH` the vector step's `hnsw.ef_search` follows
-/// Postgres's estimate of the number of chunks (100 when there is none or
-/// few, one per 125 chunks up to 800); a configured value is used as given.
+/// the largest sealed segment (100 when there is none or it is small, one per
+/// 125 chunks up to 800); a configured value is used as given.
 #[tokio::test]
-async fn the_vector_steps_ef_search_scales_with_the_corpus_unless_configured() {
+async fn the_vector_steps_ef_search_scales_with_the_largest_graph_unless_configured() {
     let mut env = TestEnv::new().await;
     let pool = env.pool();
     let mut conn = pool.get().await.unwrap();
     let query = pgvector::Vector::from(vec![0.05_f32; 384]);
-    for (estimate, configured, expected) in [
-        (-1.0_f32, None, 100),
-        (10_000.0, None, 100),
-        (50_000.0, None, 400),
-        (100_000.0, None, 800),
-        (5_000_000.0, None, 800),
-        (100_000.0, Some(37), 37),
+    for (largest, configured, expected) in [
+        (None, None, 100),
+        (Some(10_000), None, 100),
+        (Some(50_000), None, 400),
+        (Some(100_000), None, 800),
+        (Some(5_000_000), None, 800),
+        (Some(100_000), Some(37), 37),
     ] {
-        // What ANALYZE (or autovacuum) records for the table.
-        diesel::sql_query("UPDATE pg_class SET reltuples = $1 WHERE oid = 'chunks'::regclass")
-            .bind::<diesel::sql_types::Float, _>(estimate)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        // Segments as the builder records them (one small one beside it).
+        diesel::sql_query("DELETE FROM chunk_segments").execute(&mut conn).await.unwrap();
+        if let Some(span) = largest {
+            for (lo, hi) in [(0_i64, span), (span, span + 50)] {
+                segment::record_sealed(&mut conn, &segment::Segment { lo, hi, level: 0 })
+                    .await
+                    .unwrap();
+            }
+        }
         let used: EfSearch = conn
             .transaction(async |conn| {
                 chunk::nearest(conn, &query, "folio-hash-v1-384", &chunk::SearchScope::default(), 10, configured).await?;
@@ -493,7 +603,11 @@ async fn the_vector_steps_ef_search_scales_with_the_corpus_unless_configured() {
             })
             .await
             .unwrap();
-        assert_eq!(used.ef_search, expected.to_string(), "{estimate} chunks, configured {configured:?}");
+        assert_eq!(
+            used.ef_search,
+            expected.to_string(),
+            "largest {largest:?}, configured {configured:?}"
+        );
     }
     // The settings were local to each search's transaction.
     let after: EfSearch = diesel::sql_query("SELECT coalesce(current_setting('hnsw.ef_search', true), '40') AS ef_search")

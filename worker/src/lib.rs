@@ -10,12 +10,14 @@
 //! - [`activity`] holds what is in flight, and the heartbeat that reports it.
 //! - [`sandbox`] runs the parser in a child process (`folio-worker parse`)
 //!   under memory and time limits, and is that child.
+//! - [`segments`] seals new chunks into search segments with indexes built
+//!   in bulk, and merges them (one worker at a time).
 
 pub mod activity;
 pub mod consumer;
-pub mod indexer;
 pub mod jobs;
 pub mod sandbox;
+pub mod segments;
 
 use std::{future::Future, sync::Arc};
 
@@ -104,25 +106,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         activity.clone(),
     ));
     let consuming = tokio::spawn(consumer.run(cancel.clone()));
-    let indexing: Vec<_> = (0..config.documents.indexers)
-        .map(|_| {
-            tokio::spawn(indexer::run(
-                pool.clone(),
-                activity.clone(),
-                config.documents.hnsw_max_pending,
-                cancel.clone(),
-            ))
-        })
-        .collect();
+    let building = tokio::spawn(segments::run(
+        segments::Settings::new(&config.database_url, &config.documents),
+        cancel.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down");
     cancel.cancel();
     consuming.await.context("consumer task")?;
     heartbeat.await.context("heartbeat task")?;
-    for indexer in indexing {
-        indexer.await.context("indexer task")?;
-    }
+    building.await.context("segment builder task")?;
     let mut conn = pool.get().await?;
     worker::mark_stopped(&mut conn, me.id).await?;
     tracing::info!("folio-worker stopped");

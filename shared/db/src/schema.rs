@@ -26,6 +26,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    chunk_segments (lo) {
+        lo -> Int8,
+        hi -> Int8,
+        level -> Int4,
+        built_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::Vector;
     use super::sql_types::Tsvector;
@@ -42,7 +51,6 @@ diesel::table! {
         embedding -> Vector,
         embedding_model -> Text,
         tsv -> Nullable<Tsvector>,
-        indexed -> Bool,
     }
 }
 
@@ -222,6 +230,7 @@ diesel::joinable!(settings -> users (updated_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    chunk_segments,
     chunks,
     dead_letters,
     document_events,

@@ -8,7 +8,7 @@
 use std::{process::Stdio, time::Duration};
 
 use diesel_async::RunQueryDsl as _;
-use folio_db::models::chunk;
+use folio_db::models::segment;
 use folio_proto::v1::{CreateDocumentRequest, DocumentMetadata, document_service_client::DocumentServiceClient};
 use folio_tests::{
     Bearer,
@@ -191,11 +191,11 @@ async fn run(workers: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let ready_at = started.elapsed();
-    // READY documents are searchable at once (pending chunks are scanned
-    // exactly); the indexers put them into the HNSW graph after.
+    // READY documents are searchable at once (the open segment is scanned
+    // exactly); the segment builder seals them into indexed segments after.
     let mut conn = pool.get().await.unwrap();
-    let pending_at_ready = chunk::pending_count(&mut conn).await.unwrap();
-    while chunk::pending_count(&mut conn).await.unwrap() > 0 && started.elapsed() < Duration::from_secs(1800) {
+    let pending_at_ready = segment::open_count(&mut conn).await.unwrap();
+    while segment::open_count(&mut conn).await.unwrap() > 0 && started.elapsed() < Duration::from_secs(1800) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let graph_at = started.elapsed();

@@ -16,8 +16,8 @@
 //!    upload every document; once a second a sampler sends one Search (HYBRID
 //!    with the lexical reranker; section headings and sentences of the corpus
 //!    in turn) and reads GetInfo's `index_backlog_chunks`. It ends when every
-//!    document is READY and the backlog is 0 (every chunk in the HNSW graph
-//!    and the RUM index). Then recall@10 of the vector step against an exact
+//!    document is READY and the backlog is 0 (every chunk in a sealed
+//!    segment: in an HNSW graph and a RUM index). Then recall@10 of the vector step against an exact
 //!    scan at the server's default `ef_search`, as bench-search measures it.
 //! 2. The Python stack: its `run.sh` with the same count, 32 callers and the
 //!    corpus (HNSW and GIN maintained on insert: READY is fully indexed).
@@ -49,9 +49,7 @@ use folio_proto::v1::{
 };
 use folio_tests::{
     Bearer,
-    bench::{
-        CpuMeter, OpenLoop, bench_env, gather_latencies, index_definition, ms, open_loop, percentile, real_chunks, stop, vector_recall,
-    },
+    bench::{CpuMeter, OpenLoop, bench_env, gather_latencies, ms, open_loop, percentile, real_chunks, stop, vector_recall},
     spawn_api_process,
 };
 use tokio::time::Instant;
@@ -170,6 +168,8 @@ struct Sustained {
     cpu: Vec<(String, f64)>,
     /// The same chunks' graph built in one CREATE INDEX.
     bulk_graph: Duration,
+    /// The sealed segments once every chunk was in one.
+    segments: Vec<folio_db::models::segment::Segment>,
 }
 
 async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
@@ -258,7 +258,7 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     if std::env::var_os("FOLIO_BENCH_HOLD").is_some() {
-        // For looking at plans: every document READY, the indexer stopped.
+        // For looking at plans: every document READY, the builder stopped.
         stop(&mut worker).await;
         eprintln!("holding {} (FOLIO_BENCH_HOLD) until killed", env.config().database_url);
         std::future::pending::<()>().await;
@@ -280,6 +280,10 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
     let (searches, timeline) = sampler.await.expect("the search sampler");
     let cpu = cpu.finish();
     let last = counts(&pool).await;
+    let segments = {
+        let mut conn = pool.get().await.expect("a connection");
+        folio_db::models::segment::sealed(&mut conn).await.expect("the segments")
+    };
 
     let bulk_graph = bulk_graph(&pool).await;
     let embedder = HashEmbedder::new(384);
@@ -294,6 +298,7 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
         documents: n,
         ready_after,
         indexed_after,
+        segments,
         failed: last.failed,
         chunks: last.chunks,
         uploads,
@@ -306,12 +311,13 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
 }
 
 /// How long the same chunks' HNSW graph takes to build in one `CREATE INDEX`
-/// (pgvector's in-memory build, the migration's parameters), against the
-/// indexers' row-by-row inserts: the figure behind building graphs in bulk.
+/// (pgvector's in-memory build, the segments' parameters), against the
+/// segment builder's seals and merges.
 async fn bulk_graph(pool: &folio_db::Pool) -> Duration {
-    let bulk = index_definition(pool, "chunks_embedding_idx")
-        .await
-        .replacen("chunks_embedding_idx", "chunks_embedding_bulk_idx", 1);
+    let bulk = format!(
+        "CREATE INDEX chunks_embedding_bulk_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({})",
+        folio_db::models::segment::GRAPH_WITH
+    );
     let mut conn = pool.get().await.expect("a connection");
     diesel::sql_query("SET maintenance_work_mem = '2GB'")
         .execute(&mut conn)
@@ -406,6 +412,12 @@ fn print_sustained(folio: &Sustained, peer: Option<&PeerRun>) {
         folio.bulk_graph.as_secs_f64(),
         folio.chunks as f64 / folio.bulk_graph.as_secs_f64()
     );
+    let tiers: Vec<String> = folio
+        .segments
+        .iter()
+        .map(|s| format!("{} (tier {})", s.hi - s.lo, s.level))
+        .collect();
+    println!("| sealed segments at the end, chunk ids each | | {} |", tiers.join(", "));
     println!(
         "| chunks | (400-word chunks, 50 overlap) | {} ({:.1} per document, {} failed documents) |",
         folio.chunks,

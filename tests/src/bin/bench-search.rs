@@ -2,7 +2,7 @@
 //! Run with `scripts/bench search` (release builds, real servers);
 //! `FOLIO_BENCH_HOLD=1` keeps the database until Enter, to look at plans;
 //! `FOLIO_BENCH_HNSW_WITH="m = 24, ef_construction = 128"` builds the HNSW
-//! index with other parameters than the migration's; `FOLIO_HNSW_EF_SEARCH`
+//! graph with other parameters than `segment::GRAPH_WITH`; `FOLIO_HNSW_EF_SEARCH`
 //! is passed to the server for the latency pass.
 //!
 //! The corpus: every test document (the Debian manuals in HTML, PDF and DOCX
@@ -11,8 +11,9 @@
 //! runs of sentences from one region of a real document under its real
 //! headings, so every chunk is on one topic and has its own text and vector.
 //! Vectors come from the `hash` embedder, as the worker makes them; rows are
-//! bulk-inserted with the indexes dropped, then the migration's HNSW and RUM
-//! indexes are built again.
+//! bulk-inserted with no segment sealed, then all of them are sealed as one
+//! segment (its HNSW graph and RUM index built), as a worker's segment
+//! builder leaves a corpus that was loaded at once.
 //!
 //! Latency: Search through a folio-api process (gRPC, HYBRID, the lexical
 //! reranker; one caller) for 300 queries, each a real section heading, after a
@@ -37,7 +38,7 @@ use folio_db::{
     models::{
         chunk::{self, Embedding, NewChunk},
         document::{self, Document},
-        embedding_index,
+        embedding_index, segment,
     },
     schema::users,
 };
@@ -46,7 +47,7 @@ use folio_parse::chunk::with_headings;
 use folio_proto::v1::{SearchRequest, search_service_client::SearchServiceClient};
 use folio_tests::{
     ADMIN_EMAIL, Bearer, TestEnv,
-    bench::{Piece, VectorStep, index_definition, ms, percentile, real_chunks, vector_recall},
+    bench::{Piece, VectorStep, ms, percentile, real_chunks, vector_recall},
     spawn_api_process,
 };
 use tonic::service::interceptor::InterceptedService;
@@ -241,35 +242,33 @@ async fn main() {
         efs.join(" / ")
     );
     println!("|---|---|---|---|---|---|---|---|");
-    // The migrations' index definitions, to build again after each bulk load.
-    let vector_index = index_definition(&pool, "chunks_embedding_idx").await;
-    let keyword_index = index_definition(&pool, "chunks_tsv_idx").await;
+    let graph_with = std::env::var("FOLIO_BENCH_HNSW_WITH").unwrap_or_else(|_| segment::GRAPH_WITH.to_owned());
     let mut loaded = 0;
     for size in SIZES {
         let started = Instant::now();
-        execute(&pool, &["DROP INDEX chunks_embedding_idx", "DROP INDEX chunks_tsv_idx"]).await;
+        execute(&pool, &["DELETE FROM chunk_segments"]).await;
+        {
+            let mut conn = pool.get().await.unwrap();
+            segment::drop_orphans(&mut conn).await.unwrap();
+        }
         load(&pool, owner, &corpus[loaded..size], &embedder, loaded).await;
         loaded = size;
-        // The migration's definition, or other HNSW parameters to compare.
-        let hnsw = match std::env::var("FOLIO_BENCH_HNSW_WITH") {
-            Ok(with) => {
-                format!("CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops) WITH ({with}) WHERE indexed")
-            }
-            Err(_) => vector_index.clone(),
-        };
-        execute(
-            &pool,
-            &[
-                "SET maintenance_work_mem = '2GB'",
-                // All indexed, as the workers' indexers leave them.
-                "UPDATE chunks SET indexed = true WHERE NOT indexed",
-                &hnsw,
-                &keyword_index,
-                "VACUUM ANALYZE chunks",
-                "ANALYZE documents",
-            ],
-        )
-        .await;
+        {
+            let mut conn = pool.get().await.unwrap();
+            diesel::sql_query("SET maintenance_work_mem = '2GB'")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let newest = segment::open(&mut conn, 0, 1).await.unwrap().newest;
+            let all = segment::Segment {
+                lo: 0,
+                hi: newest + 1,
+                level: 0,
+            };
+            segment::build_with(&mut conn, &all, &graph_with).await.unwrap();
+            segment::record_sealed(&mut conn, &all).await.unwrap();
+        }
+        execute(&pool, &["VACUUM ANALYZE chunks", "ANALYZE documents"]).await;
         let build = started.elapsed();
 
         let mut latencies = Vec::new();

@@ -38,14 +38,17 @@ pub struct DocumentsConfig {
     /// `FOLIO_PARSER_PATH`: the program the worker runs as `<program> parse`
     /// to parse a document (by default the worker's own executable).
     pub parser_path: Option<PathBuf>,
-    /// `FOLIO_HNSW_MAX_PENDING`: while a worker has jobs in flight its
-    /// indexer leaves new chunks out of the HNSW graph and the RUM index
-    /// (searches scan them exactly and match them through their own GIN
-    /// index) unless more than this many wait.
-    pub hnsw_max_pending: i64,
-    /// `FOLIO_INDEXERS`: indexer tasks per worker, each putting its own
-    /// batches into the HNSW graph and the RUM index (one backend each).
-    pub indexers: usize,
+    /// `FOLIO_SEGMENT_CHUNKS`: the segment builder seals the open segment
+    /// (new chunks, scanned exactly) into one with its own HNSW graph and RUM
+    /// index once it holds this many chunks.
+    pub segment_chunks: i64,
+    /// `FOLIO_SEGMENT_QUIET_SECS`: it also seals a smaller open segment that
+    /// has not grown for this long (ingestion paused).
+    pub segment_quiet: Duration,
+    /// `FOLIO_SEGMENT_BUILD_MEMORY_MB`: `maintenance_work_mem` of the builder's
+    /// session (an HNSW build slows down several times once its graph does
+    /// not fit).
+    pub segment_build_memory_mb: u64,
 }
 
 impl DocumentsConfig {
@@ -61,8 +64,9 @@ impl DocumentsConfig {
             parse_timeout: vars.secs("FOLIO_PARSE_TIMEOUT_SECS", 120, 1, 3600)?,
             parse_memory_bytes: vars.bounded("FOLIO_PARSE_MEMORY_MB", 2048u64, 64, 1 << 20)? << 20,
             parser_path: vars.get("FOLIO_PARSER_PATH").map(PathBuf::from),
-            hnsw_max_pending: vars.bounded("FOLIO_HNSW_MAX_PENDING", 20_000, 0, 10_000_000)?,
-            indexers: vars.bounded("FOLIO_INDEXERS", 2, 1, 16)?,
+            segment_chunks: vars.bounded("FOLIO_SEGMENT_CHUNKS", 4096, 1, 100_000_000)?,
+            segment_quiet: vars.secs("FOLIO_SEGMENT_QUIET_SECS", 5, 0, 86_400)?,
+            segment_build_memory_mb: vars.bounded("FOLIO_SEGMENT_BUILD_MEMORY_MB", 1024u64, 64, 1 << 20)?,
         })
     }
 }

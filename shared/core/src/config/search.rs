@@ -7,8 +7,8 @@ use super::{ConfigError, vars::Vars};
 pub struct SearchConfig {
     /// `FOLIO_HNSW_EF_SEARCH`: candidates the HNSW scan keeps (pgvector's
     /// `hnsw.ef_search`): higher finds more of the true nearest, slower.
-    /// Unset, it scales with the number of chunks (100 up to 12,500 chunks,
-    /// one per 125 above, at most 800; `chunk::SCALED_EF_SEARCH_PER`).
+    /// Unset, it scales with the largest sealed segment (100 up to 12,500
+    /// chunks, one per 125 above, at most 800; `chunk::scaled_ef_search`).
     pub ef_search: Option<u32>,
     /// `FOLIO_SEARCH_CANDIDATES`: candidates taken from each list (at least
     /// twice `top_k`) and handed to the reranker after fusion.

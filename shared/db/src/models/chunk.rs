@@ -11,6 +11,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::segment;
 use crate::{
     documents::state::State,
     schema::{chunks, documents, sql_types},
@@ -165,25 +166,29 @@ const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id =
      AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
      AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
 
-/// `hnsw.ef_search` scaled to the corpus when none is configured: one
-/// candidate per this many chunks (Postgres's estimate of the table's rows,
-/// `pg_class.reltuples`, which autovacuum keeps), within the bounds below. A
-/// graph's recall at a given `ef_search` falls as it grows: at 10,000 `hash`
-/// chunks 100 gives recall@10 0.96 and 400 already walks most of the graph
-/// (23 ms); at 100,000, 800 gives 0.97 in 10 ms (BENCHMARKS.md, Search).
-pub const SCALED_EF_SEARCH_PER: u32 = 125;
-/// The least `hnsw.ef_search` when it is scaled to the corpus.
-pub const SCALED_EF_SEARCH_MIN: u32 = 100;
-/// The most `hnsw.ef_search` when it is scaled to the corpus.
-pub const SCALED_EF_SEARCH_MAX: u32 = 800;
+/// `hnsw.ef_search` scaled to the graphs when none is configured: one
+/// candidate per this many chunks of the largest sealed segment, within the
+/// bounds below. A graph's recall at a given `ef_search` falls as it grows:
+/// at 10,000 `hash` chunks 100 gives recall@10 0.96 and 400 already walks
+/// most of the graph (23 ms); at 100,000, 800 gives 0.97 in 10 ms
+/// (BENCHMARKS.md, Search).
+pub const SCALED_EF_SEARCH_PER: i64 = 125;
+/// The least `hnsw.ef_search` when it is scaled to the graphs.
+pub const SCALED_EF_SEARCH_MIN: i64 = 100;
+/// The most `hnsw.ef_search` when it is scaled to the graphs.
+pub const SCALED_EF_SEARCH_MAX: i64 = 800;
+
+/// The `hnsw.ef_search` for graphs of at most `span` chunks.
+pub fn scaled_ef_search(span: i64) -> u32 {
+    ((span + SCALED_EF_SEARCH_PER - 1) / SCALED_EF_SEARCH_PER).clamp(SCALED_EF_SEARCH_MIN, SCALED_EF_SEARCH_MAX) as u32
+}
 
 /// The `limit` chunks nearest to `query` (cosine similarity as the score)
-/// among those embedded by `model`: through the HNSW index for chunks in it
-/// (`ef_search` candidates per scan, or, if `None`, as many as the corpus's
-/// size calls for, see `SCALED_EF_SEARCH_PER`; and pgvector's iterative scan
-/// so a narrow scope still fills the list), and by an exact scan of the chunks
-/// the indexer has not reached yet. Run it in a transaction (the settings are
-/// local to it).
+/// among those embedded by `model`: through each sealed segment's HNSW graph
+/// (`ef_search` candidates per scan, or, if `None`, as many as the largest
+/// graph calls for, see [`scaled_ef_search`]; and pgvector's iterative scan
+/// so a narrow scope still fills the list), and by an exact scan of the open
+/// segment. Run it in a transaction (the settings are local to it).
 pub async fn nearest(
     conn: &mut AsyncPgConnection,
     query: &pgvector::Vector,
@@ -192,25 +197,30 @@ pub async fn nearest(
     limit: i64,
     ef_search: Option<u32>,
 ) -> QueryResult<Vec<Candidate>> {
+    let sealed = segment::sealed(conn).await?;
+    let largest = sealed.iter().map(|s| s.hi - s.lo).max().unwrap_or(0);
+    let ef_search = ef_search.unwrap_or_else(|| scaled_ef_search(largest));
+    diesel::sql_query("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        .bind::<diesel::sql_types::Text, _>(ef_search.to_string())
+        .execute(conn)
+        .await?;
+    // One scan per segment, each ordered by its own graph (the open segment's
+    // by sorting); relaxed order may return a few out of place: the outer
+    // query sorts.
+    let scan = |range: &str, order: &str| {
+        format!(
+            "(SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND {range} ORDER BY {order} LIMIT $6)"
+        )
+    };
+    let scans: Vec<String> = sealed
+        .iter()
+        .map(|s| scan(&s.condition("c"), "c.embedding <=> $1"))
+        .chain([scan(&format!("c.id >= {}", segment::open_from(&sealed)), "distance")])
+        .collect();
     diesel::sql_query(format!(
-        "SELECT set_config('hnsw.ef_search', coalesce($1, ( \
-           SELECT greatest({SCALED_EF_SEARCH_MIN}, least({SCALED_EF_SEARCH_MAX}, ceil(reltuples / {SCALED_EF_SEARCH_PER})))::int \
-           FROM pg_class WHERE oid = 'chunks'::regclass))::text, true), \
-         set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-    ))
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Integer>, _>(ef_search.map(|ef| ef as i32))
-    .execute(conn)
-    .await?;
-    // Relaxed order may return a few out of place: the outer query sorts.
-    diesel::sql_query(format!(
-        "WITH in_graph AS MATERIALIZED ( \
-           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND c.indexed ORDER BY c.embedding <=> $1 LIMIT $6), \
-         pending AS MATERIALIZED ( \
-           SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND NOT c.indexed ORDER BY distance LIMIT $6) \
-         SELECT id, 1 - distance AS score FROM (SELECT * FROM in_graph UNION ALL SELECT * FROM pending) nearest \
-         ORDER BY distance LIMIT $6"
+        "SELECT id, 1 - distance AS score FROM ({}) nearest ORDER BY distance LIMIT $6",
+        scans.join(" UNION ALL ")
     ))
     .bind::<pgvector::sql_types::Vector, _>(query)
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
@@ -222,61 +232,32 @@ pub async fn nearest(
     .await
 }
 
-/// Puts up to `limit` chunks that are not yet indexed into the HNSW graph and
-/// the RUM index (oldest first), returning how many. Rows another indexer
-/// holds are skipped.
-pub async fn index_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
-    diesel::sql_query(
-        "UPDATE chunks SET indexed = true WHERE id IN ( \
-           SELECT id FROM chunks WHERE NOT indexed ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .execute(conn)
-    .await
-}
-
-/// Whether more than `limit` chunks wait for the indexer (reads at most
-/// `limit + 1` entries of the pending index).
-pub async fn pending_over(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        waiting: i64,
-    }
-    let counted: Waiting = diesel::sql_query("SELECT count(*) AS waiting FROM (SELECT 1 FROM chunks WHERE NOT indexed LIMIT $1) w")
-        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
-        .get_result(conn)
-        .await?;
-    Ok(counted.waiting > limit)
-}
-
-/// How many chunks wait for the indexer.
-pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    chunks::table.filter(chunks::indexed.eq(false)).count().get_result(conn).await
-}
-
 /// The `limit` best full-text matches of `query` (web search syntax, English
 /// configuration), scored by RUM's `rum_ts_score` (heading words weigh more
-/// than body words; the score is the reciprocal of the `<=>` distance).
-/// Indexed chunks come ranked from the RUM index, which stops after `limit`
-/// instead of ranking every match; chunks the indexer has not reached yet are
-/// found through their own GIN index and ranked by the same function.
+/// than body words; the score is the reciprocal of the `<=>` distance). Each
+/// sealed segment's matches come ranked from its RUM index, which stops after
+/// `limit` instead of ranking every match; the open segment's are found
+/// through the GIN index over every chunk and ranked by the same function.
 pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchScope, limit: i64) -> QueryResult<Vec<Candidate>> {
+    let sealed = segment::sealed(conn).await?;
     // The query is written out in each ORDER BY (not joined in from a
     // function scan) so the planner sees a constant it can hand to the index.
+    let scan = |range: &str, order: &str| {
+        format!(
+            "(SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
+             FROM chunks c JOIN documents d ON d.id = c.document_id \
+             WHERE {range} AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
+             ORDER BY {order} LIMIT $5)"
+        )
+    };
+    let scans: Vec<String> = sealed
+        .iter()
+        .map(|s| scan(&s.condition("c"), "c.tsv <=> websearch_to_tsquery('english', $1)"))
+        .chain([scan(&format!("c.id >= {}", segment::open_from(&sealed)), "distance")])
+        .collect();
     diesel::sql_query(format!(
-        "WITH ranked AS MATERIALIZED ( \
-           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
-           FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
-           ORDER BY c.tsv <=> websearch_to_tsquery('english', $1) LIMIT $5), \
-         pending AS MATERIALIZED ( \
-           SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
-           FROM chunks c JOIN documents d ON d.id = c.document_id \
-           WHERE NOT c.indexed AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
-           ORDER BY distance LIMIT $5) \
-         SELECT id, (1 / distance)::float8 AS score FROM (SELECT * FROM ranked UNION ALL SELECT * FROM pending) matches \
-         ORDER BY distance, id LIMIT $5"
+        "SELECT id, (1 / distance)::float8 AS score FROM ({}) matches ORDER BY distance, id LIMIT $5",
+        scans.join(" UNION ALL ")
     ))
     .bind::<diesel::sql_types::Text, _>(query)
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
@@ -320,6 +301,15 @@ pub async fn set_embedding(conn: &mut AsyncPgConnection, id: i64, embedding: Emb
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ef_search_follows_the_largest_graph_within_bounds() {
+        assert_eq!(scaled_ef_search(0), 100);
+        assert_eq!(scaled_ef_search(10_000), 100);
+        assert_eq!(scaled_ef_search(50_000), 400);
+        assert_eq!(scaled_ef_search(100_001), 800);
+        assert_eq!(scaled_ef_search(5_000_000), 800);
+    }
 
     #[test]
     fn search_scope_names_the_ready_state_as_stored() {
