@@ -8,9 +8,14 @@
 //! builder's advisory lock lets one build at a time, and another worker's
 //! takes over when that one stops.
 //!
-//! Each step: seal the open segment once it holds `FOLIO_SEGMENT_CHUNKS`;
-//! else merge, if a tier has a run of [`FAN_IN`]; else seal a smaller open
-//! segment that has not grown for `FOLIO_SEGMENT_QUIET_SECS`.
+//! Each step: seal the open segment once it holds `FOLIO_SEGMENT_CHUNKS`, or
+//! once it has not grown for `FOLIO_SEGMENT_QUIET_SECS` (so a pause in
+//! ingestion leaves everything fully indexed soon after); else merge, if a
+//! tier has a run of [`FAN_IN`]. After each, the planner's statistics are
+//! brought up to date: a new segment's id range lies past what the last
+//! ANALYZE saw, and with too few rows estimated there the planner scans
+//! the range exactly instead of through its graph (measured: 140 ms instead
+//! of 27 ms for a search over three segments of 44,000 chunks).
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +102,7 @@ async fn lead(settings: &Settings) -> anyhow::Result<()> {
                 let started = Instant::now();
                 segment::build(&mut conn, &sealed).await?;
                 segment::record_sealed(&mut conn, &sealed).await?;
+                segment::analyze(&mut conn).await?;
                 tracing::info!(
                     lo = sealed.lo,
                     hi = sealed.hi,
@@ -109,6 +115,7 @@ async fn lead(settings: &Settings) -> anyhow::Result<()> {
                 let started = Instant::now();
                 segment::build(&mut conn, &merged).await?;
                 segment::record_merged(&mut conn, &run, &merged).await?;
+                segment::analyze(&mut conn).await?;
                 tracing::info!(
                     lo = merged.lo,
                     hi = merged.hi,
@@ -137,10 +144,25 @@ enum Step {
     Merge(Vec<Segment>, Segment),
 }
 
-/// The newest chunk id last seen, and since when.
+/// The newest chunk id, and since when it has been the newest (as far as
+/// the builder's looks tell; a build between two looks counts as quiet if
+/// the newest did not change across it).
 #[derive(Default)]
 struct Watch {
     newest: Option<(i64, Instant)>,
+}
+
+impl Watch {
+    /// How long `newest` has been the newest chunk.
+    fn unchanged_for(&mut self, newest: i64) -> Duration {
+        match self.newest {
+            Some((seen, since)) if seen == newest => since.elapsed(),
+            _ => {
+                self.newest = Some((newest, Instant::now()));
+                Duration::ZERO
+            }
+        }
+    }
 }
 
 async fn next_step(conn: &mut AsyncPgConnection, settings: &Settings, watch: &mut Watch) -> anyhow::Result<Option<Step>> {
@@ -148,24 +170,9 @@ async fn next_step(conn: &mut AsyncPgConnection, settings: &Settings, watch: &mu
     let sealed = segment::sealed(conn).await?;
     let from = segment::open_from(&sealed);
     let open = segment::open(conn, from, policy.seal_at).await?;
-    if open.chunks >= policy.seal_at {
+    let quiet = watch.unchanged_for(open.newest) >= settings.quiet;
+    if open.chunks >= policy.seal_at || (open.chunks > 0 && quiet) {
         return Ok(Some(Step::Seal(policy.seal(from, open.newest))));
     }
-    if let Some((run, merged)) = policy.next_merge(&sealed) {
-        return Ok(Some(Step::Merge(run, merged)));
-    }
-    if open.chunks == 0 {
-        watch.newest = None;
-        return Ok(None);
-    }
-    match watch.newest {
-        Some((newest, since)) if newest == open.newest => {
-            if since.elapsed() >= settings.quiet {
-                watch.newest = None;
-                return Ok(Some(Step::Seal(policy.seal(from, open.newest))));
-            }
-        }
-        _ => watch.newest = Some((open.newest, Instant::now())),
-    }
-    Ok(None)
+    Ok(policy.next_merge(&sealed).map(|(run, merged)| Step::Merge(run, merged)))
 }

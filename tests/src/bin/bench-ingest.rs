@@ -49,7 +49,7 @@ use folio_proto::v1::{
 };
 use folio_tests::{
     Bearer,
-    bench::{CpuMeter, OpenLoop, bench_env, gather_latencies, ms, open_loop, percentile, real_chunks, stop, vector_recall},
+    bench::{CpuMeter, OpenLoop, VectorStep, bench_env, gather_latencies, ms, open_loop, percentile, real_chunks, stop, vector_recall},
     spawn_api_process,
 };
 use tokio::time::Instant;
@@ -60,6 +60,9 @@ const CALLERS: usize = 32;
 const WORDS: usize = 3200;
 const MAX_BYTES: usize = 20_000;
 const STRIDE: usize = 997;
+/// The `ef_search` values recall is measured at (`None`: the server's default).
+const RECALL_EF: [Option<u32>; 2] = [None, Some(800)];
+
 /// Queries for the search sampler and for recall, of each kind.
 const QUERIES: usize = 200;
 /// Open-loop arrival rates (uploads per second), each for `OPEN_LOOP_FOR`.
@@ -164,11 +167,12 @@ struct Sustained {
     searches: Vec<Duration>,
     /// (seconds since the first upload, READY documents, backlog), every 10 s.
     timeline: Vec<(u64, i64, i64)>,
-    recall: (f64, f64),
+    /// The vector step for heading and sentence queries at each of `RECALL_EF`.
+    recall: Vec<(VectorStep, VectorStep)>,
     cpu: Vec<(String, f64)>,
     /// The same chunks' graph built in one CREATE INDEX.
     bulk_graph: Duration,
-    /// The sealed segments once every chunk was in one.
+    /// The sealed segments when recall was measured.
     segments: Vec<folio_db::models::segment::Segment>,
 }
 
@@ -280,15 +284,16 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
     let (searches, timeline) = sampler.await.expect("the search sampler");
     let cpu = cpu.finish();
     let last = counts(&pool).await;
+
+    let bulk_graph = bulk_graph(&pool).await;
+    // The segments as recall meets them (merges may still be running).
     let segments = {
         let mut conn = pool.get().await.expect("a connection");
         folio_db::models::segment::sealed(&mut conn).await.expect("the segments")
     };
-
-    let bulk_graph = bulk_graph(&pool).await;
     let embedder = HashEmbedder::new(384);
-    let by_heading = vector_recall(&pool, &embedder, &corpus.headings, &[None], 50).await;
-    let by_sentence = vector_recall(&pool, &embedder, &corpus.sentences, &[None], 50).await;
+    let by_heading = vector_recall(&pool, &embedder, &corpus.headings, &RECALL_EF, 50).await;
+    let by_sentence = vector_recall(&pool, &embedder, &corpus.sentences, &RECALL_EF, 50).await;
 
     stop(&mut worker).await;
     let mut api_child = api.child;
@@ -304,7 +309,7 @@ async fn folio_sustained(corpus: &Corpus, n: usize) -> Sustained {
         uploads,
         searches,
         timeline,
-        recall: (by_heading[0].recall, by_sentence[0].recall),
+        recall: by_heading.into_iter().zip(by_sentence).collect(),
         cpu,
         bulk_graph,
     }
@@ -417,7 +422,10 @@ fn print_sustained(folio: &Sustained, peer: Option<&PeerRun>) {
         .iter()
         .map(|s| format!("{} (tier {})", s.hi - s.lo, s.level))
         .collect();
-    println!("| sealed segments at the end, chunk ids each | | {} |", tiers.join(", "));
+    println!(
+        "| sealed segments when recall was measured, chunk ids each | | {} |",
+        tiers.join(", ")
+    );
     println!(
         "| chunks | (400-word chunks, 50 overlap) | {} ({:.1} per document, {} failed documents) |",
         folio.chunks,
@@ -438,10 +446,16 @@ fn print_sustained(folio: &Sustained, peer: Option<&PeerRun>) {
             ms(*folio.searches.last().unwrap())
         );
     }
-    println!(
-        "| recall@10 of the vector step at the default ef_search: headings / sentences | (not measured) | {:.3} / {:.3} |",
-        folio.recall.0, folio.recall.1
-    );
+    for (ef, (heading, sentence)) in RECALL_EF.iter().zip(&folio.recall) {
+        let ef = ef.map_or("the default ef_search".to_owned(), |ef| format!("ef_search {ef}"));
+        println!(
+            "| recall@10 of the vector step at {ef}: headings / sentences (the step's p95) | (not measured) | {:.3} / {:.3} ({} / {}) |",
+            heading.recall,
+            sentence.recall,
+            ms(heading.p95),
+            ms(sentence.p95)
+        );
+    }
     println!(
         "| CPU seconds per 1,000 documents: the machine (process groups) | {} | {} |",
         peer.map_or("-".to_owned(), |p| cpu_per_thousand(&p.cpu, n)),

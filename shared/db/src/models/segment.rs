@@ -226,6 +226,14 @@ pub async fn record_merged(conn: &mut AsyncPgConnection, run: &[Segment], merged
     .await
 }
 
+/// Brings the planner's statistics of the chunks and their documents up to
+/// date, so it sees the rows of the newest segment (and how many documents
+/// a scope joins) and scans each segment through its own indexes.
+pub async fn analyze(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("ANALYZE documents, chunks").execute(conn).await?;
+    Ok(())
+}
+
 /// Drops every segment index that belongs to no recorded segment: those of
 /// segments merged away, and builds cut short. Returns their names. Only the
 /// builder (holding the lock) may call it, so no build is in progress.
