@@ -95,6 +95,7 @@ pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
             lost: info.audit.lost as i64,
         }),
         index_backlog_chunks: info.index_backlog,
+        search_replica_lag_bytes: info.search_replica_lag,
     }
 }
 

@@ -72,12 +72,17 @@ pub struct Info {
     /// keyword index): searchable by the exact scan, not yet "fully indexed".
     /// `None` when Postgres did not answer the count in time.
     pub index_backlog: Option<i64>,
+    /// Bytes of WAL the search replica has still to replay; `None` without
+    /// one, or when either server did not answer in time.
+    pub search_replica_lag: Option<i64>,
 }
 
 /// What the checks need to reach each dependency.
 #[derive(Clone)]
 pub struct Dependencies {
     pub pool: db::Pool,
+    /// Where searches read, for the replica's lag.
+    pub search_reads: crate::search::reads::Reads,
     pub cache: Cache,
     pub broker: Arc<BrokerLink>,
     pub topology: Topology,
@@ -105,6 +110,11 @@ impl Dependencies {
             db::models::segment::open_count(&mut conn).await.ok()
         };
         timeout(CHECK_TIMEOUT, count).await.ok().flatten()
+    }
+
+    /// How far the search replica is behind the primary, in bytes of WAL.
+    pub async fn search_replica_lag(&self) -> Option<i64> {
+        timeout(CHECK_TIMEOUT, self.search_reads.replica_lag_bytes()).await.ok().flatten()
     }
 
     /// A round trip on the relay's connection: open a channel and passively

@@ -238,8 +238,14 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         auditor,
     });
 
+    let search_replica = match &config.search.replica_url {
+        Some(url) => Some(db::pool_with_statement_bound(url, config.db_pool_size, config.rpc_deadline).context("search replica pool")?),
+        None => None,
+    };
+    let search_reads = search::reads::Reads::new(pool.clone(), search_replica, config.search.replica_wait);
     let dependencies = Dependencies {
         pool: pool.clone(),
+        search_reads: search_reads.clone(),
         cache,
         broker,
         topology,
@@ -292,6 +298,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     };
     let search = search::Search {
         pool: pool.clone(),
+        reads: search_reads,
         embedder: folio_models::embed::from_config(&config.models)?,
         reranker: folio_models::rerank::from_config(&config.models)?,
         config: config.search.clone(),

@@ -154,7 +154,11 @@ impl System {
     /// This server's version, start and uptime, its dependencies' checks,
     /// its watch hub's counters and the search indexes' backlog.
     async fn info(&self) -> Info {
-        let (dependencies, index_backlog) = tokio::join!(self.dependencies.check_all(), self.dependencies.index_backlog());
+        let (dependencies, index_backlog, search_replica_lag) = tokio::join!(
+            self.dependencies.check_all(),
+            self.dependencies.index_backlog(),
+            self.dependencies.search_replica_lag()
+        );
         Info {
             version: folio_core::VERSION,
             started_at: self.started_at,
@@ -164,6 +168,7 @@ impl System {
             watch: self.hub.stats(),
             audit: self.audit.snapshot(),
             index_backlog,
+            search_replica_lag,
         }
     }
 

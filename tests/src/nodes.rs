@@ -326,3 +326,134 @@ impl RedisNode {
         self.boot().await;
     }
 }
+
+/// A PostgreSQL primary and a streaming replica of it, of the test's own:
+/// Debian's server binaries (with the machine's extensions) in a temporary
+/// directory, run as the `postgres` user (the server refuses root), the
+/// replica made with `pg_basebackup -R` and replaying over streaming
+/// replication. Both stop when this is dropped.
+pub struct PostgresPair {
+    pub primary_port: u16,
+    pub replica_port: u16,
+    dir: PathBuf,
+    primary: Option<Child>,
+    replica: Option<Child>,
+}
+
+/// The `postgres` user's uid and gid.
+fn postgres_user() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = std::process::Command::new("id").args([flag, "postgres"]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("the postgres user")
+    };
+    (id("-u"), id("-g"))
+}
+
+/// The newest installed server's program `name`.
+fn postgres_program(name: &str) -> PathBuf {
+    let root = PathBuf::from("/usr/lib/postgresql");
+    let newest = std::fs::read_dir(&root)
+        .expect("/usr/lib/postgresql (scripts/lib.sh installs the server)")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .expect("a PostgreSQL version");
+    root.join(newest.to_string()).join("bin").join(name)
+}
+
+impl PostgresPair {
+    /// Starts the primary, copies it into a replica, starts the replica, and
+    /// waits until both take connections.
+    pub async fn start() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let dir = std::env::temp_dir().join(format!("folio-postgres-{id}"));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let (uid, gid) = postgres_user();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the cluster directory");
+        let workdir = dir.clone();
+        let as_postgres = |program: &str| {
+            let mut command = Command::new(postgres_program(program));
+            command
+                .uid(uid)
+                .gid(gid)
+                .env("LC_ALL", "C.UTF-8")
+                .current_dir(&workdir)
+                .stdin(Stdio::null());
+            command
+        };
+        let primary_dir = dir.join("primary");
+        let status = as_postgres("initdb")
+            .args(["-D".as_ref(), primary_dir.as_os_str()])
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let mut pair = PostgresPair {
+            primary_port: free_port(),
+            replica_port: free_port(),
+            dir,
+            primary: None,
+            replica: None,
+        };
+        pair.primary = Some(pair.serve(as_postgres("postgres"), &primary_dir, pair.primary_port).await);
+        let replica_dir = pair.dir.join("replica");
+        let status = as_postgres("pg_basebackup")
+            .args(["-D".as_ref(), replica_dir.as_os_str()])
+            .args(["-h", "127.0.0.1", "-p", &pair.primary_port.to_string(), "-U", "postgres"])
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .status()
+            .await
+            .expect("pg_basebackup");
+        assert!(status.success(), "pg_basebackup failed");
+        pair.replica = Some(pair.serve(as_postgres("postgres"), &replica_dir, pair.replica_port).await);
+        pair
+    }
+
+    /// Runs a server on `data` and `port` until it takes connections.
+    async fn serve(&self, mut command: Command, data: &std::path::Path, port: u16) -> Child {
+        let child = command
+            .args(["-D".as_ref(), data.as_os_str()])
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.display()))
+            .args(["-c", "fsync=off", "-c", "wal_level=replica", "-c", "max_wal_senders=4"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start postgres");
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        eventually(Duration::from_secs(60), "the test's PostgreSQL to take connections", || {
+            let url = url.clone();
+            async move {
+                use diesel_async::AsyncConnection as _;
+                diesel_async::AsyncPgConnection::establish(&url).await.ok().map(|_| ())
+            }
+        })
+        .await;
+        child
+    }
+
+    /// The URL of database `name` on the primary.
+    pub fn primary_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.primary_port)
+    }
+
+    /// The URL of database `name` on the replica.
+    pub fn replica_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.replica_port)
+    }
+}
+
+impl Drop for PostgresPair {
+    fn drop(&mut self) {
+        for child in [self.replica.take(), self.primary.take()].into_iter().flatten() {
+            if let Some(pid) = child.id() {
+                // Immediate shutdown: nothing here is kept.
+                signal(pid, "-QUIT");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

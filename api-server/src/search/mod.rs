@@ -8,6 +8,7 @@
 //! the configured [`Reranker`].
 
 pub mod fusion;
+pub mod reads;
 
 use std::{
     collections::HashMap,
@@ -37,7 +38,11 @@ use crate::{
 
 /// Search and reindexing, with what they need.
 pub struct Search {
+    /// The primary: filters, the index's model, reindexing.
     pub pool: db::Pool,
+    /// Where the candidates and their chunks are read (the primary, or a
+    /// replica that has caught up).
+    pub reads: reads::Reads,
     pub embedder: Arc<dyn Embedder>,
     pub reranker: Option<Arc<dyn Reranker>>,
     pub config: SearchConfig,
@@ -169,6 +174,7 @@ impl Search {
         }
         drop(conn);
 
+        let source = self.reads.source().await?;
         let candidates = (top_k * 2).max(self.config.candidates);
         let mut timings = Timings::default();
         let vector = async {
@@ -184,7 +190,7 @@ impl Search {
             let embed_time = t.elapsed();
             let vector = pgvector::Vector::from(embedded.into_iter().next().unwrap_or_default());
             let t = Instant::now();
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.reads.get(source).await?;
             let found = conn
                 .transaction(async |conn| chunk::nearest(conn, &vector, &model, &scope, candidates as i64, self.config.ef_search).await)
                 .await?;
@@ -195,7 +201,7 @@ impl Search {
                 return ApiResult::Ok((Vec::new(), None));
             }
             let t = Instant::now();
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.reads.get(source).await?;
             let found = chunk::matching(&mut conn, &text, &scope, candidates as i64).await?;
             Ok((found, Some(t.elapsed())))
         };
@@ -207,7 +213,7 @@ impl Search {
         let mut scores = fusion::fuse(&by_vector, &by_keyword);
         let mut order = fusion::by_fused(&scores);
         order.truncate(candidates);
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.reads.get(source).await?;
         let mut loaded: HashMap<i64, (Chunk, String, String)> = chunk::with_documents(&mut conn, &order)
             .await?
             .into_iter()

@@ -53,8 +53,13 @@ use folio_tests::{
 use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
 
+/// Corpus sizes measured in turn, unless `FOLIO_BENCH_SIZES` lists others
+/// (for example `10000,100000,1000000`).
 const SIZES: [usize; 2] = [10_000, 100_000];
 const QUERIES: usize = 300;
+/// Past 100,000 chunks recall is measured on the first this many queries of
+/// each kind (each needs an exact scan of the whole corpus).
+const RECALL_QUERIES_LARGE: usize = 100;
 const CHUNKS_PER_DOCUMENT: usize = 200;
 /// `hnsw.ef_search` values whose recall is measured (the server's default
 /// scales with the corpus: 100 at 10,000 chunks, 800 at 100,000).
@@ -212,8 +217,16 @@ async fn main() {
         headings.len(),
         started.elapsed().as_secs_f64()
     );
+    let sizes: Vec<usize> = match std::env::var("FOLIO_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("FOLIO_BENCH_SIZES: numbers"))
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    let largest = sizes.iter().copied().max().unwrap_or(0);
     let mut corpus: Vec<Piece> = real;
-    corpus.extend(synthetic(&corpus, SIZES[SIZES.len() - 1].saturating_sub(corpus.len()), &mut rng));
+    corpus.extend(synthetic(&corpus, largest.saturating_sub(corpus.len()), &mut rng));
     // Keep the real chunks spread over both sizes.
     for i in (1..corpus.len()).rev() {
         let j = rng.below(i + 1);
@@ -244,7 +257,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let graph_with = std::env::var("FOLIO_BENCH_HNSW_WITH").unwrap_or_else(|_| segment::GRAPH_WITH.to_owned());
     let mut loaded = 0;
-    for size in SIZES {
+    for size in sizes {
         let started = Instant::now();
         execute(&pool, &["DELETE FROM chunk_segments"]).await;
         {
@@ -255,7 +268,8 @@ async fn main() {
         loaded = size;
         {
             let mut conn = pool.get().await.unwrap();
-            diesel::sql_query("SET maintenance_work_mem = '2GB'")
+            // Enough for a million chunks' graph to be built in memory.
+            diesel::sql_query("SET maintenance_work_mem = '8GB'")
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -265,8 +279,35 @@ async fn main() {
                 hi: newest + 1,
                 level: 0,
             };
+            let building = Instant::now();
             segment::build_with(&mut conn, &all, &graph_with).await.unwrap();
             segment::record_sealed(&mut conn, &all).await.unwrap();
+            #[derive(diesel::QueryableByName)]
+            struct Sizes {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                graph: i64,
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                keywords: i64,
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                total: i64,
+            }
+            let sizes: Sizes = diesel::sql_query(format!(
+                "SELECT pg_relation_size('{}') AS graph, pg_relation_size('{}') AS keywords, \
+                 pg_total_relation_size('chunks') AS total",
+                all.graph_index(),
+                all.keyword_index()
+            ))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            eprintln!(
+                "{size}: one segment's HNSW graph and RUM index built in {:.1} s; graph {} MB, RUM {} MB, \
+                 the rest of the table (heap, TOAST, B-trees, GIN) {} MB",
+                building.elapsed().as_secs_f64(),
+                sizes.graph >> 20,
+                sizes.keywords >> 20,
+                (sizes.total - sizes.graph - sizes.keywords) >> 20
+            );
         }
         execute(&pool, &["VACUUM ANALYZE chunks", "ANALYZE documents"]).await;
         let build = started.elapsed();
@@ -310,8 +351,9 @@ async fn main() {
             .iter()
             .map(|s| format!("{:.1}", s.as_secs_f64() * 1000.0 / queries.len() as f64))
             .collect();
-        let by_heading = recall(&pool, &embedder, &queries).await;
-        let by_sentence = recall(&pool, &embedder, &sentence_queries).await;
+        let recall_queries = if size > 100_000 { RECALL_QUERIES_LARGE } else { QUERIES };
+        let by_heading = recall(&pool, &embedder, &queries[..recall_queries]).await;
+        let by_sentence = recall(&pool, &embedder, &sentence_queries[..recall_queries]).await;
         let recalls: Vec<String> = by_heading.iter().map(|r| format!("{:.3}", r.recall)).collect();
         let sentence_recalls: Vec<String> = by_sentence.iter().map(|r| format!("{:.3}", r.recall)).collect();
         for (ef, (heading, sentence)) in EF_SEARCH.iter().zip(by_heading.iter().zip(&by_sentence)) {

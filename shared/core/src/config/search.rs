@@ -1,5 +1,7 @@
 //! Settings of SearchService.
 
+use std::time::Duration;
+
 use super::{ConfigError, vars::Vars};
 
 /// Settings of SearchService.
@@ -13,6 +15,13 @@ pub struct SearchConfig {
     /// `FOLIO_SEARCH_CANDIDATES`: candidates taken from each list (at least
     /// twice `top_k`) and handed to the reranker after fusion.
     pub candidates: usize,
+    /// `FOLIO_SEARCH_DATABASE_URL`: a streaming replica searches read from
+    /// (unset: the primary, `DATABASE_URL`).
+    pub replica_url: Option<String>,
+    /// `FOLIO_SEARCH_REPLICA_WAIT_MS`: how long a search waits for the
+    /// replica to replay what the primary had committed when the search
+    /// began, before it reads the primary instead.
+    pub replica_wait: Duration,
 }
 
 impl SearchConfig {
@@ -20,6 +29,11 @@ impl SearchConfig {
         Ok(SearchConfig {
             ef_search: vars.bounded_if_set("FOLIO_HNSW_EF_SEARCH", 1, 1000)?,
             candidates: vars.bounded("FOLIO_SEARCH_CANDIDATES", 50, 1, 1000)?,
+            replica_url: match vars.get("FOLIO_SEARCH_DATABASE_URL") {
+                Some(_) => Some(vars.url("FOLIO_SEARCH_DATABASE_URL", &["postgres", "postgresql"])?),
+                None => None,
+            },
+            replica_wait: vars.millis("FOLIO_SEARCH_REPLICA_WAIT_MS", 200, 0, 10_000)?,
         })
     }
 }
