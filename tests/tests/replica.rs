@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use folio_proto::v1::{
-    DocumentState, GetInfoRequest, SearchMode, SearchRequest, document_service_client::DocumentServiceClient,
+    DocumentState, GetInfoRequest, SearchMode, SearchRequest, SearchResponse, document_service_client::DocumentServiceClient,
     search_service_client::SearchServiceClient, system_service_client::SystemServiceClient,
 };
 use folio_tests::{Authed, TestEnv, create_document, eventually, nodes::PostgresPair, wait_for_state};
@@ -29,6 +29,21 @@ async fn replica_chunk_scans(url: &str) -> i64 {
     .await
     .expect("scan counts")
     .scans
+}
+
+/// Runs `search` (a call not yet sent) and waits until the replica has
+/// counted scans of `chunks` made after it began: the replica served it.
+async fn served_by_replica(
+    replica: &str,
+    search: impl std::future::Future<Output = Result<tonic::Response<SearchResponse>, tonic::Status>>,
+) -> SearchResponse {
+    let scans = replica_chunk_scans(replica).await;
+    let found = search.await.expect("search").into_inner();
+    eventually(Duration::from_secs(20), "the replica to count the search's scans", || async move {
+        (replica_chunk_scans(replica).await > scans).then_some(())
+    })
+    .await;
+    found
 }
 
 async fn on_replica(url: &str, sql: &str) {
@@ -92,14 +107,8 @@ async fn searches_read_a_replica_that_has_caught_up_and_the_primary_while_it_lag
     .await
     .id;
     wait_for_state(&documents, &quarry, DocumentState::Ready, Duration::from_secs(60)).await;
-    let scans = replica_chunk_scans(&replica).await;
-    let found = searches.search(keyword("quarry ledger")).await.unwrap().into_inner();
+    let found = served_by_replica(&replica, searches.search(keyword("quarry ledger"))).await;
     assert_eq!(found.results[0].document_id, quarry);
-    eventually(Duration::from_secs(20), "the replica to count the search's scans", || {
-        let replica = replica.clone();
-        async move { (replica_chunk_scans(&replica).await > scans).then_some(()) }
-    })
-    .await;
 
     // Replay paused: the replica never sees the next document, yet a search
     // right after READY finds it (from the primary, after the wait), and
@@ -126,14 +135,8 @@ async fn searches_read_a_replica_that_has_caught_up_and_the_primary_while_it_lag
         async move { (lag(&mut system).await == Some(0)).then_some(()) }
     })
     .await;
-    let scans = replica_chunk_scans(&replica).await;
-    let found = searches.search(keyword("orchard survey")).await.unwrap().into_inner();
+    let found = served_by_replica(&replica, searches.search(keyword("orchard survey"))).await;
     assert_eq!(found.results[0].document_id, orchard);
-    eventually(Duration::from_secs(20), "the replica to count the search's scans", || {
-        let replica = replica.clone();
-        async move { (replica_chunk_scans(&replica).await > scans).then_some(()) }
-    })
-    .await;
 
     worker.stop().await.unwrap();
     api.stop().await.unwrap();

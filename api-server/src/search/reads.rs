@@ -65,13 +65,7 @@ impl Reads {
         let Some(replica) = &self.replica else {
             return Ok(Source::Primary);
         };
-        let target = {
-            let mut conn = self.primary.get().await?;
-            diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
-                .get_result::<Position>(&mut conn)
-                .await?
-                .lsn
-        };
+        let target = self.primary_position().await?;
         let deadline = Instant::now() + self.wait;
         let caught_up = async {
             let mut conn = replica.get().await.ok()?;
@@ -101,6 +95,15 @@ impl Reads {
         Ok(source)
     }
 
+    /// The primary's WAL position now: what it has committed.
+    async fn primary_position(&self) -> ApiResult<String> {
+        let mut conn = self.primary.get().await?;
+        Ok(diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
+            .get_result::<Position>(&mut conn)
+            .await?
+            .lsn)
+    }
+
     /// A connection to `source`.
     pub async fn get(&self, source: Source) -> ApiResult<db::PooledConnection> {
         let pool = match (source, &self.replica) {
@@ -114,13 +117,7 @@ impl Reads {
     /// without a replica or when either server does not answer.
     pub async fn replica_lag_bytes(&self) -> Option<i64> {
         let replica = self.replica.as_ref()?;
-        let mut conn = self.primary.get().await.ok()?;
-        let primary = diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
-            .get_result::<Position>(&mut conn)
-            .await
-            .ok()?
-            .lsn;
-        drop(conn);
+        let primary = self.primary_position().await.ok()?;
         let mut conn = replica.get().await.ok()?;
         diesel::sql_query("SELECT greatest(pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn()), 0)::int8 AS bytes")
             .bind::<diesel::sql_types::Text, _>(&primary)
