@@ -487,6 +487,7 @@ pub fn search_outcome_to_proto(outcome: Outcome) -> pb::SearchResponse {
                     keyword: hit.scores.keyword,
                     fused: hit.scores.fused,
                     rerank: hit.scores.rerank,
+                    heading: hit.scores.heading,
                     vector_rank: hit.scores.vector_rank,
                     keyword_rank: hit.scores.keyword_rank,
                 }),

@@ -296,10 +296,12 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         max_tries: config.max_attempts,
         wait_notice,
     };
+    let embedder = folio_models::embed::from_config(&config.models)?;
     let search = search::Search {
         pool: pool.clone(),
         reads: search_reads,
-        embedder: folio_models::embed::from_config(&config.models)?,
+        chunking: folio_models::embed::chunking(embedder.as_ref(), config.documents.chunk_tokens, config.documents.chunk_overlap),
+        embedder,
         reranker: folio_models::rerank::from_config(&config.models)?,
         config: config.search.clone(),
         relay_wake: relay_wake.clone(),

@@ -15,7 +15,7 @@ use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
 use folio_db::{
     documents::{
-        lifecycle::{self, Found, Holding, LifecycleError, Moved, NewDocument, Note, RetryScheduled, StageDone, Transition, Try},
+        lifecycle::{self, Chunked, Found, Holding, LifecycleError, Moved, NewDocument, Note, RetryScheduled, StageDone, Transition, Try},
         state::{Stage, State},
     },
     models::{document, document_event},
@@ -65,6 +65,13 @@ fn note(message: &str) -> Note {
     }
 }
 
+fn chunked(count: i32) -> Chunked {
+    Chunked {
+        count,
+        chunking: "words 256/32".into(),
+    }
+}
+
 fn stage_done(stage: Stage) -> StageDone {
     StageDone {
         stage,
@@ -97,7 +104,7 @@ async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at
         Transition::StartTry => lifecycle::start_try(conn, id, at, &HAND_LEASE).await,
         Transition::StageDone => lifecycle::stage_done(conn, id, at, stage_done(Stage::Chunk)).await,
         Transition::Progress => lifecycle::progress(conn, id, at, Stage::Embed, note("half")).await,
-        Transition::Ready => lifecycle::ready(conn, id, at, 3, serde_json::json!({}), note("ready")).await,
+        Transition::Ready => lifecycle::ready(conn, id, at, &chunked(3), serde_json::json!({}), note("ready")).await,
         Transition::ScheduleRetry => {
             let retry = RetryScheduled {
                 next_at: Utc::now(),
@@ -117,7 +124,7 @@ async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at
         Transition::Cancelled => lifecycle::cancelled(conn, id, at.attempt).await,
         Transition::RetryRequested => lifecycle::retry_requested(conn, id).await,
         Transition::ReindexQueued => lifecycle::reindex_queued(conn, id, "hash").await,
-        Transition::Reindexed => lifecycle::reindexed(conn, id, note("re-embedded")).await,
+        Transition::Reindexed => lifecycle::reindexed(conn, id, &chunked(3), note("re-embedded")).await,
         Transition::Delete => lifecycle::delete(conn, id).await.map(|document| Moved { document, event: None }),
     })
     .await
@@ -566,7 +573,7 @@ impl Sim {
                 2 => lifecycle::stage_done(conn, id, &at, stage_done(Stage::Chunk)).await,
                 3 => lifecycle::progress(conn, id, &at, Stage::Embed, note("half")).await,
                 4 => lifecycle::stage_done(conn, id, &at, stage_done(Stage::Embed)).await,
-                _ => lifecycle::ready(conn, id, &at, 1, serde_json::json!({}), note("ready")).await,
+                _ => lifecycle::ready(conn, id, &at, &chunked(1), serde_json::json!({}), note("ready")).await,
             })
             .await;
         match result {

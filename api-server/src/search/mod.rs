@@ -48,6 +48,10 @@ pub struct Search {
     pub config: SearchConfig,
     pub relay_wake: Arc<Notify>,
     pub cache: folio_core::cache::Cache,
+    /// How the worker chunks for this server's embedder
+    /// (`folio_models::embed::chunking`): documents chunked otherwise are
+    /// what a reindex makes again.
+    pub chunking: String,
 }
 
 /// A search, its fields already valid: `text` trimmed and not empty,
@@ -210,7 +214,13 @@ impl Search {
         timings.vector = vector_time;
         timings.keyword = keyword_time;
 
-        let mut scores = fusion::fuse(&by_vector, &by_keyword);
+        let weights = fusion::Weights {
+            vector: self.config.vector_weight.unwrap_or_else(|| self.embedder.vector_weight()),
+            keyword: self.config.keyword_weight,
+            rerank: self.config.rerank_weight,
+            heading: self.config.heading_weight,
+        };
+        let mut scores = fusion::fuse(&by_vector, &by_keyword, weights);
         let mut order = fusion::by_fused(&scores);
         order.truncate(candidates);
         let mut conn = self.reads.get(source).await?;
@@ -233,9 +243,11 @@ impl Search {
             for (id, score) in order.iter().zip(reranked) {
                 if let Some(entry) = scores.get_mut(id) {
                     entry.rerank = f64::from(score);
+                    let heading = loaded[id].0.section_path.last().cloned().flatten().unwrap_or_default();
+                    entry.heading = fusion::heading_match(&text, &heading);
                 }
             }
-            fusion::blend(&mut order, &scores);
+            fusion::blend(&mut order, &scores, weights);
             timings.rerank = Some(t.elapsed());
         }
         order.truncate(top_k);
@@ -261,7 +273,9 @@ impl Search {
     }
 
     /// Records this server's model as the index's and queues every READY
-    /// document with chunks of another model for re-embedding.
+    /// document with chunks of another model, or chunked otherwise than the
+    /// worker chunks for this model, to be chunked again from its parse
+    /// result and embedded.
     pub async fn reindex(&self) -> ApiResult<Reindexed> {
         let model = self.embedder.model().to_owned();
         let dimension = self.embedder.dimension() as i32;
@@ -275,7 +289,7 @@ impl Search {
         let (index, events) = conn
             .transaction(async |conn| -> ApiResult<_> {
                 let index = embedding_index::set(conn, &model, dimension).await?;
-                let stale = chunk::documents_embedded_by_other(conn, &model).await?;
+                let stale = chunk::documents_to_reindex(conn, &model, &self.chunking).await?;
                 let mut events = Vec::with_capacity(stale.len());
                 for id in stale {
                     if let Some(event) = lifecycle::reindex_queued(conn, id, &model).await?.event {

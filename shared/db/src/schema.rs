@@ -116,6 +116,7 @@ diesel::table! {
         try_token -> Nullable<Uuid>,
         lease_worker -> Nullable<Uuid>,
         lease_expires_at -> Nullable<Timestamptz>,
+        chunking -> Nullable<Text>,
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`parse`]: one file per format and the `parse` registration list, all
 //!   under `Limits`; the api-server also renders downloads from its
 //!   `ParsedDocument`.
-//! - [`chunk`]: structure-aware, token-bounded chunks with overlap, and
+//! - [`chunk`]: structure-aware, token-bounded chunks with overlap (counted
+//!   in words, or in a model's tokens within its window), and
 //!   `with_headings`, the text embedders see.
 
 pub mod chunk;

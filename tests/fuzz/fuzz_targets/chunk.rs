@@ -1,9 +1,11 @@
 #![no_main]
 //! The chunker on any blocks. The first two bytes are the chunk size and the
 //! overlap; each following line is a block, `#`s at its start pushing that
-//! many headings (the line itself), `\f` starting a new page.
+//! many headings (the line itself), `\f` starting a new page. The blocks are
+//! chunked in words, then in characters within a window of twice the chunk
+//! size (as a model's tokens would be).
 
-use folio_parse::chunk::{ChunkSettings, chunk};
+use folio_parse::chunk::{ChunkSettings, Measure, chunk, chunk_with, with_headings};
 use folio_parse::parse::Block;
 use libfuzzer_sys::fuzz_target;
 
@@ -51,4 +53,35 @@ fuzz_target!(|data: &[u8]| {
         covered += chunk.token_count;
     }
     assert!(covered >= words, "{covered} tokens chunked of {words}");
+
+    // In characters, within a window: a chunk with its headings fits, unless
+    // it is one word, or its headings leave less than the least room.
+    let measure = Characters(2 * max);
+    let mut seen = 0;
+    for chunk in chunk_with(&blocks, settings, &measure) {
+        let words = chunk.text.split_whitespace().count();
+        let headings = measure.count(&with_headings(&chunk.section_path, ""));
+        let whole = measure.count(&with_headings(&chunk.section_path, &chunk.text));
+        assert!(
+            whole <= measure.0 || words == 1 || headings + 32 > measure.0,
+            "{whole} characters in a window of {}",
+            measure.0
+        );
+        assert_eq!(chunk.token_count, measure.count(&chunk.text));
+        seen += words;
+    }
+    assert!(seen >= words, "{seen} words chunked of {words}");
 });
+
+/// Characters but whitespace, read in a window.
+struct Characters(usize);
+
+impl Measure for Characters {
+    fn count(&self, text: &str) -> usize {
+        text.chars().filter(|c| !c.is_whitespace()).count()
+    }
+
+    fn window(&self) -> Option<usize> {
+        Some(self.0)
+    }
+}

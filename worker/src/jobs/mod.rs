@@ -11,8 +11,13 @@ use folio_core::{blobs::Blobs, cache::Cache, config::DocumentsConfig};
 use folio_db::{
     self as db,
     documents::lifecycle::{Lease, LifecycleError},
+    models::chunk::{Embedding, NewChunk},
 };
-use folio_models::embed::Embedder;
+use folio_models::embed::{self, Embedder, Tokens};
+use folio_parse::{
+    chunk::{self as chunker, Chunk, ChunkSettings},
+    parse::Block,
+};
 use folio_proto::queue::v1::{Job, job};
 use uuid::Uuid;
 
@@ -39,6 +44,56 @@ impl JobContext {
             worker: self.worker_id,
             ttl: self.lease_ttl,
         }
+    }
+
+    /// The chunks of a parse result as this worker's embedder reads them
+    /// (in its own tokens where it reads a bounded window of them, else in
+    /// words), and how they were made, as the document records it.
+    /// Deterministic, so a redelivery or a reindex makes the same chunks.
+    pub fn chunk(&self, blocks: &[Block]) -> (Vec<Chunk>, String) {
+        let settings = ChunkSettings {
+            max_tokens: self.documents.chunk_tokens,
+            overlap_tokens: self.documents.chunk_overlap,
+        };
+        let chunks = match self.embedder.tokens() {
+            Some(tokens) => chunker::chunk_with(blocks, settings, &ModelTokens(tokens)),
+            None => chunker::chunk(blocks, settings),
+        };
+        let chunking = embed::chunking(self.embedder.as_ref(), settings.max_tokens, settings.overlap_tokens);
+        (chunks, chunking)
+    }
+}
+
+/// The rows that store `chunks` (in reading order) with their `vectors`.
+pub fn chunk_rows(document_id: Uuid, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>>, model: &str) -> Vec<NewChunk> {
+    chunks
+        .into_iter()
+        .zip(vectors)
+        .enumerate()
+        .map(|(ordinal, (c, v))| NewChunk {
+            document_id,
+            ordinal: ordinal as i32,
+            text: c.text,
+            section_path: c.section_path.into_iter().map(Some).collect(),
+            page_start: c.page_start.map(|p| p as i32),
+            page_end: c.page_end.map(|p| p as i32),
+            token_count: c.token_count as i32,
+            embedding: Embedding(pgvector::Vector::from(v)),
+            embedding_model: model.to_owned(),
+        })
+        .collect()
+}
+
+/// A model's tokens as the chunker measures.
+struct ModelTokens<'a>(&'a dyn Tokens);
+
+impl chunker::Measure for ModelTokens<'_> {
+    fn count(&self, text: &str) -> usize {
+        self.0.count(text)
+    }
+
+    fn window(&self) -> Option<usize> {
+        Some(self.0.window())
     }
 }
 

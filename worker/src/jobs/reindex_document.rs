@@ -1,20 +1,20 @@
-//! The ReindexDocument job: re-embed a READY document's chunks with the model
-//! the index records, without parsing again. The new vectors, the job's dedup
-//! record and the document's event commit together.
+//! The ReindexDocument job: make a READY document's chunks again for the
+//! embedder the index records (chunked from the saved parse result, never by
+//! parsing again, so they fit the model's window) and embed them. The new
+//! chunks, the job's dedup record and the document's event commit together.
 
 use diesel_async::AsyncConnection as _;
 use folio_db::{
     documents::{
         self,
-        lifecycle::{self, Note},
+        lifecycle::{self, Chunked, Note},
+        parsed_key,
         state::State,
     },
-    models::{
-        chunk::{self, Embedding},
-        document, embedding_index, processed_job,
-    },
+    models::{chunk, document, embedding_index, processed_job},
 };
 use folio_models::embed::EmbedError;
+use folio_parse::{chunk::with_headings, parse::ParsedDocument};
 use folio_proto::queue::v1::ReindexDocument;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -38,15 +38,22 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
             index.model
         )));
     }
-    match document::find(&mut conn, document_id).await? {
-        Some(found) if found.state == State::Ready => {}
+    let found = match document::find(&mut conn, document_id).await? {
+        Some(found) if found.state == State::Ready => found,
         _ => return Ok(Outcome::Applied),
-    }
-    let stale = chunk::stale(&mut conn, document_id, model).await?;
+    };
     drop(conn);
 
     let started = Instant::now();
-    let texts: Vec<String> = stale.iter().map(chunk::Chunk::with_headings).collect();
+    let stored = context
+        .blobs
+        .get(&parsed_key(document_id, found.attempt))
+        .await
+        .map_err(|error| JobError::Transient(anyhow::anyhow!("the parse result of attempt {}: {error}", found.attempt)))?;
+    let parsed: ParsedDocument = serde_json::from_slice(&stored)
+        .map_err(|error| JobError::permanent("PARSE_RESULT_UNREADABLE", format!("the saved parse result: {error}")))?;
+    let (chunks, chunking) = context.chunk(&parsed.blocks);
+    let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for batch in texts.chunks(context.documents.embed_batch) {
         vectors.extend(context.embedder.embed(batch).await.map_err(|error| match error {
@@ -54,6 +61,11 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
             EmbedError::Permanent(message) => JobError::permanent("EMBED_FAILED", message),
         })?);
     }
+    let rows = super::chunk_rows(document_id, chunks, vectors, model);
+    let chunked = Chunked {
+        count: rows.len() as i32,
+        chunking,
+    };
 
     let mut conn = context.pool.get().await?;
     let event = conn
@@ -61,22 +73,24 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
             if !processed_job::claim(conn, job_id, context.worker_id).await? {
                 return Ok(None);
             }
-            for (stale, vector) in stale.iter().zip(vectors) {
-                chunk::set_embedding(conn, stale.id, Embedding(pgvector::Vector::from(vector)), model).await?;
-            }
+            chunk::replace(conn, document_id, &rows).await?;
             let note = Note {
                 percent: 100,
-                message: format!("re-embedded {} chunks with {model}", stale.len()),
+                message: format!(
+                    "made {} chunks again from the parse result and embedded them with {model}",
+                    rows.len()
+                ),
                 details: serde_json::json!({
-                    "chunks": stale.len(),
+                    "chunks": rows.len(),
                     "model": model,
+                    "chunking": chunked.chunking,
                     "reindex": true,
                     "duration_ms": started.elapsed().as_millis() as i64,
                 }),
             };
             // Refused (the document was retried or deleted meanwhile): the
-            // new vectors roll back with it.
-            let moved = lifecycle::reindexed(conn, document_id, note).await?;
+            // new chunks roll back with it.
+            let moved = lifecycle::reindexed(conn, document_id, &chunked, note).await?;
             Ok(moved.event)
         })
         .await?;

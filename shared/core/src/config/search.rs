@@ -22,6 +22,19 @@ pub struct SearchConfig {
     /// replica to replay what the primary had committed when the search
     /// began, before it reads the primary instead.
     pub replica_wait: Duration,
+    /// `FOLIO_SEARCH_VECTOR_WEIGHT`: how much a vector candidate's rank counts
+    /// in fusion (unset: what the embedder says its vectors are worth,
+    /// `Embedder::vector_weight`).
+    pub vector_weight: Option<f64>,
+    /// `FOLIO_SEARCH_KEYWORD_WEIGHT`: how much a keyword candidate's rank
+    /// counts in fusion.
+    pub keyword_weight: f64,
+    /// `FOLIO_SEARCH_RERANK_WEIGHT`: how much the reranker's order counts
+    /// against the fused order when the two are blended.
+    pub rerank_weight: f64,
+    /// `FOLIO_SEARCH_HEADING_WEIGHT`: how much the order of the candidates
+    /// whose own heading matches the query counts in that blend.
+    pub heading_weight: f64,
 }
 
 impl SearchConfig {
@@ -34,6 +47,10 @@ impl SearchConfig {
                 None => None,
             },
             replica_wait: vars.millis("FOLIO_SEARCH_REPLICA_WAIT_MS", 200, 0, 10_000)?,
+            vector_weight: vars.bounded_if_set("FOLIO_SEARCH_VECTOR_WEIGHT", 0.0, 10.0)?,
+            keyword_weight: vars.bounded("FOLIO_SEARCH_KEYWORD_WEIGHT", 1.0, 0.0, 10.0)?,
+            rerank_weight: vars.bounded("FOLIO_SEARCH_RERANK_WEIGHT", 0.75, 0.0, 10.0)?,
+            heading_weight: vars.bounded("FOLIO_SEARCH_HEADING_WEIGHT", 4.0, 0.0, 10.0)?,
         })
     }
 }

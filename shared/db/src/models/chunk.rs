@@ -86,15 +86,18 @@ pub struct Chunk {
     pub token_count: i32,
 }
 
-/// READY documents with chunks embedded by another model than `model`: what
-/// a reindex to `model` queues.
-pub async fn documents_embedded_by_other(conn: &mut AsyncPgConnection, model: &str) -> QueryResult<Vec<Uuid>> {
-    chunks::table
-        .inner_join(documents::table)
+/// READY documents whose chunks were made for another embedder: chunked
+/// otherwise than `chunking` (see `folio_models::embed::chunking`), or with
+/// chunks embedded by another model than `model`. What a reindex queues.
+pub async fn documents_to_reindex(conn: &mut AsyncPgConnection, model: &str, chunking: &str) -> QueryResult<Vec<Uuid>> {
+    let other_model = chunks::table
+        .filter(chunks::document_id.eq(documents::id))
+        .filter(chunks::embedding_model.ne(model));
+    documents::table
         .filter(documents::state.eq(State::Ready))
-        .filter(chunks::embedding_model.ne(model))
-        .select(chunks::document_id)
-        .distinct()
+        .filter(documents::chunking.is_distinct_from(chunking).or(diesel::dsl::exists(other_model)))
+        .select(documents::id)
+        .order(documents::id)
         .load(conn)
         .await
 }

@@ -140,6 +140,7 @@ pub struct StateChange {
     pub try_token: Option<Option<Uuid>>,
     pub lease_worker: Option<Option<Uuid>>,
     pub lease_expires_at: Option<Option<DateTime<Utc>>>,
+    pub chunking: Option<Option<String>>,
 }
 
 /// What a guarded update expects of the row: the compare of a compare-and-set.

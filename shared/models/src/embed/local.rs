@@ -7,8 +7,10 @@
 //! limit does. Texts become word pieces cut to that length, go through the
 //! encoder in batches padded to their longest member, and the output is mean
 //! pooled over the attention mask and L2-normalised, as sentence-transformers
-//! does for these models. Inference runs on a blocking thread so the async
-//! runtime keeps serving while a batch takes its tens of milliseconds.
+//! does for these models. The same tokenizer, uncut, counts a text's tokens
+//! ([`Tokens`]) so the worker makes chunks the model reads whole. Inference
+//! runs on a blocking thread so the async runtime keeps serving while a batch
+//! takes its tens of milliseconds.
 
 use std::{path::Path, sync::Arc};
 
@@ -19,11 +21,12 @@ use futures_util::future::BoxFuture;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::Semaphore;
 
-use super::{EmbedError, Embedder};
+use super::{EmbedError, Embedder, Tokens};
 
 /// A BERT sentence-embedding model in memory.
 pub struct LocalEmbedder {
     model: Arc<Model>,
+    counter: Counter,
     name: String,
     dimension: usize,
     max_batch: usize,
@@ -34,6 +37,12 @@ struct Model {
     bert: BertModel,
     tokenizer: Tokenizer,
     device: Device,
+}
+
+/// The model's tokenizer without truncation or padding, for counting.
+struct Counter {
+    tokenizer: Tokenizer,
+    window: usize,
 }
 
 /// The part of `sentence_bert_config.json` we read.
@@ -57,6 +66,14 @@ impl LocalEmbedder {
             Err(_) => config.max_position_embeddings,
         };
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|error| format!("tokenizer.json: {error}"))?;
+        let mut plain = tokenizer.clone();
+        plain.with_truncation(None).map_err(|error| format!("tokenizer.json: {error}"))?;
+        plain.with_padding(None);
+        let specials = plain.encode("", true).map_err(|error| format!("tokenizer.json: {error}"))?.len();
+        let counter = Counter {
+            tokenizer: plain,
+            window: max_length.saturating_sub(specials),
+        };
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -80,6 +97,7 @@ impl LocalEmbedder {
             .unwrap_or_else(|| dir.display().to_string());
         Ok(LocalEmbedder {
             model: Arc::new(Model { bert, tokenizer, device }),
+            counter,
             name: format!("local:{name}"),
             dimension: config.hidden_size,
             max_batch: max_batch.max(1),
@@ -116,6 +134,18 @@ impl Model {
     }
 }
 
+impl Tokens for Counter {
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn count(&self, text: &str) -> usize {
+        // A text the tokenizer cannot read counts as one token per byte: too
+        // many rather than too few, so a chunk stays inside the window.
+        self.tokenizer.encode(text, false).map_or(text.len(), |encoding| encoding.len())
+    }
+}
+
 impl Embedder for LocalEmbedder {
     fn model(&self) -> &str {
         &self.name
@@ -123,6 +153,10 @@ impl Embedder for LocalEmbedder {
 
     fn dimension(&self) -> usize {
         self.dimension
+    }
+
+    fn tokens(&self) -> Option<&dyn Tokens> {
+        Some(&self.counter)
     }
 
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {

@@ -47,6 +47,40 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// Embeds one batch; the result has one vector per text, in order.
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
+    /// The model's own tokens, where it reads a bounded window of them and
+    /// folio can count them (a local model); None otherwise (`hash` reads
+    /// everything, a remote model's tokenizer is not here).
+    fn tokens(&self) -> Option<&dyn Tokens> {
+        None
+    }
+    /// How much search's fusion should count a rank among this model's
+    /// nearest neighbours against a rank among keyword matches (1: as much).
+    /// 0.3 for a sentence-embedding model: with all-MiniLM-L6-v2, the best of
+    /// 0.3, 0.6 and 1 on the relevance development set's tuning half
+    /// (headings in the top 3: 98.5%, 98.0%, 98.0%; sentences: 97.9% for
+    /// each; BENCHMARKS.md, "Retrieval quality").
+    fn vector_weight(&self) -> f64 {
+        0.3
+    }
+}
+
+/// How many of a model's tokens a text takes, and how many it reads.
+pub trait Tokens: Send + Sync {
+    /// The most tokens of one input the model reads, its special tokens
+    /// ([CLS], [SEP]) left out; the rest is cut off.
+    fn window(&self) -> usize;
+    /// The tokens of `text`, special tokens left out.
+    fn count(&self, text: &str) -> usize;
+}
+
+/// How chunks made for `embedder` are measured, with the chunk settings: what
+/// a document records so a reindex finds the documents chunked otherwise.
+/// `words 256/32`, or `local:all-MiniLM-L6-v2 tokens 256/32 in 254`.
+pub fn chunking(embedder: &dyn Embedder, max_tokens: usize, overlap_tokens: usize) -> String {
+    match embedder.tokens() {
+        Some(tokens) => format!("{} tokens {max_tokens}/{overlap_tokens} in {}", embedder.model(), tokens.window()),
+        None => format!("words {max_tokens}/{overlap_tokens}"),
+    }
 }
 
 /// The embedder the settings choose. A local model is loaded here (blocking,

@@ -61,7 +61,7 @@ impl LexicalReranker {
 }
 
 /// Lowercased runs of letters and digits.
-fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(str::to_lowercase)

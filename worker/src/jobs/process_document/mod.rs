@@ -33,7 +33,7 @@ use folio_db::{
         state::Stage,
     },
     models::{
-        chunk::{self, Embedding, NewChunk},
+        chunk,
         document::{self, Document},
         embedding_index::{self, IndexModel},
         processed_job,
@@ -41,7 +41,7 @@ use folio_db::{
 };
 use folio_models::embed::{EmbedError, saved};
 use folio_parse::{
-    chunk::{self as chunker, Chunk, ChunkSettings, with_headings},
+    chunk::{Chunk, with_headings},
     parse::{Format, Limits, ParsedDocument},
 };
 use folio_proto::queue::v1::ProcessDocument;
@@ -184,9 +184,9 @@ impl Pipeline<'_> {
         self.write(Write::StartTry).await?;
         let parsed = self.parse(&current).await?;
         self.check_cancel().await?;
-        let chunks = self.chunk(&parsed).await?;
+        let (chunks, chunking) = self.chunk(&parsed).await?;
         let embedded = self.embed(&chunks, parsed.reused).await?;
-        self.index(chunks, embedded).await
+        self.index(chunks, chunking, embedded).await
     }
 
     /// PARSE, or reuse this attempt's parse result from an earlier try.
@@ -242,13 +242,10 @@ impl Pipeline<'_> {
     }
 
     /// CHUNK: deterministic, so a redelivery makes the same chunks again.
-    async fn chunk(&mut self, parsed: &Parsed) -> Result<Vec<Chunk>, Stop> {
+    /// Returns them with how they were made.
+    async fn chunk(&mut self, parsed: &Parsed) -> Result<(Vec<Chunk>, String), Stop> {
         let started = Instant::now();
-        let settings = ChunkSettings {
-            max_tokens: self.context.documents.chunk_tokens,
-            overlap_tokens: self.context.documents.chunk_overlap,
-        };
-        let chunks = chunker::chunk(&parsed.document.blocks, settings);
+        let (chunks, chunking) = self.context.chunk(&parsed.document.blocks);
         if chunks.is_empty() {
             return Err(JobError::permanent("NO_TEXT", "the document contains no text to index").into());
         }
@@ -260,7 +257,7 @@ impl Pipeline<'_> {
         };
         let done = self.stage_done(Stage::Chunk, chunk_ms, note);
         self.record_stage(done).await?;
-        Ok(chunks)
+        Ok((chunks, chunking))
     }
 
     /// EMBED, in batches; cancel is checked between them. An earlier try of
@@ -347,26 +344,14 @@ impl Pipeline<'_> {
     }
 
     /// INDEX: the chunks, the job's dedup record and READY in one transaction.
-    async fn index(mut self, chunks: Vec<Chunk>, embedded: Embedded) -> Result<(), Stop> {
+    async fn index(mut self, chunks: Vec<Chunk>, chunking: String, embedded: Embedded) -> Result<(), Stop> {
         let context = self.context;
         let started = Instant::now();
-        let rows: Vec<NewChunk> = chunks
-            .into_iter()
-            .zip(embedded.vectors)
-            .enumerate()
-            .map(|(ordinal, (c, v))| NewChunk {
-                document_id: self.document_id,
-                ordinal: ordinal as i32,
-                text: c.text,
-                section_path: c.section_path.into_iter().map(Some).collect(),
-                page_start: c.page_start.map(|p| p as i32),
-                page_end: c.page_end.map(|p| p as i32),
-                token_count: c.token_count as i32,
-                embedding: Embedding(pgvector::Vector::from(v)),
-                embedding_model: context.embedder.model().to_owned(),
-            })
-            .collect();
-        let count = rows.len();
+        let rows = super::chunk_rows(self.document_id, chunks, embedded.vectors, context.embedder.model());
+        let chunked = lifecycle::Chunked {
+            count: rows.len() as i32,
+            chunking,
+        };
         let mut conn = context.pool.get().await?;
         let (id, at, job_id) = (self.document_id, self.at, self.job_id);
         let stage_ms = &mut self.stage_ms;
@@ -386,10 +371,10 @@ impl Pipeline<'_> {
                 stage_ms.insert(Stage::Index.as_str().into(), index_ms.into());
                 let note = Note {
                     percent: 100,
-                    message: format!("indexed {count} chunks; ready"),
-                    details: serde_json::json!({ "chunks": count, "duration_ms": index_ms }),
+                    message: format!("indexed {} chunks; ready", chunked.count),
+                    details: serde_json::json!({ "chunks": chunked.count, "duration_ms": index_ms }),
                 };
-                let moved = lifecycle::ready(conn, id, &at, count as i32, stage_ms.clone().into(), note).await?;
+                let moved = lifecycle::ready(conn, id, &at, &chunked, stage_ms.clone().into(), note).await?;
                 Ok(Some(moved))
             })
             .await;

@@ -318,6 +318,14 @@ pub struct StageDone {
     pub stage_ms: serde_json::Value,
 }
 
+/// What INDEX (or a reindex) wrote: how many chunks, and how they were made
+/// (`folio_models::embed::chunking`), recorded on the document.
+#[derive(Debug, Clone)]
+pub struct Chunked {
+    pub count: i32,
+    pub chunking: String,
+}
+
 /// A transient failure and when the next try runs.
 #[derive(Debug, Clone)]
 pub struct RetryScheduled {

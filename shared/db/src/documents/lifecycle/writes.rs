@@ -125,7 +125,7 @@ pub async fn ready(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     at: &Try,
-    chunks: i32,
+    chunked: &Chunked,
     stage_ms: serde_json::Value,
     note: Note,
 ) -> Result<Moved, LifecycleError> {
@@ -136,7 +136,8 @@ pub async fn ready(
     let change = StateChange {
         state: Some(Ready),
         stage: Some(Some(Stage::Index)),
-        chunk_count: Some(Some(chunks)),
+        chunk_count: Some(Some(chunked.count)),
+        chunking: Some(Some(chunked.chunking.clone())),
         stage_ms: Some(stage_ms),
         completed_at: Some(Some(Utc::now())),
         try_token: Some(None),
@@ -387,15 +388,20 @@ pub async fn reindex_queued(conn: &mut AsyncPgConnection, id: Uuid, model: &str)
     })
 }
 
-/// A READY document's chunks were re-embedded (written in the same
-/// transaction first; a refusal rolls them back).
-pub async fn reindexed(conn: &mut AsyncPgConnection, id: Uuid, note: Note) -> Result<Moved, LifecycleError> {
+/// A READY document's chunks were made again and re-embedded (written in
+/// the same transaction first; a refusal rolls them back).
+pub async fn reindexed(conn: &mut AsyncPgConnection, id: Uuid, chunked: &Chunked, note: Note) -> Result<Moved, LifecycleError> {
     let expected = Expected {
         states: vec![Ready],
         ..Default::default()
     };
+    let change = StateChange {
+        chunk_count: Some(Some(chunked.count)),
+        chunking: Some(Some(chunked.chunking.clone())),
+        ..Default::default()
+    };
     let event = (Stage::Index, EventKind::Completed, note);
-    apply(conn, id, Transition::Reindexed, &expected, &StateChange::default(), Some(event)).await
+    apply(conn, id, Transition::Reindexed, &expected, &change, Some(event)).await
 }
 
 /// Removes the document, its chunks and its events, in any state: a worker
