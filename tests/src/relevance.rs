@@ -179,7 +179,7 @@ impl DevSet {
             .collect()
             .await;
         for id in ids.values() {
-            crate::bench::ready_within(&client, id, timeout).await;
+            crate::wait_for_state(&client, id, folio_proto::v1::DocumentState::Ready, timeout).await;
         }
         ids
     }

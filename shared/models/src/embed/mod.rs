@@ -57,8 +57,9 @@ pub trait Embedder: Send + Sync {
     /// nearest neighbours against a rank among keyword matches (1: as much).
     /// 0.3 for a sentence-embedding model: with all-MiniLM-L6-v2, the best of
     /// 0.3, 0.6 and 1 on the relevance development set's tuning half
-    /// (headings in the top 3: 98.5%, 98.0%, 98.0%; sentences: 97.9% for
-    /// each; BENCHMARKS.md, "Retrieval quality").
+    /// (headings in the top 3: 98.5%, 98.0%, 98.0%; sentences: 97.9%, 97.3%,
+    /// 97.9%; measured while the heading match still counted section
+    /// numbers; BENCHMARKS.md, "Retrieval quality").
     fn vector_weight(&self) -> f64 {
         0.3
     }
