@@ -27,7 +27,7 @@ pub fn corpus_dir() -> PathBuf {
 /// What a known-item query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
-    /// A section's heading, as written.
+    /// A section's heading, its number left out.
     Heading,
     /// A sentence from inside a section, 30% of its words dropped.
     Sentence,
