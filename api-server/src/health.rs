@@ -120,6 +120,12 @@ impl Dependencies {
     /// A round trip on the relay's connection: open a channel and passively
     /// declare the job queue.
     async fn check_broker(&self) -> anyhow::Result<()> {
+        self.queue_depth(&self.topology.process_queue()).await.map(|_| ())
+    }
+
+    /// The messages ready in `queue` and its consumers, read on the relay's
+    /// connection by a passive declare.
+    pub async fn queue_depth(&self, queue: &str) -> anyhow::Result<(u32, u32)> {
         let Some(connection) = self.broker.current() else {
             let why = self.broker.last_error().unwrap_or_else(|| "not connected yet".into());
             anyhow::bail!("not connected: {why}");
@@ -129,12 +135,10 @@ impl Dependencies {
             passive: true,
             ..Default::default()
         };
-        let result = channel
-            .queue_declare(self.topology.process_queue().into(), passive, Default::default())
-            .await;
+        let result = channel.queue_declare(queue.into(), passive, Default::default()).await;
         let _ = channel.close(200, "check done".into()).await;
-        result?;
-        Ok(())
+        let declared = result?;
+        Ok((declared.message_count(), declared.consumer_count()))
     }
 }
 

@@ -17,6 +17,8 @@
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
 //! - [`watch`] holds the live status streams and the hub that feeds them.
 //! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
+//! - [`metrics`] holds the layer that counts and times every call and what the
+//!   api-server's `/metrics` reads at a scrape.
 //! - [`waiting`] notes documents that wait too long for a worker, and why.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
 //!
@@ -33,6 +35,7 @@ pub mod deadline;
 pub mod document_service;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod page_token;
 pub mod quota;
 pub mod relay;
@@ -165,6 +168,10 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let started_at = chrono::Utc::now();
     let started = tokio::time::Instant::now();
 
+    if config.metrics_addr.is_some() {
+        // Before any task records a metric.
+        folio_core::metrics::recorder()?;
+    }
     let keys = token_keys(&auth)?;
     let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
         .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
@@ -250,6 +257,16 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         broker,
         topology,
     };
+    let metrics_task = match config.metrics_addr {
+        Some(addr) => {
+            let sampler = metrics::ApiSampler {
+                dependencies: dependencies.clone(),
+                audit: audit_stats.clone(),
+            };
+            Some(folio_core::metrics::serve(addr, Arc::new(sampler), cancel.clone()).await?)
+        }
+        None => None,
+    };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health::set_status(&health_reporter, false).await;
     let poller = tokio::spawn(health::poll(
@@ -324,6 +341,8 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         // Pings find dead peers, so a vanished client's streams are dropped.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        // Outermost: it sees each answer as the client does.
+        .layer(metrics::CallMetricsLayer)
         // Outside authentication, so the deadline covers its lookups too.
         .layer(deadline::DeadlineLayer(deadline::Deadlines {
             rpc: config.rpc_deadline,
@@ -387,6 +406,9 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let _ = relay.await;
     let _ = waiting_task.await;
     let _ = audit_writer.await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     tracing::info!("folio-api stopped");
     served
 }

@@ -41,6 +41,8 @@ impl Relay {
     /// Relays until `cancel` fires. Never returns an error: every failure is
     /// logged, recorded on the rows and retried.
     pub async fn run(self, cancel: CancellationToken) {
+        // At zero from the start, so an alert on it has a series to read.
+        metrics::counter!(folio_core::metrics::RABBITMQ_RECONNECTS).increment(0);
         let mut backoff = Duration::from_millis(100);
         let mut channel: Option<Channel> = None;
         while !cancel.is_cancelled() {
@@ -92,6 +94,8 @@ impl Relay {
             None => {
                 let connection = Arc::new(BrokerLink::connect(&self.amqp_url, "folio-api relay").await.context("connect")?);
                 self.broker.set(connection.clone());
+                // The first connection is made at start, so this is a reconnect.
+                metrics::counter!(folio_core::metrics::RABBITMQ_RECONNECTS).increment(1);
                 tracing::info!("outbox relay connected to RabbitMQ");
                 connection
             }
@@ -118,6 +122,7 @@ impl Relay {
                     return Ok((0, None));
                 }
                 let publishes = rows.iter().map(|row| async {
+                    let started = std::time::Instant::now();
                     let confirm = queue::publish(
                         channel,
                         &exchange,
@@ -127,7 +132,9 @@ impl Relay {
                         row.try_number.max(1) as u32,
                     )
                     .await?;
-                    queue::confirmed(confirm).await.map_err(anyhow::Error::from)
+                    queue::confirmed(confirm).await?;
+                    metrics::histogram!(folio_core::metrics::PUBLISH_CONFIRM).record(started.elapsed().as_secs_f64());
+                    anyhow::Ok(())
                 });
                 let outcomes = join_all(publishes).await;
                 let mut sent = Vec::with_capacity(rows.len());

@@ -33,7 +33,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -79,6 +79,8 @@ pub struct Consumer {
     pub context: JobContext,
     pub activity: Arc<Activity>,
     in_flight: Mutex<HashMap<u64, Acker>>,
+    /// Whether a session connected before (the next one is a reconnect).
+    connected_before: AtomicBool,
     next_key: AtomicU64,
     /// One per job that may run at once (`prefetch` of them).
     permits: Arc<Semaphore>,
@@ -98,6 +100,7 @@ impl Consumer {
             activity,
             in_flight: Mutex::default(),
             next_key: AtomicU64::new(0),
+            connected_before: AtomicBool::new(false),
             permits: Arc::new(Semaphore::new(limits.prefetch as usize)),
             hand_over_after: limits.consumer_timeout / 2,
         }
@@ -107,6 +110,9 @@ impl Consumer {
     /// drops. On cancel it stops consuming, gives in-flight jobs the grace
     /// period to finish and nacks (requeues) those that did not.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        // At zero from the start, so alerts on them have series to read.
+        metrics::counter!(folio_core::metrics::RABBITMQ_RECONNECTS).increment(0);
+        metrics::gauge!(folio_core::metrics::JOBS_IN_FLIGHT).increment(0.0);
         let mut tasks = JoinSet::new();
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
@@ -130,6 +136,9 @@ impl Consumer {
     async fn session(self: &Arc<Self>, cancel: &CancellationToken, tasks: &mut JoinSet<()>) -> anyhow::Result<()> {
         let properties = ConnectionProperties::default().with_connection_name("folio-worker".into());
         let connection = Connection::connect(&self.amqp_url, properties).await.context("connect")?;
+        if self.connected_before.swap(true, Ordering::Relaxed) {
+            metrics::counter!(folio_core::metrics::RABBITMQ_RECONNECTS).increment(1);
+        }
         let consuming = connection.create_channel().await.context("open channel")?;
         self.topology.declare(&consuming).await.context("declare topology")?;
         consuming
@@ -186,6 +195,7 @@ impl Consumer {
                         let publishing = publishing.clone();
                         tasks.spawn(async move {
                             let _permit = this.permits.clone().acquire_owned().await.expect("the permits are never closed");
+                            let _running = folio_core::metrics::Held::new(folio_core::metrics::JOBS_IN_FLIGHT);
                             this.handle(&publishing, delivery).await;
                             this.in_flight.lock().expect("in-flight lock").remove(&key);
                         });
@@ -234,6 +244,7 @@ impl Consumer {
             Ok(job) => job,
             Err(error) => {
                 tracing::error!(%error, "undecodable job, dead-lettering it");
+                metrics::counter!(folio_core::metrics::JOBS, "kind" => "undecodable", "outcome" => "failed").increment(1);
                 settle(&delivery.acker, Settle::Reject).await;
                 return;
             }
@@ -262,26 +273,33 @@ impl Consumer {
             }
         };
         let elapsed = started.elapsed();
+        let kind = queue::describe(&job).0;
+        let ended = |outcome: &'static str| metrics::counter!(folio_core::metrics::JOBS, "kind" => kind, "outcome" => outcome).increment(1);
         let settle_as = match outcome {
             Ok(Outcome::Applied) => {
+                ended("done");
                 tracing::info!(parent: &span, ?elapsed, "job done");
                 Settle::Ack
             }
             Ok(Outcome::Duplicate) => {
+                ended("duplicate");
                 tracing::info!(parent: &span, "job seen before, acked without running it again");
                 Settle::Ack
             }
             Err(JobError::Superseded(reason)) => {
+                ended("superseded");
                 tracing::info!(parent: &span, %reason, "the job's document moved on without it, acked");
                 Settle::Ack
             }
             Err(JobError::Permanent { code, message }) => {
+                ended("failed");
                 tracing::error!(parent: &span, code, %message, "job failed permanently, dead-lettering it");
                 jobs::failed(&self.context, &job, tries, code, &message).await;
                 Settle::Reject
             }
             Err(JobError::Transient(error)) => match tries.retry_delay {
                 Some(delay) => {
+                    ended("retried");
                     let retried = self
                         .schedule_retry(publishing, &delivery.data, &job.job_id, attempt + 1, delay)
                         .await;
@@ -311,6 +329,7 @@ impl Consumer {
                     }
                 }
                 None => {
+                    ended("failed");
                     tracing::error!(parent: &span, error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
                     jobs::failed(&self.context, &job, tries, "UNAVAILABLE", &jobs::unavailable(&error, false)).await;
                     Settle::Reject

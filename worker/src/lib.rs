@@ -30,10 +30,25 @@ use uuid::Uuid;
 
 use crate::{activity::Activity, consumer::Consumer, jobs::JobContext};
 
+/// What a worker's `/metrics` reads at a scrape (the rest it records as it
+/// goes): its database pool.
+struct PoolSampler(db::Pool);
+
+impl folio_core::metrics::Sampler for PoolSampler {
+    fn sample(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        db::record_pool_metrics(&self.0);
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// Runs a worker until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // First, so a model that cannot be loaded stops start-up before anything
     // registers; loading reads the weights, hence the blocking thread.
+    if config.metrics_addr.is_some() {
+        // Before any task records a metric.
+        folio_core::metrics::recorder()?;
+    }
     let models = config.models.clone();
     let embedder = tokio::task::spawn_blocking(move || embed::from_config(&models))
         .await
@@ -73,6 +88,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, embedder = embedder.model(), "folio-worker started");
 
     let cancel = CancellationToken::new();
+    let metrics_task = match config.metrics_addr {
+        Some(addr) => Some(folio_core::metrics::serve(addr, Arc::new(PoolSampler(pool.clone())), cancel.clone()).await?),
+        None => None,
+    };
     let activity = Arc::new(Activity::default());
     let heartbeat = tokio::spawn(activity::heartbeat(
         pool.clone(),
@@ -117,6 +136,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     consuming.await.context("consumer task")?;
     heartbeat.await.context("heartbeat task")?;
     building.await.context("segment builder task")?;
+    if let Some(task) = metrics_task {
+        task.await.context("metrics task")?;
+    }
     let mut conn = pool.get().await?;
     worker::mark_stopped(&mut conn, me.id).await?;
     tracing::info!("folio-worker stopped");

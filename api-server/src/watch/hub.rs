@@ -372,10 +372,13 @@ async fn read(inner: Arc<Inner>, pool: db::Pool, cancel: CancellationToken) {
 /// reconnecting with backoff; while it is down the reader polls.
 async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
+    let mut subscriptions = 0_u64;
+    metrics::counter!(folio_core::metrics::REDIS_RECONNECTS).increment(0);
+    metrics::gauge!(folio_core::metrics::WATCH_STREAMS).increment(0.0);
     loop {
         let lost = tokio::select! {
             () = cancel.cancelled() => return,
-            lost = subscribed(&inner, &client, &channels, &mut backoff) => lost,
+            lost = subscribed(&inner, &client, &channels, &mut backoff, &mut subscriptions) => lost,
         };
         if inner.live_notices.swap(false, Ordering::Relaxed) {
             tracing::warn!(error = %lost, poll = ?inner.config.poll, "watch: Redis notices lost; polling Postgres until they return");
@@ -390,8 +393,15 @@ async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, ca
     }
 }
 
-/// Subscribes and forwards notices until the connection fails.
-async fn subscribed(inner: &Inner, client: &redis::Client, channels: &Channels, backoff: &mut Duration) -> redis::RedisError {
+/// Subscribes and forwards notices until the connection fails. Counts the
+/// subscriptions made in `subscriptions` (all but the first are reconnects).
+async fn subscribed(
+    inner: &Inner,
+    client: &redis::Client,
+    channels: &Channels,
+    backoff: &mut Duration,
+    subscriptions: &mut u64,
+) -> redis::RedisError {
     let connected = async {
         let pubsub = tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub())
             .await
@@ -407,6 +417,10 @@ async fn subscribed(inner: &Inner, client: &redis::Client, channels: &Channels, 
         Err(error) => return error,
     };
     *backoff = Duration::from_millis(100);
+    if *subscriptions > 0 {
+        metrics::counter!(folio_core::metrics::REDIS_RECONNECTS).increment(1);
+    }
+    *subscriptions += 1;
     inner.live_notices.store(true, Ordering::Relaxed);
     tracing::info!("watch: live notices from Redis");
     // Events committed while the subscription was down are read now.

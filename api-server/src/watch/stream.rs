@@ -66,6 +66,8 @@ pub struct Watch {
     cursor: i64,
     subscription: Subscription,
     _permit: StreamPermit,
+    /// Counts the stream in `folio_watch_streams_open` while it lives.
+    _open: folio_core::metrics::Held,
     /// Ready once the server shuts down / the session is revoked. Kept
     /// between messages, as is `timer`, so a message costs no registration.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -132,6 +134,7 @@ impl Watch {
             cursor,
             subscription,
             _permit: permit,
+            _open: folio_core::metrics::Held::new(folio_core::metrics::WATCH_STREAMS),
             pending: VecDeque::new(),
             replaying: true,
             terminal,

@@ -14,6 +14,8 @@
 //! - [`startup`] holds bounded retries for dependencies that are still coming up
 //!   and the body of both binaries' `main`.
 //! - [`telemetry`] holds the tracing subscriber both binaries install.
+//! - [`metrics`] holds every Prometheus metric's name and the `/metrics`
+//!   endpoint both binaries serve.
 //!
 //! The other crates under `shared/` build on this one: `folio-db` (the
 //! database, its models and the document lifecycle), `folio-parse` (format
@@ -23,6 +25,7 @@
 pub mod blobs;
 pub mod cache;
 pub mod config;
+pub mod metrics;
 pub mod page_token;
 pub mod queue;
 pub mod startup;

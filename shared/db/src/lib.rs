@@ -31,6 +31,13 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// advisory lock (an arbitrary constant: "folio" in ASCII).
 const MIGRATION_LOCK: i64 = 0x66_6f6c_696f;
 
+/// Sets the pool's gauges (`folio_db_pool_connections`, `folio_db_pool_waiting`)
+/// for a scrape.
+pub fn record_pool_metrics(pool: &Pool) {
+    let status = pool.status();
+    folio_core::metrics::record_pool(status.size, status.available, status.waiting);
+}
+
 /// Builds a pool of at most `size` connections. No connection is opened yet.
 pub fn pool(database_url: &str, size: usize) -> Result<Pool, deadpool::BuildError> {
     build(AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url), size)

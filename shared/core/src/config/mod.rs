@@ -50,6 +50,9 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// `FOLIO_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `FOLIO_METRICS_ADDR`: where the process serves Prometheus metrics at
+    /// `/metrics`; none when unset.
+    pub metrics_addr: Option<SocketAddr>,
     /// `FOLIO_DB_POOL_SIZE`: connections per process.
     pub db_pool_size: usize,
     /// `FOLIO_STARTUP_TIMEOUT_SECS`: how long start-up waits for a dependency.
@@ -181,6 +184,11 @@ impl Config {
             amqp_prefix: vars.name_prefix("FOLIO_AMQP_PREFIX", "folio")?,
             redis_prefix: vars.name_prefix("FOLIO_REDIS_PREFIX", "folio:")?,
             grpc_addr: vars.parsed("FOLIO_GRPC_ADDR", "127.0.0.1:50051")?,
+            metrics_addr: vars.checked("FOLIO_METRICS_ADDR", |value| {
+                value
+                    .parse::<SocketAddr>()
+                    .map_err(|error| format!("{value:?} is not an address: {error}"))
+            })?,
             log_format: vars.choice("FOLIO_LOG_FORMAT", &[("text", LogFormat::Text), ("json", LogFormat::Json)])?,
             db_pool_size: vars.bounded("FOLIO_DB_POOL_SIZE", 16, 1, 1000)?,
             startup_timeout: vars.secs("FOLIO_STARTUP_TIMEOUT_SECS", 30, 0, 3600)?,

@@ -23,6 +23,7 @@ fn defaults_apply_when_only_the_urls_are_set() {
     assert_eq!(config.redis_prefix, "folio:");
     assert_eq!(config.max_attempts, 5);
     assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.metrics_addr, None, "metrics are off unless an address is set");
     assert_eq!(config.search.ef_search, None, "unset: scaled with the corpus");
     let mut pairs = REQUIRED.to_vec();
     pairs.push(("FOLIO_HNSW_EF_SEARCH", "300"));
@@ -105,6 +106,7 @@ fn models_default_to_hash_and_lexical_and_each_provider_asks_for_what_it_needs()
 fn malformed_values_name_their_variable() {
     for (name, value) in [
         ("FOLIO_GRPC_ADDR", "not-an-address"),
+        ("FOLIO_METRICS_ADDR", "9464"),
         ("FOLIO_WORKER_CONCURRENCY", "0"),
         ("FOLIO_MAX_ATTEMPTS", "many"),
         ("FOLIO_LOG_FORMAT", "xml"),

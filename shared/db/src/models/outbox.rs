@@ -92,6 +92,16 @@ pub async fn record_failure(conn: &mut AsyncPgConnection, ids: &[i64], error: &s
         .await
 }
 
+/// How many rows wait to be published, and when the oldest of them was
+/// written (none when no row waits).
+pub async fn unsent_summary(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
+    outbox::table
+        .filter(outbox::sent_at.is_null())
+        .select((diesel::dsl::count_star(), diesel::dsl::min(outbox::created_at)))
+        .get_result(conn)
+        .await
+}
+
 /// How many rows wait to be published.
 pub async fn count_unsent(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     outbox::table.filter(outbox::sent_at.is_null()).count().get_result(conn).await

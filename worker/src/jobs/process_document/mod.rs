@@ -69,6 +69,11 @@ impl<E: Into<JobError>> From<E> for Stop {
     }
 }
 
+/// Adds a stage's duration to `folio_stage_duration_seconds`.
+fn record_duration(stage: Stage, ms: i64) {
+    metrics::histogram!(folio_core::metrics::STAGE_DURATION, "stage" => stage.as_str()).record(ms as f64 / 1000.0);
+}
+
 fn transient(error: impl Into<anyhow::Error>) -> Stop {
     Stop::Failed(JobError::Transient(error.into()))
 }
@@ -379,7 +384,10 @@ impl Pipeline<'_> {
             })
             .await;
         let moved = match committed {
-            Ok(Some(moved)) => moved,
+            Ok(Some(moved)) => {
+                record_duration(Stage::Index, started.elapsed().as_millis() as i64);
+                moved
+            }
             // This job's effect was committed by an earlier delivery.
             Ok(None) => return Err(Stop::Gone),
             Err(IndexError::Mismatch(index)) => {
@@ -406,6 +414,7 @@ impl Pipeline<'_> {
 
     /// The results of `stage`, which took `ms`, to record with `note`.
     fn stage_done(&mut self, stage: Stage, ms: i64, note: Note) -> StageDone {
+        record_duration(stage, ms);
         self.stage_ms.insert(stage.as_str().into(), ms.into());
         StageDone {
             stage,
