@@ -1,11 +1,12 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
 //! users and roles, sessions and public keys, the pages of UserService,
-//! settings, GetInfo's report, pings and workers, search outcomes, and the
+//! settings, GetInfo's report, pings, workers and dead letters, search outcomes, and the
 //! pages, statistics and downloads of DocumentService. A leaf: it depends on
 //! the generated types, the domain types (the model files,
 //! [`crate::accounts`], [`crate::settings`], [`crate::health`]'s `Info`,
-//! [`crate::search`], [`Page`]) and the error type, and on no service module.
+//! [`crate::search`], [`crate::dead_letters`], [`Page`]) and the error type,
+//! and on no service module.
 //!
 //! A little over 500 lines: one small function per message of the API, kept in
 //! one file so that the one edge between domain and protobuf is one place to
@@ -21,6 +22,7 @@ use folio_db::{
     models::{
         audit_event::AuditEvent,
         chunk::Chunk,
+        dead_letter::Listed,
         document::{Document, StageTiming, StateCount},
         document_event::DocumentEvent,
         ping::Ping,
@@ -32,6 +34,7 @@ use futures_util::{Stream, StreamExt as _};
 
 use crate::{
     accounts::{Refused, Session},
+    dead_letters::Settlement,
     error::{ApiError, ApiResult},
     health::Info,
     page_token::Page,
@@ -133,6 +136,46 @@ pub fn worker_to_proto(w: worker::Worker) -> pb::Worker {
         current_job: w.current_job.unwrap_or_default(),
         stopped_at: w.stopped_at.map(timestamp),
         jobs_in_flight: w.jobs_in_flight.max(0) as u32,
+    }
+}
+
+pub fn dead_letters_to_proto(page: Page<Listed>) -> pb::ListDeadLettersResponse {
+    pb::ListDeadLettersResponse {
+        dead_letters: page.items.into_iter().map(dead_letter_to_proto).collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+fn dead_letter_to_proto(listed: Listed) -> pb::DeadLetter {
+    let letter = listed.letter;
+    let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    pb::DeadLetter {
+        id: letter.id,
+        job_id: text(letter.job_id),
+        kind: letter.kind,
+        document_id: text(letter.document_id),
+        owner_id: text(listed.owner_id),
+        filename: listed.filename.unwrap_or_default(),
+        error_code: listed.error_code.unwrap_or_default(),
+        error_message: listed.error_message.unwrap_or_default(),
+        tries: letter.attempt,
+        reason: letter.reason,
+        dead_at: Some(timestamp(letter.dead_at)),
+        replayed_at: letter.replayed_at.map(timestamp),
+        purged_at: letter.purged_at.map(timestamp),
+        settled_by: text(letter.settled_by),
+    }
+}
+
+pub fn settlement_to_proto(settlement: Settlement) -> pb::SettleDeadLettersResponse {
+    pb::SettleDeadLettersResponse {
+        settled: settlement.settled,
+        skipped: settlement
+            .skipped
+            .into_iter()
+            .map(|(id, reason)| pb::SkippedDeadLetter { id, reason })
+            .collect(),
+        more: settlement.more,
     }
 }
 

@@ -12,6 +12,7 @@
 //!   [`user_service`] share, [`settings`] the run-time settings, and
 //!   [`search`] the search and reindexing that [`search_service`] serves.
 //! - [`convert`] holds the conversions between domain and protobuf types.
+//! - [`dead_letters`] holds listing, replaying and purging dead letters.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
@@ -31,6 +32,7 @@ pub mod auth;
 pub mod auth_service;
 pub mod broker;
 pub mod convert;
+pub mod dead_letters;
 pub mod deadline;
 pub mod document_service;
 pub mod error;
@@ -324,6 +326,11 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         relay_wake: relay_wake.clone(),
         cache: dependencies.cache.clone(),
     };
+    let dead_letters = dead_letters::DeadLetters {
+        pool: pool.clone(),
+        cache: dependencies.cache.clone(),
+        relay_wake: relay_wake.clone(),
+    };
     let system = System {
         pool,
         settings,
@@ -333,6 +340,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         started_at,
         started,
         audit: audit_stats,
+        dead_letters,
     };
 
     let address = listener.local_addr()?;

@@ -1,9 +1,10 @@
 //! `folio.v1.SystemService`: version and dependency report, worker pings, the
-//! worker list and the run-time settings. Each RPC is a shim: it reads the
-//! request into domain terms (here, naming the request's fields in what it
-//! refuses), calls an inner function below, which takes and returns domain
-//! values (`health::Info`, the ping's row, a `Page` of worker rows,
-//! `settings::Snapshot`), and converts the answer (`convert.rs`).
+//! worker list, the run-time settings and the dead letters. Each RPC is a
+//! shim: it reads the request into domain terms (here, naming the request's
+//! fields in what it refuses), calls an inner function below or in
+//! `dead_letters.rs`, which takes and returns domain values (`health::Info`,
+//! the ping's row, a `Page` of worker rows, `settings::Snapshot`, a
+//! `dead_letters::Settlement`), and converts the answer (`convert.rs`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,14 +14,15 @@ use folio_core::queue::EncodedJob;
 use folio_db::{
     self as db,
     models::{
-        outbox,
+        dead_letter, outbox,
         ping::{self, Ping},
         worker::{self, Worker},
     },
 };
 use folio_proto::v1::{
-    self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
-    PingWorkersResponse, UpdateSettingsRequest, system_service_server::SystemService,
+    self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListDeadLettersRequest, ListDeadLettersResponse, ListWorkersRequest,
+    ListWorkersResponse, PingWorkersRequest, PingWorkersResponse, PurgeDeadLettersRequest, ReplayDeadLettersRequest,
+    SettleDeadLettersResponse, UpdateSettingsRequest, system_service_server::SystemService,
 };
 use tokio::{sync::Notify, time::Instant};
 use tonic::{Request, Response, Status};
@@ -29,7 +31,8 @@ use uuid::Uuid;
 use crate::{
     audit::{self, AuditNote, AuditStats},
     auth,
-    convert::{info_to_proto, ping_to_proto, settings_to_proto, workers_to_proto},
+    convert::{dead_letters_to_proto, info_to_proto, ping_to_proto, settings_to_proto, settlement_to_proto, to_time, workers_to_proto},
+    dead_letters::{DEAD_LETTERS_TAG, DeadLetters, Selection},
     error::{ApiError, ApiResult},
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
@@ -55,6 +58,7 @@ pub struct System {
     pub started_at: DateTime<Utc>,
     pub started: Instant,
     pub audit: Arc<AuditStats>,
+    pub dead_letters: DeadLetters,
 }
 
 #[tonic::async_trait]
@@ -87,6 +91,112 @@ impl SystemService for System {
             self.update_settings(principal.user_id, update).await?,
         )))
     }
+
+    async fn list_dead_letters(&self, request: Request<ListDeadLettersRequest>) -> Result<Response<ListDeadLettersResponse>, Status> {
+        let (filter, before, page_size) = dead_letters_query(request.into_inner())?;
+        Ok(Response::new(dead_letters_to_proto(
+            self.dead_letters.list(&filter, before, page_size).await?,
+        )))
+    }
+
+    async fn replay_dead_letters(&self, request: Request<ReplayDeadLettersRequest>) -> Result<Response<SettleDeadLettersResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        let selection = dead_letter_selection(request.into_inner().selection)?;
+        let settlement = self.dead_letters.replay(&selection, principal.user_id).await?;
+        note_settled("dead_letters_replayed", &settlement.settled);
+        Ok(Response::new(settlement_to_proto(settlement)))
+    }
+
+    async fn purge_dead_letters(&self, request: Request<PurgeDeadLettersRequest>) -> Result<Response<SettleDeadLettersResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        let selection = dead_letter_selection(request.into_inner().selection)?;
+        let settlement = self.dead_letters.purge(&selection, principal.user_id).await?;
+        note_settled("dead_letters_purged", &settlement.settled);
+        Ok(Response::new(settlement_to_proto(settlement)))
+    }
+}
+
+/// The audit note of a replay or purge: the letters it settled.
+fn note_settled(event: &str, settled: &[i64]) {
+    let ids: Vec<String> = settled.iter().map(i64::to_string).collect();
+    audit::note(AuditNote {
+        event: event.into(),
+        target: format!("dead_letters:{}", ids.join(",")),
+        ..Default::default()
+    });
+}
+
+/// ListDeadLetters' filter, where its page token left off, and its page size.
+fn dead_letters_query(request: ListDeadLettersRequest) -> ApiResult<(dead_letter::Filter, Option<i64>, i64)> {
+    let page_size = page_token::page_size(request.page_size, 50, 500)?;
+    let before = match request.page_token.as_str() {
+        "" => None,
+        token => Some(
+            page_token::decode_number(DEAD_LETTERS_TAG, token)
+                .ok_or_else(|| ApiError::invalid("page_token", "is not a token this list issued"))?,
+        ),
+    };
+    let mut filter = dead_letter_filter("filter", request.filter.unwrap_or_default())?;
+    filter.pending_only = !request.include_settled;
+    Ok((filter, before, page_size))
+}
+
+/// A DeadLetterFilter in domain terms; `field` is where it sits in the
+/// request, for the names of refused fields.
+fn dead_letter_filter(field: &str, filter: pb::DeadLetterFilter) -> ApiResult<dead_letter::Filter> {
+    let text = |value: String| Some(value).filter(|v| !v.is_empty());
+    Ok(dead_letter::Filter {
+        kind: text(filter.kind),
+        reason: text(filter.reason),
+        owner_id: match filter.owner_id.as_str() {
+            "" => None,
+            id => Some(
+                id.parse()
+                    .map_err(|_| ApiError::invalid(&format!("{field}.owner_id"), "must be a UUID"))?,
+            ),
+        },
+        error_code: text(filter.error_code),
+        dead_after: filter.dead_after.map(|t| to_time(&format!("{field}.dead_after"), t)).transpose()?,
+        dead_before: filter
+            .dead_before
+            .map(|t| to_time(&format!("{field}.dead_before"), t))
+            .transpose()?,
+        ..Default::default()
+    })
+}
+
+/// Which letters a replay or purge takes: ids, else a filter with at least
+/// one part set, else all; nothing at all is refused.
+fn dead_letter_selection(selection: Option<pb::DeadLetterSelection>) -> ApiResult<Selection> {
+    let selection = selection.unwrap_or_default();
+    if !selection.ids.is_empty() {
+        if selection.ids.len() > crate::dead_letters::SETTLE_LIMIT {
+            return Err(ApiError::invalid(
+                "selection.ids",
+                format!("at most {} ids a call", crate::dead_letters::SETTLE_LIMIT),
+            ));
+        }
+        return Ok(Selection::Ids(selection.ids));
+    }
+    if let Some(filter) = selection.filter {
+        let filter = dead_letter_filter("selection.filter", filter)?;
+        let empty = filter.kind.is_none()
+            && filter.reason.is_none()
+            && filter.owner_id.is_none()
+            && filter.error_code.is_none()
+            && filter.dead_after.is_none()
+            && filter.dead_before.is_none();
+        if !empty {
+            return Ok(Selection::Matching(filter));
+        }
+    }
+    if selection.all {
+        return Ok(Selection::All);
+    }
+    Err(ApiError::invalid(
+        "selection",
+        "select letters by ids, by a filter, or set all to take every pending one",
+    ))
 }
 
 /// What an UpdateSettingsRequest changes; every refusal names its field.

@@ -64,6 +64,9 @@ diesel::table! {
         reason -> Text,
         payload -> Bytea,
         dead_at -> Timestamptz,
+        replayed_at -> Nullable<Timestamptz>,
+        purged_at -> Nullable<Timestamptz>,
+        settled_by -> Nullable<Uuid>,
     }
 }
 

@@ -17,6 +17,7 @@
 //! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
 //! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
 //! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read; it becomes attempt + 1 with a new job            | STORE PROGRESS       |
+//! | `replayed`         | FAILED                                 | QUEUED        | as `retry_requested` (the same transition, an operator replaying its dead letter) | STORE PROGRESS |
 //! | `reindex_queued`   | READY                                  | READY         | none; a reindex job is queued                                      | EMBED STARTED        |
 //! | `reindexed`        | READY                                  | READY         | none                                                               | INDEX COMPLETED      |
 //! | `delete`           | any                                    | (removed)     | none                                                               | none (events go too) |

@@ -332,10 +332,22 @@ pub async fn cancelled(conn: &mut AsyncPgConnection, id: Uuid, attempt: i32) -> 
 /// The owner retries a FAILED or CANCELLED document: QUEUED as the next
 /// attempt, with its job in the outbox.
 pub async fn retry_requested(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
+    queued_again(conn, id, Transition::RetryRequested.from(), "queued again").await
+}
+
+/// An operator replays the dead letter of a FAILED document: as
+/// [`retry_requested`], from FAILED only, and its event says why.
+pub async fn replayed(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
+    queued_again(conn, id, &[Failed], "replayed from the dead letters: queued again").await
+}
+
+/// The RetryRequested transition from one of `from`, its event's message
+/// beginning with `why`.
+async fn queued_again(conn: &mut AsyncPgConnection, id: Uuid, from: &[State], why: &str) -> Result<Moved, LifecycleError> {
     let current = document::find(conn, id).await?.ok_or(LifecycleError::NotFound(id))?;
     let attempt = current.attempt + 1;
     let expected = Expected {
-        states: Transition::RetryRequested.from().to_vec(),
+        states: from.to_vec(),
         attempt: Some(current.attempt),
         ..Default::default()
     };
@@ -358,7 +370,7 @@ pub async fn retry_requested(conn: &mut AsyncPgConnection, id: Uuid) -> Result<M
     outbox::enqueue(conn, &EncodedJob::process_document(id, attempt)).await?;
     let note = Note {
         percent: 5,
-        message: format!("queued again as attempt {attempt}"),
+        message: format!("{why} as attempt {attempt}"),
         details: serde_json::json!({ "attempt": attempt }),
     };
     let event = append(conn, &moved.document, Stage::Store, EventKind::Progress, note).await?;
