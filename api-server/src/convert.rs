@@ -297,6 +297,7 @@ pub fn event_to_proto(e: &DocumentEvent) -> pb::DocumentEvent {
         details: json_to_struct(&e.details),
         created_at: Some(timestamp(e.created_at)),
         state: state_to_proto(e.state) as i32,
+        trace_id: e.trace_id.clone().unwrap_or_default(),
     }
 }
 

@@ -192,6 +192,10 @@ impl From<ApiError> for Status {
             }
             ApiError::Because { .. } => unreachable!("unreasoned() removes every Because"),
         };
+        // The call's trace, to quote with the reference (logs carry it too).
+        if let Some(trace_id) = folio_core::trace::current_id() {
+            metadata.insert("trace_id".to_owned(), trace_id);
+        }
         details.set_error_info(reason, DOMAIN, metadata);
         Status::with_error_details(code, message, details)
     }

@@ -22,6 +22,7 @@
 //!   api-server's `/metrics` reads at a scrape.
 //! - [`waiting`] notes documents that wait too long for a worker, and why.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
+//! - [`traces`] holds the layer that runs every call in its trace.
 //!
 //! `main.rs` only reads the configuration, installs logging, binds the listener
 //! and turns SIGTERM/SIGINT into the shutdown future.
@@ -45,6 +46,7 @@ pub mod search;
 pub mod search_service;
 pub mod settings;
 pub mod system;
+pub mod traces;
 pub mod user_service;
 pub mod waiting;
 pub mod watch;
@@ -349,7 +351,9 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         // Pings find dead peers, so a vanished client's streams are dropped.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
-        // Outermost: it sees each answer as the client does.
+        // Outermost: everything below runs in the call's trace.
+        .layer(traces::TraceLayer)
+        // It sees each answer as the client does.
         .layer(metrics::CallMetricsLayer)
         // Outside authentication, so the deadline covers its lookups too.
         .layer(deadline::DeadlineLayer(deadline::Deadlines {

@@ -17,6 +17,18 @@ use crate::{
     helpers::{eventually, health_status},
 };
 
+/// The lines a process has written to its standard output so far.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// The lines written so far that contain `needle`.
+    pub fn containing(&self, needle: &str) -> Vec<String> {
+        let lines = self.0.lock().expect("logs lock");
+        lines.iter().filter(|line| line.contains(needle)).cloned().collect()
+    }
+}
+
 /// How long [`spawn_api_process`] waits for the process to be SERVING. Start-up
 /// itself gives up on a dependency after `FOLIO_STARTUP_TIMEOUT_SECS` (10 s in a
 /// test env), so this bound is only reached by a process that hangs.
@@ -54,6 +66,17 @@ impl TestEnv {
     /// ones, logging JSON, and waits until a line of its standard output
     /// contains `ready`. Its output is drained from then on.
     pub async fn start_process(&self, binary: &str, extra: &[(&str, String)], ready: &str) -> tokio::process::Child {
+        self.start(binary, extra, ready, None).await
+    }
+
+    /// [`Self::start_process`], keeping every line the process writes in the
+    /// returned [`Logs`].
+    pub async fn start_process_logged(&self, binary: &str, extra: &[(&str, String)], ready: &str) -> (tokio::process::Child, Logs) {
+        let logs = Logs::default();
+        (self.start(binary, extra, ready, Some(logs.clone())).await, logs)
+    }
+
+    async fn start(&self, binary: &str, extra: &[(&str, String)], ready: &str, logs: Option<Logs>) -> tokio::process::Child {
         let mut command = self.command(binary);
         command
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
@@ -66,8 +89,14 @@ impl TestEnv {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let ready = ready.to_owned();
+        let keep = move |line: &str| {
+            if let Some(logs) = &logs {
+                logs.0.lock().expect("logs lock").push(line.to_owned());
+            }
+        };
         tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.expect("read log") {
+                keep(&line);
                 if line.contains(&ready) {
                     break;
                 }
@@ -76,7 +105,11 @@ impl TestEnv {
         .await
         .unwrap_or_else(|_| panic!("{binary} did not log {ready:?}"));
         // Keep draining the pipe so the child never blocks on a full one.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&line);
+            }
+        });
         child
     }
 

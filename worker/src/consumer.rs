@@ -39,8 +39,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use folio_core::queue::{self, Topology};
+use folio_core::{
+    queue::{self, Topology},
+    trace::{self, TraceContext},
+};
 use folio_db::models::dead_letter;
+use folio_proto::queue::v1::Job;
 use futures_util::StreamExt as _;
 use lapin::{
     Acker, Channel, Connection, ConnectionProperties,
@@ -53,6 +57,7 @@ use lapin::{
 };
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::{
     activity::Activity,
@@ -249,8 +254,15 @@ impl Consumer {
                 return;
             }
         };
+        // The job goes on with the trace of the call that caused it.
+        let context = queue::trace_of(&job).map_or_else(TraceContext::root, |caller| caller.child());
+        let span = tracing::info_span!("job", trace_id = %context.trace_id_hex(), job_id = %job.job_id, attempt);
+        trace::scope(context, self.run_job(publishing, &delivery, &job, attempt).instrument(span)).await;
+    }
+
+    /// Runs a decoded job and settles its delivery, in its trace and span.
+    async fn run_job(&self, publishing: &Channel, delivery: &Delivery, job: &Job, attempt: u32) {
         let _activity = self.activity.start(job.job_id.clone());
-        let span = tracing::info_span!("job", job_id = %job.job_id, attempt);
         let started = tokio::time::Instant::now();
         let tries = jobs::Delivery {
             number: attempt,
@@ -258,43 +270,43 @@ impl Consumer {
             token: uuid::Uuid::new_v4(),
             retry_delay: self.topology.retry_delay(attempt),
         };
-        let running = jobs::run(&self.context, &job, tries);
+        let running = jobs::run(&self.context, job, tries);
         tokio::pin!(running);
-        let leased = queue::describe(&job).0 == "process_document";
+        let leased = queue::describe(job).0 == "process_document";
         let mut handed_over = false;
         let outcome = tokio::select! {
             outcome = &mut running => outcome,
             () = tokio::time::sleep(self.hand_over_after), if leased => {
                 handed_over = ack(&delivery.acker).await;
                 if handed_over {
-                    tracing::info!(parent: &span, after = ?self.hand_over_after, "job still running: acked early, its document's lease holds it from now on");
+                    tracing::info!(after = ?self.hand_over_after, "job still running: acked early, its document's lease holds it from now on");
                 }
                 running.await
             }
         };
         let elapsed = started.elapsed();
-        let kind = queue::describe(&job).0;
+        let kind = queue::describe(job).0;
         let ended = |outcome: &'static str| metrics::counter!(folio_core::metrics::JOBS, "kind" => kind, "outcome" => outcome).increment(1);
         let settle_as = match outcome {
             Ok(Outcome::Applied) => {
                 ended("done");
-                tracing::info!(parent: &span, ?elapsed, "job done");
+                tracing::info!(?elapsed, "job done");
                 Settle::Ack
             }
             Ok(Outcome::Duplicate) => {
                 ended("duplicate");
-                tracing::info!(parent: &span, "job seen before, acked without running it again");
+                tracing::info!("job seen before, acked without running it again");
                 Settle::Ack
             }
             Err(JobError::Superseded(reason)) => {
                 ended("superseded");
-                tracing::info!(parent: &span, %reason, "the job's document moved on without it, acked");
+                tracing::info!(%reason, "the job's document moved on without it, acked");
                 Settle::Ack
             }
             Err(JobError::Permanent { code, message }) => {
                 ended("failed");
-                tracing::error!(parent: &span, code, %message, "job failed permanently, dead-lettering it");
-                jobs::failed(&self.context, &job, tries, code, &message).await;
+                tracing::error!(code, %message, "job failed permanently, dead-lettering it");
+                jobs::failed(&self.context, job, tries, code, &message).await;
                 Settle::Reject
             }
             Err(JobError::Transient(error)) => match tries.retry_delay {
@@ -305,16 +317,22 @@ impl Consumer {
                         .await;
                     match retried {
                         Ok(()) => {
-                            tracing::warn!(parent: &span, error = format!("{error:#}"), ?delay, "job failed, retry {} of {} scheduled", attempt + 1, self.topology.max_attempts());
-                            jobs::retry_scheduled(&self.context, &job, tries, delay, &error).await;
+                            tracing::warn!(
+                                error = format!("{error:#}"),
+                                ?delay,
+                                "job failed, retry {} of {} scheduled",
+                                attempt + 1,
+                                self.topology.max_attempts()
+                            );
+                            jobs::retry_scheduled(&self.context, job, tries, delay, &error).await;
                             Settle::Ack
                         }
                         Err(publish_error) if handed_over => {
                             // Nothing to requeue: publish it until it is confirmed.
-                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, "the retry of a job handed over to its lease could not be published; trying again");
+                            tracing::warn!(error = format!("{error:#}"), %publish_error, "the retry of a job handed over to its lease could not be published; trying again");
                             self.publish_retry_until_confirmed(publishing, &delivery.data, &job.job_id, attempt + 1, delay)
                                 .await;
-                            jobs::retry_scheduled(&self.context, &job, tries, delay, &error).await;
+                            jobs::retry_scheduled(&self.context, job, tries, delay, &error).await;
                             Settle::Ack
                         }
                         Err(publish_error) => {
@@ -322,7 +340,7 @@ impl Consumer {
                             // broker refusing the retry queue) would loop at
                             // full speed: wait out part of the delay first.
                             let pause = delay.min(REQUEUE_PAUSE_MAX);
-                            tracing::warn!(parent: &span, error = format!("{error:#}"), %publish_error, ?pause, "job failed and its retry could not be scheduled, requeueing after a pause");
+                            tracing::warn!(error = format!("{error:#}"), %publish_error, ?pause, "job failed and its retry could not be scheduled, requeueing after a pause");
                             tokio::time::sleep(pause).await;
                             Settle::Requeue
                         }
@@ -330,8 +348,8 @@ impl Consumer {
                 }
                 None => {
                     ended("failed");
-                    tracing::error!(parent: &span, error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
-                    jobs::failed(&self.context, &job, tries, "UNAVAILABLE", &jobs::unavailable(&error, false)).await;
+                    tracing::error!(error = format!("{error:#}"), "job failed on its last attempt, dead-lettering it");
+                    jobs::failed(&self.context, job, tries, "UNAVAILABLE", &jobs::unavailable(&error, false)).await;
                     Settle::Reject
                 }
             },
@@ -414,9 +432,19 @@ impl Consumer {
     /// `dead_letters`, then acks it. While the database is away the dead
     /// letter is requeued after a pause.
     async fn settle_dead_letter(&self, delivery: Delivery) {
+        let job = queue::decode(&delivery.data).ok();
+        let context = job
+            .as_ref()
+            .and_then(queue::trace_of)
+            .map_or_else(TraceContext::root, |caller| caller.child());
+        let span = tracing::info_span!("dead_letter", trace_id = %context.trace_id_hex());
+        trace::scope(context, self.settle_dead_letter_of(delivery, job).instrument(span)).await;
+    }
+
+    /// Settles a dead letter whose job is `job` (None: undecodable).
+    async fn settle_dead_letter_of(&self, delivery: Delivery, job: Option<Job>) {
         let reason = queue::death_reason(&delivery.properties).unwrap_or_else(|| "unknown".into());
         let attempt = queue::delivery_attempt(&delivery.properties);
-        let job = queue::decode(&delivery.data).ok();
         let (kind, document_id) = job.as_ref().map_or(("undecodable", None), queue::describe);
         let mut settled = true;
         if let Some(job) = &job {

@@ -184,6 +184,7 @@ impl Documents {
         };
         match committed {
             Some(Moved { document: stored, event }) => {
+                tracing::info!(document_id = %id, bytes = size, "document stored and queued");
                 self.relay_wake.notify_one();
                 if let Some(event) = &event {
                     documents::announce(&self.cache, event).await;

@@ -14,6 +14,8 @@
 //! - [`startup`] holds bounded retries for dependencies that are still coming up
 //!   and the body of both binaries' `main`.
 //! - [`telemetry`] holds the tracing subscriber both binaries install.
+//! - [`trace`] holds the W3C trace context every call and the jobs it causes
+//!   carry, and the task-local current one.
 //! - [`metrics`] holds every Prometheus metric's name and the `/metrics`
 //!   endpoint both binaries serve.
 //!
@@ -30,6 +32,7 @@ pub mod page_token;
 pub mod queue;
 pub mod startup;
 pub mod telemetry;
+pub mod trace;
 
 /// The version every folio binary reports (the workspace version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -265,7 +265,10 @@ impl EncodedJob {
         let job = Job {
             job_id: job_id.to_string(),
             enqueued_at: Some(prost_types_timestamp(now)),
-            trace_context: Default::default(),
+            // The call's or job's trace goes on with the job.
+            trace_context: crate::trace::current()
+                .map(|context| [(crate::trace::TRACEPARENT.to_owned(), context.child().traceparent())].into())
+                .unwrap_or_default(),
             kind: Some(body),
         };
         EncodedJob {
@@ -281,6 +284,13 @@ fn prost_types_timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Time
         seconds: at.timestamp(),
         nanos: at.timestamp_subsec_nanos() as i32,
     }
+}
+
+/// The trace context `job` carries, if it carries a valid one.
+pub fn trace_of(job: &Job) -> Option<crate::trace::TraceContext> {
+    job.trace_context
+        .get(crate::trace::TRACEPARENT)
+        .and_then(|value| crate::trace::TraceContext::parse(value))
 }
 
 /// Why a publish did not count as delivered to the broker.

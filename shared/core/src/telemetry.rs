@@ -14,7 +14,15 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
+            // Every span around the line, outermost first: the `rpc` or
+            // `job` span names the trace id.
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(true),
+            )
             .init(),
         LogFormat::Text => registry
             .with(fmt::layer().with_target(true).with_ansi(std::io::stdout().is_terminal()))

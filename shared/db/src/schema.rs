@@ -83,6 +83,7 @@ diesel::table! {
         details -> Jsonb,
         state -> Text,
         created_at -> Timestamptz,
+        trace_id -> Nullable<Text>,
     }
 }
 

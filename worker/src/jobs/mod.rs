@@ -209,7 +209,10 @@ pub async fn failed(context: &JobContext, job: &Job, delivery: Delivery, code: &
 pub fn for_client(what: &str, detail: &dyn std::fmt::Display) -> String {
     let reference = Uuid::new_v4();
     tracing::warn!(%reference, detail = %detail, "{what}");
-    format!("{what} (reference {reference})")
+    match folio_core::trace::current_id() {
+        Some(trace_id) => format!("{what} (reference {reference}, trace {trace_id})"),
+        None => format!("{what} (reference {reference})"),
+    }
 }
 
 /// A transient failure whose text is written for clients (it names no

@@ -25,6 +25,8 @@ pub struct DocumentEvent {
     pub details: serde_json::Value,
     pub state: State,
     pub created_at: DateTime<Utc>,
+    /// The trace of the call or job that wrote it.
+    pub trace_id: Option<String>,
 }
 
 /// An event to append.
@@ -40,6 +42,7 @@ pub struct NewDocumentEvent {
     pub message: String,
     pub details: serde_json::Value,
     pub state: State,
+    pub trace_id: Option<String>,
 }
 
 /// The advisory lock between event appends and readers of the whole log

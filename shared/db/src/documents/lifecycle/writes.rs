@@ -507,6 +507,7 @@ pub(super) async fn append(
             message: note.message,
             details: note.details,
             state: document.state,
+            trace_id: folio_core::trace::current_id(),
         },
     )
     .await

@@ -1,0 +1,1 @@
+ALTER TABLE document_events DROP COLUMN trace_id;
