@@ -62,7 +62,7 @@ use folio_auth::{
 use folio_core::{
     blobs::Blobs,
     cache::Cache,
-    config::{Config, ConfigError, LogFormat},
+    config::{Config, ConfigError},
     queue::Topology,
     startup,
 };
@@ -120,8 +120,8 @@ impl startup::Settings for ApiConfig {
         Ok(ApiConfig { core, auth })
     }
 
-    fn log_format(&self) -> LogFormat {
-        self.core.log_format
+    fn core(&self) -> &Config {
+        &self.core
     }
 }
 

@@ -51,14 +51,16 @@ where
         // The clone that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let context = request
+        let caller = request
             .headers()
             .get(TRACEPARENT)
             .and_then(|value| value.to_str().ok())
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |caller| caller.child());
+            .and_then(TraceContext::parse);
+        let context = caller.map_or_else(TraceContext::root, |caller| caller.child());
         let trace_id = context.trace_id_hex();
         let span = tracing::info_span!("rpc", trace_id = %trace_id, rpc = %request.uri().path());
+        // Exported as a child of the caller's span (or in the new trace).
+        folio_core::telemetry::continue_trace(&span, &caller.unwrap_or(context));
         Box::pin(
             trace::scope(context, async move {
                 let mut response = inner.call(request).await?;

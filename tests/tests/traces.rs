@@ -1,7 +1,10 @@
 //! Traces across the queue: one upload's W3C trace id, sent by the caller in
 //! `traceparent`, is in the answer, in the api-server's and the worker's JSON
 //! logs (each its own process), in every event of the document and in the
-//! ErrorInfo of an error; a call without one gets a trace of its own.
+//! ErrorInfo of an error; a call without one gets a trace of its own. With
+//! `FOLIO_OTLP_ENDPOINT` set, both processes export their spans in that trace
+//! over OTLP/HTTP: the real exporter sends them to a receiver here that
+//! decodes them with the OpenTelemetry protocol's own message types.
 
 use std::time::Duration;
 
@@ -120,5 +123,103 @@ async fn one_uploads_trace_id_reaches_both_processes_logs_its_events_and_its_err
     );
     assert_ne!(traces[0], traces[1]);
     assert!(!traces.contains(&TRACE_ID.to_owned()));
+    env.cleanup().await;
+}
+
+/// Spans received over OTLP/HTTP: (service name, trace id in hex, span name).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+async fn otlp_receiver() -> (String, Received) {
+    use opentelemetry_proto::tonic::{collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value};
+    use prost::Message as _;
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP trace export");
+                for spans in request.resource_spans {
+                    let service = spans
+                        .resource
+                        .iter()
+                        .flat_map(|r| &r.attributes)
+                        .find(|a| a.key == "service.name")
+                        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                            Value::StringValue(name) => Some(name.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    for scope in spans.scope_spans {
+                        for span in scope.spans {
+                            let trace_id: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                            sink.lock().unwrap().push((service.clone(), trace_id, span.name));
+                        }
+                    }
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_both_processes_export_the_uploads_trace() {
+    let (endpoint, received) = otlp_receiver().await;
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_OTLP_ENDPOINT", endpoint);
+    // The batch exporter sends every 200 ms instead of every 5 s.
+    env.set("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let _api = env
+        .start_process("folio-api", &[("FOLIO_GRPC_ADDR", addr.clone())], "folio-api serving")
+        .await;
+    let _worker = env.start_process("folio-worker", &[], "consuming").await;
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let token = AuthServiceClient::new(channel.clone())
+        .login(LoginRequest {
+            email: folio_tests::ADMIN_EMAIL.into(),
+            password: folio_tests::ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut documents = DocumentServiceClient::new(InterceptedService::new(channel, Bearer::new(&token)));
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let document = documents
+        .create_document(with_trace(
+            CreateDocumentRequest {
+                metadata: Some(DocumentMetadata {
+                    filename: "exported.txt".into(),
+                    ..Default::default()
+                }),
+                content: folio_tests::prose(200),
+            },
+            trace_id,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .expect("the document");
+    wait_for_state(&documents, &document.id, DocumentState::Ready, Duration::from_secs(60)).await;
+    folio_tests::eventually(Duration::from_secs(30), "both processes' spans of the upload's trace", || {
+        let spans = received.lock().unwrap().clone();
+        async move {
+            let exported = |service: &str, name: &str| spans.iter().any(|(s, t, n)| s == service && t == trace_id && n == name);
+            (exported("folio-api", "rpc") && exported("folio-worker", "job")).then_some(())
+        }
+    })
+    .await;
     env.cleanup().await;
 }

@@ -257,6 +257,7 @@ impl Consumer {
         // The job goes on with the trace of the call that caused it.
         let context = queue::trace_of(&job).map_or_else(TraceContext::root, |caller| caller.child());
         let span = tracing::info_span!("job", trace_id = %context.trace_id_hex(), job_id = %job.job_id, attempt);
+        folio_core::telemetry::continue_trace(&span, &context);
         trace::scope(context, self.run_job(publishing, &delivery, &job, attempt).instrument(span)).await;
     }
 
@@ -438,6 +439,7 @@ impl Consumer {
             .and_then(queue::trace_of)
             .map_or_else(TraceContext::root, |caller| caller.child());
         let span = tracing::info_span!("dead_letter", trace_id = %context.trace_id_hex());
+        folio_core::telemetry::continue_trace(&span, &context);
         trace::scope(context, self.settle_dead_letter_of(delivery, job).instrument(span)).await;
     }
 

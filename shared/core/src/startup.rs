@@ -67,8 +67,8 @@ pub fn one_line(message: &str) -> String {
 pub trait Settings: Sized {
     /// Reads and checks every setting (see `Config::from_env`).
     fn from_env() -> Result<Self, crate::config::ConfigError>;
-    /// How log lines are written.
-    fn log_format(&self) -> crate::config::LogFormat;
+    /// The settings both binaries share (logging and export among them).
+    fn core(&self) -> &crate::config::Config;
 }
 
 impl Settings for crate::config::Config {
@@ -76,8 +76,8 @@ impl Settings for crate::config::Config {
         crate::config::Config::from_env()
     }
 
-    fn log_format(&self) -> crate::config::LogFormat {
-        self.log_format
+    fn core(&self) -> &crate::config::Config {
+        self
     }
 }
 
@@ -98,7 +98,17 @@ where
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(config.log_format());
+    let core = config.core();
+    if core.otlp_endpoint.is_some() {
+        install_tls_provider();
+    }
+    let telemetry = match crate::telemetry::init(name, core.log_format, core.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -106,7 +116,10 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(body(config)) {
+    let ended = runtime.block_on(body(config));
+    drop(runtime);
+    telemetry.shutdown();
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{name}: {}", one_line(&format!("{error:#}")));

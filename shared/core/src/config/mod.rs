@@ -50,6 +50,9 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// `FOLIO_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `FOLIO_OTLP_ENDPOINT`: an OpenTelemetry collector's base URL; spans
+    /// are exported to its `/v1/traces` (OTLP over HTTP) when set.
+    pub otlp_endpoint: Option<String>,
     /// `FOLIO_METRICS_ADDR`: where the process serves Prometheus metrics at
     /// `/metrics`; none when unset.
     pub metrics_addr: Option<SocketAddr>,
@@ -184,6 +187,10 @@ impl Config {
             amqp_prefix: vars.name_prefix("FOLIO_AMQP_PREFIX", "folio")?,
             redis_prefix: vars.name_prefix("FOLIO_REDIS_PREFIX", "folio:")?,
             grpc_addr: vars.parsed("FOLIO_GRPC_ADDR", "127.0.0.1:50051")?,
+            otlp_endpoint: match vars.get("FOLIO_OTLP_ENDPOINT") {
+                Some(_) => Some(vars.url("FOLIO_OTLP_ENDPOINT", &["http", "https"])?),
+                None => None,
+            },
             metrics_addr: vars.checked("FOLIO_METRICS_ADDR", |value| {
                 value
                     .parse::<SocketAddr>()
