@@ -5,7 +5,7 @@
 //! pages, statistics and downloads of DocumentService. A leaf: it depends on
 //! the generated types, the domain types (the model files,
 //! [`crate::accounts`], [`crate::settings`], [`crate::health`]'s `Info`,
-//! [`crate::search`], [`crate::dead_letters`], [`Page`]) and the error type,
+//! [`crate::search`], [`crate::dead_letters`], [`crate::stats`], [`Page`]) and the error type,
 //! and on no service module.
 //!
 //! A little over 500 lines: one small function per message of the API, kept in
@@ -164,6 +164,54 @@ fn dead_letter_to_proto(listed: Listed) -> pb::DeadLetter {
         replayed_at: letter.replayed_at.map(timestamp),
         purged_at: letter.purged_at.map(timestamp),
         settled_by: text(letter.settled_by),
+    }
+}
+
+pub fn system_stats_to_proto(stats: crate::stats::SystemStats) -> pb::SystemStats {
+    pb::SystemStats {
+        users: stats
+            .users
+            .into_iter()
+            .map(|count| pb::RoleCount {
+                role: Role::parse(&count.role).map_or(pb::Role::Unspecified, role_to_proto) as i32,
+                active: count.active,
+                users: count.users,
+            })
+            .collect(),
+        live_sessions: stats.live_sessions,
+        documents: Some(stats_to_proto(&stats.states, &stats.stages, None)),
+        days: stats
+            .days
+            .into_iter()
+            .map(|day| pb::DayActivity {
+                date: day.date,
+                uploads: day.uploads,
+                failures: day.failures,
+            })
+            .collect(),
+        failures_by_code: stats
+            .failures
+            .into_iter()
+            .map(|count| pb::ErrorCodeCount {
+                error_code: count.code,
+                documents: count.documents,
+            })
+            .collect(),
+        workers_alive: stats.workers_alive as i32,
+    }
+}
+
+pub fn top_users_to_proto(users: Vec<user::Ranked>) -> pb::ListTopUsersResponse {
+    pb::ListTopUsersResponse {
+        users: users
+            .into_iter()
+            .map(|user| pb::TopUser {
+                user_id: user.id.to_string(),
+                email: user.email,
+                display_name: user.display_name,
+                value: user.value,
+            })
+            .collect(),
     }
 }
 

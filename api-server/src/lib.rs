@@ -12,7 +12,8 @@
 //!   [`user_service`] share, [`settings`] the run-time settings, and
 //!   [`search`] the search and reindexing that [`search_service`] serves.
 //! - [`convert`] holds the conversions between domain and protobuf types.
-//! - [`dead_letters`] holds listing, replaying and purging dead letters.
+//! - [`dead_letters`] holds listing, replaying and purging dead letters, and
+//!   [`stats`] the admin statistics.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
@@ -45,6 +46,7 @@ pub mod relay;
 pub mod search;
 pub mod search_service;
 pub mod settings;
+pub mod stats;
 pub mod system;
 pub mod traces;
 pub mod user_service;
@@ -343,6 +345,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         started,
         audit: audit_stats,
         dead_letters,
+        alive_within: wait_notice.alive_within,
     };
 
     let address = listener.local_addr()?;

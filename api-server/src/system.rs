@@ -16,13 +16,15 @@ use folio_db::{
     models::{
         dead_letter, outbox,
         ping::{self, Ping},
+        user::RankBy,
         worker::{self, Worker},
     },
 };
 use folio_proto::v1::{
-    self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, ListDeadLettersRequest, ListDeadLettersResponse, ListWorkersRequest,
-    ListWorkersResponse, PingWorkersRequest, PingWorkersResponse, PurgeDeadLettersRequest, ReplayDeadLettersRequest,
-    SettleDeadLettersResponse, UpdateSettingsRequest, system_service_server::SystemService,
+    self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, GetSystemStatsRequest, ListDeadLettersRequest,
+    ListDeadLettersResponse, ListTopUsersRequest, ListTopUsersResponse, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
+    PingWorkersResponse, PurgeDeadLettersRequest, ReplayDeadLettersRequest, SettleDeadLettersResponse, TopUsersBy, UpdateSettingsRequest,
+    system_service_server::SystemService,
 };
 use tokio::{sync::Notify, time::Instant};
 use tonic::{Request, Response, Status};
@@ -31,12 +33,16 @@ use uuid::Uuid;
 use crate::{
     audit::{self, AuditNote, AuditStats},
     auth,
-    convert::{dead_letters_to_proto, info_to_proto, ping_to_proto, settings_to_proto, settlement_to_proto, to_time, workers_to_proto},
+    convert::{
+        dead_letters_to_proto, info_to_proto, ping_to_proto, settings_to_proto, settlement_to_proto, system_stats_to_proto, to_time,
+        top_users_to_proto, workers_to_proto,
+    },
     dead_letters::{DEAD_LETTERS_TAG, DeadLetters, Selection},
     error::{ApiError, ApiResult},
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
     settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, Settings, Snapshot, Update},
+    stats,
     watch::Hub,
 };
 
@@ -59,6 +65,8 @@ pub struct System {
     pub started: Instant,
     pub audit: Arc<AuditStats>,
     pub dead_letters: DeadLetters,
+    /// A worker seen within this is alive (three heartbeats).
+    pub alive_within: Duration,
 }
 
 #[tonic::async_trait]
@@ -92,6 +100,19 @@ impl SystemService for System {
         )))
     }
 
+    async fn get_system_stats(&self, _request: Request<GetSystemStatsRequest>) -> Result<Response<pb::SystemStats>, Status> {
+        Ok(Response::new(system_stats_to_proto(
+            stats::system_stats(&self.pool, self.alive_within).await?,
+        )))
+    }
+
+    async fn list_top_users(&self, request: Request<ListTopUsersRequest>) -> Result<Response<ListTopUsersResponse>, Status> {
+        let (by, since, until, limit) = top_users_query(request.into_inner())?;
+        Ok(Response::new(top_users_to_proto(
+            stats::top_users(&self.pool, by, since, until, limit).await?,
+        )))
+    }
+
     async fn list_dead_letters(&self, request: Request<ListDeadLettersRequest>) -> Result<Response<ListDeadLettersResponse>, Status> {
         let (filter, before, page_size) = dead_letters_query(request.into_inner())?;
         Ok(Response::new(dead_letters_to_proto(
@@ -114,6 +135,31 @@ impl SystemService for System {
         note_settled("dead_letters_purged", &settlement.settled);
         Ok(Response::new(settlement_to_proto(settlement)))
     }
+}
+
+/// What ListTopUsers ranks by, its window and how many it lists.
+fn top_users_query(request: ListTopUsersRequest) -> ApiResult<(RankBy, DateTime<Utc>, DateTime<Utc>, i64)> {
+    let by = match TopUsersBy::try_from(request.by) {
+        Ok(TopUsersBy::Unspecified | TopUsersBy::Documents) => RankBy::Documents,
+        Ok(TopUsersBy::Bytes) => RankBy::Bytes,
+        Ok(TopUsersBy::Activity) => RankBy::Activity,
+        Err(_) => return Err(ApiError::invalid("by", "is not a known ranking")),
+    };
+    let until = request.until.map(|t| to_time("until", t)).transpose()?.unwrap_or_else(Utc::now);
+    let since = request
+        .since
+        .map(|t| to_time("since", t))
+        .transpose()?
+        .unwrap_or(until - chrono::Duration::days(30));
+    if since >= until {
+        return Err(ApiError::invalid("since", "must be before until"));
+    }
+    let limit = match request.limit {
+        0 => 10,
+        n if n < 0 => return Err(ApiError::invalid("limit", "must not be negative")),
+        n => i64::from(n).min(100),
+    };
+    Ok((by, since, until, limit))
 }
 
 /// The audit note of a replay or purge: the letters it settled.

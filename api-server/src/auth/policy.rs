@@ -63,6 +63,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.SystemService/ListDeadLetters", Access::Admin),
     ("/folio.v1.SystemService/ReplayDeadLetters", Access::Admin),
     ("/folio.v1.SystemService/PurgeDeadLetters", Access::Admin),
+    ("/folio.v1.SystemService/GetSystemStats", Access::Admin),
+    ("/folio.v1.SystemService/ListTopUsers", Access::Admin),
 ];
 
 /// The access `path` (a gRPC `/package.Service/Method`) requires.

@@ -457,3 +457,55 @@ pub async fn usage(conn: &mut AsyncPgConnection, owner: Uuid) -> QueryResult<Usa
         .get_result(conn)
         .await
 }
+
+/// Uploads and failures on one UTC day.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct DayCount {
+    /// YYYY-MM-DD.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub date: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub uploads: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub failures: i64,
+}
+
+/// Documents uploaded and documents ended FAILED on each of the last `days`
+/// UTC days, oldest first, today last; days without any have zeros.
+pub async fn daily(conn: &mut AsyncPgConnection, days: i32) -> QueryResult<Vec<DayCount>> {
+    diesel::sql_query(
+        "WITH days AS (\
+             SELECT generate_series(date_trunc('day', now() AT TIME ZONE 'UTC') - ($1 - 1) * interval '1 day', \
+                                    date_trunc('day', now() AT TIME ZONE 'UTC'), interval '1 day') AS day), \
+         since AS (SELECT min(day) AT TIME ZONE 'UTC' AS at FROM days), \
+         up AS (SELECT date_trunc('day', created_at AT TIME ZONE 'UTC') AS day, count(*) AS n \
+                FROM documents, since WHERE created_at >= since.at GROUP BY 1), \
+         failed AS (SELECT date_trunc('day', completed_at AT TIME ZONE 'UTC') AS day, count(*) AS n \
+                    FROM documents, since WHERE state = 'FAILED' AND completed_at >= since.at GROUP BY 1) \
+         SELECT to_char(days.day, 'YYYY-MM-DD') AS date, coalesce(up.n, 0)::int8 AS uploads, \
+                coalesce(failed.n, 0)::int8 AS failures \
+         FROM days LEFT JOIN up USING (day) LEFT JOIN failed USING (day) ORDER BY days.day",
+    )
+    .bind::<diesel::sql_types::Integer, _>(days)
+    .load(conn)
+    .await
+}
+
+/// FAILED documents with one error code.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct CodeCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub code: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub documents: i64,
+}
+
+/// FAILED documents by error code, most first.
+pub async fn failures_by_code(conn: &mut AsyncPgConnection) -> QueryResult<Vec<CodeCount>> {
+    diesel::sql_query(
+        "SELECT coalesce(error_code, '') AS code, count(*)::int8 AS documents FROM documents \
+         WHERE state = 'FAILED' GROUP BY 1 ORDER BY documents DESC, code",
+    )
+    .load(conn)
+    .await
+}

@@ -71,3 +71,13 @@ pub async fn live_ids(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResul
         .load(conn)
         .await
 }
+
+/// Sessions neither revoked nor expired.
+pub async fn count_live(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -132,3 +132,76 @@ pub async fn live_in_session(conn: &mut AsyncPgConnection, user_id: Uuid, sessio
         .optional()?;
     Ok(found.and_then(|(user, revoked)| (user.active && revoked.is_none()).then_some(user)))
 }
+
+/// Accounts of one role with one active flag.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct RoleCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub role: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub active: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub users: i64,
+}
+
+/// Accounts by role and active flag.
+pub async fn counts_by_role(conn: &mut AsyncPgConnection) -> QueryResult<Vec<RoleCount>> {
+    diesel::sql_query("SELECT role, active, count(*)::int8 AS users FROM users GROUP BY role, active ORDER BY role, active DESC")
+        .load(conn)
+        .await
+}
+
+/// An account ranked by a count over a time window.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Ranked {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub email: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub display_name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub value: i64,
+}
+
+/// What accounts are ranked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankBy {
+    /// Documents uploaded.
+    Documents,
+    /// Bytes uploaded.
+    Bytes,
+    /// Calls in the audit log.
+    Activity,
+}
+
+/// The `limit` accounts with the most documents, bytes or calls in
+/// `[since, until)`, most first.
+pub async fn top(
+    conn: &mut AsyncPgConnection,
+    by: RankBy,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Ranked>> {
+    let (value, from) = match by {
+        RankBy::Documents => (
+            "count(*)",
+            "documents t ON t.owner_id = u.id AND t.created_at >= $1 AND t.created_at < $2",
+        ),
+        RankBy::Bytes => (
+            "sum(t.size_bytes)",
+            "documents t ON t.owner_id = u.id AND t.created_at >= $1 AND t.created_at < $2",
+        ),
+        RankBy::Activity => ("count(*)", "audit_events t ON t.actor_id = u.id AND t.at >= $1 AND t.at < $2"),
+    };
+    diesel::sql_query(format!(
+        "SELECT u.id, u.email, u.display_name, {value}::int8 AS value FROM users u JOIN {from} \
+         GROUP BY u.id ORDER BY value DESC, u.email LIMIT $3"
+    ))
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Timestamptz, _>(until)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await
+}

@@ -104,3 +104,14 @@ pub async fn list(conn: &mut AsyncPgConnection, limit: i64, after: Option<Cursor
         .load(conn)
         .await
 }
+
+/// Workers seen within `within` that have not stopped.
+pub async fn count_alive(conn: &mut AsyncPgConnection, within: std::time::Duration) -> QueryResult<i64> {
+    let since = Utc::now() - chrono::Duration::from_std(within).unwrap_or_default();
+    workers::table
+        .filter(workers::stopped_at.is_null())
+        .filter(workers::last_seen_at.ge(since))
+        .count()
+        .get_result(conn)
+        .await
+}
