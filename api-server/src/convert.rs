@@ -26,7 +26,7 @@ use folio_db::{
         document::{Document, StageTiming, StateCount},
         document_event::DocumentEvent,
         ping::Ping,
-        user, worker,
+        service, user, worker,
     },
 };
 use folio_proto::v1 as pb;
@@ -212,6 +212,34 @@ pub fn top_users_to_proto(users: Vec<user::Ranked>) -> pb::ListTopUsersResponse 
                 value: user.value,
             })
             .collect(),
+    }
+}
+
+pub fn services_to_proto(services: Vec<service::Service>) -> pb::ListServicesResponse {
+    pb::ListServicesResponse {
+        services: services.into_iter().map(service_to_proto).collect(),
+    }
+}
+
+pub fn service_to_proto(service: service::Service) -> pb::Service {
+    pb::Service {
+        kind: match service.kind.as_str() {
+            "grpc" => pb::ServiceKind::Grpc,
+            _ => pb::ServiceKind::Http,
+        } as i32,
+        status: match service.up {
+            None => pb::ServiceStatus::Unspecified,
+            Some(true) => pb::ServiceStatus::Up,
+            Some(false) => pb::ServiceStatus::Down,
+        } as i32,
+        latency: service.latency_ms.map(|ms| duration(Duration::from_millis(ms.max(0) as u64))),
+        error: service.error.unwrap_or_default(),
+        checked_at: service.checked_at.map(timestamp),
+        changed_at: service.changed_at.map(timestamp),
+        created_at: Some(timestamp(service.created_at)),
+        name: service.name,
+        target: service.target,
+        automatic: service.automatic,
     }
 }
 

@@ -13,7 +13,8 @@
 //!   [`search`] the search and reindexing that [`search_service`] serves.
 //! - [`convert`] holds the conversions between domain and protobuf types.
 //! - [`dead_letters`] holds listing, replaying and purging dead letters, and
-//!   [`stats`] the admin statistics.
+//!   [`stats`] the admin statistics, [`services`] the registered services
+//!   and their checks.
 //! - [`auth`] holds the middleware in front of every service (tokens, the
 //!   access table, rate limits) and [`audit`] the audit log writer.
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
@@ -45,6 +46,7 @@ pub mod quota;
 pub mod relay;
 pub mod search;
 pub mod search_service;
+pub mod services;
 pub mod settings;
 pub mod stats;
 pub mod system;
@@ -330,6 +332,13 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         relay_wake: relay_wake.clone(),
         cache: dependencies.cache.clone(),
     };
+    services::register_model_servers(&pool, &config.models).await?;
+    folio_core::startup::install_tls_provider();
+    let http = reqwest::Client::builder()
+        .timeout(services::CHECK_TIMEOUT)
+        .build()
+        .context("the services' HTTP client")?;
+    let services_task = tokio::spawn(services::poll(pool.clone(), http.clone(), config.services_poll, cancel.clone()));
     let dead_letters = dead_letters::DeadLetters {
         pool: pool.clone(),
         cache: dependencies.cache.clone(),
@@ -346,6 +355,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         audit: audit_stats,
         dead_letters,
         alive_within: wait_notice.alive_within,
+        http,
     };
 
     let address = listener.local_addr()?;
@@ -420,6 +430,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let _ = settings_task.await;
     let _ = relay.await;
     let _ = waiting_task.await;
+    let _ = services_task.await;
     let _ = audit_writer.await;
     if let Some(task) = metrics_task {
         let _ = task.await;

@@ -22,9 +22,10 @@ use folio_db::{
 };
 use folio_proto::v1::{
     self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, GetSystemStatsRequest, ListDeadLettersRequest,
-    ListDeadLettersResponse, ListTopUsersRequest, ListTopUsersResponse, ListWorkersRequest, ListWorkersResponse, PingWorkersRequest,
-    PingWorkersResponse, PurgeDeadLettersRequest, ReplayDeadLettersRequest, SettleDeadLettersResponse, TopUsersBy, UpdateSettingsRequest,
-    system_service_server::SystemService,
+    ListDeadLettersResponse, ListServicesRequest, ListServicesResponse, ListTopUsersRequest, ListTopUsersResponse, ListWorkersRequest,
+    ListWorkersResponse, PingWorkersRequest, PingWorkersResponse, PurgeDeadLettersRequest, RegisterServiceRequest,
+    ReplayDeadLettersRequest, ServiceKind, SettleDeadLettersResponse, TopUsersBy, UnregisterServiceRequest, UnregisterServiceResponse,
+    UpdateSettingsRequest, system_service_server::SystemService,
 };
 use tokio::{sync::Notify, time::Instant};
 use tonic::{Request, Response, Status};
@@ -34,13 +35,14 @@ use crate::{
     audit::{self, AuditNote, AuditStats},
     auth,
     convert::{
-        dead_letters_to_proto, info_to_proto, ping_to_proto, settings_to_proto, settlement_to_proto, system_stats_to_proto, to_time,
-        top_users_to_proto, workers_to_proto,
+        dead_letters_to_proto, info_to_proto, ping_to_proto, service_to_proto, services_to_proto, settings_to_proto, settlement_to_proto,
+        system_stats_to_proto, to_time, top_users_to_proto, workers_to_proto,
     },
     dead_letters::{DEAD_LETTERS_TAG, DeadLetters, Selection},
     error::{ApiError, ApiResult},
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
+    services::{self, Registration},
     settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, Settings, Snapshot, Update},
     stats,
     watch::Hub,
@@ -67,6 +69,8 @@ pub struct System {
     pub dead_letters: DeadLetters,
     /// A worker seen within this is alive (three heartbeats).
     pub alive_within: Duration,
+    /// Checks registered HTTP services.
+    pub http: reqwest::Client,
 }
 
 #[tonic::async_trait]
@@ -113,6 +117,32 @@ impl SystemService for System {
         )))
     }
 
+    async fn register_service(&self, request: Request<RegisterServiceRequest>) -> Result<Response<pb::Service>, Status> {
+        let registration = service_registration(request.into_inner())?;
+        let registered = services::register(&self.pool, &self.http, &registration).await?;
+        audit::note(AuditNote {
+            event: "service_registered".into(),
+            target: format!("service:{}", registration.name),
+            ..Default::default()
+        });
+        Ok(Response::new(service_to_proto(registered)))
+    }
+
+    async fn unregister_service(&self, request: Request<UnregisterServiceRequest>) -> Result<Response<UnregisterServiceResponse>, Status> {
+        let name = request.into_inner().name;
+        services::unregister(&self.pool, &name).await?;
+        audit::note(AuditNote {
+            event: "service_unregistered".into(),
+            target: format!("service:{name}"),
+            ..Default::default()
+        });
+        Ok(Response::new(UnregisterServiceResponse {}))
+    }
+
+    async fn list_services(&self, _request: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+        Ok(Response::new(services_to_proto(services::list(&self.pool).await?)))
+    }
+
     async fn list_dead_letters(&self, request: Request<ListDeadLettersRequest>) -> Result<Response<ListDeadLettersResponse>, Status> {
         let (filter, before, page_size) = dead_letters_query(request.into_inner())?;
         Ok(Response::new(dead_letters_to_proto(
@@ -135,6 +165,16 @@ impl SystemService for System {
         note_settled("dead_letters_purged", &settlement.settled);
         Ok(Response::new(settlement_to_proto(settlement)))
     }
+}
+
+/// The service a RegisterServiceRequest names, checked.
+fn service_registration(request: RegisterServiceRequest) -> ApiResult<Registration> {
+    let kind = match ServiceKind::try_from(request.kind) {
+        Ok(ServiceKind::Http) => services::Kind::Http,
+        Ok(ServiceKind::Grpc) => services::Kind::Grpc,
+        _ => return Err(ApiError::invalid("kind", "must be SERVICE_KIND_HTTP or SERVICE_KIND_GRPC")),
+    };
+    Registration::check(&request.name, kind, &request.target)
 }
 
 /// What ListTopUsers ranks by, its window and how many it lists.

@@ -65,6 +65,9 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.SystemService/PurgeDeadLetters", Access::Admin),
     ("/folio.v1.SystemService/GetSystemStats", Access::Admin),
     ("/folio.v1.SystemService/ListTopUsers", Access::Admin),
+    ("/folio.v1.SystemService/RegisterService", Access::Admin),
+    ("/folio.v1.SystemService/UnregisterService", Access::Admin),
+    ("/folio.v1.SystemService/ListServices", Access::Authenticated),
 ];
 
 /// The access `path` (a gRPC `/package.Service/Method`) requires.

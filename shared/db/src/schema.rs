@@ -178,6 +178,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    services (name) {
+        name -> Text,
+        kind -> Text,
+        target -> Text,
+        automatic -> Bool,
+        created_at -> Timestamptz,
+        up -> Nullable<Bool>,
+        latency_ms -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        checked_at -> Nullable<Timestamptz>,
+        changed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -234,6 +249,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(settings -> users (updated_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    services,
     audit_events,
     chunk_segments,
     chunks,

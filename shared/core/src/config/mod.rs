@@ -101,6 +101,9 @@ pub struct Config {
     pub relay_poll: Duration,
     /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
     pub health_poll: Duration,
+    /// `FOLIO_SERVICES_POLL_SECS`: how often an api-server checks the
+    /// registered services.
+    pub services_poll: Duration,
     /// `FOLIO_SETTINGS_REFRESH_MS`: how often an api-server rereads the
     /// settings admins change at run time (the `settings` table).
     pub settings_refresh: Duration,
@@ -213,6 +216,7 @@ impl Config {
             wait_notice: vars.secs("FOLIO_WAIT_NOTICE_SECS", 120, 1, 86_400)?,
             relay_poll: vars.millis("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?,
             health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
+            services_poll: vars.secs("FOLIO_SERVICES_POLL_SECS", 30, 1, 86_400)?,
             settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,
             documents: DocumentsConfig::from_vars(&vars)?,
             search: SearchConfig::from_vars(&vars)?,

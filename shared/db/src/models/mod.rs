@@ -11,6 +11,7 @@ pub mod ping;
 pub mod processed_job;
 pub mod refresh_token;
 pub mod segment;
+pub mod service;
 pub mod session;
 pub mod setting;
 pub mod user;
