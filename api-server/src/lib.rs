@@ -20,11 +20,12 @@
 //! - [`relay`] holds outbox to RabbitMQ with publisher confirms.
 //! - [`watch`] holds the live status streams and the hub that feeds them.
 //! - [`health`] holds dependency checks behind `GetInfo` and `grpc.health.v1`.
-//! - [`metrics`] holds the layer that counts and times every call and what the
-//!   api-server's `/metrics` reads at a scrape.
+//! - [`metrics`] holds the measure of every call and what the api-server's
+//!   `/metrics` reads at a scrape.
 //! - [`waiting`] notes documents that wait too long for a worker, and why.
 //! - [`error`] holds the one mapping from domain errors to gRPC statuses.
-//! - [`traces`] holds the layer that runs every call in its trace.
+//! - [`observe`] holds the layer that runs every call in its trace and
+//!   counts and times it.
 //!
 //! `main.rs` only reads the configuration, installs logging, binds the listener
 //! and turns SIGTERM/SIGINT into the shutdown future.
@@ -41,6 +42,7 @@ pub mod document_service;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod observe;
 pub mod page_token;
 pub mod quota;
 pub mod relay;
@@ -50,7 +52,6 @@ pub mod services;
 pub mod settings;
 pub mod stats;
 pub mod system;
-pub mod traces;
 pub mod user_service;
 pub mod waiting;
 pub mod watch;
@@ -364,10 +365,9 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         // Pings find dead peers, so a vanished client's streams are dropped.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
-        // Outermost: everything below runs in the call's trace.
-        .layer(traces::TraceLayer)
-        // It sees each answer as the client does.
-        .layer(metrics::CallMetricsLayer)
+        // Outermost: everything below runs in the call's trace, and it
+        // counts each answer as the client sees it.
+        .layer(observe::ObserveLayer)
         // Outside authentication, so the deadline covers its lookups too.
         .layer(deadline::DeadlineLayer(deadline::Deadlines {
             rpc: config.rpc_deadline,

@@ -1,6 +1,7 @@
 //! The api-server's part of the metrics (names and the endpoint are in
-//! `folio_core::metrics`): [`CallMetricsLayer`], which counts and times every
-//! call by service, method and gRPC code, and [`ApiSampler`], which reads
+//! `folio_core::metrics`): [`Call`], which counts and times every call by
+//! service, method and gRPC code (`observe::ObserveLayer` starts one per
+//! call), and [`ApiSampler`], which reads
 //! what Postgres and RabbitMQ hold (documents by state, the outbox, the index
 //! backlog, the queues) when Prometheus scrapes.
 //!
@@ -86,8 +87,8 @@ fn status_in(headers: &http::HeaderMap) -> Option<&'static str> {
 }
 
 /// One call being measured; recorded when dropped, with the code found by
-/// then (CANCELLED if none was).
-struct Call {
+/// then (CANCELLED if none was). `observe::ObserveLayer` runs it.
+pub struct Call {
     service: &'static str,
     method: &'static str,
     started: Instant,
@@ -95,6 +96,34 @@ struct Call {
 }
 
 impl Call {
+    /// Starts measuring a call to `path`.
+    pub fn start(path: &str) -> Self {
+        let (service, method) = methods().get(path).copied().unwrap_or(("unknown", "unknown"));
+        Call {
+            service,
+            method,
+            started: Instant::now(),
+            code: "CANCELLED",
+        }
+    }
+
+    /// Ends the measure with the answer's code when `response` carries it
+    /// (an answer without a body), else when its body's trailers pass.
+    pub fn answered(self, response: http::Response<Body>) -> http::Response<Body> {
+        match status_in(response.headers()) {
+            Some(code) => {
+                self.end(code);
+                response
+            }
+            None => response.map(|body| {
+                Body::new(MeteredBody {
+                    inner: body,
+                    call: Some(self),
+                })
+            }),
+        }
+    }
+
     /// Records the call as ended with `code`.
     fn end(mut self, code: &'static str) {
         self.code = code;
@@ -106,65 +135,6 @@ impl Drop for Call {
         let (service, method, code) = (self.service, self.method, self.code);
         counter!(names::RPC_REQUESTS, "service" => service, "method" => method, "code" => code).increment(1);
         histogram!(names::RPC_DURATION, "service" => service, "method" => method).record(self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// The layer; outermost, so that it sees every answer as the client does.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CallMetricsLayer;
-
-impl<S> tower::Layer<S> for CallMetricsLayer {
-    type Service = Metered<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Metered { inner }
-    }
-}
-
-/// The service the layer wraps around the gRPC routes.
-#[derive(Clone)]
-pub struct Metered<S> {
-    inner: S,
-}
-
-impl<S> tower::Service<http::Request<Body>> for Metered<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone that was polled ready is the one that must be called.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (service, method) = methods().get(request.uri().path()).copied().unwrap_or(("unknown", "unknown"));
-        let call = Call {
-            service,
-            method,
-            started: Instant::now(),
-            code: "CANCELLED",
-        };
-        Box::pin(async move {
-            let response = inner.call(request).await?;
-            if let Some(code) = status_in(response.headers()) {
-                call.end(code);
-                return Ok(response);
-            }
-            Ok(response.map(|body| {
-                Body::new(MeteredBody {
-                    inner: body,
-                    call: Some(call),
-                })
-            }))
-        })
     }
 }
 

@@ -25,6 +25,22 @@ fn with_trace<T>(message: T, trace_id: &str) -> tonic::Request<T> {
     request
 }
 
+/// A DocumentService client of the api-server at `addr`, signed in as the
+/// bootstrap admin.
+async fn admin_documents(addr: &str) -> DocumentServiceClient<folio_tests::Authed> {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let token = AuthServiceClient::new(channel.clone())
+        .login(LoginRequest {
+            email: folio_tests::ADMIN_EMAIL.into(),
+            password: folio_tests::ADMIN_PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    DocumentServiceClient::new(InterceptedService::new(channel, Bearer::new(&token)))
+}
+
 fn answered_trace(metadata: &tonic::metadata::MetadataMap) -> String {
     metadata
         .get("folio-trace-id")
@@ -46,17 +62,7 @@ async fn one_uploads_trace_id_reaches_both_processes_logs_its_events_and_its_err
         .start_process_logged("folio-api", &[("FOLIO_GRPC_ADDR", addr.clone())], "folio-api serving")
         .await;
     let (_worker, worker_logs) = env.start_process_logged("folio-worker", &[], "consuming").await;
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let token = AuthServiceClient::new(channel.clone())
-        .login(LoginRequest {
-            email: folio_tests::ADMIN_EMAIL.into(),
-            password: folio_tests::ADMIN_PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let mut documents = DocumentServiceClient::new(InterceptedService::new(channel, Bearer::new(&token)));
+    let mut documents = admin_documents(&addr).await;
 
     let created = documents
         .create_document(with_trace(
@@ -184,17 +190,7 @@ async fn with_an_otlp_endpoint_both_processes_export_the_uploads_trace() {
         .start_process("folio-api", &[("FOLIO_GRPC_ADDR", addr.clone())], "folio-api serving")
         .await;
     let _worker = env.start_process("folio-worker", &[], "consuming").await;
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let token = AuthServiceClient::new(channel.clone())
-        .login(LoginRequest {
-            email: folio_tests::ADMIN_EMAIL.into(),
-            password: folio_tests::ADMIN_PASSWORD.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let mut documents = DocumentServiceClient::new(InterceptedService::new(channel, Bearer::new(&token)));
+    let mut documents = admin_documents(&addr).await;
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
     let document = documents
         .create_document(with_trace(

@@ -1,9 +1,11 @@
-//! The trace layer, outermost of all: every call runs in the trace its
-//! caller's `traceparent` header names (a valid one; else a new trace),
-//! inside `folio_core::trace::scope` (so the jobs it enqueues, the events
-//! it writes and the errors it answers carry the trace id) and inside an
-//! `rpc` span with the trace id (so every log line of the call carries it).
-//! The answer's `folio-trace-id` header tells the caller which trace it was.
+//! The observing layer, outermost of all, so it sees each call as the client
+//! does. Every call runs in the trace its caller's `traceparent` header
+//! names (a valid one; else a new trace), inside `folio_core::trace::scope`
+//! (so the jobs it enqueues, the events it writes and the errors it answers
+//! carry the trace id) and inside an `rpc` span with the trace id (so every
+//! log line of the call carries it); the answer's `folio-trace-id` header
+//! tells the caller which trace it was. And every call is counted and timed
+//! by service, method and code ([`crate::metrics::Call`]).
 
 use std::task::{Context, Poll};
 
@@ -12,28 +14,30 @@ use futures_util::future::BoxFuture;
 use tonic::body::Body;
 use tracing::Instrument as _;
 
+use crate::metrics::Call;
+
 /// The response header that names the call's trace id.
 pub const TRACE_ID_HEADER: &str = "folio-trace-id";
 
-/// The layer; `Server::builder().layer(TraceLayer)`, before the others.
+/// The layer; `Server::builder().layer(ObserveLayer)`, before the others.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TraceLayer;
+pub struct ObserveLayer;
 
-impl<S> tower::Layer<S> for TraceLayer {
-    type Service = Traced<S>;
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observed<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Traced { inner }
+        Observed { inner }
     }
 }
 
 /// The service the layer wraps around the gRPC routes.
 #[derive(Clone)]
-pub struct Traced<S> {
+pub struct Observed<S> {
     inner: S,
 }
 
-impl<S> tower::Service<http::Request<Body>> for Traced<S>
+impl<S> tower::Service<http::Request<Body>> for Observed<S>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -58,6 +62,7 @@ where
             .and_then(TraceContext::parse);
         let context = caller.map_or_else(TraceContext::root, |caller| caller.child());
         let trace_id = context.trace_id_hex();
+        let call = Call::start(request.uri().path());
         let span = tracing::info_span!("rpc", trace_id = %trace_id, rpc = %request.uri().path());
         // Exported as a child of the caller's span (or in the new trace).
         folio_core::telemetry::continue_trace(&span, &caller.unwrap_or(context));
@@ -67,7 +72,7 @@ where
                 if let Ok(value) = http::HeaderValue::from_str(&trace_id) {
                     response.headers_mut().insert(TRACE_ID_HEADER, value);
                 }
-                Ok(response)
+                Ok(call.answered(response))
             })
             .instrument(span),
         )
