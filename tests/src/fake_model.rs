@@ -1,7 +1,8 @@
 //! An OpenAI-compatible model server for what a real one will not do on
 //! demand (answer 500, 429, 400, late or wrong): it counts requests and
 //! requests in flight and answers each as its test says. Real client code
-//! (`folio_models::remote`) talks to it over HTTP.
+//! (`folio_models::remote`) talks to it over HTTP. A GET (the api-server's
+//! check of its registered services) is answered 404 and not counted.
 
 use std::{
     sync::{
@@ -98,7 +99,19 @@ impl Fake {
     }
 }
 
-async fn answer(State(fake): State<Arc<Fake>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+async fn answer(
+    State(fake): State<Arc<Fake>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    // The api-server checks the configured model servers with a GET (see
+    // `services.rs`): answered here, but neither counted nor numbered, so the
+    // tests count the protocol's POSTs alone.
+    if method == axum::http::Method::GET {
+        return (axum::http::StatusCode::NOT_FOUND, "the fake model server answers POSTs").into_response();
+    }
     let number = fake.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     fake.most_in_flight.fetch_max(now, Ordering::SeqCst);

@@ -18,7 +18,8 @@ async fn listed(system: &mut SystemServiceClient<folio_tests::Authed>) -> Vec<Se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_services_are_checked_and_their_changes_seen() {
-    let model_server = Fake::start(|_, _| Reply::Status(404, "no such page")).await;
+    // It answers the check's GET with 404: up, as the server answers.
+    let model_server = Fake::start(|_, _| Reply::Status(500, "only GETs expected here")).await;
     let mut env = TestEnv::new().await;
     model_server.serve(&mut env);
     env.set("FOLIO_SERVICES_POLL_SECS", "1");
