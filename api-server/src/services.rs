@@ -83,8 +83,7 @@ pub async fn register(pool: &db::Pool, http: &reqwest::Client, registration: &Re
     drop(conn);
     check_and_record(pool, http, &registered).await;
     let mut conn = pool.get().await?;
-    let listed = service::list(&mut conn).await?;
-    Ok(listed.into_iter().find(|s| s.name == registration.name).unwrap_or(registered))
+    Ok(service::find(&mut conn, &registration.name).await?.unwrap_or(registered))
 }
 
 /// Removes the service called `name`.

@@ -80,6 +80,11 @@ pub async fn unregister(conn: &mut AsyncPgConnection, name: &str) -> QueryResult
     Ok(diesel::delete(services::table.find(name)).execute(conn).await? > 0)
 }
 
+/// The service called `name`, if registered.
+pub async fn find(conn: &mut AsyncPgConnection, name: &str) -> QueryResult<Option<Service>> {
+    services::table.find(name).select(Service::as_select()).first(conn).await.optional()
+}
+
 /// Every service, by name.
 pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Service>> {
     services::table.order(services::name).select(Service::as_select()).load(conn).await
