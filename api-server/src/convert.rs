@@ -48,6 +48,19 @@ pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {
         max_upload_bytes: Some(setting_to_proto(snapshot.max_upload_bytes)),
         quota_documents: Some(setting_to_proto(snapshot.quota_documents)),
         quota_bytes: Some(setting_to_proto(snapshot.quota_bytes)),
+        retention_original_days: Some(setting_to_proto(snapshot.retention_original_days)),
+        retention_document_days: Some(setting_to_proto(snapshot.retention_document_days)),
+        retention_rules: snapshot
+            .retention_rules
+            .into_iter()
+            .map(|rule| pb::RetentionRule {
+                label: rule.label,
+                original_days: rule.original_days,
+                document_days: rule.document_days,
+                updated_at: Some(timestamp(rule.updated_at)),
+                updated_by: rule.updated_by.map(|id| id.to_string()).unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -357,6 +370,7 @@ pub fn document_to_proto(d: &Document, duplicate: bool) -> pb::Document {
         duplicate,
         // GetDocument fills it in (`Documents::visible_with_wait`).
         waiting: String::new(),
+        original_deleted: !d.has_original(),
     }
 }
 

@@ -115,6 +115,13 @@ impl From<LifecycleError> for ApiError {
     fn from(error: LifecycleError) -> Self {
         match error {
             LifecycleError::NotFound(id) => ApiError::NotFound(format!("no document {id}")),
+            LifecycleError::Refused {
+                transition: Transition::RetryRequested,
+                found,
+            } if !found.original_kept => ApiError::FailedPrecondition(
+                "retention deleted this document's original, which a retry would parse again; its text and chunks stay searchable".into(),
+            )
+            .because("ORIGINAL_DELETED"),
             LifecycleError::Refused { transition, found } => ApiError::FailedPrecondition(match transition {
                 Transition::Cancelled | Transition::CancelRequested => {
                     format!("the document is {} and cannot be cancelled", found.state)

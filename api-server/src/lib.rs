@@ -46,6 +46,7 @@ pub mod observe;
 pub mod page_token;
 pub mod quota;
 pub mod relay;
+pub mod retention;
 pub mod search;
 pub mod search_service;
 pub mod services;
@@ -310,6 +311,17 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         alive_within: config.heartbeat_interval * 3,
     };
     let waiting_task = tokio::spawn(waiting::run(pool.clone(), dependencies.cache.clone(), wait_notice, cancel.clone()));
+    let retention_task = tokio::spawn(retention::run(
+        retention::Sweeper {
+            pool: pool.clone(),
+            blobs: blobs.clone(),
+            cache: dependencies.cache.clone(),
+            settings: settings.clone(),
+            batch: config.retention_batch,
+        },
+        config.retention_sweep,
+        cancel.clone(),
+    ));
     let documents = document_service::Documents {
         pool: pool.clone(),
         blobs,
@@ -431,6 +443,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let _ = relay.await;
     let _ = waiting_task.await;
     let _ = services_task.await;
+    let _ = retention_task.await;
     let _ = audit_writer.await;
     if let Some(task) = metrics_task {
         let _ = task.await;

@@ -20,7 +20,10 @@ use diesel_async::AsyncConnection as _;
 use folio_core::config::{MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
 use folio_db::{
     self as db,
-    models::setting::{self, Setting},
+    models::{
+        retention_rule::{self, RetentionRule},
+        setting::{self, Setting},
+    },
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -74,8 +77,33 @@ pub const QUOTA_BYTES: Definition = Definition {
     max: 1 << 50,
 };
 
+/// The longest retention period, in days (a hundred years).
+pub const RETENTION_DAYS_MAX: i64 = 36_500;
+
+/// Days documents keep their original bytes after their upload; 0: for ever.
+pub const RETENTION_ORIGINAL_DAYS: Definition = Definition {
+    name: "retention_original_days",
+    built_in: 0,
+    min: 0,
+    max: RETENTION_DAYS_MAX,
+};
+
+/// Days documents are kept after their upload; 0: for ever.
+pub const RETENTION_DOCUMENT_DAYS: Definition = Definition {
+    name: "retention_document_days",
+    built_in: 0,
+    min: 0,
+    max: RETENTION_DAYS_MAX,
+};
+
 /// Every run-time setting.
-pub const DEFINITIONS: &[Definition] = &[MAX_UPLOAD_BYTES, QUOTA_DOCUMENTS, QUOTA_BYTES];
+pub const DEFINITIONS: &[Definition] = &[
+    MAX_UPLOAD_BYTES,
+    QUOTA_DOCUMENTS,
+    QUOTA_BYTES,
+    RETENTION_ORIGINAL_DAYS,
+    RETENTION_DOCUMENT_DAYS,
+];
 
 /// The setting called `name`.
 pub fn find(name: &str) -> Option<Definition> {
@@ -88,6 +116,19 @@ pub struct Snapshot {
     pub max_upload_bytes: Value,
     pub quota_documents: Value,
     pub quota_bytes: Value,
+    pub retention_original_days: Value,
+    pub retention_document_days: Value,
+    /// The per-label retention rules, by label.
+    pub retention_rules: Vec<RetentionRule>,
+}
+
+/// How long documents keep their originals and themselves: the two
+/// settings (days, 0 for ever) and the per-label rules.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub original_days: i32,
+    pub document_days: i32,
+    pub rules: Vec<RetentionRule>,
 }
 
 /// One setting as it is now.
@@ -121,6 +162,19 @@ pub enum Source {
 pub struct Update {
     pub set: Vec<(Definition, i64)>,
     pub reset: Vec<Definition>,
+    /// Retention rules to store (label, original days, document days).
+    pub set_rules: Vec<RuleChange>,
+    /// Labels whose retention rule goes.
+    pub remove_rules: Vec<String>,
+}
+
+/// A retention rule to store: the label and its periods (None follows the
+/// setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleChange {
+    pub label: String,
+    pub original_days: Option<i32>,
+    pub document_days: Option<i32>,
 }
 
 impl Update {
@@ -131,9 +185,26 @@ impl Update {
             .iter()
             .map(|(d, value)| format!("{}={value}", d.name))
             .chain(self.reset.iter().map(|d| format!("{}=default", d.name)))
+            .chain(self.set_rules.iter().map(|rule| {
+                let days = |days: Option<i32>| days.map_or_else(|| "setting".to_owned(), |d| d.to_string());
+                format!(
+                    "retention_rule[{}]=original:{}/document:{}",
+                    rule.label,
+                    days(rule.original_days),
+                    days(rule.document_days)
+                )
+            }))
+            .chain(self.remove_rules.iter().map(|label| format!("retention_rule[{label}]=removed")))
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// What the tables hold: the settings by name and the retention rules.
+#[derive(Debug, Default)]
+struct Stored {
+    settings: HashMap<String, Setting>,
+    rules: Vec<RetentionRule>,
 }
 
 /// The run-time settings of one api-server; clones share the snapshot.
@@ -142,7 +213,7 @@ pub struct Settings {
     pool: db::Pool,
     /// The environment's values, by name.
     defaults: Arc<HashMap<&'static str, i64>>,
-    stored: Arc<RwLock<Arc<HashMap<String, Setting>>>>,
+    stored: Arc<RwLock<Arc<Stored>>>,
     /// Held across a reread so an older read never replaces a newer one.
     reload: Arc<tokio::sync::Mutex<()>>,
 }
@@ -192,12 +263,24 @@ impl Settings {
         (self.value(&QUOTA_DOCUMENTS), self.value(&QUOTA_BYTES))
     }
 
+    /// The retention settings and rules in force.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            original_days: self.value(&RETENTION_ORIGINAL_DAYS) as i32,
+            document_days: self.value(&RETENTION_DOCUMENT_DAYS) as i32,
+            rules: self.stored().rules.clone(),
+        }
+    }
+
     /// Every setting as it is now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             max_upload_bytes: self.describe(&MAX_UPLOAD_BYTES),
             quota_documents: self.describe(&QUOTA_DOCUMENTS),
             quota_bytes: self.describe(&QUOTA_BYTES),
+            retention_original_days: self.describe(&RETENTION_ORIGINAL_DAYS),
+            retention_document_days: self.describe(&RETENTION_DOCUMENT_DAYS),
+            retention_rules: self.stored().rules.clone(),
         }
     }
 
@@ -212,6 +295,12 @@ impl Settings {
             for definition in &update.reset {
                 setting::reset(conn, definition.name).await?;
             }
+            for rule in &update.set_rules {
+                retention_rule::set(conn, &rule.label, rule.original_days, rule.document_days, by).await?;
+            }
+            for label in &update.remove_rules {
+                retention_rule::remove(conn, label).await?;
+            }
             Ok::<_, diesel::result::Error>(())
         })
         .await?;
@@ -223,13 +312,14 @@ impl Settings {
     async fn reload(&self) -> ApiResult<()> {
         let _order = self.reload.lock().await;
         let mut conn = self.pool.get().await?;
-        let rows = setting::all(&mut conn).await?;
-        let rows = rows.into_iter().map(|row| (row.name.clone(), row)).collect();
-        *self.stored.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rows);
+        let settings = setting::all(&mut conn).await?;
+        let settings = settings.into_iter().map(|row| (row.name.clone(), row)).collect();
+        let rules = retention_rule::all(&mut conn).await?;
+        *self.stored.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Stored { settings, rules });
         Ok(())
     }
 
-    fn stored(&self) -> Arc<HashMap<String, Setting>> {
+    fn stored(&self) -> Arc<Stored> {
         self.stored.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -240,7 +330,7 @@ impl Settings {
     fn value(&self, definition: &Definition) -> i64 {
         // A stored value outside today's bounds (they may have narrowed since
         // it was set) is clamped rather than trusted.
-        self.stored().get(definition.name).map_or_else(
+        self.stored().settings.get(definition.name).map_or_else(
             || self.default_value(definition),
             |row| row.value.clamp(definition.min, definition.max),
         )
@@ -248,7 +338,7 @@ impl Settings {
 
     fn describe(&self, definition: &Definition) -> Value {
         let default_value = self.default_value(definition);
-        let stored = self.stored().get(definition.name).cloned();
+        let stored = self.stored().settings.get(definition.name).cloned();
         let source = match &stored {
             Some(_) => Source::Admin,
             None if default_value == definition.built_in => Source::BuiltIn,
@@ -268,7 +358,7 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_UPLOAD_BYTES, Update, find};
+    use super::{MAX_UPLOAD_BYTES, RuleChange, Update, find};
 
     #[test]
     fn bounds_names_and_the_audit_target() {
@@ -281,13 +371,26 @@ mod tests {
         assert!(find("nothing").is_none());
         let set = Update {
             set: vec![(MAX_UPLOAD_BYTES, 1_048_576)],
-            reset: Vec::new(),
+            ..Update::default()
         };
         assert_eq!(set.target(), "max_upload_bytes=1048576");
         let reset = Update {
-            set: Vec::new(),
             reset: vec![MAX_UPLOAD_BYTES],
+            ..Update::default()
         };
         assert_eq!(reset.target(), "max_upload_bytes=default");
+        let rules = Update {
+            set_rules: vec![RuleChange {
+                label: "legal".into(),
+                original_days: Some(0),
+                document_days: None,
+            }],
+            remove_rules: vec!["drafts".into()],
+            ..Update::default()
+        };
+        assert_eq!(
+            rules.target(),
+            "retention_rule[legal]=original:0/document:setting,retention_rule[drafts]=removed"
+        );
     }
 }

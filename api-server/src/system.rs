@@ -43,7 +43,10 @@ use crate::{
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
     services::{self, Registration},
-    settings::{self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, Settings, Snapshot, Update},
+    settings::{
+        self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, RETENTION_DAYS_MAX, RETENTION_DOCUMENT_DAYS,
+        RETENTION_ORIGINAL_DAYS, RuleChange, Settings, Snapshot, Update,
+    },
     stats,
     watch::Hub,
 };
@@ -294,7 +297,12 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
             .map_err(|why| ApiError::invalid("max_upload_bytes", why))?;
         update.set.push((MAX_UPLOAD_BYTES, value));
     }
-    for (definition, value) in [(QUOTA_DOCUMENTS, request.quota_documents), (QUOTA_BYTES, request.quota_bytes)] {
+    for (definition, value) in [
+        (QUOTA_DOCUMENTS, request.quota_documents),
+        (QUOTA_BYTES, request.quota_bytes),
+        (RETENTION_ORIGINAL_DAYS, request.retention_original_days),
+        (RETENTION_DOCUMENT_DAYS, request.retention_document_days),
+    ] {
         if let Some(value) = value {
             definition.check(value).map_err(|why| ApiError::invalid(definition.name, why))?;
             update.set.push((definition, value));
@@ -313,7 +321,45 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
         }
         update.reset.push(definition);
     }
-    if update.set.is_empty() && update.reset.is_empty() {
+    for rule in request.set_retention_rules {
+        let label = rule.label.trim().to_owned();
+        if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "set_retention_rules.label",
+                "a label is 1 to 64 characters without control characters",
+            ));
+        }
+        for days in [rule.original_days, rule.document_days].into_iter().flatten() {
+            if !(0..=RETENTION_DAYS_MAX).contains(&i64::from(days)) {
+                return Err(ApiError::invalid(
+                    "set_retention_rules",
+                    format!("days must be between 0 and {RETENTION_DAYS_MAX}; got {days}"),
+                ));
+            }
+        }
+        if update.set_rules.iter().any(|r| r.label == label) {
+            return Err(ApiError::invalid(
+                "set_retention_rules.label",
+                format!("{label:?} has two rules; give one"),
+            ));
+        }
+        update.set_rules.push(RuleChange {
+            label,
+            original_days: rule.original_days,
+            document_days: rule.document_days,
+        });
+    }
+    for label in request.remove_retention_rules {
+        let label = label.trim().to_owned();
+        if update.set_rules.iter().any(|r| r.label == label) {
+            return Err(ApiError::invalid(
+                "remove_retention_rules",
+                format!("{label:?} is both set and removed; do one or the other"),
+            ));
+        }
+        update.remove_rules.push(label);
+    }
+    if update.set.is_empty() && update.reset.is_empty() && update.set_rules.is_empty() && update.remove_rules.is_empty() {
         return Err(ApiError::invalid(
             "max_upload_bytes",
             "name a setting to set, or one to reset in \"reset\"",

@@ -125,6 +125,7 @@ async fn call(conn: &mut AsyncPgConnection, transition: Transition, id: Uuid, at
         Transition::RetryRequested => lifecycle::retry_requested(conn, id).await,
         Transition::ReindexQueued => lifecycle::reindex_queued(conn, id, "hash").await,
         Transition::Reindexed => lifecycle::reindexed(conn, id, &chunked(3), note("re-embedded")).await,
+        Transition::OriginalDeleted => lifecycle::original_deleted(conn, id, 30).await,
         Transition::Delete => lifecycle::delete(conn, id).await.map(|document| Moved { document, event: None }),
     })
     .await

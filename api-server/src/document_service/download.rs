@@ -2,7 +2,7 @@
 //! parse result rendered as JSON, Markdown or plain text (`render`, pure).
 
 use bytes::Bytes;
-use folio_db::models::{chunk, document::Document};
+use folio_db::models::{chunk, document::Document, document_event};
 use folio_parse::parse::ParsedDocument;
 use futures_util::{StreamExt as _, stream::BoxStream};
 
@@ -32,6 +32,9 @@ impl Documents {
     /// `found` (a document the caller may see) in `format`.
     pub(super) async fn download(&self, found: Document, format: Format) -> ApiResult<Download> {
         if format == Format::Original {
+            if !found.has_original() {
+                return Err(self.original_deleted(&found).await?);
+            }
             let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
             let parts = parts.map(|part| {
                 part.map_err(|error| {
@@ -72,6 +75,28 @@ impl Documents {
             content_type: content_type.to_owned(),
             parts: futures_util::stream::iter(parts).boxed(),
         })
+    }
+}
+
+impl Documents {
+    /// Why `found`'s original cannot be downloaded: when retention deleted it
+    /// and after how many days (its event says).
+    async fn original_deleted(&self, found: &Document) -> ApiResult<ApiError> {
+        let mut conn = self.pool.get().await?;
+        let event = document_event::latest_with(&mut conn, found.id, "retention", "original").await?;
+        let when = match &event {
+            Some(event) => format!(
+                " on {} (originals were kept {} days)",
+                event.created_at.format("%Y-%m-%d %H:%M UTC"),
+                event.details["days"]
+            ),
+            None => String::new(),
+        };
+        Ok(ApiError::FailedPrecondition(format!(
+            "the retention policy deleted this document's original{when}; its text and chunks stay searchable: \
+             download format TEXT, MARKDOWN or JSON instead"
+        ))
+        .because("ORIGINAL_DELETED"))
     }
 }
 
@@ -157,7 +182,7 @@ mod render {
 /// Every blob a document may have: its bytes, its parse results and any
 /// vectors saved for a retry.
 pub fn blob_keys(document: &Document) -> Vec<String> {
-    let mut keys = vec![document.blob_key.clone()];
+    let mut keys: Vec<String> = document.has_original().then(|| document.blob_key.clone()).into_iter().collect();
     keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::parsed_key(document.id, attempt)));
     keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::embedded_key(document.id, attempt)));
     keys

@@ -204,6 +204,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    retention_rules (label) {
+        label -> Text,
+        original_days -> Nullable<Int4>,
+        document_days -> Nullable<Int4>,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     settings (name) {
         name -> Text,
         value -> Int8,
@@ -246,6 +256,7 @@ diesel::joinable!(document_events -> documents (document_id));
 diesel::joinable!(documents -> users (owner_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(retention_rules -> users (updated_by));
 diesel::joinable!(settings -> users (updated_by));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -261,6 +272,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pings,
     processed_jobs,
     refresh_tokens,
+    retention_rules,
     sessions,
     settings,
     users,

@@ -107,6 +107,12 @@ pub struct Config {
     /// `FOLIO_SETTINGS_REFRESH_MS`: how often an api-server rereads the
     /// settings admins change at run time (the `settings` table).
     pub settings_refresh: Duration,
+    /// `FOLIO_RETENTION_SWEEP_SECS`: how often the retention sweeper looks
+    /// for documents past their retention (one api-server at a time sweeps).
+    pub retention_sweep: Duration,
+    /// `FOLIO_RETENTION_BATCH`: documents the sweeper deletes (or deletes the
+    /// originals of) per transaction and audit row.
+    pub retention_batch: u32,
     /// Document storage and pipeline settings.
     pub documents: DocumentsConfig,
     /// Live status stream settings.
@@ -218,6 +224,8 @@ impl Config {
             health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
             services_poll: vars.secs("FOLIO_SERVICES_POLL_SECS", 30, 1, 86_400)?,
             settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,
+            retention_sweep: vars.secs("FOLIO_RETENTION_SWEEP_SECS", 3600, 1, 7 * 86_400)?,
+            retention_batch: vars.bounded("FOLIO_RETENTION_BATCH", 100, 1, 10_000)?,
             documents: DocumentsConfig::from_vars(&vars)?,
             search: SearchConfig::from_vars(&vars)?,
             watch: WatchConfig::from_vars(&vars)?,

@@ -23,6 +23,8 @@ pub struct Document {
     pub labels: Vec<Option<String>>,
     pub size_bytes: i64,
     pub sha256: Vec<u8>,
+    /// Where the original bytes are in the blob store; empty once retention
+    /// deleted them.
     pub blob_key: String,
     pub idempotency_key: Option<String>,
     pub state: State,
@@ -48,6 +50,13 @@ pub struct Document {
     pub lease_worker: Option<Uuid>,
     /// When that lease runs out unless the worker's heartbeat renews it.
     pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl Document {
+    /// Whether its original bytes are kept.
+    pub fn has_original(&self) -> bool {
+        !self.blob_key.is_empty()
+    }
 }
 
 /// Inserts `document`; returns false when the owner already has the same bytes
@@ -124,6 +133,8 @@ pub struct StateChange {
     pub state: Option<State>,
     pub stage: Option<Option<Stage>>,
     pub title: Option<String>,
+    /// Only `original_deleted` sets it (to empty).
+    pub blob_key: Option<String>,
     pub attempt: Option<i32>,
     pub try_number: Option<i32>,
     pub max_tries: Option<i32>,
@@ -161,6 +172,8 @@ pub struct Expected {
     /// The row's lease has run out (its expiry is past, by the database's
     /// clock).
     pub lease_expired: bool,
+    /// The row's original bytes are kept.
+    pub original_kept: bool,
 }
 
 /// Applies `change` if the row is as `expected`, in one statement (the row's
@@ -189,6 +202,9 @@ pub async fn update_if(conn: &mut AsyncPgConnection, id: Uuid, expected: &Expect
     }
     if expected.lease_expired {
         query = query.filter(documents::lease_expires_at.lt(diesel::dsl::now));
+    }
+    if expected.original_kept {
+        query = query.filter(documents::blob_key.ne(""));
     }
     query
         .set((change, documents::updated_at.eq(diesel::dsl::now)))

@@ -105,6 +105,25 @@ pub async fn list(conn: &mut AsyncPgConnection, document_id: Uuid, after_id: i64
         .await
 }
 
+/// The latest of a document's events whose details have `key` equal to
+/// `value` (such as retention's `"retention": "original"`).
+pub async fn latest_with(conn: &mut AsyncPgConnection, document_id: Uuid, key: &str, value: &str) -> QueryResult<Option<DocumentEvent>> {
+    use diesel::{dsl::sql, sql_types::Bool};
+    document_events::table
+        .filter(document_events::document_id.eq(document_id))
+        .filter(
+            sql::<Bool>("details ->> ")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .sql(" = ")
+                .bind::<diesel::sql_types::Text, _>(value),
+        )
+        .order(document_events::id.desc())
+        .select(DocumentEvent::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// An event with what the watch filters need of its document.
 #[derive(Debug, Clone, Queryable)]
 pub struct WatchedEvent {

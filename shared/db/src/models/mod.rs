@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod ping;
 pub mod processed_job;
 pub mod refresh_token;
+pub mod retention_rule;
 pub mod segment;
 pub mod service;
 pub mod session;

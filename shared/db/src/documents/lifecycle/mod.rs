@@ -16,10 +16,11 @@
 //! | `waiting`          | QUEUED, RETRY_WAIT                     | (unchanged)   | the state and its version (`updated_at`) as read; it has waited past the notice bound | stage PROGRESS: why it waits |
 //! | `cancel_requested` | PROCESSING                             | PROCESSING    | none (the flag is set; the worker stops at its next check)         | none                 |
 //! | `cancelled`        | QUEUED, RETRY_WAIT; PROCESSING         | CANCELLED     | the owner's cancel before a try runs; or, PROCESSING, attempt a with cancel requested (the worker stopping) | CANCELLED |
-//! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read; it becomes attempt + 1 with a new job            | STORE PROGRESS       |
+//! | `retry_requested`  | FAILED, CANCELLED                      | QUEUED        | the attempt read and the original kept; it becomes attempt + 1 with a new job | STORE PROGRESS |
 //! | `replayed`         | FAILED                                 | QUEUED        | as `retry_requested` (the same transition, an operator replaying its dead letter) | STORE PROGRESS |
 //! | `reindex_queued`   | READY                                  | READY         | none; a reindex job is queued                                      | EMBED STARTED        |
 //! | `reindexed`        | READY                                  | READY         | none                                                               | INDEX COMPLETED      |
+//! | `original_deleted` | READY, FAILED, CANCELLED               | (unchanged)   | the original is still kept (retention deletes it; text and chunks stay) | STORE PROGRESS  |
 //! | `delete`           | any                                    | (removed)     | none                                                               | none (events go too) |
 //!
 //! "Held by this try": `start_try` records the delivery's token (drawn per
@@ -81,6 +82,7 @@ pub enum Transition {
     RetryRequested,
     ReindexQueued,
     Reindexed,
+    OriginalDeleted,
     Delete,
 }
 
@@ -103,6 +105,7 @@ impl Transition {
         Transition::RetryRequested,
         Transition::ReindexQueued,
         Transition::Reindexed,
+        Transition::OriginalDeleted,
         Transition::Delete,
     ];
 
@@ -123,6 +126,7 @@ impl Transition {
             Transition::RetryRequested => "retry_requested",
             Transition::ReindexQueued => "reindex_queued",
             Transition::Reindexed => "reindexed",
+            Transition::OriginalDeleted => "original_deleted",
             Transition::Delete => "delete",
         }
     }
@@ -138,15 +142,17 @@ impl Transition {
             Transition::Waiting => &[Queued, RetryWait],
             Transition::RetryRequested => &[Failed, Cancelled],
             Transition::ReindexQueued | Transition::Reindexed => &[Ready],
+            Transition::OriginalDeleted => &[Ready, Failed, Cancelled],
             Transition::Delete => State::ALL,
         }
     }
 
     /// The state it leaves a document in that was `from` (None: `delete`
-    /// removes it); only `waiting` depends on `from`, which it keeps.
+    /// removes it); only `waiting` and `original_deleted` depend on `from`,
+    /// which they keep.
     pub const fn to(self, from: State) -> Option<State> {
         match self {
-            Transition::Waiting => Some(from),
+            Transition::Waiting | Transition::OriginalDeleted => Some(from),
             Transition::Store | Transition::RetryRequested | Transition::TakeBack => Some(Queued),
             Transition::StartTry | Transition::StageDone | Transition::Progress | Transition::CancelRequested => Some(Processing),
             Transition::Ready | Transition::ReindexQueued | Transition::Reindexed => Some(Ready),
@@ -182,6 +188,8 @@ pub struct Found {
     pub attempt: i32,
     pub try_number: i32,
     pub cancel_requested: bool,
+    /// Whether its original bytes are kept (retention may have deleted them).
+    pub original_kept: bool,
 }
 
 impl From<&Document> for Found {
@@ -191,6 +199,7 @@ impl From<&Document> for Found {
             attempt: d.attempt,
             try_number: d.try_number,
             cancel_requested: d.cancel_requested,
+            original_kept: d.has_original(),
         }
     }
 }
@@ -203,7 +212,14 @@ pub enum LifecycleError {
     #[error("no document {0}")]
     NotFound(Uuid),
     /// The document is not as the transition expects.
-    #[error("{transition} refused: the document is {} on attempt {}, try {}{}", found.state, found.attempt, found.try_number, if found.cancel_requested { ", cancel requested" } else { "" })]
+    #[error(
+        "{transition} refused: the document is {} on attempt {}, try {}{}{}",
+        found.state,
+        found.attempt,
+        found.try_number,
+        if found.cancel_requested { ", cancel requested" } else { "" },
+        if found.original_kept { "" } else { ", its original deleted by retention" }
+    )]
     Refused { transition: Transition, found: Found },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),

@@ -18,6 +18,7 @@ const TABLE: &[(Transition, &[State], Option<State>)] = &[
     (Transition::RetryRequested, &[Failed, Cancelled], Some(Queued)),
     (Transition::ReindexQueued, &[Ready], Some(Ready)),
     (Transition::Reindexed, &[Ready], Some(Ready)),
+    (Transition::OriginalDeleted, &[Ready, Failed, Cancelled], None),
     (Transition::Delete, State::ALL, None),
 ];
 
@@ -29,7 +30,11 @@ fn every_transition_leaves_exactly_the_states_of_the_table() {
             assert_eq!(transition.leaves(*state), from.contains(state), "{transition} from {state}");
         }
         for state in from.iter() {
-            let expected = if *transition == Transition::Waiting { Some(*state) } else { *to };
+            let expected = if matches!(transition, Transition::Waiting | Transition::OriginalDeleted) {
+                Some(*state)
+            } else {
+                *to
+            };
             assert_eq!(transition.to(*state), expected, "{transition} from {state}");
         }
     }
@@ -40,8 +45,13 @@ fn a_terminal_state_is_left_only_by_a_users_retry_a_reindex_or_delete() {
     for state in [Ready, Failed, Cancelled] {
         let leaving: Vec<Transition> = Transition::ALL.iter().copied().filter(|t| t.leaves(state)).collect();
         let expected: &[Transition] = match state {
-            Ready => &[Transition::ReindexQueued, Transition::Reindexed, Transition::Delete],
-            _ => &[Transition::RetryRequested, Transition::Delete],
+            Ready => &[
+                Transition::ReindexQueued,
+                Transition::Reindexed,
+                Transition::OriginalDeleted,
+                Transition::Delete,
+            ],
+            _ => &[Transition::RetryRequested, Transition::OriginalDeleted, Transition::Delete],
         };
         assert_eq!(leaving, expected, "from {state}");
     }
@@ -96,10 +106,25 @@ fn a_refusal_says_what_it_found() {
             attempt: 2,
             try_number: 3,
             cancel_requested: true,
+            original_kept: true,
         },
     };
     assert_eq!(
         error.to_string(),
         "ready refused: the document is PROCESSING on attempt 2, try 3, cancel requested"
+    );
+    let error = LifecycleError::Refused {
+        transition: Transition::RetryRequested,
+        found: Found {
+            state: Failed,
+            attempt: 1,
+            try_number: 3,
+            cancel_requested: false,
+            original_kept: false,
+        },
+    };
+    assert_eq!(
+        error.to_string(),
+        "retry_requested refused: the document is FAILED on attempt 1, try 3, its original deleted by retention"
     );
 }

@@ -349,6 +349,8 @@ async fn queued_again(conn: &mut AsyncPgConnection, id: Uuid, from: &[State], wh
     let expected = Expected {
         states: from.to_vec(),
         attempt: Some(current.attempt),
+        // The new attempt parses the original again.
+        original_kept: true,
         ..Default::default()
     };
     let change = StateChange {
@@ -414,6 +416,33 @@ pub async fn reindexed(conn: &mut AsyncPgConnection, id: Uuid, chunked: &Chunked
     };
     let event = (Stage::Index, EventKind::Completed, note);
     apply(conn, id, Transition::Reindexed, &expected, &change, Some(event)).await
+}
+
+/// Retention deleted the original bytes of a document done with processing
+/// (kept `days` days); its text and chunks stay. The blob is the caller's to
+/// delete after the commit (`moved.document` no longer names it: the caller
+/// keeps the key it read).
+pub async fn original_deleted(conn: &mut AsyncPgConnection, id: Uuid, days: i32) -> Result<Moved, LifecycleError> {
+    let expected = Expected {
+        states: Transition::OriginalDeleted.from().to_vec(),
+        original_kept: true,
+        ..Default::default()
+    };
+    let change = StateChange {
+        blob_key: Some(String::new()),
+        ..Default::default()
+    };
+    let moved = apply(conn, id, Transition::OriginalDeleted, &expected, &change, None).await?;
+    let note = Note {
+        percent: 100,
+        message: format!("original deleted by the retention policy (originals kept {days} days); its text and chunks stay searchable"),
+        details: serde_json::json!({ "retention": "original", "days": days }),
+    };
+    let event = append(conn, &moved.document, Stage::Store, EventKind::Progress, note).await?;
+    Ok(Moved {
+        event: Some(event),
+        ..moved
+    })
 }
 
 /// Removes the document, its chunks and its events, in any state: a worker
