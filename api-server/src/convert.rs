@@ -38,6 +38,7 @@ use crate::{
     error::{ApiError, ApiResult},
     health::Info,
     page_token::Page,
+    providers,
     search::{Outcome, Reindexed},
     settings::{self, Snapshot, Source},
 };
@@ -61,6 +62,39 @@ pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {
                 updated_by: rule.updated_by.map(|id| id.to_string()).unwrap_or_default(),
             })
             .collect(),
+        embedder: Some(provider_to_proto(snapshot.embedder)),
+        reranker: Some(provider_to_proto(snapshot.reranker)),
+    }
+}
+
+fn provider_to_proto(provider: settings::ProviderValue) -> pb::Provider {
+    pb::Provider {
+        kind: provider.kind,
+        url: provider.url,
+        model: provider.model,
+        api_key_set: provider.api_key_set,
+        source: source_to_proto(provider.source) as i32,
+        updated_at: provider.updated_at.map(timestamp),
+        updated_by: provider.updated_by.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
+/// TestProvider's answer.
+pub fn checked_to_proto(checked: providers::Checked) -> pb::TestProviderResponse {
+    pb::TestProviderResponse {
+        ok: checked.error.is_none(),
+        latency: Some(duration(checked.latency)),
+        error: checked.error.unwrap_or_default(),
+        model: checked.model,
+        dimension: checked.dimension as i32,
+    }
+}
+
+fn source_to_proto(source: Source) -> pb::SettingSource {
+    match source {
+        Source::BuiltIn => pb::SettingSource::BuiltIn,
+        Source::Environment => pb::SettingSource::Environment,
+        Source::Admin => pb::SettingSource::Admin,
     }
 }
 
@@ -68,11 +102,7 @@ fn setting_to_proto(setting: settings::Value) -> pb::Setting {
     pb::Setting {
         value: setting.value,
         default_value: setting.default_value,
-        source: match setting.source {
-            Source::BuiltIn => pb::SettingSource::BuiltIn,
-            Source::Environment => pb::SettingSource::Environment,
-            Source::Admin => pb::SettingSource::Admin,
-        } as i32,
+        source: source_to_proto(setting.source) as i32,
         updated_at: setting.updated_at.map(timestamp),
         updated_by: setting.updated_by.map(|id| id.to_string()).unwrap_or_default(),
         min: setting.min,

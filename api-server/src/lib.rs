@@ -44,6 +44,7 @@ pub mod health;
 pub mod metrics;
 pub mod observe;
 pub mod page_token;
+pub mod providers;
 pub mod quota;
 pub mod relay;
 pub mod retention;
@@ -298,9 +299,14 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         .build_v1alpha()?;
     let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
     let (hub, hub_task) = Hub::start(config.watch.clone(), pool.clone(), redis, &config.redis_prefix, cancel.clone()).await?;
+    let models = Arc::new(folio_models::live::Live::new(
+        config.models.clone(),
+        folio_models::embed::from_config(&config.models)?,
+    )?);
     let (settings, settings_task) = settings::Settings::start(
         pool.clone(),
         config.documents.max_upload_bytes,
+        models.clone(),
         config.settings_refresh,
         cancel.clone(),
     )
@@ -334,18 +340,16 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         max_tries: config.max_attempts,
         wait_notice,
     };
-    let embedder = folio_models::embed::from_config(&config.models)?;
     let search = search::Search {
         pool: pool.clone(),
         reads: search_reads,
-        chunking: folio_models::embed::chunking(embedder.as_ref(), config.documents.chunk_tokens, config.documents.chunk_overlap),
-        embedder,
-        reranker: folio_models::rerank::from_config(&config.models)?,
+        models,
+        chunk_sizes: (config.documents.chunk_tokens, config.documents.chunk_overlap),
         config: config.search.clone(),
         relay_wake: relay_wake.clone(),
         cache: dependencies.cache.clone(),
     };
-    services::register_model_servers(&pool, &config.models).await?;
+    services::register_model_servers(&pool, &settings.effective_models()).await?;
     folio_core::startup::install_tls_provider();
     let http = reqwest::Client::builder()
         .timeout(services::CHECK_TIMEOUT)
@@ -369,6 +373,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         dead_letters,
         alive_within: wait_notice.alive_within,
         http,
+        search: search.clone(),
     };
 
     let address = listener.local_addr()?;

@@ -17,14 +17,18 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
-use folio_core::config::{MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
+use folio_core::config::{
+    EmbedderKind, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX, ModelsConfig, Provider, ProviderRole, RerankerKind,
+};
 use folio_db::{
     self as db,
     models::{
+        provider::{self, StoredProvider},
         retention_rule::{self, RetentionRule},
         setting::{self, Setting},
     },
 };
+use folio_models::live::Live;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -120,6 +124,20 @@ pub struct Snapshot {
     pub retention_document_days: Value,
     /// The per-label retention rules, by label.
     pub retention_rules: Vec<RetentionRule>,
+    pub embedder: ProviderValue,
+    pub reranker: ProviderValue,
+}
+
+/// A provider in force (never its API key: only whether one is set).
+#[derive(Debug, Clone)]
+pub struct ProviderValue {
+    pub kind: String,
+    pub url: String,
+    pub model: String,
+    pub api_key_set: bool,
+    pub source: Source,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_by: Option<Uuid>,
 }
 
 /// How long documents keep their originals and themselves: the two
@@ -166,6 +184,8 @@ pub struct Update {
     pub set_rules: Vec<RuleChange>,
     /// Labels whose retention rule goes.
     pub remove_rules: Vec<String>,
+    /// Providers to choose (Some) or to return to the environment's (None).
+    pub providers: Vec<(ProviderRole, Option<Provider>)>,
 }
 
 /// A retention rule to store: the label and its periods (None follows the
@@ -195,6 +215,11 @@ impl Update {
                 )
             }))
             .chain(self.remove_rules.iter().map(|label| format!("retention_rule[{label}]=removed")))
+            .chain(self.providers.iter().map(|(role, provider)| match provider {
+                // Never the key.
+                Some(p) => format!("{}={}:{}@{}", role.as_str(), p.kind, p.model, p.url),
+                None => format!("{}=default", role.as_str()),
+            }))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -205,6 +230,7 @@ impl Update {
 struct Stored {
     settings: HashMap<String, Setting>,
     rules: Vec<RetentionRule>,
+    providers: Vec<StoredProvider>,
 }
 
 /// The run-time settings of one api-server; clones share the snapshot.
@@ -216,6 +242,8 @@ pub struct Settings {
     stored: Arc<RwLock<Arc<Stored>>>,
     /// Held across a reread so an older read never replaces a newer one.
     reload: Arc<tokio::sync::Mutex<()>>,
+    /// The models this server uses, which follow the stored providers.
+    models: Arc<Live>,
 }
 
 impl Settings {
@@ -224,6 +252,7 @@ impl Settings {
     pub async fn start(
         pool: db::Pool,
         max_upload_bytes: u64,
+        models: Arc<Live>,
         refresh: Duration,
         cancel: CancellationToken,
     ) -> anyhow::Result<(Settings, tokio::task::JoinHandle<()>)> {
@@ -232,6 +261,7 @@ impl Settings {
             defaults: Arc::new(HashMap::from([(MAX_UPLOAD_BYTES.name, max_upload_bytes as i64)])),
             stored: Arc::default(),
             reload: Arc::default(),
+            models,
         };
         settings.reload().await?;
         let task = tokio::spawn({
@@ -281,6 +311,96 @@ impl Settings {
             retention_original_days: self.describe(&RETENTION_ORIGINAL_DAYS),
             retention_document_days: self.describe(&RETENTION_DOCUMENT_DAYS),
             retention_rules: self.stored().rules.clone(),
+            embedder: self.describe_provider(ProviderRole::Embedder),
+            reranker: self.describe_provider(ProviderRole::Reranker),
+        }
+    }
+
+    /// The provider an admin stored for `role`, if any (with its key: only
+    /// for keeping the key when an update leaves it out).
+    pub fn stored_provider(&self, role: ProviderRole) -> Option<Provider> {
+        self.stored()
+            .providers
+            .iter()
+            .find(|p| p.role == role.as_str())
+            .map(StoredProvider::provider)
+    }
+
+    /// The environment's model configuration with the providers an admin
+    /// chose in place of its own (the environment's alone if a stored choice
+    /// no longer reads).
+    pub fn effective_models(&self) -> ModelsConfig {
+        let base = self.models.base();
+        let (embedder, reranker) = (
+            self.stored_provider(ProviderRole::Embedder),
+            self.stored_provider(ProviderRole::Reranker),
+        );
+        base.with_providers(embedder.as_ref(), reranker.as_ref())
+            .unwrap_or_else(|_| base.clone())
+    }
+
+    /// The models this server uses now.
+    pub fn models(&self) -> &Arc<Live> {
+        &self.models
+    }
+
+    fn describe_provider(&self, role: ProviderRole) -> ProviderValue {
+        if let Some(stored) = self.stored().providers.iter().find(|p| p.role == role.as_str()) {
+            return ProviderValue {
+                kind: stored.kind.clone(),
+                url: stored.url.clone(),
+                model: stored.model.clone(),
+                api_key_set: stored.api_key.is_some(),
+                source: Source::Admin,
+                updated_at: Some(stored.updated_at),
+                updated_by: stored.updated_by,
+            };
+        }
+        let base = self.models.base();
+        let (kind, url, model, key, built_in) = match role {
+            ProviderRole::Embedder => {
+                let kind = match base.embedder {
+                    EmbedderKind::Hash => "hash",
+                    EmbedderKind::OpenAi => "openai",
+                    EmbedderKind::Local => "local",
+                };
+                let model = match &base.embed_model_dir {
+                    Some(dir) if base.embedder == EmbedderKind::Local => dir.display().to_string(),
+                    _ => base.embed_model.clone().unwrap_or_default(),
+                };
+                (
+                    kind,
+                    base.embed_url.clone(),
+                    model,
+                    base.embed_api_key.is_some(),
+                    base.embedder == EmbedderKind::Hash,
+                )
+            }
+            ProviderRole::Reranker => {
+                let kind = match base.reranker {
+                    RerankerKind::Lexical => "lexical",
+                    RerankerKind::Tei => "tei",
+                    RerankerKind::Cohere => "cohere",
+                    RerankerKind::None => "none",
+                };
+                let model = base.rerank_model.clone().unwrap_or_default();
+                (
+                    kind,
+                    base.rerank_url.clone(),
+                    model,
+                    base.rerank_api_key.is_some(),
+                    base.reranker == RerankerKind::Lexical,
+                )
+            }
+        };
+        ProviderValue {
+            kind: kind.to_owned(),
+            url: url.unwrap_or_default(),
+            model,
+            api_key_set: key,
+            source: if built_in { Source::BuiltIn } else { Source::Environment },
+            updated_at: None,
+            updated_by: None,
         }
     }
 
@@ -301,6 +421,16 @@ impl Settings {
             for label in &update.remove_rules {
                 retention_rule::remove(conn, label).await?;
             }
+            for (role, chosen) in &update.providers {
+                match chosen {
+                    Some(chosen) => {
+                        provider::set(conn, *role, chosen, by).await?;
+                    }
+                    None => {
+                        provider::reset(conn, *role).await?;
+                    }
+                }
+            }
             Ok::<_, diesel::result::Error>(())
         })
         .await?;
@@ -315,7 +445,21 @@ impl Settings {
         let settings = setting::all(&mut conn).await?;
         let settings = settings.into_iter().map(|row| (row.name.clone(), row)).collect();
         let rules = retention_rule::all(&mut conn).await?;
-        *self.stored.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Stored { settings, rules });
+        let providers = provider::all(&mut conn).await?;
+        let of = |role: ProviderRole| providers.iter().find(|p| p.role == role.as_str()).map(StoredProvider::provider);
+        match self.models.apply(of(ProviderRole::Embedder), of(ProviderRole::Reranker)) {
+            Ok(true) => tracing::info!(
+                embedder = self.models.embedder().model(),
+                "an admin changed the providers; using them"
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "an admin's choice of providers cannot be used; keeping the current ones"),
+        }
+        *self.stored.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Stored {
+            settings,
+            rules,
+            providers,
+        });
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! worker list, the run-time settings and the dead letters. Each RPC is a
 //! shim: it reads the request into domain terms (here, naming the request's
 //! fields in what it refuses), calls an inner function below or in
-//! `dead_letters.rs`, which takes and returns domain values (`health::Info`,
+//! `dead_letters.rs` or `providers.rs`, which takes and returns domain values (`health::Info`,
 //! the ping's row, a `Page` of worker rows, `settings::Snapshot`, a
 //! `dead_letters::Settlement`), and converts the answer (`convert.rs`).
 
@@ -10,7 +10,10 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
-use folio_core::queue::EncodedJob;
+use folio_core::{
+    config::{ApiKey, Provider, ProviderRole},
+    queue::EncodedJob,
+};
 use folio_db::{
     self as db,
     models::{
@@ -24,8 +27,8 @@ use folio_proto::v1::{
     self as pb, GetInfoRequest, GetInfoResponse, GetSettingsRequest, GetSystemStatsRequest, ListDeadLettersRequest,
     ListDeadLettersResponse, ListServicesRequest, ListServicesResponse, ListTopUsersRequest, ListTopUsersResponse, ListWorkersRequest,
     ListWorkersResponse, PingWorkersRequest, PingWorkersResponse, PurgeDeadLettersRequest, RegisterServiceRequest,
-    ReplayDeadLettersRequest, ServiceKind, SettleDeadLettersResponse, TopUsersBy, UnregisterServiceRequest, UnregisterServiceResponse,
-    UpdateSettingsRequest, system_service_server::SystemService,
+    ReplayDeadLettersRequest, ServiceKind, SettleDeadLettersResponse, TestProviderRequest, TestProviderResponse, TopUsersBy,
+    UnregisterServiceRequest, UnregisterServiceResponse, UpdateSettingsRequest, system_service_server::SystemService,
 };
 use tokio::{sync::Notify, time::Instant};
 use tonic::{Request, Response, Status};
@@ -35,13 +38,15 @@ use crate::{
     audit::{self, AuditNote, AuditStats},
     auth,
     convert::{
-        dead_letters_to_proto, info_to_proto, ping_to_proto, service_to_proto, services_to_proto, settings_to_proto, settlement_to_proto,
-        system_stats_to_proto, to_time, top_users_to_proto, workers_to_proto,
+        checked_to_proto, dead_letters_to_proto, info_to_proto, ping_to_proto, service_to_proto, services_to_proto, settings_to_proto,
+        settlement_to_proto, system_stats_to_proto, to_time, top_users_to_proto, workers_to_proto,
     },
     dead_letters::{DEAD_LETTERS_TAG, DeadLetters, Selection},
     error::{ApiError, ApiResult},
     health::{Dependencies, Info, Readiness},
     page_token::{self, Page},
+    providers::{self, Providers},
+    search::Search,
     services::{self, Registration},
     settings::{
         self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, RETENTION_DAYS_MAX, RETENTION_DOCUMENT_DAYS,
@@ -74,6 +79,8 @@ pub struct System {
     pub alive_within: Duration,
     /// Checks registered HTTP services.
     pub http: reqwest::Client,
+    /// Reindexes when an admin changes the embedder.
+    pub search: Search,
 }
 
 #[tonic::async_trait]
@@ -101,10 +108,22 @@ impl SystemService for System {
 
     async fn update_settings(&self, request: Request<UpdateSettingsRequest>) -> Result<Response<pb::Settings>, Status> {
         let principal = auth::principal(&request)?;
-        let update = settings_update(request.into_inner())?;
+        let update = settings_update(request.into_inner(), &self.settings)?;
         Ok(Response::new(settings_to_proto(
             self.update_settings(principal.user_id, update).await?,
         )))
+    }
+
+    async fn test_provider(&self, request: Request<TestProviderRequest>) -> Result<Response<TestProviderResponse>, Status> {
+        let request = request.into_inner();
+        let role = ProviderRole::parse(&request.role)
+            .ok_or_else(|| ApiError::invalid("role", format!("{:?} is not \"embedder\" or \"reranker\"", request.role)))?;
+        let candidate = request
+            .candidate
+            .map(|choice| provider_choice(choice, role, &self.settings, "candidate"))
+            .transpose()?;
+        let built = providers::build(&self.settings, role, candidate.as_ref(), false).map_err(|why| ApiError::invalid("candidate", why))?;
+        Ok(Response::new(checked_to_proto(providers::check(&built).await)))
     }
 
     async fn get_system_stats(&self, _request: Request<GetSystemStatsRequest>) -> Result<Response<pb::SystemStats>, Status> {
@@ -288,8 +307,30 @@ fn dead_letter_selection(selection: Option<pb::DeadLetterSelection>) -> ApiResul
     ))
 }
 
+/// A provider as an admin chose it for `role` in the request's `field`; an
+/// unset key keeps the key stored for the role.
+fn provider_choice(choice: pb::ProviderChoice, role: ProviderRole, settings: &Settings, field: &str) -> ApiResult<Provider> {
+    let api_key = match choice.api_key {
+        Some(key) if key.is_empty() => None,
+        Some(key) => Some(ApiKey::new(key)),
+        None => settings.stored_provider(role).and_then(|stored| stored.api_key),
+    };
+    let provider = Provider {
+        kind: choice.kind.trim().to_owned(),
+        url: choice.url.trim().to_owned(),
+        model: choice.model.trim().to_owned(),
+        api_key,
+    };
+    let checked = match role {
+        ProviderRole::Embedder => settings.models().base().with_providers(Some(&provider), None),
+        ProviderRole::Reranker => settings.models().base().with_providers(None, Some(&provider)),
+    };
+    checked.map_err(|why| ApiError::invalid(field, why))?;
+    Ok(provider)
+}
+
 /// What an UpdateSettingsRequest changes; every refusal names its field.
-fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
+fn settings_update(request: UpdateSettingsRequest, settings: &Settings) -> ApiResult<Update> {
     let mut update = Update::default();
     if let Some(value) = request.max_upload_bytes {
         MAX_UPLOAD_BYTES
@@ -308,9 +349,9 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
             update.set.push((definition, value));
         }
     }
-    for name in &request.reset {
+    for name in request.reset.iter().filter(|name| ProviderRole::parse(name).is_none()) {
         let definition = settings::find(name).ok_or_else(|| {
-            let known: Vec<_> = DEFINITIONS.iter().map(|d| d.name).collect();
+            let known: Vec<_> = DEFINITIONS.iter().map(|d| d.name).chain(["embedder", "reranker"]).collect();
             ApiError::invalid("reset", format!("{name:?} is not a setting; settings: {}", known.join(", ")))
         })?;
         if update.set.iter().any(|(d, _)| d.name == definition.name) {
@@ -359,7 +400,31 @@ fn settings_update(request: UpdateSettingsRequest) -> ApiResult<Update> {
         }
         update.remove_rules.push(label);
     }
-    if update.set.is_empty() && update.reset.is_empty() && update.set_rules.is_empty() && update.remove_rules.is_empty() {
+    for (role, choice) in [
+        (ProviderRole::Embedder, request.embedder),
+        (ProviderRole::Reranker, request.reranker),
+    ] {
+        if let Some(choice) = choice {
+            let chosen = provider_choice(choice, role, settings, role.as_str())?;
+            update.providers.push((role, Some(chosen)));
+        }
+    }
+    for name in &request.reset {
+        let Some(role) = ProviderRole::parse(name) else { continue };
+        if update.providers.iter().any(|(r, _)| *r == role) {
+            return Err(ApiError::invalid(
+                "reset",
+                format!("{name:?} is both set and reset; do one or the other"),
+            ));
+        }
+        update.providers.push((role, None));
+    }
+    if update.set.is_empty()
+        && update.reset.is_empty()
+        && update.set_rules.is_empty()
+        && update.remove_rules.is_empty()
+        && update.providers.is_empty()
+    {
         return Err(ApiError::invalid(
             "max_upload_bytes",
             "name a setting to set, or one to reset in \"reset\"",
@@ -457,7 +522,13 @@ impl System {
 
     /// Applies `update` for the admin `by`; the settings as they are now.
     async fn update_settings(&self, by: Uuid, update: Update) -> ApiResult<Snapshot> {
-        let snapshot = self.settings.update(&update, by).await?;
+        let snapshot = Providers {
+            pool: &self.pool,
+            settings: &self.settings,
+            search: &self.search,
+        }
+        .choose(&update, by)
+        .await?;
         audit::note(AuditNote {
             event: "settings_updated".into(),
             target: format!("settings:{}", update.target()),

@@ -284,7 +284,10 @@ async fn one_api_server_sweeps_at_a_time() {
     let pool = env.pool();
     let config = env.api_config();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let (settings, _task) = folio_api::settings::Settings::start(pool.clone(), 1 << 20, Duration::from_secs(60), cancel.clone())
+    let models = &config.core.models;
+    let models =
+        std::sync::Arc::new(folio_models::live::Live::new(models.clone(), folio_models::embed::from_config(models).unwrap()).unwrap());
+    let (settings, _task) = folio_api::settings::Settings::start(pool.clone(), 1 << 20, models, Duration::from_secs(60), cancel.clone())
         .await
         .unwrap();
     let sweeper = folio_api::retention::Sweeper {

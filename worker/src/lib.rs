@@ -23,8 +23,11 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use folio_core::{blobs::Blobs, cache::Cache, config::Config, queue::Topology, startup};
-use folio_db::{self as db, models::worker};
-use folio_models::embed;
+use folio_db::{
+    self as db,
+    models::{provider, worker},
+};
+use folio_models::{embed, live::Live};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -41,6 +44,25 @@ impl folio_core::metrics::Sampler for PoolSampler {
     }
 }
 
+/// Rereads the providers an admin chose at run time (SystemService
+/// UpdateSettings) and uses them from the next job on; a failure keeps the
+/// current ones and is logged.
+async fn follow_providers(pool: &db::Pool, models: &Live) {
+    let read = async {
+        let mut conn = pool.get().await?;
+        anyhow::Ok(provider::choices(&mut conn).await?)
+    };
+    match read.await.map(|(embedder, reranker)| models.apply(embedder, reranker)) {
+        Ok(Ok(true)) => tracing::info!(
+            embedder = models.embedder().model(),
+            "an admin changed the providers; using them from the next job"
+        ),
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "an admin's choice of providers cannot be used; keeping the current ones"),
+        Err(error) => tracing::warn!(error = format!("{error:#}"), "could not reread the providers"),
+    }
+}
+
 /// Runs a worker until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // First, so a model that cannot be loaded stops start-up before anything
@@ -53,6 +75,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let embedder = tokio::task::spawn_blocking(move || embed::from_config(&models))
         .await
         .context("loading the embedding model")??;
+    let models = Arc::new(Live::new(config.models.clone(), embedder)?);
     let pool = db::pool(&config.database_url, config.db_pool_size).context("database pool")?;
     let now = chrono::Utc::now();
     let me = worker::Worker {
@@ -85,7 +108,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .await?;
     let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
         .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
-    tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, embedder = embedder.model(), "folio-worker started");
+    follow_providers(&pool, &models).await;
+    tracing::info!(worker_id = %me.id, host = %me.host, pid = me.pid, embedder = models.embedder().model(), "folio-worker started");
 
     let cancel = CancellationToken::new();
     let metrics_task = match config.metrics_addr {
@@ -119,12 +143,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             blobs,
             cache,
             documents: config.documents.clone(),
-            embedder,
+            models: models.clone(),
             sandbox: sandbox::Sandbox::from_config(&config.documents)?,
         },
         activity.clone(),
     ));
     let consuming = tokio::spawn(consumer.run(cancel.clone()));
+    let following = tokio::spawn({
+        let (pool, cancel, every) = (pool.clone(), cancel.clone(), config.settings_refresh);
+        async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(every) => follow_providers(&pool, &models).await,
+                }
+            }
+        }
+    });
     let building = tokio::spawn(segments::run(
         segments::Settings::new(&config.database_url, &config.documents),
         cancel.clone(),
@@ -136,6 +171,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     consuming.await.context("consumer task")?;
     heartbeat.await.context("heartbeat task")?;
     building.await.context("segment builder task")?;
+    following.await.context("providers task")?;
     if let Some(task) = metrics_task {
         task.await.context("metrics task")?;
     }

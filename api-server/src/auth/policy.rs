@@ -60,6 +60,7 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.SystemService/ListWorkers", Access::Admin),
     ("/folio.v1.SystemService/GetSettings", Access::Authenticated),
     ("/folio.v1.SystemService/UpdateSettings", Access::Admin),
+    ("/folio.v1.SystemService/TestProvider", Access::Admin),
     ("/folio.v1.SystemService/ListDeadLetters", Access::Admin),
     ("/folio.v1.SystemService/ReplayDeadLetters", Access::Admin),
     ("/folio.v1.SystemService/PurgeDeadLetters", Access::Admin),

@@ -5,7 +5,7 @@
 //! Search takes vector candidates (HNSW, cosine, among chunks embedded by the
 //! server's model) and keyword candidates (`websearch_to_tsquery`), fuses them
 //! by reciprocal rank (k = 60, [`fusion`]), and reranks the fused head with
-//! the configured [`Reranker`].
+//! the configured reranker (`folio_models::rerank::Reranker`).
 
 pub mod fusion;
 pub mod reads;
@@ -26,7 +26,7 @@ use folio_db::{
         document, embedding_index,
     },
 };
-use folio_models::{embed::Embedder, rerank::Reranker};
+use folio_models::{embed::Embedder, live::Live};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -37,21 +37,24 @@ use crate::{
 };
 
 /// Search and reindexing, with what they need.
+#[derive(Clone)]
 pub struct Search {
     /// The primary: filters, the index's model, reindexing.
     pub pool: db::Pool,
     /// Where the candidates and their chunks are read (the primary, or a
     /// replica that has caught up).
     pub reads: reads::Reads,
-    pub embedder: Arc<dyn Embedder>,
-    pub reranker: Option<Arc<dyn Reranker>>,
+    /// The embedder and reranker now (the environment's, or an admin's
+    /// run-time choice); a search takes them once at its start.
+    pub models: Arc<Live>,
     pub config: SearchConfig,
     pub relay_wake: Arc<Notify>,
     pub cache: folio_core::cache::Cache,
-    /// How the worker chunks for this server's embedder
-    /// (`folio_models::embed::chunking`): documents chunked otherwise are
-    /// what a reindex makes again.
-    pub chunking: String,
+    /// Tokens per chunk and overlap (`FOLIO_CHUNK_TOKENS`,
+    /// `FOLIO_CHUNK_OVERLAP`): with the embedder, how the worker chunks
+    /// (`folio_models::embed::chunking`); documents chunked otherwise are what
+    /// a reindex makes again.
+    pub chunk_sizes: (usize, usize),
 }
 
 /// A search, its fields already valid: `text` trimmed and not empty,
@@ -159,9 +162,10 @@ impl Search {
             labels,
         };
 
+        let (embedder, reranker) = (self.models.embedder(), self.models.reranker());
         let mut conn = self.pool.get().await?;
         check_filters(&mut conn, &scope).await?;
-        let model = self.embedder.model().to_owned();
+        let model = embedder.model().to_owned();
         if let Some(index) = embedding_index::get(&mut conn).await?
             && index.model != model
         {
@@ -171,7 +175,7 @@ impl Search {
                 index.model,
                 index.dimension,
                 model,
-                self.embedder.dimension()
+                embedder.dimension()
             ))
             .because("INDEX_MODEL_MISMATCH")
             .into());
@@ -186,8 +190,7 @@ impl Search {
                 return ApiResult::Ok((Vec::new(), None, None));
             }
             let t = Instant::now();
-            let embedded = self
-                .embedder
+            let embedded = embedder
                 .embed(std::slice::from_ref(&text))
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("cannot embed the query: {e}")))?;
@@ -215,7 +218,7 @@ impl Search {
         timings.keyword = keyword_time;
 
         let weights = fusion::Weights {
-            vector: self.config.vector_weight.unwrap_or_else(|| self.embedder.vector_weight()),
+            vector: self.config.vector_weight.unwrap_or_else(|| embedder.vector_weight()),
             keyword: self.config.keyword_weight,
             rerank: self.config.rerank_weight,
             heading: self.config.heading_weight,
@@ -232,7 +235,7 @@ impl Search {
         drop(conn);
         order.retain(|id| loaded.contains_key(id));
 
-        let reranker = self.reranker.as_ref().filter(|_| rerank && !order.is_empty());
+        let reranker = reranker.as_ref().filter(|_| rerank && !order.is_empty());
         if let Some(reranker) = reranker {
             let t = Instant::now();
             let texts: Vec<String> = order.iter().map(|id| loaded[id].0.with_own_heading()).collect();
@@ -277,8 +280,15 @@ impl Search {
     /// worker chunks for this model, to be chunked again from its parse
     /// result and embedded.
     pub async fn reindex(&self) -> ApiResult<Reindexed> {
-        let model = self.embedder.model().to_owned();
-        let dimension = self.embedder.dimension() as i32;
+        self.reindex_with(self.models.embedder().as_ref()).await
+    }
+
+    /// [`reindex`](Self::reindex) for `embedder`: what an admin's run-time
+    /// change of the embedder goes through.
+    pub async fn reindex_with(&self, embedder: &dyn Embedder) -> ApiResult<Reindexed> {
+        let model = embedder.model().to_owned();
+        let dimension = embedder.dimension() as i32;
+        let chunking = folio_models::embed::chunking(embedder, self.chunk_sizes.0, self.chunk_sizes.1);
         if dimension != 384 {
             return Err(ApiError::FailedPrecondition(format!(
                 "{model} makes {dimension}-dimension vectors; the index column is vector(384)"
@@ -289,7 +299,7 @@ impl Search {
         let (index, events) = conn
             .transaction(async |conn| -> ApiResult<_> {
                 let index = embedding_index::set(conn, &model, dimension).await?;
-                let stale = chunk::documents_to_reindex(conn, &model, &self.chunking).await?;
+                let stale = chunk::documents_to_reindex(conn, &model, &chunking).await?;
                 let mut events = Vec::with_capacity(stale.len());
                 for id in stale {
                     if let Some(event) = lifecycle::reindex_queued(conn, id, &model).await?.event {

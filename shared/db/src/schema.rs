@@ -166,6 +166,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    providers (role) {
+        role -> Text,
+        kind -> Text,
+        url -> Text,
+        model -> Text,
+        api_key -> Nullable<Text>,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         session_id -> Uuid,
@@ -254,6 +266,7 @@ diesel::table! {
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(document_events -> documents (document_id));
 diesel::joinable!(documents -> users (owner_id));
+diesel::joinable!(providers -> users (updated_by));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(retention_rules -> users (updated_by));
@@ -271,6 +284,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     pings,
     processed_jobs,
+    providers,
     refresh_tokens,
     retention_rules,
     sessions,

@@ -13,7 +13,10 @@ use folio_db::{
     documents::lifecycle::{Lease, LifecycleError},
     models::chunk::{Embedding, NewChunk},
 };
-use folio_models::embed::{self, Embedder, Tokens};
+use folio_models::{
+    embed::{self, Embedder, Tokens},
+    live::Live,
+};
 use folio_parse::{
     chunk::{self as chunker, Chunk, ChunkSettings},
     parse::Block,
@@ -32,7 +35,9 @@ pub struct JobContext {
     pub blobs: Blobs,
     pub cache: Cache,
     pub documents: DocumentsConfig,
-    pub embedder: Arc<dyn Embedder>,
+    /// The embedder now (the environment's, or an admin's run-time choice);
+    /// a job takes it once at its start.
+    pub models: Arc<Live>,
     /// Where documents are parsed: a child process per document.
     pub sandbox: crate::sandbox::Sandbox,
 }
@@ -46,20 +51,20 @@ impl JobContext {
         }
     }
 
-    /// The chunks of a parse result as this worker's embedder reads them
+    /// The chunks of a parse result as `embedder` reads them
     /// (in its own tokens where it reads a bounded window of them, else in
     /// words), and how they were made, as the document records it.
     /// Deterministic, so a redelivery or a reindex makes the same chunks.
-    pub fn chunk(&self, blocks: &[Block]) -> (Vec<Chunk>, String) {
+    pub fn chunk(&self, embedder: &dyn Embedder, blocks: &[Block]) -> (Vec<Chunk>, String) {
         let settings = ChunkSettings {
             max_tokens: self.documents.chunk_tokens,
             overlap_tokens: self.documents.chunk_overlap,
         };
-        let chunks = match self.embedder.tokens() {
+        let chunks = match embedder.tokens() {
             Some(tokens) => chunker::chunk_with(blocks, settings, &ModelTokens(tokens)),
             None => chunker::chunk(blocks, settings),
         };
-        let chunking = embed::chunking(self.embedder.as_ref(), settings.max_tokens, settings.overlap_tokens);
+        let chunking = embed::chunking(embedder, settings.max_tokens, settings.overlap_tokens);
         (chunks, chunking)
     }
 }

@@ -23,7 +23,8 @@ use super::{JobContext, JobError, Outcome, parse_uuid};
 
 pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocument) -> Result<Outcome, JobError> {
     let document_id = parse_uuid("document_id", &body.document_id)?;
-    let model = context.embedder.model();
+    let embedder = context.models.embedder();
+    let model = embedder.model();
     let mut conn = context.pool.get().await?;
     let Some(index) = embedding_index::get(&mut conn).await? else {
         return Ok(Outcome::Applied);
@@ -52,11 +53,11 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ReindexDocume
         .map_err(|error| JobError::Transient(anyhow::anyhow!("the parse result of attempt {}: {error}", found.attempt)))?;
     let parsed: ParsedDocument = serde_json::from_slice(&stored)
         .map_err(|error| JobError::permanent("PARSE_RESULT_UNREADABLE", format!("the saved parse result: {error}")))?;
-    let (chunks, chunking) = context.chunk(&parsed.blocks);
+    let (chunks, chunking) = context.chunk(embedder.as_ref(), &parsed.blocks);
     let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
     let mut vectors = Vec::with_capacity(texts.len());
     for batch in texts.chunks(context.documents.embed_batch) {
-        vectors.extend(context.embedder.embed(batch).await.map_err(|error| match error {
+        vectors.extend(embedder.embed(batch).await.map_err(|error| match error {
             EmbedError::Transient(message) => JobError::Transient(anyhow::anyhow!(message)),
             EmbedError::Permanent(message) => JobError::permanent("EMBED_FAILED", message),
         })?);

@@ -26,7 +26,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 pub use blobs::{BLOB_VARIABLES, BlobOptions};
 pub use documents::{DocumentsConfig, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
-pub use models::{ApiKey, EmbedderKind, ModelsConfig, RerankerKind};
+pub use models::{ApiKey, EmbedderKind, ModelsConfig, Provider, ProviderRole, RerankerKind};
 pub use search::SearchConfig;
 pub use watch::WatchConfig;
 

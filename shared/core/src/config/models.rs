@@ -91,7 +91,101 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// An admin's run-time choice of a provider (SystemService.UpdateSettings),
+/// which overrides the environment's: a kind (`hash` or `openai` for the
+/// embedder; `lexical`, `tei`, `cohere` or `none` for the reranker) and, for
+/// a model server, its base URL, model and key. `local` is not offered at run
+/// time: its model directory is a file on each host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provider {
+    pub kind: String,
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<ApiKey>,
+}
+
+/// Which provider a [`Provider`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderRole {
+    Embedder,
+    Reranker,
+}
+
+impl ProviderRole {
+    /// The role's name: `embedder` or `reranker`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProviderRole::Embedder => "embedder",
+            ProviderRole::Reranker => "reranker",
+        }
+    }
+
+    /// The role `name` names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [ProviderRole::Embedder, ProviderRole::Reranker]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+}
+
 impl ModelsConfig {
+    /// This configuration with `embedder` and `reranker` (where given) in
+    /// place of the environment's; an error names what is wrong with a
+    /// choice (an unknown kind, a missing or malformed URL or model).
+    pub fn with_providers(&self, embedder: Option<&Provider>, reranker: Option<&Provider>) -> Result<ModelsConfig, String> {
+        let mut config = self.clone();
+        let url = |provider: &Provider| -> Result<Option<String>, String> {
+            let url = provider.url.trim().trim_end_matches('/');
+            let host = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+            match host {
+                Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(Some(url.to_owned())),
+                _ => Err(format!("url {:?} is not an http:// or https:// URL", provider.url)),
+            }
+        };
+        let model = |provider: &Provider| -> Result<Option<String>, String> {
+            let model = provider.model.trim();
+            if model.is_empty() {
+                Err(format!("a {} provider needs a model", provider.kind))
+            } else {
+                Ok(Some(model.to_owned()))
+            }
+        };
+        if let Some(provider) = embedder {
+            match provider.kind.as_str() {
+                "hash" => config.embedder = EmbedderKind::Hash,
+                "openai" => {
+                    config.embedder = EmbedderKind::OpenAi;
+                    config.embed_url = url(provider)?;
+                    config.embed_model = model(provider)?;
+                    config.embed_api_key = provider.api_key.clone();
+                }
+                other => return Err(format!("embedder kind {other:?} is not one of hash, openai")),
+            }
+        }
+        if let Some(provider) = reranker {
+            match provider.kind.as_str() {
+                "lexical" => config.reranker = RerankerKind::Lexical,
+                "none" => config.reranker = RerankerKind::None,
+                "tei" | "cohere" => {
+                    config.reranker = if provider.kind == "tei" {
+                        RerankerKind::Tei
+                    } else {
+                        RerankerKind::Cohere
+                    };
+                    config.rerank_url = url(provider)?;
+                    config.rerank_model = if provider.kind == "cohere" {
+                        model(provider)?
+                    } else {
+                        Some(provider.model.trim().to_owned()).filter(|m| !m.is_empty())
+                    };
+                    config.rerank_api_key = provider.api_key.clone();
+                }
+                other => return Err(format!("reranker kind {other:?} is not one of lexical, tei, cohere, none")),
+            }
+        }
+        Ok(config)
+    }
+
     /// Reads only the model settings through `lookup`; the model tests and
     /// the embedding benchmark use it.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {

@@ -9,6 +9,7 @@ pub mod embedding_index;
 pub mod outbox;
 pub mod ping;
 pub mod processed_job;
+pub mod provider;
 pub mod refresh_token;
 pub mod retention_rule;
 pub mod segment;

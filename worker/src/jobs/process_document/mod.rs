@@ -21,7 +21,10 @@
 //! A little over 500 lines: one method per stage of one job; the failure
 //! recording is in `failure.rs`.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use diesel_async::AsyncConnection as _;
 use folio_db::{
@@ -39,7 +42,7 @@ use folio_db::{
         processed_job,
     },
 };
-use folio_models::embed::{EmbedError, saved};
+use folio_models::embed::{EmbedError, Embedder, saved};
 use folio_parse::{
     chunk::{Chunk, with_headings},
     parse::{Format, Limits, ParsedDocument},
@@ -96,6 +99,7 @@ pub(super) async fn run(context: &JobContext, job_id: Uuid, body: &ProcessDocume
     };
     let outcome = Pipeline {
         context,
+        embedder: context.models.embedder(),
         job_id,
         document_id,
         at,
@@ -162,6 +166,8 @@ const SAVE_EMBEDDINGS_AFTER: Duration = Duration::from_millis(250);
 
 struct Pipeline<'a> {
     context: &'a JobContext,
+    /// The worker's embedder when the job started, used to its end.
+    embedder: Arc<dyn Embedder>,
     job_id: Uuid,
     document_id: Uuid,
     at: Try,
@@ -250,7 +256,7 @@ impl Pipeline<'_> {
     /// Returns them with how they were made.
     async fn chunk(&mut self, parsed: &Parsed) -> Result<(Vec<Chunk>, String), Stop> {
         let started = Instant::now();
-        let (chunks, chunking) = self.context.chunk(&parsed.document.blocks);
+        let (chunks, chunking) = self.context.chunk(self.embedder.as_ref(), &parsed.document.blocks);
         if chunks.is_empty() {
             return Err(JobError::permanent("NO_TEXT", "the document contains no text to index").into());
         }
@@ -272,13 +278,13 @@ impl Pipeline<'_> {
         let context = self.context;
         let started = Instant::now();
         let texts: Vec<String> = chunks.iter().map(|c| with_headings(&c.section_path, &c.text)).collect();
-        let fingerprint = saved::fingerprint(context.embedder.model(), &texts);
+        let fingerprint = saved::fingerprint(self.embedder.model(), &texts);
         let saved_key = embedded_key(self.document_id, self.at.attempt);
         // Only a try that found an earlier try's parse result can find its
         // vectors: a first try skips the lookup.
         let reused = if parse_reused {
             match context.blobs.get(&saved_key).await {
-                Ok(stored) => saved::decode(&stored, &fingerprint, texts.len(), context.embedder.dimension()),
+                Ok(stored) => saved::decode(&stored, &fingerprint, texts.len(), self.embedder.dimension()),
                 Err(_) => None,
             }
         } else {
@@ -307,9 +313,9 @@ impl Pipeline<'_> {
             message: if resumed {
                 format!("reused {count} vectors from an earlier try")
             } else {
-                format!("embedded {count} chunks with {}", context.embedder.model())
+                format!("embedded {count} chunks with {}", self.embedder.model())
             },
-            details: serde_json::json!({ "chunks": count, "model": context.embedder.model(), "dimension": context.embedder.dimension(), "duration_ms": embed_ms, "resumed": resumed }),
+            details: serde_json::json!({ "chunks": count, "model": self.embedder.model(), "dimension": self.embedder.dimension(), "duration_ms": embed_ms, "resumed": resumed }),
         };
         let done = self.stage_done(Stage::Embed, embed_ms, note);
         self.record_stage(done).await?;
@@ -324,7 +330,7 @@ impl Pipeline<'_> {
         let batches = texts.len().div_ceil(context.documents.embed_batch);
         let mut reported = 0;
         for (index, batch) in texts.chunks(context.documents.embed_batch).enumerate() {
-            let embedded = context.embedder.embed(batch).await.map_err(|error| match error {
+            let embedded = self.embedder.embed(batch).await.map_err(|error| match error {
                 EmbedError::Transient(message) => Stop::Failed(JobError::Transient(anyhow::anyhow!(message))),
                 EmbedError::Permanent(message) => Stop::Failed(JobError::permanent(
                     "EMBEDDING_FAILED",
@@ -352,7 +358,7 @@ impl Pipeline<'_> {
     async fn index(mut self, chunks: Vec<Chunk>, chunking: String, embedded: Embedded) -> Result<(), Stop> {
         let context = self.context;
         let started = Instant::now();
-        let rows = super::chunk_rows(self.document_id, chunks, embedded.vectors, context.embedder.model());
+        let rows = super::chunk_rows(self.document_id, chunks, embedded.vectors, self.embedder.model());
         let chunked = lifecycle::Chunked {
             count: rows.len() as i32,
             chunking,
@@ -364,8 +370,8 @@ impl Pipeline<'_> {
             .transaction(async |conn| -> Result<Option<Moved>, IndexError> {
                 // The index's model, shared-locked: a reindex switching it
                 // waits for this commit, then finds these chunks stale.
-                let index = embedding_index::claim(conn, context.embedder.model(), context.embedder.dimension() as i32).await?;
-                if index.model != context.embedder.model() {
+                let index = embedding_index::claim(conn, self.embedder.model(), self.embedder.dimension() as i32).await?;
+                if index.model != self.embedder.model() {
                     return Err(IndexError::Mismatch(index));
                 }
                 if !processed_job::claim(conn, job_id, context.worker_id).await? {
@@ -396,8 +402,8 @@ impl Pipeline<'_> {
                      run ReindexDocuments or set FOLIO_EMBEDDER to match",
                     index.model,
                     index.dimension,
-                    context.embedder.model(),
-                    context.embedder.dimension()
+                    self.embedder.model(),
+                    self.embedder.dimension()
                 )))));
             }
             Err(IndexError::Lifecycle(error)) => return self.settle_write(Err(error)).await,
