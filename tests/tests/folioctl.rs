@@ -297,7 +297,8 @@ async fn folioctl_uploads_with_progress_bars_and_reads_documents_back() {
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
 
     // Under a pseudo-terminal the bar draws: stages, percent, READY.
-    let (heron, _) = markdown(&ctl.dir, "heron.md");
+    let heron = ctl.dir.join("heron.md");
+    std::fs::write(&heron, b"# Herons\n\nA heron of its own, so not a duplicate of notes.md.\n").unwrap();
     let command = format!("{} documents upload {} --watch", binary_path("folioctl").display(), heron.display());
     let mut script = tokio::process::Command::new("script");
     script
@@ -317,10 +318,18 @@ async fn folioctl_uploads_with_progress_bars_and_reads_documents_back() {
     assert!(screen.contains("heron.md ["), "a bar labelled with the file: {screen:?}");
     assert!(screen.contains("100% READY"), "the bar ends full at READY: {screen:?}");
     assert!(
-        ["PROCESSING", "uploaded as"].iter().any(|s| screen.contains(s)),
+        ["PROCESSING PARSE", "PROCESSING EMBED", "QUEUED STORE"]
+            .iter()
+            .any(|s| screen.contains(s)),
         "the bar showed progress before the end: {screen:?}"
     );
     assert!(screen.contains('\u{1b}'), "drawn with terminal escapes: {screen:?}");
+    let table = screen.split("100% READY").last().unwrap();
+    assert!(
+        table.contains("heron.md") && table.contains("READY"),
+        "then the document: {screen:?}"
+    );
+    assert!(!table.contains("notes.md"), "{screen:?}");
 
     // List, get, events, download: the bytes come back as uploaded.
     let listed = ctl.json(&["documents", "list", "--label", "demo"]).await;

@@ -28,14 +28,22 @@ pub struct Bars {
 impl Bars {
     /// Bars for documents named `names` (for the width of their labels).
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let prefix_width = names.into_iter().map(|n| n.chars().count()).max().unwrap_or(0).min(32);
-        let style = ProgressStyle::with_template(&format!("{{prefix:{prefix_width}}} [{{bar:30}}] {{pos:>3}}% {{msg}}"))
+        let prefix_width = names.into_iter().map(|n| n.chars().count()).max().unwrap_or(0).min(20);
+        let style = ProgressStyle::with_template(&format!("{{prefix:{prefix_width}}} [{{bar:24}}] {{pos:>3}}% {{wide_msg}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             style,
             prefix_width,
+        }
+    }
+
+    /// Ends the drawing: the cursor goes below the last bar, so what is
+    /// printed next starts on a line of its own.
+    pub fn finish(&self) {
+        if !self.multi.is_hidden() {
+            eprintln!();
         }
     }
 
@@ -120,12 +128,24 @@ fn show(bar: &ProgressBar, event: &DocumentEvent) -> Option<DocumentState> {
                     _ => None,
                 })
                 .unwrap_or_default();
-            bar.abandon_with_message(format!("{} {code} {}", state.as_str_name(), event.message));
+            bar.abandon_with_message(short(&format!("{} {code}: {}", state.as_str_name(), event.message)));
             Some(state)
         }
         _ => {
-            bar.set_message(format!("{} {stage} {}", state.as_str_name(), event.message));
+            bar.set_message(short(&format!("{} {stage}: {}", state.as_str_name(), event.message)));
             None
         }
     }
+}
+
+/// A bar's message, cut so the line fits an 80-column terminal (a wrapped
+/// line would break the redrawing).
+fn short(message: &str) -> String {
+    const WIDTH: usize = 36;
+    if message.chars().count() <= WIDTH {
+        return message.to_owned();
+    }
+    let mut cut: String = message.chars().take(WIDTH - 1).collect();
+    cut.push('…');
+    cut
 }

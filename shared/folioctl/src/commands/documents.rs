@@ -85,7 +85,9 @@ pub async fn documents(ctx: &Context, command: Documents) -> Result<(), Error> {
             let document = get(&client, &id).await?;
             let bars = Bars::new([document.filename.as_str()]);
             let bar = bars.add(&document.filename, "watching");
-            let end = progress::follow(&client, &bar, &id).await?;
+            let end = progress::follow(&client, &bar, &id).await;
+            bars.finish();
+            let end = end?;
             let document = get(&client, &id).await?;
             ctx.out.one(records::document(&document));
             if end != DocumentState::Ready {
@@ -184,7 +186,11 @@ async fn upload(ctx: &Context, client: &Client, files: &[std::path::PathBuf], la
         };
         match bar {
             Some(bar) => {
-                bar.set_message(format!("uploaded as {}", document.id));
+                bar.set_message(if document.duplicate {
+                    "uploaded before: watching"
+                } else {
+                    "uploaded"
+                });
                 let end = progress::follow(client, &bar, &document.id).await?;
                 Ok((get(client, &document.id).await?, Some(end)))
             }
@@ -192,6 +198,9 @@ async fn upload(ctx: &Context, client: &Client, files: &[std::path::PathBuf], la
         }
     };
     let outcomes = futures_util::future::join_all(files.iter().zip(&names).map(|(path, name)| one(path, name))).await;
+    if let Some(bars) = &bars {
+        bars.finish();
+    }
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     let mut unfinished = 0;
