@@ -3,7 +3,8 @@
 //! the admin commands and their exit codes, documents from upload with
 //! `--watch` (also under a pseudo-terminal, where the progress bars draw) to
 //! download and search, `--json` output, and the transparent refresh of an
-//! access token the server no longer takes.
+//! access token the server no longer takes, also under a watch stream the
+//! server ends when its token expires.
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -445,6 +446,73 @@ async fn folioctl_refreshes_an_access_token_the_server_refuses_or_that_expired()
     assert!(String::from_utf8_lossy(&output.stderr).contains("folioctl login"));
 
     short.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folioctl_watch_refreshes_and_resumes_when_the_server_ends_it_for_an_expired_token() {
+    let mut env = TestEnv::new().await;
+    // One-second access tokens, and no worker yet: the document waits QUEUED
+    // while the watch outlives the token it opened with.
+    env.set("FOLIO_ACCESS_TOKEN_TTL_SECS", "1");
+    let api = env.spawn_api().await;
+    let ctl = Ctl::new(&api.url());
+    ctl.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (notes, _) = markdown(&ctl.dir, "notes.md");
+    let uploaded = ctl.json(&["documents", "upload", notes.to_str().unwrap()]).await;
+    let id = uploaded["documents"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(uploaded["documents"][0]["state"], "QUEUED");
+
+    // How many refreshes the audit log holds; 0 when this probe's own
+    // one-second token ran out before it was used (the next probe retries).
+    let refreshes = async || {
+        let token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token;
+        let listed = api
+            .users_as(&token)
+            .await
+            .list_audit_events(ListAuditEventsRequest {
+                rpc: "/folio.v1.AuthService/Refresh".into(),
+                page_size: 500,
+                ..Default::default()
+            })
+            .await;
+        match listed {
+            Ok(listed) => listed.into_inner().events.len(),
+            Err(status) if status.code() == tonic::Code::Unauthenticated => 0,
+            Err(status) => panic!("ListAuditEvents: {status:?}"),
+        }
+    };
+
+    let mut watch = tokio::process::Command::new(binary_path("folioctl"));
+    watch
+        .env_clear()
+        .envs(ctl.vars())
+        .args(["--json", "documents", "watch", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let watch = watch.spawn().expect("folioctl runs");
+    // The upload made one call and the watch makes two before its stream
+    // opens, so together they refresh at most three times ahead of expiry; a
+    // fourth refresh is one the server's ending of the stream (its token
+    // expired) called for, after which the watch resumes.
+    eventually(WAIT, "a refresh after the watch's token expired", || async {
+        (refreshes().await >= 4).then_some(())
+    })
+    .await;
+
+    let worker = env.spawn_worker();
+    let output = tokio::time::timeout(WAIT, watch.wait_with_output())
+        .await
+        .expect("the watch ends at READY")
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["state"], "READY", "{document}");
+
+    worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;
 }

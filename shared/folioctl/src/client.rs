@@ -21,7 +21,9 @@ use crate::{
     exit::Error,
 };
 
-/// Refresh ahead of expiry by this much, so a call does not race the clock.
+/// Refresh ahead of expiry by this much, so a call does not race the clock;
+/// by half the token's lifetime when that is shorter, so a short-lived token
+/// is still used rather than refreshed before every call.
 const REFRESH_AHEAD: Duration = Duration::from_secs(30);
 
 /// A channel that sends `authorization: Bearer <token>` on every call.
@@ -76,6 +78,7 @@ pub fn saved_from(session: &Session, email: &str) -> Saved {
         access_expires_at: time(&session.access_expires_at),
         refresh_token: session.refresh_token.clone(),
         refresh_expires_at: time(&session.refresh_expires_at),
+        saved_at: Some(Utc::now()),
     }
 }
 
@@ -126,13 +129,16 @@ impl Client {
     }
 
     /// The access token to use now: the saved one, or a fresh one when it
-    /// expires within `REFRESH_AHEAD`.
+    /// expires within `REFRESH_AHEAD` (or half its lifetime).
     pub async fn access_token(&self) -> Result<String, Error> {
-        let (token, expires) = {
+        let (token, expires, saved) = {
             let session = self.session.lock().await;
-            (session.access_token.clone(), session.access_expires_at)
+            (session.access_token.clone(), session.access_expires_at, session.saved_at)
         };
-        let ahead = chrono::Duration::from_std(REFRESH_AHEAD).unwrap_or_default();
+        let mut ahead = chrono::Duration::from_std(REFRESH_AHEAD).unwrap_or_default();
+        if let (Some(expires), Some(saved)) = (expires, saved) {
+            ahead = ahead.min((expires - saved) / 2);
+        }
         match expires {
             Some(at) if at - ahead <= Utc::now() => self.refresh(&token).await,
             _ => Ok(token),

@@ -24,6 +24,10 @@ pub struct Saved {
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh_token: String,
     pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// When the session was received, which with `access_expires_at` gives
+    /// the access token's lifetime (absent in files from before it was kept).
+    #[serde(default)]
+    pub saved_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
