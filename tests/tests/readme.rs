@@ -1,15 +1,19 @@
-//! The README's grpcurl walkthrough, run as written (with the test server's
-//! address) by bash and the real grpcurl, which asks reflection v1alpha as
-//! grpcurl 1.8 does.
+//! The README's walkthroughs, run as written (with the test server's
+//! address) by bash: the grpcurl one with the real grpcurl, which asks
+//! reflection v1alpha as grpcurl 1.8 does, and the folioctl one with the
+//! built folioctl.
 
 use std::time::Duration;
 
 use folio_tests::TestEnv;
 
-/// The first `sh` code block after the "Use it with grpcurl" heading.
-fn walkthrough() -> String {
+/// The first `sh` code block after the `heading`.
+fn walkthrough(heading: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let section = readme.split("## Use it with grpcurl").nth(1).expect("README has a grpcurl section");
+    let section = readme
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README has a section {heading}"));
     let block = section.split("```sh\n").nth(1).expect("a sh code block");
     block.split("```").next().expect("a closed code block").to_owned()
 }
@@ -23,7 +27,7 @@ async fn the_readme_grpcurl_walkthrough_works() {
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
 
-    let script = walkthrough();
+    let script = walkthrough("## Use it with grpcurl");
     assert!(script.contains("ADDR=127.0.0.1:50051"), "the walkthrough sets ADDR");
     let script = script.replace("ADDR=127.0.0.1:50051", &format!("ADDR={}", api.addr));
     let output = tokio::time::timeout(
@@ -98,6 +102,75 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "{stderr}"
     );
 
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_folioctl_walkthrough_works() {
+    let mut env = TestEnv::new().await;
+    env.set("FOLIO_ADMIN_EMAIL", "admin@folio.local");
+    env.set("FOLIO_ADMIN_PASSWORD", "change me, folio admin");
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+
+    let script = walkthrough("## Use it with folioctl");
+    assert!(script.contains("ADDR=127.0.0.1:50051"), "the walkthrough sets ADDR");
+    let script = script.replace("ADDR=127.0.0.1:50051", &format!("ADDR={}", api.addr));
+    // The built folioctl first on PATH, a home and a working directory of
+    // the test's own (the walkthrough writes notes.md and the credentials).
+    let home = std::env::temp_dir().join(format!("folioctl-readme-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = folio_tests::binary_path("folioctl");
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .arg("-euo")
+            .arg("pipefail")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", &home)
+            .current_dir(&home)
+            .output(),
+    )
+    .await
+    .expect("the walkthrough finishes")
+    .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "walkthrough failed\n{stdout}\n{stderr}");
+
+    for expected in [
+        "logged in to",
+        "ROLE_ADMIN",
+        "workers alive  1",
+        "ada@example.org",
+        "/folio.v1.UserService/CreateUser",
+        "SETTING_SOURCE_ADMIN",
+        "52428800",
+        "notes.md",
+        "READY",
+        "INDEX",
+        "## Herons",
+        "The grey heron waits in the shallows.",
+        "(no dead_letters)",
+        "logged out of",
+    ] {
+        assert!(stdout.contains(expected), "walkthrough output lacks {expected}\n{stdout}\n{stderr}");
+    }
+    assert!(
+        stdout.lines().any(|line| line.split_whitespace().eq(["received", "true"])),
+        "the ping was received: {stdout}"
+    );
+    // The session was saved where the README says, and logout forgot it.
+    let credentials = std::fs::read_to_string(home.join(".config/folio/credentials.json")).expect("credentials saved");
+    assert!(!credentials.contains(&api.addr.to_string()), "{credentials}");
+
+    let _ = std::fs::remove_dir_all(&home);
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;
