@@ -171,6 +171,70 @@ async fn folioctl_signs_in_and_runs_the_admin_commands_with_exit_codes_by_status
     let output = admin.run(&["settings", "set", "no_such_setting=1"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
 
+    // Retention: a setting, a label's rule, and its removal.
+    let set = admin.json(&["settings", "set", "retention_original_days=90"]).await;
+    let original = set["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "retention_original_days")
+        .cloned()
+        .unwrap();
+    assert_eq!(original["value"], 90);
+    let rules = admin.json(&["settings", "retain", "legal", "--original-days", "0"]).await;
+    assert_eq!(
+        (
+            rules["retention_rules"][0]["label"].as_str(),
+            rules["retention_rules"][0]["original_days"].as_i64()
+        ),
+        (Some("legal"), Some(0))
+    );
+    assert!(admin.ok(&["settings", "rules"]).await.contains("legal"));
+    let rules = admin.json(&["settings", "unretain", "legal"]).await;
+    assert_eq!(rules["retention_rules"].as_array().map(Vec::len), Some(0), "{rules}");
+    admin.ok(&["settings", "reset", "retention_original_days"]).await;
+
+    // Providers: shown without a key, tried, chosen and reset.
+    let providers = admin.json(&["settings", "providers"]).await;
+    assert_eq!(
+        (
+            providers["providers"][0]["role"].as_str(),
+            providers["providers"][0]["kind"].as_str()
+        ),
+        (Some("embedder"), Some("hash"))
+    );
+    let tested = admin.json(&["settings", "test-provider", "embedder"]).await;
+    assert_eq!(
+        (tested["ok"].as_bool(), tested["dimension"].as_i64()),
+        (Some(true), Some(384)),
+        "{tested}"
+    );
+    let output = admin
+        .run(&[
+            "settings",
+            "test-provider",
+            "reranker",
+            "--kind",
+            "tei",
+            "--url",
+            "http://127.0.0.1:9",
+        ])
+        .await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a candidate that does not answer: {}",
+        describe(&output)
+    );
+    let chosen = admin.json(&["settings", "provider", "reranker", "--kind", "none"]).await;
+    assert_eq!(
+        (chosen["providers"][1]["kind"].as_str(), chosen["providers"][1]["source"].as_str()),
+        (Some("none"), Some("SETTING_SOURCE_ADMIN"))
+    );
+    admin.ok(&["settings", "reset", "reranker"]).await;
+    let providers = admin.json(&["settings", "providers"]).await;
+    assert_eq!(providers["providers"][1]["kind"], "lexical", "{providers}");
+
     // Accounts: create a member, who may not read the deployment's statistics.
     let created = admin
         .json(&[

@@ -394,11 +394,58 @@ pub enum Settings {
         #[arg(required = true, value_name = "NAME=VALUE")]
         assignments: Vec<String>,
     },
-    /// Return settings to their defaults.
+    /// Return settings to their defaults (a provider role, "embedder" or
+    /// "reranker", to the environment's).
     Reset {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
+    /// The per-label retention rules.
+    Rules,
+    /// Set the retention rule of a label: days its documents keep their
+    /// original and themselves (0: for ever; unset: the setting applies).
+    Retain {
+        label: String,
+        #[arg(long)]
+        original_days: Option<i32>,
+        #[arg(long)]
+        document_days: Option<i32>,
+    },
+    /// Remove the retention rule of a label.
+    Unretain { label: String },
+    /// The embedding and reranking providers in force (never an API key).
+    Providers,
+    /// Choose a provider for ROLE ("embedder" or "reranker"); it is called
+    /// once first, and a new embedder re-embeds every document.
+    #[command(after_help = "Examples:\n  folioctl settings provider reranker --kind none\n  \
+        FOLIO_PROVIDER_KEY=sk-... folioctl settings provider embedder --kind openai --url http://models:8080 --model text-embedding-3-small")]
+    Provider {
+        role: String,
+        #[command(flatten)]
+        choice: ProviderArgs,
+    },
+    /// Make one call to the provider of ROLE in force, or to a candidate
+    /// given with --kind.
+    TestProvider {
+        role: String,
+        #[command(flatten)]
+        choice: ProviderArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// embedder: hash or openai; reranker: lexical, tei, cohere or none.
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long, default_value = "")]
+    pub url: String,
+    #[arg(long, default_value = "")]
+    pub model: String,
+    /// The API key, read from this environment variable (unset: keep the
+    /// stored key; set and empty: no key).
+    #[arg(long, default_value = "FOLIO_PROVIDER_KEY")]
+    pub api_key_env: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, SecondsFormat};
 use folio_proto::v1::{
-    AuditEvent, DeadLetter, Document, DocumentEvent, DocumentStats, PingWorkersResponse, Role, SearchResult, Service, ServiceKind,
-    ServiceStatus, Setting, SettingSource, SettleDeadLettersResponse, SystemStats, TopUser, User, Worker,
+    AuditEvent, DeadLetter, Document, DocumentEvent, DocumentStats, PingWorkersResponse, Provider, RetentionRule, Role, SearchResult,
+    Service, ServiceKind, ServiceStatus, Setting, SettingSource, SettleDeadLettersResponse, SystemStats, TestProviderResponse, TopUser,
+    User, Worker,
 };
 use serde_json::{Value, json};
 
@@ -268,6 +269,39 @@ pub fn setting(name: &str, setting: &Setting) -> Record {
         ("max", json!(setting.max)),
         ("updated_at", time(&setting.updated_at)),
         ("updated_by", json!(setting.updated_by)),
+    ]
+}
+
+pub fn retention_rule(rule: &RetentionRule) -> Record {
+    vec![
+        ("label", json!(rule.label)),
+        ("original_days", json!(rule.original_days)),
+        ("document_days", json!(rule.document_days)),
+        ("updated_at", time(&rule.updated_at)),
+        ("updated_by", json!(rule.updated_by)),
+    ]
+}
+
+pub fn provider(role: &str, provider: &Provider) -> Record {
+    vec![
+        ("role", json!(role)),
+        ("kind", json!(provider.kind)),
+        ("url", json!(provider.url)),
+        ("model", json!(provider.model)),
+        ("api_key_set", json!(provider.api_key_set)),
+        ("source", enum_name!(SettingSource, provider.source)),
+        ("updated_at", time(&provider.updated_at)),
+        ("updated_by", json!(provider.updated_by)),
+    ]
+}
+
+pub fn provider_test(test: &TestProviderResponse) -> Record {
+    vec![
+        ("ok", json!(test.ok)),
+        ("model", json!(test.model)),
+        ("dimension", json!(test.dimension)),
+        ("latency", duration(&test.latency)),
+        ("error", json!(test.error)),
     ]
 }
 

@@ -76,11 +76,7 @@ impl Live {
     /// The models `embedder` and `reranker` (None: the environment's) would
     /// be, without applying them: what UpdateSettings and TestProvider try
     /// before anything changes.
-    pub fn build(
-        &self,
-        embedder: Option<&Provider>,
-        reranker: Option<&Provider>,
-    ) -> Result<Models, String> {
+    pub fn build(&self, embedder: Option<&Provider>, reranker: Option<&Provider>) -> Result<Models, String> {
         let config = self.base.with_providers(embedder, reranker)?;
         let built_embedder = match embedder {
             None => self.base_embedder.clone(),

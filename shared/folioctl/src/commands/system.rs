@@ -3,14 +3,15 @@
 
 use folio_proto::v1::{
     DeadLetterFilter, DeadLetterSelection, GetSettingsRequest, GetSystemStatsRequest, ListDeadLettersRequest, ListServicesRequest,
-    ListTopUsersRequest, ListWorkersRequest, PingWorkersRequest, PurgeDeadLettersRequest, RegisterServiceRequest, ReplayDeadLettersRequest,
-    ServiceKind, Setting, Settings as SettingsMessage, TopUsersBy, UnregisterServiceRequest, UpdateSettingsRequest,
-    system_service_client::SystemServiceClient,
+    ListTopUsersRequest, ListWorkersRequest, PingWorkersRequest, ProviderChoice, PurgeDeadLettersRequest, RegisterServiceRequest,
+    ReplayDeadLettersRequest, RetentionRule, ServiceKind, Setting, Settings as SettingsMessage, TestProviderRequest, TopUsersBy,
+    UnregisterServiceRequest, UpdateSettingsRequest, system_service_client::SystemServiceClient,
 };
 
 use crate::{
     cli::{
-        DeadLetterFilterArgs, DeadLetterSelectionArgs, DeadLetters, KindArg, Services, Settings, Stats, TopByArg, Workers, WorkersCommand,
+        DeadLetterFilterArgs, DeadLetterSelectionArgs, DeadLetters, KindArg, ProviderArgs, Services, Settings, Stats, TopByArg, Workers,
+        WorkersCommand,
     },
     client::Client,
     context::Context,
@@ -21,6 +22,8 @@ use crate::{
 
 const DEAD_LETTER_COLUMNS: &[&str] = &["id", "kind", "document_id", "filename", "error_code", "tries", "reason", "dead_at"];
 const SETTING_COLUMNS: &[&str] = &["name", "value", "default_value", "source", "min", "max", "updated_at"];
+const RULE_COLUMNS: &[&str] = &["label", "original_days", "document_days", "updated_at"];
+const PROVIDER_COLUMNS: &[&str] = &["role", "kind", "url", "model", "api_key_set", "source", "updated_at"];
 const SERVICE_COLUMNS: &[&str] = &["name", "kind", "target", "status", "latency", "error", "changed_at"];
 const WORKER_COLUMNS: &[&str] = &[
     "id",
@@ -59,7 +62,49 @@ const SETTINGS: &[SettingField] = &[
         read: |s| s.quota_bytes.as_ref(),
         write: |r, v| r.quota_bytes = Some(v),
     },
+    SettingField {
+        name: "retention_original_days",
+        read: |s| s.retention_original_days.as_ref(),
+        write: |r, v| r.retention_original_days = Some(v),
+    },
+    SettingField {
+        name: "retention_document_days",
+        read: |s| s.retention_document_days.as_ref(),
+        write: |r, v| r.retention_document_days = Some(v),
+    },
 ];
+
+/// The provider roles `settings reset` also takes.
+const PROVIDER_ROLES: &[&str] = &["embedder", "reranker"];
+
+fn provider_role(role: &str) -> Result<String, Error> {
+    if PROVIDER_ROLES.contains(&role) {
+        Ok(role.to_owned())
+    } else {
+        Err(Error::local(format!(
+            "{role:?} is not a provider role; the roles are embedder, reranker"
+        )))
+    }
+}
+
+/// The choice the flags make (None without --kind).
+fn provider_choice(args: ProviderArgs) -> Option<ProviderChoice> {
+    let kind = args.kind?;
+    Some(ProviderChoice {
+        kind,
+        url: args.url,
+        model: args.model,
+        api_key: std::env::var(&args.api_key_env).ok(),
+    })
+}
+
+fn print_providers(ctx: &Context, settings: &SettingsMessage) {
+    let rows = [("embedder", &settings.embedder), ("reranker", &settings.reranker)]
+        .into_iter()
+        .filter_map(|(role, p)| p.as_ref().map(|p| records::provider(role, p)))
+        .collect();
+    ctx.out.list("providers", rows, PROVIDER_COLUMNS, "");
+}
 
 fn setting_field(name: &str) -> Result<&'static SettingField, Error> {
     SETTINGS.iter().find(|f| f.name == name).ok_or_else(|| {
@@ -102,8 +147,83 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
         }
         Settings::Reset { names } => {
             for name in names {
-                request.reset.push(setting_field(&name)?.name.to_owned());
+                let name = match provider_role(&name) {
+                    Ok(role) => role,
+                    Err(_) => setting_field(&name)?.name.to_owned(),
+                };
+                request.reset.push(name);
             }
+        }
+        Settings::Rules => {
+            let settings = client
+                .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
+                .await?;
+            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
+            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
+            return Ok(());
+        }
+        Settings::Retain {
+            label,
+            original_days,
+            document_days,
+        } => {
+            request.set_retention_rules.push(RetentionRule {
+                label,
+                original_days,
+                document_days,
+                ..Default::default()
+            });
+            let settings = client
+                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
+                .await?;
+            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
+            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
+            return Ok(());
+        }
+        Settings::Unretain { label } => {
+            request.remove_retention_rules.push(label);
+            let settings = client
+                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
+                .await?;
+            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
+            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
+            return Ok(());
+        }
+        Settings::Providers => {
+            let settings = client
+                .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
+                .await?;
+            print_providers(ctx, &settings);
+            return Ok(());
+        }
+        Settings::Provider { role, choice } => {
+            let role = provider_role(&role)?;
+            let choice = provider_choice(choice).ok_or_else(|| Error::local("--kind is needed to choose a provider"))?;
+            if role == "embedder" {
+                request.embedder = Some(choice);
+            } else {
+                request.reranker = Some(choice);
+            }
+            let settings = client
+                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
+                .await?;
+            print_providers(ctx, &settings);
+            return Ok(());
+        }
+        Settings::TestProvider { role, choice } => {
+            let request = TestProviderRequest {
+                role: provider_role(&role)?,
+                candidate: provider_choice(choice),
+            };
+            let tested = client
+                .call(async |channel| SystemServiceClient::new(channel).test_provider(request.clone()).await)
+                .await?;
+            ctx.out.one(records::provider_test(&tested));
+            return if tested.ok {
+                Ok(())
+            } else {
+                Err(Error::local(format!("the provider did not answer as needed: {}", tested.error)))
+            };
         }
     }
     let settings = client
