@@ -98,6 +98,11 @@ fn provider_choice(args: ProviderArgs) -> Option<ProviderChoice> {
     })
 }
 
+fn print_rules(ctx: &Context, settings: &SettingsMessage) {
+    let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
+    ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
+}
+
 fn print_providers(ctx: &Context, settings: &SettingsMessage) {
     let rows = [("embedder", &settings.embedder), ("reranker", &settings.reranker)]
         .into_iter()
@@ -121,17 +126,20 @@ fn print_settings(ctx: &Context, settings: &SettingsMessage) {
     ctx.out.list("settings", rows, SETTING_COLUMNS, "");
 }
 
+/// What a `settings` command prints of the settings it read or changed.
+enum View {
+    Settings,
+    Rules,
+    Providers,
+}
+
 pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
     let client = ctx.client().await?;
     let mut request = UpdateSettingsRequest::default();
-    match command {
-        Settings::Get => {
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
-                .await?;
-            print_settings(ctx, &settings);
-            return Ok(());
-        }
+    let (view, change) = match command {
+        Settings::Get => (View::Settings, false),
+        Settings::Rules => (View::Rules, false),
+        Settings::Providers => (View::Providers, false),
         Settings::Set { assignments } => {
             for assignment in assignments {
                 let (name, value) = assignment
@@ -144,6 +152,7 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
                     .map_err(|_| Error::local(format!("{name}: {value:?} is not a whole number")))?;
                 (field.write)(&mut request, value);
             }
+            (View::Settings, true)
         }
         Settings::Reset { names } => {
             for name in names {
@@ -153,14 +162,7 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
                 };
                 request.reset.push(name);
             }
-        }
-        Settings::Rules => {
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
-                .await?;
-            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
-            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
-            return Ok(());
+            (View::Settings, true)
         }
         Settings::Retain {
             label,
@@ -173,28 +175,11 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
                 document_days,
                 ..Default::default()
             });
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
-                .await?;
-            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
-            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
-            return Ok(());
+            (View::Rules, true)
         }
         Settings::Unretain { label } => {
             request.remove_retention_rules.push(label);
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
-                .await?;
-            let rows = settings.retention_rules.iter().map(records::retention_rule).collect();
-            ctx.out.list("retention_rules", rows, RULE_COLUMNS, "");
-            return Ok(());
-        }
-        Settings::Providers => {
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
-                .await?;
-            print_providers(ctx, &settings);
-            return Ok(());
+            (View::Rules, true)
         }
         Settings::Provider { role, choice } => {
             let role = provider_role(&role)?;
@@ -204,11 +189,7 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
             } else {
                 request.reranker = Some(choice);
             }
-            let settings = client
-                .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
-                .await?;
-            print_providers(ctx, &settings);
-            return Ok(());
+            (View::Providers, true)
         }
         Settings::TestProvider { role, choice } => {
             let request = TestProviderRequest {
@@ -225,11 +206,21 @@ pub async fn settings(ctx: &Context, command: Settings) -> Result<(), Error> {
                 Err(Error::local(format!("the provider did not answer as needed: {}", tested.error)))
             };
         }
+    };
+    let settings = if change {
+        client
+            .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
+            .await?
+    } else {
+        client
+            .call(async |channel| SystemServiceClient::new(channel).get_settings(GetSettingsRequest {}).await)
+            .await?
+    };
+    match view {
+        View::Settings => print_settings(ctx, &settings),
+        View::Rules => print_rules(ctx, &settings),
+        View::Providers => print_providers(ctx, &settings),
     }
-    let settings = client
-        .call(async |channel| SystemServiceClient::new(channel).update_settings(request.clone()).await)
-        .await?;
-    print_settings(ctx, &settings);
     Ok(())
 }
 
