@@ -1,8 +1,11 @@
 //! Settings an admin changes at run time (`SystemService.GetSettings` and
-//! `UpdateSettings`). A row in `settings` overrides the environment's value.
-//! Each api-server keeps a snapshot that a background task rereads every
-//! `FOLIO_SETTINGS_REFRESH_MS`, and the server that takes an update rereads at
-//! once, so calls read a setting without a query.
+//! `UpdateSettings`). A row in `settings` overrides the environment's value;
+//! `retention_rules` holds the per-label retention rules and `providers` the
+//! embedding and reranking providers an admin chose (applied to this server's
+//! `Live` models at each reread). Each api-server keeps a snapshot that a
+//! background task rereads every `FOLIO_SETTINGS_REFRESH_MS`, and the server
+//! that takes an update rereads at once, so calls read a setting without a
+//! query.
 //!
 //! In domain terms, knowing no protobuf: GetSettings' answer is a
 //! [`Snapshot`] (`convert.rs` writes it), and `system.rs` reads an
@@ -225,7 +228,8 @@ impl Update {
     }
 }
 
-/// What the tables hold: the settings by name and the retention rules.
+/// What the tables hold: the settings by name, the retention rules and the
+/// providers an admin chose.
 #[derive(Debug, Default)]
 struct Stored {
     settings: HashMap<String, Setting>,
