@@ -1,13 +1,14 @@
-# Multi-stage build of folio-api and folio-worker.
+# Multi-stage build of folio-api and folio-worker, with folioctl beside them
+# (`docker compose exec api folioctl --help`).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bins --locked \
- && cp target/release/folio-api target/release/folio-worker /usr/local/bin/
+ && cp target/release/folio-api target/release/folio-worker target/release/folioctl /usr/local/bin/
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 folio
-COPY --from=build /usr/local/bin/folio-api /usr/local/bin/folio-worker /usr/local/bin/
+COPY --from=build /usr/local/bin/folio-api /usr/local/bin/folio-worker /usr/local/bin/folioctl /usr/local/bin/
 USER folio
 WORKDIR /home/folio
 EXPOSE 50051
