@@ -20,24 +20,36 @@ pub const HAND_LEASE: folio_db::documents::lifecycle::Lease = folio_db::document
     ttl: Duration::from_secs(60),
 };
 
-/// Polls `probe` every 50 ms until it returns Some, panicking with `what` after
-/// `timeout`.
+/// Polls `probe` until it returns Some, panicking with `what` after
+/// `timeout`: every 50 ms for the first 5 s, then every 500 ms, so a long wait
+/// through the API (a slow job on a loaded machine) stays well inside a
+/// member's rate limit (600 calls a minute) instead of using it up.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    eventually_every(Duration::from_millis(50), timeout, what, probe).await
+    poll(Duration::from_millis(50), Duration::from_millis(500), timeout, what, probe).await
 }
 
 /// [`eventually`], polling every `interval`: a benchmark polls rarely so its
 /// own calls stay out of the way of the work it measures.
-pub async fn eventually_every<T, F, Fut>(interval: Duration, timeout: Duration, what: &str, mut probe: F) -> T
+pub async fn eventually_every<T, F, Fut>(interval: Duration, timeout: Duration, what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
+    poll(interval, interval, timeout, what, probe).await
+}
+
+/// Polls every `first` for 5 s, then every `later`.
+async fn poll<T, F, Fut>(first: Duration, later: Duration, timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
     loop {
         if let Some(value) = probe().await {
             return value;
@@ -46,6 +58,7 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
+        let interval = if started.elapsed() < Duration::from_secs(5) { first } else { later };
         tokio::time::sleep(interval).await;
     }
 }
