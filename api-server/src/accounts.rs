@@ -111,13 +111,14 @@ impl Accounts {
         Ok(row)
     }
 
-    /// Starts a session for `user` and returns its first tokens.
-    pub async fn start_session(&self, user: &user::User) -> ApiResult<Session> {
+    /// Starts a session for `user`, signed in from `client`, and returns its
+    /// first tokens.
+    pub async fn start_session(&self, user: &user::User, client: &session::Client) -> ApiResult<Session> {
         let session_id = Uuid::now_v7();
         let expires_at = Utc::now() + chrono::Duration::from_std(self.config.refresh_ttl).unwrap_or_default();
         let mut conn = self.pool.get().await?;
         conn.transaction(async |conn| {
-            session::create(conn, session_id, user.id, expires_at).await?;
+            session::create(conn, session_id, user.id, expires_at, client).await?;
             self.issue(conn, user, session_id, expires_at).await
         })
         .await

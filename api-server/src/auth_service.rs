@@ -1,5 +1,5 @@
 //! `folio.v1.AuthService`: register, log in, refresh, log out, who am I, change
-//! password, public keys. Each RPC is a shim: it reads the request into domain
+//! password, public keys, the caller's sessions. Each RPC is a shim: it reads the request into domain
 //! terms (here, naming the request's fields in what it refuses), calls an inner
 //! function below, which takes and returns domain values (`accounts::Session`,
 //! user rows), and converts the answer (`convert.rs`).
@@ -9,17 +9,19 @@ use diesel_async::AsyncConnection as _;
 use folio_auth::{Email, Role, password::Password, refresh, tokens::PublicKeyInfo};
 use folio_db::models::{refresh_token, session, user};
 use folio_proto::v1::{
-    self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, LoginRequest, LogoutRequest,
-    LogoutResponse, RefreshRequest, RegisterRequest, WhoAmIRequest, auth_service_server::AuthService,
+    self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest,
+    ListSessionsResponse, LoginRequest, LogoutRequest, LogoutResponse, RefreshRequest, RegisterRequest, RevokeSessionRequest,
+    RevokeSessionResponse, WhoAmIRequest, auth_service_server::AuthService,
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
+use uuid::Uuid;
 
 use crate::{
     accounts::{Accounts, NewUser, Session},
     audit::{self, AuditNote},
     auth::{self, Principal},
-    convert::{public_keys_to_proto, refused_to_violations, session_to_proto, user_to_proto},
+    convert::{public_keys_to_proto, refused_to_violations, session_to_proto, sessions_to_proto, user_to_proto},
     error::{ApiError, ApiResult},
 };
 
@@ -31,23 +33,49 @@ pub struct Auth {
 #[tonic::async_trait]
 impl AuthService for Auth {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<pb::Session>, Status> {
+        let client = client_of(&request);
         let new = new_user(&request.into_inner());
-        Ok(Response::new(session_to_proto(self.register(new).await?)))
+        Ok(Response::new(session_to_proto(self.register(new, &client).await?)))
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<pb::Session>, Status> {
-        let peer = auth::peer(&request);
+        let client = client_of(&request);
         let request = request.into_inner();
         let email = login_email(&request)?;
-        Ok(Response::new(session_to_proto(self.login(email, &request.password, &peer).await?)))
+        Ok(Response::new(session_to_proto(
+            self.login(email, &request.password, &client).await?,
+        )))
     }
 
     async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<pb::Session>, Status> {
+        let client = client_of(&request);
         let request = request.into_inner();
         if request.refresh_token.is_empty() {
             return Err(ApiError::invalid("refresh_token", "is required").into());
         }
-        Ok(Response::new(session_to_proto(self.refresh(&request.refresh_token).await?)))
+        Ok(Response::new(session_to_proto(
+            self.refresh(&request.refresh_token, &client).await?,
+        )))
+    }
+
+    async fn list_sessions(&self, request: Request<ListSessionsRequest>) -> Result<Response<ListSessionsResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        let request = request.into_inner();
+        let user_id = match request.user_id.trim() {
+            "" => principal.user_id,
+            id => Uuid::parse_str(id).map_err(|_| ApiError::invalid("user_id", format!("{id:?} is not a user id")))?,
+        };
+        let sessions = self.list_sessions(&principal, user_id).await?;
+        Ok(Response::new(sessions_to_proto(&sessions, principal.session_id)))
+    }
+
+    async fn revoke_session(&self, request: Request<RevokeSessionRequest>) -> Result<Response<RevokeSessionResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        let request = request.into_inner();
+        let id = Uuid::parse_str(request.session_id.trim())
+            .map_err(|_| ApiError::invalid("session_id", format!("{:?} is not a session id", request.session_id)))?;
+        self.revoke_session(&principal, id).await?;
+        Ok(Response::new(RevokeSessionResponse {}))
     }
 
     async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
@@ -71,6 +99,19 @@ impl AuthService for Auth {
 
     async fn list_public_keys(&self, _request: Request<ListPublicKeysRequest>) -> Result<Response<ListPublicKeysResponse>, Status> {
         Ok(Response::new(public_keys_to_proto(self.public_keys())))
+    }
+}
+
+/// The client a call comes from: its address and user agent.
+fn client_of<T>(request: &Request<T>) -> session::Client {
+    let user_agent = request
+        .metadata()
+        .get("user-agent")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    session::Client {
+        peer: auth::peer(request),
+        user_agent: user_agent.chars().take(256).collect(),
     }
 }
 
@@ -100,7 +141,7 @@ impl Auth {
     /// account as read from the request: its refusal counts only once
     /// self-registration is open, so a closed one is PERMISSION_DENIED
     /// whatever the request says.
-    async fn register(&self, new: ApiResult<NewUser>) -> ApiResult<Session> {
+    async fn register(&self, new: ApiResult<NewUser>, client: &session::Client) -> ApiResult<Session> {
         if !self.accounts.config.open_registration {
             return Err(
                 ApiError::PermissionDenied("self-registration is closed; ask an admin for an account".into())
@@ -115,13 +156,14 @@ impl Auth {
             actor_id: Some(created.id),
             actor_email: created.email.clone(),
         });
-        self.accounts.start_session(&created).await
+        self.accounts.start_session(&created, client).await
     }
 
     /// Starts a session for the active account `email` whose password is
     /// `password`, unless `peer` or the email failed too often. Every other
     /// refusal is the same answer, after the same time.
-    async fn login(&self, email: Email, password: &str, peer: &str) -> ApiResult<Session> {
+    async fn login(&self, email: Email, password: &str, client: &session::Client) -> ApiResult<Session> {
+        let peer = client.peer.as_str();
         let guard = &self.accounts.guard;
         let gate = guard.login_gate(email.as_str(), peer).await;
         if let Some(limited) = gate.blocked {
@@ -176,13 +218,13 @@ impl Auth {
             actor_id: Some(account.id),
             actor_email: account.email.clone(),
         });
-        self.accounts.start_session(&account).await
+        self.accounts.start_session(&account, client).await
     }
 
     /// Takes the refresh token `token` and issues the next tokens of its
     /// session. A token used before (outside the grace of a concurrent
     /// refresh) revokes its session.
-    async fn refresh(&self, token: &str) -> ApiResult<Session> {
+    async fn refresh(&self, token: &str, client: &session::Client) -> ApiResult<Session> {
         let hash = refresh::hash(token);
         let mut conn = self.accounts.pool.get().await?;
         let outcome = conn
@@ -204,6 +246,7 @@ impl Auth {
                     return Ok(Err(RefreshRefusal::Expired));
                 };
                 let issued = self.accounts.issue(conn, &account, session.id, session.expires_at).await?;
+                session::used(conn, session.id, client).await?;
                 audit::note(AuditNote {
                     event: "refresh".into(),
                     target: format!("session:{}", session.id),
@@ -247,6 +290,39 @@ impl Auth {
         audit::note(AuditNote {
             event: "logout".into(),
             target: format!("session:{}", principal.session_id),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// `user_id`'s live sessions: the caller's own, or, for an admin,
+    /// anyone's.
+    async fn list_sessions(&self, principal: &Principal, user_id: Uuid) -> ApiResult<Vec<session::Session>> {
+        if user_id != principal.user_id && principal.role != Role::Admin {
+            return Err(ApiError::PermissionDenied("only an admin lists another user's sessions".into()).because("ROLE_REQUIRED"));
+        }
+        let mut conn = self.accounts.pool.get().await?;
+        Ok(session::list_live(&mut conn, user_id).await?)
+    }
+
+    /// Revokes the session `id`: the caller's own, or, for an admin, anyone's.
+    /// Another user's is NOT_FOUND to anyone else, as is an unknown one.
+    async fn revoke_session(&self, principal: &Principal, id: Uuid) -> ApiResult<()> {
+        let mut conn = self.accounts.pool.get().await?;
+        let found = session::find(&mut conn, id).await?;
+        drop(conn);
+        let Some(found) = found.filter(|s| s.user_id == principal.user_id || principal.role == Role::Admin) else {
+            return Err(ApiError::NotFound(format!("no session {id}")));
+        };
+        let reason = if found.user_id == principal.user_id {
+            "revoked by its user"
+        } else {
+            "revoked by an admin"
+        };
+        self.accounts.revoke_sessions(&[found.id], reason).await?;
+        audit::note(AuditNote {
+            event: "session_revoked".into(),
+            target: format!("session:{}", found.id),
             ..Default::default()
         });
         Ok(())

@@ -110,6 +110,25 @@ fn setting_to_proto(setting: settings::Value) -> pb::Setting {
     }
 }
 
+/// ListSessions' answer; `current` is the caller's session.
+pub fn sessions_to_proto(sessions: &[folio_db::models::session::Session], current: uuid::Uuid) -> pb::ListSessionsResponse {
+    pb::ListSessionsResponse {
+        sessions: sessions
+            .iter()
+            .map(|s| pb::SessionInfo {
+                id: s.id.to_string(),
+                user_id: s.user_id.to_string(),
+                created_at: Some(timestamp(s.created_at)),
+                last_used_at: Some(timestamp(s.last_used_at)),
+                expires_at: Some(timestamp(s.expires_at)),
+                peer: s.peer.clone(),
+                user_agent: s.user_agent.clone(),
+                current: s.id == current,
+            })
+            .collect(),
+    }
+}
+
 /// GetInfo's answer.
 pub fn info_to_proto(info: Info) -> pb::GetInfoResponse {
     pb::GetInfoResponse {

@@ -37,6 +37,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.AuthService/Refresh", Access::Public),
     ("/folio.v1.AuthService/ListPublicKeys", Access::Public),
     ("/folio.v1.AuthService/Logout", Access::Authenticated),
+    ("/folio.v1.AuthService/ListSessions", Access::Authenticated),
+    ("/folio.v1.AuthService/RevokeSession", Access::Authenticated),
     ("/folio.v1.AuthService/WhoAmI", Access::Authenticated),
     ("/folio.v1.AuthService/ChangePassword", Access::Authenticated),
     ("/folio.v1.UserService/", Access::Admin),

@@ -212,6 +212,9 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        last_used_at -> Timestamptz,
+        peer -> Text,
+        user_agent -> Text,
     }
 }
 

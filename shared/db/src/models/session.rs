@@ -16,19 +16,59 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last took a token (its login, or a refresh).
+    pub last_used_at: DateTime<Utc>,
+    /// The client's address and user agent then.
+    pub peer: String,
+    pub user_agent: String,
+}
+
+/// Who is using a session: the client's address and user agent.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub peer: String,
+    pub user_agent: String,
 }
 
 /// Starts a session for `user_id` that ends at `expires_at` at the latest.
-pub async fn create(conn: &mut AsyncPgConnection, id: Uuid, user_id: Uuid, expires_at: DateTime<Utc>) -> QueryResult<()> {
+pub async fn create(conn: &mut AsyncPgConnection, id: Uuid, user_id: Uuid, expires_at: DateTime<Utc>, client: &Client) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(id),
             sessions::user_id.eq(user_id),
             sessions::expires_at.eq(expires_at),
+            sessions::peer.eq(&client.peer),
+            sessions::user_agent.eq(&client.user_agent),
         ))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records that session `id` took a token now, from `client`.
+pub async fn used(conn: &mut AsyncPgConnection, id: Uuid, client: &Client) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set((
+            sessions::last_used_at.eq(diesel::dsl::now),
+            sessions::peer.eq(&client.peer),
+            sessions::user_agent.eq(&client.user_agent),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `user_id`'s sessions neither revoked nor expired, last used first.
+pub async fn list_live(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .order((sessions::last_used_at.desc(), sessions::id.desc()))
+        .limit(1000)
+        .select(Session::as_select())
+        .load(conn)
+        .await
 }
 
 /// Looks a session up.
