@@ -63,6 +63,22 @@ impl ApiHandle {
         self.users_as(&token).await
     }
 
+    /// The audit log's successful rows of `rpc` (a full method name, or
+    /// "retention"), newest first, read as the bootstrap admin.
+    pub async fn audit_of(&self, rpc: &str) -> Vec<folio_proto::v1::AuditEvent> {
+        self.admin_users()
+            .await
+            .list_audit_events(folio_proto::v1::ListAuditEventsRequest {
+                rpc: rpc.into(),
+                outcome: "OK".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the audit log")
+            .into_inner()
+            .events
+    }
+
     /// Logs in, panicking on failure.
     pub async fn login(&self, email: &str, password: &str) -> Session {
         self.auth()

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use folio_proto::v1::{
-    DocumentState, GetSettingsRequest, ListAuditEventsRequest, ListServicesRequest, ProviderChoice, SearchRequest, SearchResponse,
-    SettingSource, TestProviderRequest, UpdateSettingsRequest, document_service_client::DocumentServiceClient,
-    search_service_client::SearchServiceClient, system_service_client::SystemServiceClient,
+    DocumentState, GetSettingsRequest, ListServicesRequest, ProviderChoice, SearchRequest, SearchResponse, SettingSource,
+    TestProviderRequest, UpdateSettingsRequest, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
+    system_service_client::SystemServiceClient,
 };
 use folio_tests::{
     Authed, TestEnv, create_document, document_events, eventually,
@@ -196,18 +196,7 @@ async fn an_admin_tries_and_chooses_providers_at_run_time_and_the_index_follows_
     );
 
     // The audit row names the choice, never the key.
-    let audit = api
-        .admin_users()
-        .await
-        .list_audit_events(ListAuditEventsRequest {
-            rpc: "/folio.v1.SystemService/UpdateSettings".into(),
-            outcome: "OK".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let audit = api.audit_of("/folio.v1.SystemService/UpdateSettings").await;
     let targets: Vec<_> = audit.iter().map(|e| e.target.as_str()).collect();
     assert!(
         targets

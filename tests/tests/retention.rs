@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use folio_proto::v1::{
-    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, GetSettingsRequest, ListAuditEventsRequest,
-    RetentionRule, RetryDocumentRequest, SearchRequest, UpdateSettingsRequest, document_service_client::DocumentServiceClient,
+    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, GetDocumentRequest, GetSettingsRequest, RetentionRule,
+    RetryDocumentRequest, SearchRequest, UpdateSettingsRequest, document_service_client::DocumentServiceClient,
     search_service_client::SearchServiceClient,
 };
 use folio_tests::{Authed, TestEnv, create_document, document_events, eventually, violated_fields, wait_for_state};
@@ -219,17 +219,7 @@ async fn the_sweeper_deletes_originals_and_documents_past_their_retention_by_lab
     assert_eq!(refused.get_details_error_info().unwrap().reason, "ORIGINAL_DELETED");
 
     // One audit row per batch: the draft alone, then originals two by two.
-    let audit = api
-        .admin_users()
-        .await
-        .list_audit_events(ListAuditEventsRequest {
-            rpc: "retention".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let audit = api.audit_of("retention").await;
     let of = |event: &str| {
         audit
             .iter()
