@@ -105,7 +105,8 @@ pub struct Config {
     /// registered services.
     pub services_poll: Duration,
     /// `FOLIO_SETTINGS_REFRESH_MS`: how often an api-server rereads the
-    /// settings admins change at run time (the `settings` table).
+    /// settings admins change at run time (the `settings` table and the
+    /// others `settings.rs` reads), and a worker the providers an admin chose.
     pub settings_refresh: Duration,
     /// `FOLIO_RETENTION_SWEEP_SECS`: how often the retention sweeper looks
     /// for documents past their retention (one api-server at a time sweeps).
