@@ -323,11 +323,7 @@ impl Settings {
     /// The provider an admin stored for `role`, if any (with its key: only
     /// for keeping the key when an update leaves it out).
     pub fn stored_provider(&self, role: ProviderRole) -> Option<Provider> {
-        self.stored()
-            .providers
-            .iter()
-            .find(|p| p.role == role.as_str())
-            .map(StoredProvider::provider)
+        provider::of_role(&self.stored().providers, role).map(StoredProvider::provider)
     }
 
     /// The environment's model configuration with the providers an admin
@@ -335,10 +331,7 @@ impl Settings {
     /// no longer reads).
     pub fn effective_models(&self) -> ModelsConfig {
         let base = self.models.base();
-        let (embedder, reranker) = (
-            self.stored_provider(ProviderRole::Embedder),
-            self.stored_provider(ProviderRole::Reranker),
-        );
+        let (embedder, reranker) = provider::choices_in(&self.stored().providers);
         base.with_providers(embedder.as_ref(), reranker.as_ref())
             .unwrap_or_else(|_| base.clone())
     }
@@ -349,7 +342,7 @@ impl Settings {
     }
 
     fn describe_provider(&self, role: ProviderRole) -> ProviderValue {
-        if let Some(stored) = self.stored().providers.iter().find(|p| p.role == role.as_str()) {
+        if let Some(stored) = provider::of_role(&self.stored().providers, role) {
             return ProviderValue {
                 kind: stored.kind.clone(),
                 url: stored.url.clone(),
@@ -450,8 +443,8 @@ impl Settings {
         let settings = settings.into_iter().map(|row| (row.name.clone(), row)).collect();
         let rules = retention_rule::all(&mut conn).await?;
         let providers = provider::all(&mut conn).await?;
-        let of = |role: ProviderRole| providers.iter().find(|p| p.role == role.as_str()).map(StoredProvider::provider);
-        match self.models.apply(of(ProviderRole::Embedder), of(ProviderRole::Reranker)) {
+        let (embedder, reranker) = provider::choices_in(&providers);
+        match self.models.apply(embedder, reranker) {
             Ok(true) => tracing::info!(
                 embedder = self.models.embedder().model(),
                 "an admin changed the providers; using them"

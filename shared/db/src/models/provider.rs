@@ -88,9 +88,19 @@ pub async fn reset(conn: &mut AsyncPgConnection, role: ProviderRole) -> QueryRes
     diesel::delete(providers::table.find(role.as_str())).execute(conn).await
 }
 
+/// The provider stored for `role` among `stored`.
+pub fn of_role(stored: &[StoredProvider], role: ProviderRole) -> Option<&StoredProvider> {
+    stored.iter().find(|p| p.role == role.as_str())
+}
+
+/// The choices `stored` records, embedder's and reranker's (None: the
+/// environment's).
+pub fn choices_in(stored: &[StoredProvider]) -> (Option<Provider>, Option<Provider>) {
+    let of = |role| of_role(stored, role).map(StoredProvider::provider);
+    (of(ProviderRole::Embedder), of(ProviderRole::Reranker))
+}
+
 /// The stored choices, embedder's and reranker's (None: the environment's).
 pub async fn choices(conn: &mut AsyncPgConnection) -> QueryResult<(Option<Provider>, Option<Provider>)> {
-    let stored = all(conn).await?;
-    let of = |role: ProviderRole| stored.iter().find(|p| p.role == role.as_str()).map(StoredProvider::provider);
-    Ok((of(ProviderRole::Embedder), of(ProviderRole::Reranker)))
+    Ok(choices_in(&all(conn).await?))
 }
