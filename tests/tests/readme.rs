@@ -18,6 +18,26 @@ fn walkthrough(heading: &str) -> String {
     block.split("```").next().expect("a closed code block").to_owned()
 }
 
+/// Runs the walkthrough under `heading`, its `ADDR` set to `addr`, with
+/// `bash -euo pipefail` as `setup` prepares it, within a minute; its standard
+/// output and error, once it succeeded.
+async fn run_walkthrough(heading: &str, addr: &str, setup: impl FnOnce(&mut tokio::process::Command)) -> (String, String) {
+    let script = walkthrough(heading);
+    assert!(script.contains("ADDR=127.0.0.1:50051"), "the walkthrough sets ADDR");
+    let script = script.replace("ADDR=127.0.0.1:50051", &format!("ADDR={addr}"));
+    let mut bash = tokio::process::Command::new("bash");
+    bash.arg("-euo").arg("pipefail").arg("-c").arg(&script);
+    setup(&mut bash);
+    let output = tokio::time::timeout(Duration::from_secs(60), bash.output())
+        .await
+        .expect("the walkthrough finishes")
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "walkthrough failed\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_grpcurl_walkthrough_works() {
     let mut env = TestEnv::new().await;
@@ -27,24 +47,8 @@ async fn the_readme_grpcurl_walkthrough_works() {
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
 
-    let script = walkthrough("## Use it with grpcurl");
-    assert!(script.contains("ADDR=127.0.0.1:50051"), "the walkthrough sets ADDR");
-    let script = script.replace("ADDR=127.0.0.1:50051", &format!("ADDR={}", api.addr));
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("bash")
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(&script)
-            .output(),
-    )
-    .await
-    .expect("the walkthrough finishes")
-    .expect("bash and grpcurl run (scripts/test installs grpcurl)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "walkthrough failed\n{stdout}\n{stderr}");
+    // grpcurl comes from PATH (scripts/test installs it).
+    let (stdout, _) = run_walkthrough("## Use it with grpcurl", &api.addr.to_string(), |_| {}).await;
 
     for expected in [
         "folio.v1.SystemService",
@@ -115,34 +119,16 @@ async fn the_readme_folioctl_walkthrough_works() {
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
 
-    let script = walkthrough("## Use it with folioctl");
-    assert!(script.contains("ADDR=127.0.0.1:50051"), "the walkthrough sets ADDR");
-    let script = script.replace("ADDR=127.0.0.1:50051", &format!("ADDR={}", api.addr));
     // The built folioctl first on PATH, a home and a working directory of
     // the test's own (the walkthrough writes notes.md and the credentials).
     let home = std::env::temp_dir().join(format!("folioctl-readme-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&home).unwrap();
     let bin = folio_tests::binary_path("folioctl");
     let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("bash")
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", &home)
-            .current_dir(&home)
-            .output(),
-    )
-    .await
-    .expect("the walkthrough finishes")
-    .expect("bash runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "walkthrough failed\n{stdout}\n{stderr}");
+    let (stdout, stderr) = run_walkthrough("## Use it with folioctl", &api.addr.to_string(), |bash| {
+        bash.env_clear().env("PATH", path).env("HOME", &home).current_dir(&home);
+    })
+    .await;
 
     for expected in [
         "logged in to",

@@ -3,11 +3,25 @@
 //! working at once; an admin lists and revokes anyone's; another member's
 //! session is NOT_FOUND and their list PERMISSION_DENIED.
 
-use folio_proto::v1::{ListSessionsRequest, LoginRequest, RefreshRequest, RevokeSessionRequest, WhoAmIRequest};
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, violated_fields};
+use folio_proto::v1::{
+    ListSessionsRequest, LoginRequest, RefreshRequest, RevokeSessionRequest, SessionInfo, WhoAmIRequest,
+    auth_service_client::AuthServiceClient,
+};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Authed, TestEnv, violated_fields};
 use tonic::{Code, Request};
 
 const PASSWORD: &str = "a member's passphrase";
+
+/// The live sessions of `user_id` (empty: the caller's), listed by `client`.
+async fn sessions(client: &AuthServiceClient<Authed>, user_id: &str) -> Vec<SessionInfo> {
+    client
+        .clone()
+        .list_sessions(ListSessionsRequest { user_id: user_id.into() })
+        .await
+        .expect("ListSessions")
+        .into_inner()
+        .sessions
+}
 
 /// A timestamp as (seconds, nanos), which orders.
 fn at(t: &Option<prost_types::Timestamp>) -> (i64, i32) {
@@ -30,13 +44,8 @@ async fn users_list_and_revoke_their_sessions_and_admins_anyones() {
     login.metadata_mut().insert("user-agent", "folio-test-phone/2.0".parse().unwrap());
     let second = api.auth().await.login(login).await.unwrap().into_inner();
 
-    let mut mine = api.auth_as(&first.access_token).await;
-    let listed = mine
-        .list_sessions(ListSessionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let mine = api.auth_as(&first.access_token).await;
+    let listed = sessions(&mine, "").await;
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(
         listed
@@ -62,12 +71,7 @@ async fn users_list_and_revoke_their_sessions_and_admins_anyones() {
         .insert("user-agent", "folio-test-laptop/1.0".parse().unwrap());
     let refreshed = api.auth().await.refresh(refresh).await.unwrap().into_inner();
     let mut mine = api.auth_as(&refreshed.access_token).await;
-    let listed = mine
-        .list_sessions(ListSessionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let listed = sessions(&mine, "").await;
     let after = listed.iter().find(|s| s.id == first_before.id).unwrap();
     assert!(
         at(&after.last_used_at) > at(&first_before.last_used_at),
@@ -100,12 +104,7 @@ async fn users_list_and_revoke_their_sessions_and_admins_anyones() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     mine.who_am_i(WhoAmIRequest {}).await.unwrap();
-    let listed = mine
-        .list_sessions(ListSessionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let listed = sessions(&mine, "").await;
     assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [first_before.id.as_str()]);
 
     // Another member: NOT_FOUND for the session, PERMISSION_DENIED for the list.
@@ -135,12 +134,7 @@ async fn users_list_and_revoke_their_sessions_and_admins_anyones() {
     // An admin lists the member's sessions and revokes the last one.
     let admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let mut admin_auth = api.auth_as(&admin.access_token).await;
-    let listed = admin_auth
-        .list_sessions(ListSessionsRequest { user_id: user_id.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .sessions;
+    let listed = sessions(&admin_auth, &user_id).await;
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].current, "the admin's own session is another");
     admin_auth
