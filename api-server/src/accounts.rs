@@ -6,7 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use folio_auth::{Email, Role, config::AuthConfig, password::Hasher, password::Password, refresh, tokens::TokenIssuer};
+use folio_auth::{
+    Email, Role, config::AuthConfig, password::Hasher, password::Password, refresh, secrets::SecretKeys, tokens::TokenIssuer,
+};
 use folio_db::{
     self as db,
     models::{refresh_token, session, user},
@@ -15,6 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::guard::Guard,
+    breaches::Breaches,
     error::{ApiError, ApiResult},
 };
 
@@ -26,6 +29,10 @@ pub struct Accounts {
     pub tokens: TokenIssuer,
     pub guard: Guard,
     pub config: AuthConfig,
+    /// Seal second-factor secrets at rest.
+    pub secrets: SecretKeys,
+    /// Check new passwords against a breached-password range API.
+    pub breaches: Breaches,
 }
 
 /// A new account's details, checked.
@@ -103,6 +110,7 @@ impl Accounts {
             updated_at: now,
             quota_documents: None,
             quota_bytes: None,
+            mfa_enabled: false,
         };
         let mut conn = self.pool.get().await?;
         if !user::create(&mut conn, &row).await? {
@@ -114,14 +122,17 @@ impl Accounts {
     /// Starts a session for `user`, signed in from `client`, and returns its
     /// first tokens.
     pub async fn start_session(&self, user: &user::User, client: &session::Client) -> ApiResult<Session> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| self.start_session_in(conn, user, client).await).await
+    }
+
+    /// Starts a session as [`Accounts::start_session`] does, in the caller's
+    /// transaction.
+    pub async fn start_session_in(&self, conn: &mut AsyncPgConnection, user: &user::User, client: &session::Client) -> ApiResult<Session> {
         let session_id = Uuid::now_v7();
         let expires_at = Utc::now() + chrono::Duration::from_std(self.config.refresh_ttl).unwrap_or_default();
-        let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| {
-            session::create(conn, session_id, user.id, expires_at, client).await?;
-            self.issue(conn, user, session_id, expires_at).await
-        })
-        .await
+        session::create(conn, session_id, user.id, expires_at, client).await?;
+        self.issue(conn, user, session_id, expires_at).await
     }
 
     /// Issues an access token and a refresh token in `session_id`. Run it in

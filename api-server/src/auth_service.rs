@@ -1,5 +1,6 @@
-//! `folio.v1.AuthService`: register, log in, refresh, log out, who am I, change
-//! password, public keys, the caller's sessions. Each RPC is a shim: it reads the request into domain
+//! `folio.v1.AuthService`: register, log in (with its second factor), refresh,
+//! log out, who am I, change password, public keys, the caller's sessions and
+//! second factor. Each RPC is a shim: it reads the request into domain
 //! terms (here, naming the request's fields in what it refuses), calls an inner
 //! function below, which takes and returns domain values (`accounts::Session`,
 //! user rows), and converts the answer (`convert.rs`).
@@ -7,11 +8,12 @@
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use folio_auth::{Email, Role, password::Password, refresh, tokens::PublicKeyInfo};
-use folio_db::models::{refresh_token, session, user};
+use folio_db::models::{refresh_token, second_factor as factor_rows, session, user};
 use folio_proto::v1::{
-    self as pb, ChangePasswordRequest, ChangePasswordResponse, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest,
-    ListSessionsResponse, LoginRequest, LogoutRequest, LogoutResponse, RefreshRequest, RegisterRequest, RevokeSessionRequest,
-    RevokeSessionResponse, WhoAmIRequest, auth_service_server::AuthService,
+    self as pb, BeginTotpEnrollmentRequest, ChangePasswordRequest, ChangePasswordResponse, ConfirmTotpRequest, DisableTotpRequest,
+    DisableTotpResponse, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
+    LogoutRequest, LogoutResponse, RefreshRequest, RegenerateBackupCodesRequest, RegisterRequest, RevokeSessionRequest,
+    RevokeSessionResponse, VerifyMfaRequest, WhoAmIRequest, auth_service_server::AuthService,
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
@@ -21,8 +23,12 @@ use crate::{
     accounts::{Accounts, NewUser, Session},
     audit::{self, AuditNote},
     auth::{self, Principal},
-    convert::{public_keys_to_proto, refused_to_violations, session_to_proto, sessions_to_proto, user_to_proto},
+    convert::{
+        backup_codes_to_proto, enrollment_to_proto, public_keys_to_proto, refused_to_violations, session_to_proto, sessions_to_proto,
+        sign_in_to_proto, user_to_proto,
+    },
     error::{ApiError, ApiResult},
+    second_factor::{SignIn, Spent},
 };
 
 /// The AuthService implementation.
@@ -42,9 +48,54 @@ impl AuthService for Auth {
         let client = client_of(&request);
         let request = request.into_inner();
         let email = login_email(&request)?;
-        Ok(Response::new(session_to_proto(
+        Ok(Response::new(sign_in_to_proto(
             self.login(email, &request.password, &client).await?,
         )))
+    }
+
+    async fn verify_mfa(&self, request: Request<VerifyMfaRequest>) -> Result<Response<pb::Session>, Status> {
+        let client = client_of(&request);
+        let request = request.into_inner();
+        required(&[("challenge", &request.challenge), ("code", &request.code)])?;
+        Ok(Response::new(session_to_proto(
+            self.verify_mfa(&request.challenge, &request.code, &client).await?,
+        )))
+    }
+
+    async fn begin_totp_enrollment(&self, request: Request<BeginTotpEnrollmentRequest>) -> Result<Response<pb::TotpEnrollment>, Status> {
+        let principal = auth::principal(&request)?;
+        Ok(Response::new(enrollment_to_proto(
+            self.accounts.begin_totp(principal.user_id).await?,
+        )))
+    }
+
+    async fn confirm_totp(&self, request: Request<ConfirmTotpRequest>) -> Result<Response<pb::BackupCodes>, Status> {
+        let principal = auth::principal(&request)?;
+        let code = &request.get_ref().code;
+        required(&[("code", code)])?;
+        let codes = self.accounts.confirm_totp(principal.user_id, code).await?;
+        note_factor_change("mfa_enabled", &principal);
+        Ok(Response::new(backup_codes_to_proto(codes)))
+    }
+
+    async fn disable_totp(&self, request: Request<DisableTotpRequest>) -> Result<Response<DisableTotpResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        let request = request.into_inner();
+        required(&[("password", &request.password), ("code", &request.code)])?;
+        self.accounts
+            .disable_totp(principal.user_id, &request.password, &request.code)
+            .await?;
+        note_factor_change("mfa_disabled", &principal);
+        Ok(Response::new(DisableTotpResponse {}))
+    }
+
+    async fn regenerate_backup_codes(&self, request: Request<RegenerateBackupCodesRequest>) -> Result<Response<pb::BackupCodes>, Status> {
+        let principal = auth::principal(&request)?;
+        let code = &request.get_ref().code;
+        required(&[("code", code)])?;
+        let codes = self.accounts.regenerate_backup_codes(principal.user_id, code).await?;
+        note_factor_change("backup_codes_regenerated", &principal);
+        Ok(Response::new(backup_codes_to_proto(codes)))
     }
 
     async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<pb::Session>, Status> {
@@ -115,6 +166,29 @@ fn client_of<T>(request: &Request<T>) -> session::Client {
     }
 }
 
+/// Refuses a request missing any of `fields` (name, value), naming each.
+fn required(fields: &[(&str, &str)]) -> ApiResult<()> {
+    let violations: Vec<FieldViolation> = fields
+        .iter()
+        .filter(|(_, value)| value.trim().is_empty())
+        .map(|(field, _)| FieldViolation::new(*field, "is required"))
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(violations))
+    }
+}
+
+/// Audits a change of the caller's own second factor.
+fn note_factor_change(event: &str, principal: &Principal) {
+    audit::note(AuditNote {
+        event: event.into(),
+        target: format!("user:{}", principal.user_id),
+        ..Default::default()
+    });
+}
+
 /// The new account a RegisterRequest asks for; every invalid field is named.
 fn new_user(request: &RegisterRequest) -> ApiResult<NewUser> {
     NewUser::check(&request.email, &request.password, &request.display_name, Role::Member).map_err(refused_to_violations)
@@ -149,6 +223,7 @@ impl Auth {
             );
         }
         let new = new?;
+        self.accounts.breaches.refuse_breached(&new.password, "password").await?;
         let created = self.accounts.create_user(new).await?;
         audit::note(AuditNote {
             event: "register".into(),
@@ -160,31 +235,13 @@ impl Auth {
     }
 
     /// Starts a session for the active account `email` whose password is
-    /// `password`, unless `peer` or the email failed too often. Every other
-    /// refusal is the same answer, after the same time.
-    async fn login(&self, email: Email, password: &str, client: &session::Client) -> ApiResult<Session> {
+    /// `password`, unless `peer` or the email failed too often; with a second
+    /// factor on, answers a challenge instead. Every other refusal is the
+    /// same answer, after the same time.
+    async fn login(&self, email: Email, password: &str, client: &session::Client) -> ApiResult<SignIn> {
         let peer = client.peer.as_str();
         let guard = &self.accounts.guard;
-        let gate = guard.login_gate(email.as_str(), peer).await;
-        if let Some(limited) = gate.blocked {
-            audit::note(AuditNote {
-                event: "rate_limited".into(),
-                actor_email: email.to_string(),
-                ..Default::default()
-            });
-            return Err(ApiError::ResourceExhausted {
-                message: format!("too many failed logins; retry in {}s", limited.retry_after.as_secs()),
-                retry_after: limited.retry_after,
-            }
-            .because("LOGIN_THROTTLED"));
-        }
-        if !gate.delay.is_zero() {
-            tracing::info!(
-                delay_ms = gate.delay.as_millis() as u64,
-                "login slowed down: the account failed often"
-            );
-            tokio::time::sleep(gate.delay).await;
-        }
+        self.pass_login_gate(email.as_str(), peer).await?;
         let mut conn = self.accounts.pool.get().await?;
         let found = user::find_by_email(&mut conn, email.as_str()).await?;
         drop(conn);
@@ -203,7 +260,6 @@ impl Auth {
             });
             return Err(ApiError::Unauthenticated(LOGIN_REFUSED.into()).because("LOGIN_FAILED"));
         };
-        guard.login_succeeded(email.as_str(), peer).await;
         if verified.needs_rehash
             && let Ok(password) = Password::parse(password)
         {
@@ -212,13 +268,112 @@ impl Auth {
             user::set_password_hash(&mut conn, account.id, &hash).await?;
             tracing::info!(user = %account.id, "password hash upgraded to the current argon2 parameters");
         }
+        if account.mfa_enabled {
+            // The failure counts stay until the second factor passes too, so
+            // a known password does not buy unlimited guesses at codes.
+            let challenge = self.accounts.challenge(account.id).await?;
+            audit::note(AuditNote {
+                event: "mfa_challenged".into(),
+                target: format!("user:{}", account.id),
+                actor_id: Some(account.id),
+                actor_email: account.email.clone(),
+            });
+            return Ok(SignIn::MfaRequired(challenge));
+        }
+        guard.login_succeeded(email.as_str(), peer).await;
         audit::note(AuditNote {
             event: "login".into(),
             target: format!("user:{}", account.id),
             actor_id: Some(account.id),
             actor_email: account.email.clone(),
         });
-        self.accounts.start_session(&account, client).await
+        Ok(SignIn::Session(Box::new(self.accounts.start_session(&account, client).await?)))
+    }
+
+    /// Refuses a login (or its second factor) for `email` from `peer` while
+    /// the pair or the address is throttled, and slows one down while the
+    /// account failed often.
+    async fn pass_login_gate(&self, email: &str, peer: &str) -> ApiResult<()> {
+        let gate = self.accounts.guard.login_gate(email, peer).await;
+        if let Some(limited) = gate.blocked {
+            audit::note(AuditNote {
+                event: "rate_limited".into(),
+                actor_email: email.to_owned(),
+                ..Default::default()
+            });
+            return Err(ApiError::ResourceExhausted {
+                message: format!("too many failed logins; retry in {}s", limited.retry_after.as_secs()),
+                retry_after: limited.retry_after,
+            }
+            .because("LOGIN_THROTTLED"));
+        }
+        if !gate.delay.is_zero() {
+            tracing::info!(
+                delay_ms = gate.delay.as_millis() as u64,
+                "login slowed down: the account failed often"
+            );
+            tokio::time::sleep(gate.delay).await;
+        }
+        Ok(())
+    }
+
+    /// Finishes the login waiting on challenge `token` with `code`. The
+    /// challenge ends and the code is spent in the transaction that starts
+    /// the session, so each works once. A wrong code counts against the
+    /// challenge and as a failed login.
+    async fn verify_mfa(&self, token: &str, code: &str, client: &session::Client) -> ApiResult<Session> {
+        let unknown = || {
+            ApiError::Unauthenticated("the login's challenge is unknown or expired; log in again".into()).because("MFA_CHALLENGE_UNKNOWN")
+        };
+        let hash = refresh::hash(token);
+        let mut conn = self.accounts.pool.get().await?;
+        let Some(challenge) = factor_rows::find_challenge(&mut conn, &hash).await? else {
+            return Err(unknown());
+        };
+        let Some(account) = user::find(&mut conn, challenge.user_id).await?.filter(|u| u.active) else {
+            return Err(unknown());
+        };
+        drop(conn);
+        self.pass_login_gate(&account.email, &client.peer).await?;
+        let mut conn = self.accounts.pool.get().await?;
+        let session = conn
+            .transaction(async |conn| -> ApiResult<Option<Session>> {
+                // A refused code writes nothing; an accepted one is rolled
+                // back with the rest if the challenge was taken meanwhile.
+                if self.accounts.spend(conn, account.id, code).await? == Spent::Refused {
+                    return Ok(None);
+                }
+                if !factor_rows::take_challenge(conn, &hash).await? {
+                    return Err(unknown());
+                }
+                Ok(Some(self.accounts.start_session_in(conn, &account, client).await?))
+            })
+            .await?;
+        let Some(session) = session else {
+            let limit = i32::try_from(self.accounts.config.mfa_attempts).unwrap_or(i32::MAX);
+            let attempts = factor_rows::challenge_failed(&mut conn, &hash, limit).await?;
+            drop(conn);
+            self.accounts.guard.login_failed(&account.email, &client.peer).await;
+            audit::note(AuditNote {
+                event: "mfa_failed".into(),
+                target: format!("user:{}", account.id),
+                actor_email: account.email.clone(),
+                ..Default::default()
+            });
+            let message = match attempts {
+                Some(attempts) if attempts < limit => format!("the code is wrong; {} attempt(s) left", limit - attempts),
+                _ => "the code is wrong, and that was the last attempt: log in again".to_owned(),
+            };
+            return Err(ApiError::Unauthenticated(message).because("MFA_CODE_WRONG"));
+        };
+        self.accounts.guard.login_succeeded(&account.email, &client.peer).await;
+        audit::note(AuditNote {
+            event: "login".into(),
+            target: format!("user:{}", account.id),
+            actor_id: Some(account.id),
+            actor_email: account.email.clone(),
+        });
+        Ok(session)
     }
 
     /// Takes the refresh token `token` and issues the next tokens of its
@@ -347,6 +502,7 @@ impl Auth {
         if !verified.matches {
             return Err(ApiError::invalid("current_password", "is wrong"));
         }
+        self.accounts.breaches.refuse_breached(new, "new_password").await?;
         let hash = self.accounts.hasher.hash(new).await;
         let mut conn = self.accounts.pool.get().await?;
         user::set_password_hash(&mut conn, account.id, &hash).await?;

@@ -16,7 +16,7 @@ use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use folio_auth::{Role, tokens::PublicKeyInfo};
+use folio_auth::{Role, second_factor::Enrollment, tokens::PublicKeyInfo};
 use folio_db::{
     documents::state::{EventKind, Stage, State},
     models::{
@@ -40,6 +40,7 @@ use crate::{
     page_token::Page,
     providers,
     search::{Outcome, Reindexed},
+    second_factor::SignIn,
     settings::{self, Snapshot, Source},
 };
 
@@ -568,6 +569,7 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         updated_at: Some(timestamp(user.updated_at)),
         quota_documents: user.quota_documents,
         quota_bytes: user.quota_bytes,
+        mfa_enabled: user.mfa_enabled,
     }
 }
 
@@ -610,7 +612,37 @@ pub fn session_to_proto(session: Session) -> pb::Session {
         refresh_token: session.refresh_token,
         refresh_expires_at: Some(timestamp(session.refresh_expires_at)),
         user: Some(user_to_proto(&session.user)),
+        mfa_required: None,
     }
+}
+
+/// Login's answer: a session, or the challenge of its second factor (no
+/// tokens).
+pub fn sign_in_to_proto(sign_in: SignIn) -> pb::Session {
+    match sign_in {
+        SignIn::Session(session) => session_to_proto(*session),
+        SignIn::MfaRequired(challenge) => pb::Session {
+            mfa_required: Some(pb::MfaChallenge {
+                challenge: challenge.token,
+                expires_at: Some(timestamp(challenge.expires_at)),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// BeginTotpEnrollment's answer.
+pub fn enrollment_to_proto(enrollment: Enrollment) -> pb::TotpEnrollment {
+    pb::TotpEnrollment {
+        secret: enrollment.secret,
+        otpauth_uri: enrollment.uri,
+        qr_png: enrollment.qr_png,
+    }
+}
+
+/// New backup codes, shown this once.
+pub fn backup_codes_to_proto(codes: Vec<String>) -> pb::BackupCodes {
+    pb::BackupCodes { codes }
 }
 
 /// ListPublicKeys' answer: every key that verifies tokens.

@@ -34,6 +34,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod auth_service;
+pub mod breaches;
 pub mod broker;
 pub mod convert;
 pub mod dead_letters;
@@ -50,6 +51,7 @@ pub mod relay;
 pub mod retention;
 pub mod search;
 pub mod search_service;
+pub mod second_factor;
 pub mod services;
 pub mod settings;
 pub mod stats;
@@ -64,6 +66,7 @@ use anyhow::Context as _;
 use folio_auth::{
     config::AuthConfig,
     password::Hasher,
+    secrets::SecretKeys,
     tokens::{self, TokenIssuer, TokenKeys},
 };
 use folio_core::{
@@ -90,6 +93,7 @@ use crate::{
         middleware::{AuthLayer, AuthState},
     },
     auth_service::Auth,
+    breaches::Breaches,
     broker::BrokerLink,
     health::Dependencies,
     relay::Relay,
@@ -143,6 +147,17 @@ pub fn token_keys(auth: &AuthConfig) -> anyhow::Result<TokenKeys> {
     }
 }
 
+/// The sealing keys from `FOLIO_SECRET_KEYS`, or the development key file.
+pub fn secret_keys(auth: &AuthConfig) -> anyhow::Result<SecretKeys> {
+    if auth.secret_keys.is_empty() {
+        let keys = SecretKeys::development(&auth.secret_key_file).map_err(|e| anyhow::anyhow!("setting FOLIO_SECRET_KEY_FILE: {e}"))?;
+        tracing::warn!(file = %auth.secret_key_file.display(), "FOLIO_SECRET_KEYS is not set: sealing secrets with a development key; set it in production");
+        Ok(keys)
+    } else {
+        SecretKeys::from_paserks(&auth.secret_keys).map_err(|e| anyhow::anyhow!("setting FOLIO_SECRET_KEYS: {e}"))
+    }
+}
+
 /// Waits for Postgres and applies pending migrations. Used at start and by
 /// `folio-api migrate`.
 pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
@@ -184,6 +199,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         folio_core::metrics::recorder()?;
     }
     let keys = token_keys(&auth)?;
+    let secrets = secret_keys(&auth)?;
     let blobs = Blobs::open(&config.documents.blob_url, &config.documents.blob_options)
         .map_err(|e| anyhow::anyhow!("setting FOLIO_BLOB_URL: {e}"))?;
     tracing::info!(keys = tokens::describe(&keys), "token keys loaded");
@@ -247,6 +263,8 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         tokens: token_issuer.clone(),
         guard: guard.clone(),
         config: auth.clone(),
+        secrets,
+        breaches: Breaches::new(auth.breached_passwords_url.clone(), auth.breached_passwords_timeout)?,
     };
     accounts.bootstrap_admin().await?;
     let auth_layer = AuthLayer::new(AuthState {

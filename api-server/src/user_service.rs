@@ -12,7 +12,7 @@ use folio_db::models::{
 };
 use folio_proto::v1::{
     self as pb, CreateUserRequest, GetUserRequest, ListAuditEventsRequest, ListAuditEventsResponse, ListUsersRequest, ListUsersResponse,
-    UpdateUserRequest, user_service_server::UserService,
+    ResetMfaRequest, UpdateUserRequest, user_service_server::UserService,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -53,6 +53,17 @@ impl UserService for Users {
     async fn update_user(&self, request: Request<UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
         let (id, changes) = user_changes(request.into_inner())?;
         Ok(Response::new(user_to_proto(&self.update(id, &changes).await?)))
+    }
+
+    async fn reset_mfa(&self, request: Request<ResetMfaRequest>) -> Result<Response<pb::User>, Status> {
+        let id = parse_id("user_id", &request.get_ref().user_id)?;
+        let user = self.accounts.reset_mfa(id).await?;
+        audit::note(AuditNote {
+            event: "mfa_reset".into(),
+            target: format!("user:{id}"),
+            ..Default::default()
+        });
+        Ok(Response::new(user_to_proto(&user)))
     }
 
     async fn list_audit_events(&self, request: Request<ListAuditEventsRequest>) -> Result<Response<ListAuditEventsResponse>, Status> {
@@ -172,6 +183,7 @@ fn parse_id(field: &str, value: &str) -> ApiResult<Uuid> {
 impl Users {
     /// Creates the account.
     async fn create(&self, new: NewUser) -> ApiResult<User> {
+        self.accounts.breaches.refuse_breached(&new.password, "password").await?;
         let created = self.accounts.create_user(new).await?;
         audit::note(AuditNote {
             event: "user_created".into(),

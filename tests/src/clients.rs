@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use folio_proto::v1::{
-    LoginRequest, RegisterRequest, Session, auth_service_client::AuthServiceClient, system_service_client::SystemServiceClient,
-    user_service_client::UserServiceClient,
+    BeginTotpEnrollmentRequest, ConfirmTotpRequest, LoginRequest, RegisterRequest, Session, auth_service_client::AuthServiceClient,
+    system_service_client::SystemServiceClient, user_service_client::UserServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel};
@@ -105,6 +105,24 @@ impl ApiHandle {
             .await
             .expect("register")
             .into_inner()
+    }
+
+    /// Turns a second factor on for the holder of `token` (enrolling a secret
+    /// and confirming it with its current code); the secret.
+    pub async fn turn_on_mfa(&self, token: &str) -> String {
+        let mut auth = self.auth_as(token).await;
+        let secret = auth
+            .begin_totp_enrollment(BeginTotpEnrollmentRequest {})
+            .await
+            .expect("BeginTotpEnrollment")
+            .into_inner()
+            .secret;
+        auth.confirm_totp(ConfirmTotpRequest {
+            code: crate::helpers::totp(&secret, 0),
+        })
+        .await
+        .expect("ConfirmTotp");
+        secret
     }
 
     /// A channel that sends `authorization: Bearer <token>` on every call.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
-use folio_auth::tokens::TokenKeys;
+use folio_auth::{secrets::SecretKeys, tokens::TokenKeys};
 use folio_core::{config::Config, queue::Topology};
 use folio_db as db;
 
@@ -83,6 +83,7 @@ impl TestEnv {
             ("FOLIO_RETRY_BASE_MS", "200".into()),
             ("FOLIO_MAX_ATTEMPTS", "3".into()),
             ("FOLIO_TOKEN_KEYS", TokenKeys::generate_secret()),
+            ("FOLIO_SECRET_KEYS", SecretKeys::generate()),
             ("FOLIO_BLOB_URL", format!("file://{}", blob_dir(&id).display())),
             ("FOLIO_AUDIT_SPILL_DIR", audit_spill_dir(&id).display().to_string()),
             ("FOLIO_ADMIN_EMAIL", ADMIN_EMAIL.into()),

@@ -46,8 +46,8 @@ pub mod s3;
 pub use clients::{ApiHandle, Authed, Bearer};
 pub use environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, amqp_url, binary_path, redis_url};
 pub use helpers::{
-    create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, upload_document,
-    upload_ready, violated_fields, wait_for, wait_for_state,
+    create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, reason, totp,
+    upload_document, upload_ready, violated_fields, wait_for, wait_for_state,
 };
 pub use processes::{ApiProcess, WorkerHandle, spawn_api_process};
 pub use proxy::TcpProxy;

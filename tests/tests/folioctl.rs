@@ -14,7 +14,7 @@ use std::{
 };
 
 use folio_proto::v1::{ListAuditEventsRequest, LogoutRequest, WhoAmIRequest};
-use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, binary_path, eventually};
+use folio_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, binary_path, eventually, totp};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -577,6 +577,33 @@ async fn folioctl_watch_refreshes_and_resumes_when_the_server_ends_it_for_an_exp
     assert_eq!(document["state"], "READY", "{document}");
 
     worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folioctl_logs_in_with_a_second_factor() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let member = api.register_member().await;
+    let email = member.user.unwrap().email;
+    let secret = api.turn_on_mfa(&member.access_token).await;
+
+    let ctl = Ctl::new(&api.url());
+    let password = [("FOLIO_PASSWORD", "a member's passphrase")];
+    // No code given and none to read: told how to give one.
+    let output = ctl.run_with(&["login", "--email", &email], &password).await;
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--code"), "{}", describe(&output));
+    let next = totp(&secret, 1);
+    let output = ctl.run_with(&["login", "--email", &email, "--code", &next], &password).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(ctl.json(&["whoami"]).await["email"], email.as_str());
+    // The same code again is refused: it works once.
+    let output = ctl
+        .run_with(&["login", "--email", &email], &[password[0], ("FOLIO_MFA_CODE", &next)])
+        .await;
+    assert_eq!(output.status.code(), Some(EXIT_UNAUTHENTICATED), "{}", describe(&output));
     api.stop().await.unwrap();
     env.cleanup().await;
 }

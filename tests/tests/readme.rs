@@ -64,6 +64,8 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "\"source\": \"SETTING_SOURCE_ADMIN\"",
         "\"value\": \"52428800\"",
         "\"email\": \"grace@example.org\"",
+        "\"codes\": [",
+        "\"mfaEnabled\": true",
         "k4.public.",
         "\"state\": \"READY\"",
         "\"sectionPath\": [",
@@ -79,8 +81,8 @@ async fn the_readme_grpcurl_walkthrough_works() {
     // Login, Register and Refresh each returned a session.
     assert_eq!(
         stdout.matches("\"accessToken\"").count(),
-        2,
-        "Register and Refresh print sessions: {stdout}"
+        3,
+        "Register, VerifyMfa and Refresh print sessions: {stdout}"
     );
 
     // Error details decode in grpcurl: reflection serves google.rpc's types.

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use folio_core::config::{ConfigError, Vars};
 use ipnet::IpNet;
 
-use crate::{Email, password::Password, tokens::TokenKeys};
+use crate::{Email, password::Password, secrets::SecretKeys, tokens::TokenKeys};
 
 /// Settings of accounts, tokens and limits.
 #[derive(Clone, Debug)]
@@ -15,6 +15,26 @@ pub struct AuthConfig {
     pub token_keys: Vec<String>,
     /// `FOLIO_TOKEN_KEY_FILE`: where the development key is kept.
     pub key_file: PathBuf,
+    /// `FOLIO_SECRET_KEYS`: comma-separated PASERK `k4.local` keys that seal
+    /// secrets kept at rest (TOTP secrets); the first seals, all open. Empty:
+    /// a development key from `secret_key_file`.
+    pub secret_keys: Vec<String>,
+    /// `FOLIO_SECRET_KEY_FILE`: where the development sealing key is kept.
+    pub secret_key_file: PathBuf,
+    /// `FOLIO_MFA_CHALLENGE_TTL_SECS`: how long a login's second-factor
+    /// challenge lives.
+    pub mfa_challenge_ttl: Duration,
+    /// `FOLIO_MFA_ATTEMPTS`: wrong codes one challenge takes before it is
+    /// burnt (the login must start again, and counts as failed).
+    pub mfa_attempts: u32,
+    /// `FOLIO_BREACHED_PASSWORDS_URL`: where a Pwned Passwords range API
+    /// answers `GET <url>/<five hex digits>`; a new password found there is
+    /// refused. Unset: only the offline list of common passwords.
+    pub breached_passwords_url: Option<String>,
+    /// `FOLIO_BREACHED_PASSWORDS_TIMEOUT_MS`: how long that check may take;
+    /// past it, or on any failure, the password is accepted (fail open) with
+    /// a warning.
+    pub breached_passwords_timeout: Duration,
     /// `FOLIO_TOKEN_ISSUER`: the `iss` claim.
     pub issuer: String,
     /// `FOLIO_TOKEN_AUDIENCE`: the `aud` claim.
@@ -73,19 +93,18 @@ impl AuthConfig {
 
     /// Reads the settings through `vars`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
-        let token_keys: Vec<String> = vars
-            .checked("FOLIO_TOKEN_KEYS", |keys| {
-                let keys: Vec<String> = keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
-                if !keys.is_empty() {
-                    TokenKeys::from_paserks(&keys)?;
-                }
-                Ok::<_, String>(keys)
-            })?
-            .unwrap_or_default();
+        let token_keys = key_list(vars, "FOLIO_TOKEN_KEYS", TokenKeys::from_paserks)?;
+        let secret_keys = key_list(vars, "FOLIO_SECRET_KEYS", SecretKeys::from_paserks)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(AuthConfig {
             token_keys,
             key_file: PathBuf::from(vars.text("FOLIO_TOKEN_KEY_FILE", "data/token-key.paserk")),
+            secret_keys,
+            secret_key_file: PathBuf::from(vars.text("FOLIO_SECRET_KEY_FILE", "data/secret-key.paserk")),
+            mfa_challenge_ttl: vars.secs("FOLIO_MFA_CHALLENGE_TTL_SECS", 300, 30, 3600)?,
+            mfa_attempts: vars.bounded("FOLIO_MFA_ATTEMPTS", 5, 1, 100)?,
+            breached_passwords_url: vars.checked("FOLIO_BREACHED_PASSWORDS_URL", breach_url)?,
+            breached_passwords_timeout: vars.millis("FOLIO_BREACHED_PASSWORDS_TIMEOUT_MS", 2000, 50, 60_000)?,
             issuer: vars.text("FOLIO_TOKEN_ISSUER", "folio"),
             audience: vars.text("FOLIO_TOKEN_AUDIENCE", "folio"),
             access_ttl: vars.secs("FOLIO_ACCESS_TOKEN_TTL_SECS", 900, 1, 86_400)?,
@@ -106,6 +125,29 @@ impl AuthConfig {
             login_failures_per_account: vars.bounded("FOLIO_LOGIN_FAILURES_PER_ACCOUNT", 20, 1, 100_000)?,
             trusted_proxies: vars.checked("FOLIO_TRUSTED_PROXIES", trusted_proxies)?.unwrap_or_default(),
         })
+    }
+}
+
+/// The comma-separated PASERK keys of variable `name`, each checked by
+/// `load`; none when it is unset or empty.
+fn key_list<T>(vars: &Vars<'_>, name: &'static str, load: fn(&[String]) -> Result<T, String>) -> Result<Vec<String>, ConfigError> {
+    let keys = vars.checked(name, |keys| {
+        let keys: Vec<String> = keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+        if !keys.is_empty() {
+            load(&keys)?;
+        }
+        Ok::<_, String>(keys)
+    })?;
+    Ok(keys.unwrap_or_default())
+}
+
+/// An http(s) URL, without its trailing slash.
+fn breach_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.to_owned())
+    } else {
+        Err(format!("{url:?} is not an http:// or https:// URL"))
     }
 }
 
@@ -170,6 +212,8 @@ mod tests {
     fn malformed_values_name_their_variable() {
         for (name, value) in [
             ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
+            ("FOLIO_SECRET_KEYS", "k4.local.nonsense"),
+            ("FOLIO_BREACHED_PASSWORDS_URL", "ftp://passwords.internal/range"),
             ("FOLIO_OPEN_REGISTRATION", "maybe"),
             ("FOLIO_ADMIN_EMAIL", "not-an-email"),
             ("FOLIO_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),

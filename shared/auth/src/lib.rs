@@ -1,5 +1,6 @@
 //! Identity: roles, email and password rules, password hashing, access tokens
-//! (PASETO v4.public) and opaque refresh tokens. Transport-free: the api-server
+//! (PASETO v4.public), opaque refresh tokens, second factors (TOTP and backup
+//! codes) and secrets sealed at rest (PASETO v4.local). Transport-free: the api-server
 //! maps these types to gRPC. Only the api-server depends on this crate: the
 //! worker never authenticates anyone, so it does not compile argon2 or pasetors.
 //!
@@ -7,10 +8,13 @@
 //! here rather than in `folio_core::config` because checking them needs the
 //! rules of this crate.
 
+pub mod breached;
 pub mod config;
 pub mod email;
 pub mod password;
 pub mod refresh;
+pub mod second_factor;
+pub mod secrets;
 pub mod tokens;
 
 pub use email::Email;

@@ -160,18 +160,7 @@ impl TokenKeys {
 
     /// The development key saved at `path`, created (mode 0600) if absent.
     pub fn development(path: &Path) -> Result<TokenKeys, String> {
-        let secret = match std::fs::read_to_string(path) {
-            Ok(text) => text.trim().to_owned(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let secret = Self::generate_secret();
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-                }
-                write_private(path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                secret
-            }
-            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-        };
+        let secret = read_or_create_private(path, Self::generate_secret)?;
         Self::from_paserks(&[secret])
     }
 
@@ -192,6 +181,23 @@ fn has_zero_seed(secret: &str) -> bool {
     URL_SAFE_NO_PAD
         .decode(encoded)
         .is_ok_and(|key| key.len() == 64 && key[..32].iter().all(|&b| b == 0))
+}
+
+/// The key kept at `path`, or a new one from `generate` written there (mode
+/// 0600, its folder created) when there is none yet.
+pub(crate) fn read_or_create_private(path: &Path, generate: impl FnOnce() -> String) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            write_private(path, &key).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(key)
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -249,6 +249,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         quota_documents -> Nullable<Int8>,
         quota_bytes -> Nullable<Int8>,
+        mfa_enabled -> Bool,
     }
 }
 
@@ -266,6 +267,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    backup_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        attempts -> Int4,
+    }
+}
+
+diesel::table! {
+    totp_secrets (user_id) {
+        user_id -> Uuid,
+        secret_sealed -> Text,
+        created_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_step -> Int8,
+    }
+}
+
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(document_events -> documents (document_id));
 diesel::joinable!(documents -> users (owner_id));
@@ -274,16 +304,21 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(retention_rules -> users (updated_by));
 diesel::joinable!(settings -> users (updated_by));
+diesel::joinable!(backup_codes -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(totp_secrets -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     services,
     audit_events,
+    backup_codes,
     chunk_segments,
     chunks,
     dead_letters,
     document_events,
     documents,
     embedding_index,
+    mfa_challenges,
     outbox,
     pings,
     processed_jobs,
@@ -292,6 +327,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     retention_rules,
     sessions,
     settings,
+    totp_secrets,
     users,
     workers,
 );

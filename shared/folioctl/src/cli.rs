@@ -110,6 +110,10 @@ pub struct Login {
     /// The password [default: asked without echo].
     #[arg(long, env = "FOLIO_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// The second factor, when the account has one on: six digits from the
+    /// authenticator app, or a backup code [default: asked].
+    #[arg(long, env = "FOLIO_MFA_CODE", hide_env_values = true)]
+    pub code: Option<String>,
 }
 
 /// Paging flags every list shares.

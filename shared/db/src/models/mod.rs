@@ -12,6 +12,7 @@ pub mod processed_job;
 pub mod provider;
 pub mod refresh_token;
 pub mod retention_rule;
+pub mod second_factor;
 pub mod segment;
 pub mod service;
 pub mod session;

@@ -23,6 +23,8 @@ pub struct User {
     pub quota_documents: Option<i64>,
     /// The most bytes of documents the account may keep; None: the default.
     pub quota_bytes: Option<i64>,
+    /// Whether logins need a second factor (a confirmed TOTP secret).
+    pub mfa_enabled: bool,
 }
 
 /// Inserts `user`; returns false when the email is taken.
