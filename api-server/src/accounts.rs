@@ -19,6 +19,7 @@ use crate::{
     auth::guard::Guard,
     breaches::Breaches,
     error::{ApiError, ApiResult},
+    mail::Wake,
 };
 
 /// Everything account RPCs need.
@@ -33,6 +34,8 @@ pub struct Accounts {
     pub secrets: SecretKeys,
     /// Check new passwords against a breached-password range API.
     pub breaches: Breaches,
+    /// Wakes the email sender after a commit that queued a letter.
+    pub mail_wake: Wake,
 }
 
 /// A new account's details, checked.
@@ -95,8 +98,9 @@ pub struct Session {
 }
 
 impl Accounts {
-    /// Creates a user; ALREADY_EXISTS when the email is taken.
-    pub async fn create_user(&self, new: NewUser) -> ApiResult<user::User> {
+    /// Creates a user, its email `verified` or not; ALREADY_EXISTS when the
+    /// email is taken.
+    pub async fn create_user(&self, new: NewUser, verified: bool) -> ApiResult<user::User> {
         let hash = self.hasher.hash(&new.password).await;
         let now = Utc::now();
         let row = user::User {
@@ -111,6 +115,7 @@ impl Accounts {
             quota_documents: None,
             quota_bytes: None,
             mfa_enabled: false,
+            email_verified_at: verified.then_some(now),
         };
         let mut conn = self.pool.get().await?;
         if !user::create(&mut conn, &row).await? {
@@ -204,12 +209,15 @@ impl Accounts {
         drop(conn);
         let password = Password::parse(password).map_err(|e| anyhow::anyhow!("FOLIO_ADMIN_PASSWORD {e}"))?;
         match self
-            .create_user(NewUser {
-                email: email.clone(),
-                password,
-                display_name: "Administrator".into(),
-                role: Role::Admin,
-            })
+            .create_user(
+                NewUser {
+                    email: email.clone(),
+                    password,
+                    display_name: "Administrator".into(),
+                    role: Role::Admin,
+                },
+                true,
+            )
             .await
         {
             Ok(_) => tracing::info!(%email, "bootstrap admin created"),

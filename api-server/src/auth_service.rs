@@ -12,8 +12,10 @@ use folio_db::models::{refresh_token, second_factor as factor_rows, session, use
 use folio_proto::v1::{
     self as pb, BeginTotpEnrollmentRequest, ChangePasswordRequest, ChangePasswordResponse, ConfirmTotpRequest, DisableTotpRequest,
     DisableTotpResponse, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RegenerateBackupCodesRequest, RegisterRequest, RevokeSessionRequest,
-    RevokeSessionResponse, VerifyMfaRequest, WhoAmIRequest, auth_service_server::AuthService,
+    LogoutRequest, LogoutResponse, RefreshRequest, RegenerateBackupCodesRequest, RegisterRequest, RequestPasswordResetRequest,
+    RequestPasswordResetResponse, ResendVerificationRequest, ResendVerificationResponse, ResetPasswordRequest, ResetPasswordResponse,
+    RevokeSessionRequest, RevokeSessionResponse, VerifyEmailRequest, VerifyEmailResponse, VerifyMfaRequest, WhoAmIRequest,
+    auth_service_server::AuthService,
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
@@ -28,6 +30,7 @@ use crate::{
         sign_in_to_proto, user_to_proto,
     },
     error::{ApiError, ApiResult},
+    mail::Alert,
     second_factor::{SignIn, Spent},
 };
 
@@ -41,7 +44,62 @@ impl AuthService for Auth {
     async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<pb::Session>, Status> {
         let client = client_of(&request);
         let new = new_user(&request.into_inner());
-        Ok(Response::new(session_to_proto(self.register(new, &client).await?)))
+        Ok(Response::new(sign_in_to_proto(self.register(new, &client).await?)))
+    }
+
+    async fn verify_email(&self, request: Request<VerifyEmailRequest>) -> Result<Response<VerifyEmailResponse>, Status> {
+        let token = &request.get_ref().token;
+        required(&[("token", token)])?;
+        let account = self.accounts.verify_email(token.trim()).await?;
+        audit::note(AuditNote {
+            event: "email_verified".into(),
+            target: format!("user:{}", account.id),
+            actor_id: Some(account.id),
+            actor_email: account.email.clone(),
+        });
+        Ok(Response::new(VerifyEmailResponse {
+            user: Some(user_to_proto(&account)),
+        }))
+    }
+
+    async fn resend_verification(
+        &self,
+        request: Request<ResendVerificationRequest>,
+    ) -> Result<Response<ResendVerificationResponse>, Status> {
+        let principal = auth::principal(&request)?;
+        self.accounts.resend_verification(principal.user_id).await?;
+        note_own("verification_sent", &principal);
+        Ok(Response::new(ResendVerificationResponse {}))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        let email = Email::parse(&request.get_ref().email).map_err(|e| ApiError::invalid("email", e))?;
+        let account = self.accounts.request_password_reset(&email).await?;
+        audit::note(AuditNote {
+            event: "password_reset_requested".into(),
+            target: account.map(|a| format!("user:{}", a.id)).unwrap_or_default(),
+            actor_email: email.to_string(),
+            ..Default::default()
+        });
+        Ok(Response::new(RequestPasswordResetResponse {}))
+    }
+
+    async fn reset_password(&self, request: Request<ResetPasswordRequest>) -> Result<Response<ResetPasswordResponse>, Status> {
+        let request = request.into_inner();
+        required(&[("token", &request.token)])?;
+        let new = Password::parse(&request.new_password).map_err(|e| ApiError::invalid("new_password", e))?;
+        self.accounts.breaches.refuse_breached(&new, "new_password").await?;
+        let account = self.accounts.reset_password(request.token.trim(), &new).await?;
+        audit::note(AuditNote {
+            event: "password_reset".into(),
+            target: format!("user:{}", account.id),
+            actor_id: Some(account.id),
+            actor_email: account.email.clone(),
+        });
+        Ok(Response::new(ResetPasswordResponse {}))
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<pb::Session>, Status> {
@@ -74,7 +132,8 @@ impl AuthService for Auth {
         let code = &request.get_ref().code;
         required(&[("code", code)])?;
         let codes = self.accounts.confirm_totp(principal.user_id, code).await?;
-        note_factor_change("mfa_enabled", &principal);
+        note_own("mfa_enabled", &principal);
+        self.accounts.alert(principal.user_id, Alert::MfaOn).await;
         Ok(Response::new(backup_codes_to_proto(codes)))
     }
 
@@ -85,7 +144,8 @@ impl AuthService for Auth {
         self.accounts
             .disable_totp(principal.user_id, &request.password, &request.code)
             .await?;
-        note_factor_change("mfa_disabled", &principal);
+        note_own("mfa_disabled", &principal);
+        self.accounts.alert(principal.user_id, Alert::MfaOff).await;
         Ok(Response::new(DisableTotpResponse {}))
     }
 
@@ -94,7 +154,7 @@ impl AuthService for Auth {
         let code = &request.get_ref().code;
         required(&[("code", code)])?;
         let codes = self.accounts.regenerate_backup_codes(principal.user_id, code).await?;
-        note_factor_change("backup_codes_regenerated", &principal);
+        note_own("backup_codes_regenerated", &principal);
         Ok(Response::new(backup_codes_to_proto(codes)))
     }
 
@@ -180,8 +240,16 @@ fn required(fields: &[(&str, &str)]) -> ApiResult<()> {
     }
 }
 
-/// Audits a change of the caller's own second factor.
-fn note_factor_change(event: &str, principal: &Principal) {
+/// The alert of a sign-in from `client`'s new address.
+fn new_address(client: &session::Client) -> Alert {
+    Alert::NewAddress {
+        peer: client.peer.clone(),
+        user_agent: client.user_agent.clone(),
+    }
+}
+
+/// Audits a change the caller made to their own account.
+fn note_own(event: &str, principal: &Principal) {
     audit::note(AuditNote {
         event: event.into(),
         target: format!("user:{}", principal.user_id),
@@ -215,7 +283,7 @@ impl Auth {
     /// account as read from the request: its refusal counts only once
     /// self-registration is open, so a closed one is PERMISSION_DENIED
     /// whatever the request says.
-    async fn register(&self, new: ApiResult<NewUser>, client: &session::Client) -> ApiResult<Session> {
+    async fn register(&self, new: ApiResult<NewUser>, client: &session::Client) -> ApiResult<SignIn> {
         if !self.accounts.config.open_registration {
             return Err(
                 ApiError::PermissionDenied("self-registration is closed; ask an admin for an account".into())
@@ -224,14 +292,25 @@ impl Auth {
         }
         let new = new?;
         self.accounts.breaches.refuse_breached(&new.password, "password").await?;
-        let created = self.accounts.create_user(new).await?;
+        if self.accounts.config.require_email_verification {
+            let email = new.email.to_string();
+            let created = self.accounts.register_verifying(new).await?;
+            audit::note(AuditNote {
+                event: if created.is_some() { "register" } else { "register_existing_email" }.into(),
+                target: created.map(|c| format!("user:{}", c.id)).unwrap_or_default(),
+                actor_email: email,
+                ..Default::default()
+            });
+            return Ok(SignIn::VerificationSent);
+        }
+        let created = self.accounts.create_user(new, false).await?;
         audit::note(AuditNote {
             event: "register".into(),
             target: format!("user:{}", created.id),
             actor_id: Some(created.id),
             actor_email: created.email.clone(),
         });
-        self.accounts.start_session(&created, client).await
+        Ok(SignIn::Session(Box::new(self.accounts.start_session(&created, client).await?)))
     }
 
     /// Starts a session for the active account `email` whose password is
@@ -281,6 +360,9 @@ impl Auth {
             return Ok(SignIn::MfaRequired(challenge));
         }
         guard.login_succeeded(email.as_str(), peer).await;
+        if self.accounts.from_new_address(account.id, peer).await {
+            self.accounts.alert(account.id, new_address(client)).await;
+        }
         audit::note(AuditNote {
             event: "login".into(),
             target: format!("user:{}", account.id),
@@ -335,6 +417,7 @@ impl Auth {
         };
         drop(conn);
         self.pass_login_gate(&account.email, &client.peer).await?;
+        let new_address = self.accounts.from_new_address(account.id, &client.peer).await;
         let mut conn = self.accounts.pool.get().await?;
         let session = conn
             .transaction(async |conn| -> ApiResult<Option<Session>> {
@@ -367,6 +450,9 @@ impl Auth {
             return Err(ApiError::Unauthenticated(message).because("MFA_CODE_WRONG"));
         };
         self.accounts.guard.login_succeeded(&account.email, &client.peer).await;
+        if new_address {
+            self.accounts.alert(account.id, self::new_address(client)).await;
+        }
         audit::note(AuditNote {
             event: "login".into(),
             target: format!("user:{}", account.id),
@@ -426,6 +512,11 @@ impl Auth {
                 }
                 tracing::warn!(session = %used.session_id, "refresh token reuse detected, revoking its family");
                 self.accounts.revoke_sessions(&[used.session_id], "refresh token reuse").await?;
+                let mut conn = self.accounts.pool.get().await?;
+                if let Some(family) = session::find(&mut conn, used.session_id).await? {
+                    drop(conn);
+                    self.accounts.alert(family.user_id, Alert::RefreshReuse).await;
+                }
                 audit::note(AuditNote {
                     event: "refresh_reuse_detected".into(),
                     target: format!("session:{}", used.session_id),
@@ -508,6 +599,7 @@ impl Auth {
         user::set_password_hash(&mut conn, account.id, &hash).await?;
         drop(conn);
         self.accounts.revoke_all(account.id, "password changed").await?;
+        self.accounts.alert(account.id, Alert::PasswordChanged).await;
         audit::note(AuditNote {
             event: "password_changed".into(),
             target: format!("user:{}", account.id),

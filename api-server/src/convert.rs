@@ -570,6 +570,7 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         quota_documents: user.quota_documents,
         quota_bytes: user.quota_bytes,
         mfa_enabled: user.mfa_enabled,
+        email_verified: user.email_verified_at.is_some(),
     }
 }
 
@@ -613,6 +614,7 @@ pub fn session_to_proto(session: Session) -> pb::Session {
         refresh_expires_at: Some(timestamp(session.refresh_expires_at)),
         user: Some(user_to_proto(&session.user)),
         mfa_required: None,
+        email_verification_required: false,
     }
 }
 
@@ -626,6 +628,10 @@ pub fn sign_in_to_proto(sign_in: SignIn) -> pb::Session {
                 challenge: challenge.token,
                 expires_at: Some(timestamp(challenge.expires_at)),
             }),
+            ..Default::default()
+        },
+        SignIn::VerificationSent => pb::Session {
+            email_verification_required: true,
             ..Default::default()
         },
     }

@@ -40,8 +40,10 @@ pub mod convert;
 pub mod dead_letters;
 pub mod deadline;
 pub mod document_service;
+pub mod email_flows;
 pub mod error;
 pub mod health;
+pub mod mail;
 pub mod metrics;
 pub mod observe;
 pub mod page_token;
@@ -60,7 +62,7 @@ pub mod user_service;
 pub mod waiting;
 pub mod watch;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use folio_auth::{
@@ -257,6 +259,17 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         audience: auth.audience.clone(),
         ttl: auth.access_ttl,
     };
+    let mail_wake = mail::Wake::default();
+    let mail_task = tokio::spawn(
+        mail::Sender::new(
+            pool.clone(),
+            auth.smtp_url.as_deref(),
+            &auth.email_from,
+            mail_wake.clone(),
+            config.relay_poll.max(Duration::from_secs(1)),
+        )?
+        .run(cancel.clone()),
+    );
     let accounts = Accounts {
         pool: pool.clone(),
         hasher: Hasher::new(auth.hash_concurrency),
@@ -265,6 +278,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         config: auth.clone(),
         secrets,
         breaches: Breaches::new(auth.breached_passwords_url.clone(), auth.breached_passwords_timeout)?,
+        mail_wake,
     };
     accounts.bootstrap_admin().await?;
     let auth_layer = AuthLayer::new(AuthState {
@@ -467,6 +481,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
     let _ = waiting_task.await;
     let _ = services_task.await;
     let _ = retention_task.await;
+    let _ = mail_task.await;
     let _ = audit_writer.await;
     if let Some(task) = metrics_task {
         let _ = task.await;

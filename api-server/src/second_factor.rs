@@ -33,12 +33,15 @@ pub struct Challenge {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What signing in gives: a session, or, with a second factor on, a
-/// challenge to finish with VerifyMfa.
+/// What signing in (or registering) gives: a session, or, with a second
+/// factor on, a challenge to finish with VerifyMfa.
 #[derive(Debug)]
 pub enum SignIn {
     Session(Box<Session>),
     MfaRequired(Challenge),
+    /// Register with verification on: nobody is signed in; an email went
+    /// out (to a new account, or to the owner of a taken address).
+    VerificationSent,
 }
 
 /// What a presented code did.

@@ -22,6 +22,7 @@ use crate::{
     audit::{self, AuditNote},
     convert::{audit_events_to_proto, refused_to_violations, role_from_proto, to_time, user_to_proto, users_to_proto},
     error::{ApiError, ApiResult},
+    mail::Alert,
     page_token::{self, Page},
 };
 
@@ -58,6 +59,7 @@ impl UserService for Users {
     async fn reset_mfa(&self, request: Request<ResetMfaRequest>) -> Result<Response<pb::User>, Status> {
         let id = parse_id("user_id", &request.get_ref().user_id)?;
         let user = self.accounts.reset_mfa(id).await?;
+        self.accounts.alert(id, Alert::MfaOff).await;
         audit::note(AuditNote {
             event: "mfa_reset".into(),
             target: format!("user:{id}"),
@@ -184,7 +186,8 @@ impl Users {
     /// Creates the account.
     async fn create(&self, new: NewUser) -> ApiResult<User> {
         self.accounts.breaches.refuse_breached(&new.password, "password").await?;
-        let created = self.accounts.create_user(new).await?;
+        // An admin vouches for the address of an account they create.
+        let created = self.accounts.create_user(new, true).await?;
         audit::note(AuditNote {
             event: "user_created".into(),
             target: format!("user:{}", created.id),

@@ -118,7 +118,7 @@ impl ApiHandle {
             .into_inner()
             .secret;
         auth.confirm_totp(ConfirmTotpRequest {
-            code: crate::helpers::totp(&secret, 0),
+            code: crate::authenticator::totp(&secret, 0),
         })
         .await
         .expect("ConfirmTotp");

@@ -270,11 +270,3 @@ pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
     status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
 }
-
-/// The TOTP code an authenticator app shows for `secret` (base32) `steps`
-/// 30-second steps from now (1: the next code, which a server that took this
-/// one still accepts).
-pub fn totp(secret: &str, steps: i64) -> String {
-    let at = u64::try_from(chrono::Utc::now().timestamp() + steps * 30).expect("after 1970");
-    folio_auth::second_factor::totp_code(secret, at).expect("a base32 secret")
-}

@@ -31,6 +31,7 @@
 //! Everything a test uses is re-exported here, so tests name it
 //! `folio_tests::X` whichever module it lives in.
 
+pub mod authenticator;
 pub mod bench;
 pub mod clients;
 pub mod environment;
@@ -42,12 +43,14 @@ pub mod processes;
 pub mod proxy;
 pub mod relevance;
 pub mod s3;
+pub mod smtp;
 
+pub use authenticator::totp;
 pub use clients::{ApiHandle, Authed, Bearer};
 pub use environment::{ADMIN_EMAIL, ADMIN_PASSWORD, TestEnv, amqp_url, binary_path, redis_url};
 pub use helpers::{
-    create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, reason, totp,
-    upload_document, upload_ready, violated_fields, wait_for, wait_for_state,
+    create_document, document_events, eventually, health_status, outbox_drained, prose, publisher, ready_messages, reason, upload_document,
+    upload_ready, violated_fields, wait_for, wait_for_state,
 };
 pub use processes::{ApiProcess, WorkerHandle, spawn_api_process};
 pub use proxy::TcpProxy;

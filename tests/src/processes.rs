@@ -76,6 +76,20 @@ impl TestEnv {
         (self.start(binary, extra, ready, Some(logs.clone())).await, logs)
     }
 
+    /// An api-server process on a free port, serving, with its [`Logs`] and
+    /// its address.
+    pub async fn start_api_logged(&self) -> (tokio::process::Child, Logs, String) {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .to_string();
+        let (child, logs) = self
+            .start_process_logged("folio-api", &[("FOLIO_GRPC_ADDR", addr.clone())], "folio-api serving")
+            .await;
+        (child, logs, addr)
+    }
+
     async fn start(&self, binary: &str, extra: &[(&str, String)], ready: &str, logs: Option<Logs>) -> tokio::process::Child {
         let mut command = self.command(binary);
         command

@@ -53,14 +53,7 @@ fn answered_trace(metadata: &tonic::metadata::MetadataMap) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_uploads_trace_id_reaches_both_processes_logs_its_events_and_its_errors() {
     let mut env = TestEnv::new().await;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let (_api, api_logs) = env
-        .start_process_logged("folio-api", &[("FOLIO_GRPC_ADDR", addr.clone())], "folio-api serving")
-        .await;
+    let (_api, api_logs, addr) = env.start_api_logged().await;
     let (_worker, worker_logs) = env.start_process_logged("folio-worker", &[], "consuming").await;
     let mut documents = admin_documents(&addr).await;
 

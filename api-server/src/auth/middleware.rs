@@ -189,6 +189,7 @@ impl AuthState {
         let principal = Principal {
             user_id: user.id,
             email: user.email,
+            email_verified: user.email_verified_at.is_some(),
             role,
             session_id: claims.session_id,
             jti: claims.jti,
@@ -207,6 +208,15 @@ impl AuthState {
                     .because("ROLE_REQUIRED")
                     .into(),
             ),
+            Ok(None) if access == Access::VerifiedMember && self.guard.config.require_email_verification && !principal.email_verified => {
+                Some(
+                    ApiError::FailedPrecondition(
+                        "verify your email first (the link of the email Register sent; ResendVerification sends another)".into(),
+                    )
+                    .because("EMAIL_NOT_VERIFIED")
+                    .into(),
+                )
+            }
             Ok(None) => None,
         };
         Admission {

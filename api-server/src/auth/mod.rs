@@ -29,6 +29,8 @@ use crate::error::ApiError;
 pub struct Principal {
     pub user_id: Uuid,
     pub email: String,
+    /// Whether the account proved it owns its email.
+    pub email_verified: bool,
     /// The user's role now (from the database, not the token), so a role change
     /// applies from the next call.
     pub role: Role,

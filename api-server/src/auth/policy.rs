@@ -12,6 +12,9 @@ pub enum Access {
     Authenticated,
     /// A member or an admin.
     Member,
+    /// A member or an admin whose email is verified, when
+    /// `FOLIO_REQUIRE_EMAIL_VERIFICATION` is on (uploads).
+    VerifiedMember,
     /// An admin.
     Admin,
 }
@@ -21,7 +24,7 @@ impl Access {
     pub fn allows(self, role: Role) -> bool {
         match self {
             Access::Public | Access::Authenticated => true,
-            Access::Member => role >= Role::Member,
+            Access::Member | Access::VerifiedMember => role >= Role::Member,
             Access::Admin => role == Role::Admin,
         }
     }
@@ -36,6 +39,10 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.AuthService/Login", Access::Public),
     ("/folio.v1.AuthService/Refresh", Access::Public),
     ("/folio.v1.AuthService/VerifyMfa", Access::Public),
+    ("/folio.v1.AuthService/VerifyEmail", Access::Public),
+    ("/folio.v1.AuthService/RequestPasswordReset", Access::Public),
+    ("/folio.v1.AuthService/ResetPassword", Access::Public),
+    ("/folio.v1.AuthService/ResendVerification", Access::Authenticated),
     ("/folio.v1.AuthService/BeginTotpEnrollment", Access::Authenticated),
     ("/folio.v1.AuthService/ConfirmTotp", Access::Authenticated),
     ("/folio.v1.AuthService/DisableTotp", Access::Authenticated),
@@ -48,8 +55,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.AuthService/ChangePassword", Access::Authenticated),
     ("/folio.v1.UserService/", Access::Admin),
     ("/folio.v1.SystemService/GetInfo", Access::Authenticated),
-    ("/folio.v1.DocumentService/UploadDocument", Access::Member),
-    ("/folio.v1.DocumentService/CreateDocument", Access::Member),
+    ("/folio.v1.DocumentService/UploadDocument", Access::VerifiedMember),
+    ("/folio.v1.DocumentService/CreateDocument", Access::VerifiedMember),
     ("/folio.v1.DocumentService/DeleteDocument", Access::Member),
     ("/folio.v1.DocumentService/CancelDocument", Access::Member),
     ("/folio.v1.DocumentService/RetryDocument", Access::Member),

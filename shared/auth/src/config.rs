@@ -35,6 +35,23 @@ pub struct AuthConfig {
     /// past it, or on any failure, the password is accepted (fail open) with
     /// a warning.
     pub breached_passwords_timeout: Duration,
+    /// `FOLIO_REQUIRE_EMAIL_VERIFICATION`: whether a new account must verify
+    /// its email (the link of the email Register sends) before it uploads;
+    /// with it on, Register answers the same whether the email is new or
+    /// taken.
+    pub require_email_verification: bool,
+    /// `FOLIO_SMTP_URL`: where email goes: `smtps://user:pass@host:465`
+    /// (TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS) or
+    /// `smtp://host:25` (plain, for a local relay). Unset: emails are written
+    /// to the log, marked as not sent (a development fallback).
+    pub smtp_url: Option<String>,
+    /// `FOLIO_EMAIL_FROM`: the sender of folio's emails.
+    pub email_from: String,
+    /// `FOLIO_PUBLIC_URL`: where the links in emails point
+    /// (`<url>/verify-email?token=…`, `<url>/reset-password?token=…`), a page
+    /// of your front end that passes the token on. Unset: emails carry the
+    /// token alone, with the RPC to pass it to.
+    pub public_url: Option<String>,
     /// `FOLIO_TOKEN_ISSUER`: the `iss` claim.
     pub issuer: String,
     /// `FOLIO_TOKEN_AUDIENCE`: the `aud` claim.
@@ -103,8 +120,14 @@ impl AuthConfig {
             secret_key_file: PathBuf::from(vars.text("FOLIO_SECRET_KEY_FILE", "data/secret-key.paserk")),
             mfa_challenge_ttl: vars.secs("FOLIO_MFA_CHALLENGE_TTL_SECS", 300, 30, 3600)?,
             mfa_attempts: vars.bounded("FOLIO_MFA_ATTEMPTS", 5, 1, 100)?,
-            breached_passwords_url: vars.checked("FOLIO_BREACHED_PASSWORDS_URL", breach_url)?,
+            breached_passwords_url: vars.checked("FOLIO_BREACHED_PASSWORDS_URL", http_url)?,
             breached_passwords_timeout: vars.millis("FOLIO_BREACHED_PASSWORDS_TIMEOUT_MS", 2000, 50, 60_000)?,
+            require_email_verification: vars.boolean("FOLIO_REQUIRE_EMAIL_VERIFICATION", false)?,
+            smtp_url: vars.checked("FOLIO_SMTP_URL", smtp_url)?,
+            email_from: vars
+                .checked("FOLIO_EMAIL_FROM", email_from)?
+                .unwrap_or_else(|| "folio <folio@localhost>".into()),
+            public_url: vars.checked("FOLIO_PUBLIC_URL", http_url)?,
             issuer: vars.text("FOLIO_TOKEN_ISSUER", "folio"),
             audience: vars.text("FOLIO_TOKEN_AUDIENCE", "folio"),
             access_ttl: vars.secs("FOLIO_ACCESS_TOKEN_TTL_SECS", 900, 1, 86_400)?,
@@ -141,8 +164,26 @@ fn key_list<T>(vars: &Vars<'_>, name: &'static str, load: fn(&[String]) -> Resul
     Ok(keys.unwrap_or_default())
 }
 
+/// An SMTP URL: `smtp://` or `smtps://`.
+fn smtp_url(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    if url.starts_with("smtp://") || url.starts_with("smtps://") {
+        Ok(url.to_owned())
+    } else {
+        Err("must be an smtp:// or smtps:// URL".into())
+    }
+}
+
+/// A sender: `Name <address>` or a bare address.
+fn email_from(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let address = text.rsplit_once('<').map_or(text, |(_, rest)| rest.trim_end_matches('>'));
+    Email::parse(address).map_err(|e| format!("the address {e}"))?;
+    Ok(text.to_owned())
+}
+
 /// An http(s) URL, without its trailing slash.
-fn breach_url(text: &str) -> Result<String, String> {
+fn http_url(text: &str) -> Result<String, String> {
     let url = text.trim().trim_end_matches('/');
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url.to_owned())
@@ -214,6 +255,8 @@ mod tests {
             ("FOLIO_TOKEN_KEYS", "k4.secret.nonsense"),
             ("FOLIO_SECRET_KEYS", "k4.local.nonsense"),
             ("FOLIO_BREACHED_PASSWORDS_URL", "ftp://passwords.internal/range"),
+            ("FOLIO_SMTP_URL", "mail.internal:25"),
+            ("FOLIO_EMAIL_FROM", "folio <not an address>"),
             ("FOLIO_OPEN_REGISTRATION", "maybe"),
             ("FOLIO_ADMIN_EMAIL", "not-an-email"),
             ("FOLIO_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),

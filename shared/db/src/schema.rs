@@ -125,6 +125,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_outbox (id) {
+        id -> Int8,
+        recipient -> Text,
+        subject -> Text,
+        body -> Text,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    email_tokens (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        purpose -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     embedding_index (singleton) {
         singleton -> Bool,
         model -> Text,
@@ -250,6 +274,7 @@ diesel::table! {
         quota_documents -> Nullable<Int8>,
         quota_bytes -> Nullable<Int8>,
         mfa_enabled -> Bool,
+        email_verified_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -305,6 +330,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(retention_rules -> users (updated_by));
 diesel::joinable!(settings -> users (updated_by));
 diesel::joinable!(backup_codes -> users (user_id));
+diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(totp_secrets -> users (user_id));
 
@@ -317,6 +343,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     dead_letters,
     document_events,
     documents,
+    email_outbox,
+    email_tokens,
     embedding_index,
     mfa_challenges,
     outbox,

@@ -5,6 +5,7 @@ pub mod chunk;
 pub mod dead_letter;
 pub mod document;
 pub mod document_event;
+pub mod email;
 pub mod embedding_index;
 pub mod outbox;
 pub mod ping;

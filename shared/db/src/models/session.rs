@@ -121,3 +121,17 @@ pub async fn count_live(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
         .get_result(conn)
         .await
 }
+
+/// Whether `user_id` had any session besides `except`, and whether one of
+/// them was last used from `peer`: what tells a sign-in from a new address.
+pub async fn seen_before(conn: &mut AsyncPgConnection, user_id: Uuid, peer: &str, except: Uuid) -> QueryResult<(bool, bool)> {
+    let peers: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(except))
+        .select(sessions::peer)
+        .distinct()
+        .limit(10_000)
+        .load(conn)
+        .await?;
+    Ok((!peers.is_empty(), peers.iter().any(|seen| seen == peer)))
+}

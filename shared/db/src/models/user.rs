@@ -25,6 +25,8 @@ pub struct User {
     pub quota_bytes: Option<i64>,
     /// Whether logins need a second factor (a confirmed TOTP secret).
     pub mfa_enabled: bool,
+    /// When the account proved it owns its email (None: not yet).
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// Inserts `user`; returns false when the email is taken.
@@ -206,4 +208,16 @@ pub async fn top(
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .load(conn)
     .await
+}
+
+/// Marks `id`'s email verified (now), unless it was already.
+pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))
+        .set((
+            users::email_verified_at.eq(diesel::dsl::now),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
