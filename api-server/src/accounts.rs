@@ -4,6 +4,8 @@
 //! which the services turn into their requests' field violations) and a
 //! session's tokens come out as a [`Session`], which `convert.rs` writes.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use folio_auth::{
@@ -20,6 +22,7 @@ use crate::{
     breaches::Breaches,
     error::{ApiError, ApiResult},
     mail::Wake,
+    oidc::Oidc,
 };
 
 /// Everything account RPCs need.
@@ -36,6 +39,8 @@ pub struct Accounts {
     pub breaches: Breaches,
     /// Wakes the email sender after a commit that queued a letter.
     pub mail_wake: Wake,
+    /// The OpenID Connect providers users may sign in with.
+    pub oidc: Arc<Oidc>,
 }
 
 /// A new account's details, checked.

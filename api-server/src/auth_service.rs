@@ -11,11 +11,11 @@ use folio_auth::{Email, Role, password::Password, refresh, tokens::PublicKeyInfo
 use folio_db::models::{refresh_token, second_factor as factor_rows, session, user};
 use folio_proto::v1::{
     self as pb, BeginTotpEnrollmentRequest, ChangePasswordRequest, ChangePasswordResponse, ConfirmTotpRequest, DisableTotpRequest,
-    DisableTotpResponse, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RegenerateBackupCodesRequest, RegisterRequest, RequestPasswordResetRequest,
-    RequestPasswordResetResponse, ResendVerificationRequest, ResendVerificationResponse, ResetPasswordRequest, ResetPasswordResponse,
-    RevokeSessionRequest, RevokeSessionResponse, VerifyEmailRequest, VerifyEmailResponse, VerifyMfaRequest, WhoAmIRequest,
-    auth_service_server::AuthService,
+    DisableTotpResponse, FinishOidcLoginRequest, ListPublicKeysRequest, ListPublicKeysResponse, ListSessionsRequest, ListSessionsResponse,
+    LoginRequest, LogoutRequest, LogoutResponse, RefreshRequest, RegenerateBackupCodesRequest, RegisterRequest,
+    RequestPasswordResetRequest, RequestPasswordResetResponse, ResendVerificationRequest, ResendVerificationResponse, ResetPasswordRequest,
+    ResetPasswordResponse, RevokeSessionRequest, RevokeSessionResponse, StartOidcLoginRequest, VerifyEmailRequest, VerifyEmailResponse,
+    VerifyMfaRequest, WhoAmIRequest, auth_service_server::AuthService,
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
@@ -26,8 +26,8 @@ use crate::{
     audit::{self, AuditNote},
     auth::{self, Principal},
     convert::{
-        backup_codes_to_proto, enrollment_to_proto, public_keys_to_proto, refused_to_violations, session_to_proto, sessions_to_proto,
-        sign_in_to_proto, user_to_proto,
+        backup_codes_to_proto, enrollment_to_proto, oidc_login_to_proto, public_keys_to_proto, refused_to_violations, session_to_proto,
+        sessions_to_proto, sign_in_to_proto, user_to_proto,
     },
     error::{ApiError, ApiResult},
     mail::Alert,
@@ -108,6 +108,26 @@ impl AuthService for Auth {
         let email = login_email(&request)?;
         Ok(Response::new(sign_in_to_proto(
             self.login(email, &request.password, &client).await?,
+        )))
+    }
+
+    async fn start_oidc_login(&self, request: Request<StartOidcLoginRequest>) -> Result<Response<pb::OidcLogin>, Status> {
+        let request = request.into_inner();
+        required(&[("provider", &request.provider), ("redirect_uri", &request.redirect_uri)])?;
+        let started = self
+            .accounts
+            .oidc
+            .start(request.provider.trim(), request.redirect_uri.trim())
+            .await?;
+        Ok(Response::new(oidc_login_to_proto(started)))
+    }
+
+    async fn finish_oidc_login(&self, request: Request<FinishOidcLoginRequest>) -> Result<Response<pb::Session>, Status> {
+        let client = client_of(&request);
+        let request = request.into_inner();
+        required(&[("state", &request.state), ("code", &request.code)])?;
+        Ok(Response::new(sign_in_to_proto(
+            self.finish_oidc_login(&request.state, &request.code, &client).await?,
         )))
     }
 
@@ -291,6 +311,7 @@ impl Auth {
             );
         }
         let new = new?;
+        self.accounts.refuse_password_for(new.email.as_str())?;
         self.accounts.breaches.refuse_breached(&new.password, "password").await?;
         if self.accounts.config.require_email_verification {
             let email = new.email.to_string();
@@ -320,6 +341,7 @@ impl Auth {
     async fn login(&self, email: Email, password: &str, client: &session::Client) -> ApiResult<SignIn> {
         let peer = client.peer.as_str();
         let guard = &self.accounts.guard;
+        self.accounts.refuse_password_for(email.as_str())?;
         self.pass_login_gate(email.as_str(), peer).await?;
         let mut conn = self.accounts.pool.get().await?;
         let found = user::find_by_email(&mut conn, email.as_str()).await?;
@@ -369,6 +391,27 @@ impl Auth {
             actor_id: Some(account.id),
             actor_email: account.email.clone(),
         });
+        Ok(SignIn::Session(Box::new(self.accounts.start_session(&account, client).await?)))
+    }
+
+    /// Finishes a sign-in through an identity provider: its identity's
+    /// account signs in as with a password (a challenge when its second
+    /// factor is on).
+    async fn finish_oidc_login(&self, state: &str, code: &str, client: &session::Client) -> ApiResult<SignIn> {
+        let identity = self.accounts.oidc.finish(state, code).await?;
+        let account = self.accounts.identity_account(&identity).await?;
+        audit::note(AuditNote {
+            event: if account.mfa_enabled { "mfa_challenged" } else { "oidc_login" }.into(),
+            target: format!("user:{}", account.id),
+            actor_id: Some(account.id),
+            actor_email: account.email.clone(),
+        });
+        if account.mfa_enabled {
+            return Ok(SignIn::MfaRequired(self.accounts.challenge(account.id).await?));
+        }
+        if self.accounts.from_new_address(account.id, &client.peer).await {
+            self.accounts.alert(account.id, new_address(client)).await;
+        }
         Ok(SignIn::Session(Box::new(self.accounts.start_session(&account, client).await?)))
     }
 

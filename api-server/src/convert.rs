@@ -37,6 +37,7 @@ use crate::{
     dead_letters::Settlement,
     error::{ApiError, ApiResult},
     health::Info,
+    oidc::Started,
     page_token::Page,
     providers,
     search::{Outcome, Reindexed},
@@ -634,6 +635,15 @@ pub fn sign_in_to_proto(sign_in: SignIn) -> pb::Session {
             email_verification_required: true,
             ..Default::default()
         },
+    }
+}
+
+/// StartOidcLogin's answer.
+pub fn oidc_login_to_proto(started: Started) -> pb::OidcLogin {
+    pb::OidcLogin {
+        authorization_url: started.authorization_url,
+        state: started.state,
+        expires_at: Some(timestamp(started.expires_at)),
     }
 }
 

@@ -46,6 +46,7 @@ pub mod health;
 pub mod mail;
 pub mod metrics;
 pub mod observe;
+pub mod oidc;
 pub mod page_token;
 pub mod providers;
 pub mod quota;
@@ -56,6 +57,7 @@ pub mod search_service;
 pub mod second_factor;
 pub mod services;
 pub mod settings;
+pub mod sso;
 pub mod stats;
 pub mod system;
 pub mod user_service;
@@ -279,6 +281,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         secrets,
         breaches: Breaches::new(auth.breached_passwords_url.clone(), auth.breached_passwords_timeout)?,
         mail_wake,
+        oidc: Arc::new(oidc::Oidc::new(auth.oidc_providers.clone(), pool.clone())?),
     };
     accounts.bootstrap_admin().await?;
     let auth_layer = AuthLayer::new(AuthState {

@@ -39,6 +39,7 @@ pub mod fake_model;
 pub mod helpers;
 pub mod models;
 pub mod nodes;
+pub mod oidc;
 pub mod processes;
 pub mod proxy;
 pub mod relevance;

@@ -39,6 +39,8 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.AuthService/Login", Access::Public),
     ("/folio.v1.AuthService/Refresh", Access::Public),
     ("/folio.v1.AuthService/VerifyMfa", Access::Public),
+    ("/folio.v1.AuthService/StartOidcLogin", Access::Public),
+    ("/folio.v1.AuthService/FinishOidcLogin", Access::Public),
     ("/folio.v1.AuthService/VerifyEmail", Access::Public),
     ("/folio.v1.AuthService/RequestPasswordReset", Access::Public),
     ("/folio.v1.AuthService/ResetPassword", Access::Public),

@@ -52,6 +52,13 @@ pub struct AuthConfig {
     /// of your front end that passes the token on. Unset: emails carry the
     /// token alone, with the RPC to pass it to.
     pub public_url: Option<String>,
+    /// `FOLIO_OIDC_PROVIDERS`: the OpenID Connect providers users may sign
+    /// in with, a JSON array of `{"name", "issuer", "client_id",
+    /// "client_secret", "scopes"}`. Empty: none.
+    pub oidc_providers: Vec<OidcProvider>,
+    /// `FOLIO_SSO_REQUIRED_DOMAINS`: `corp.example=corp, …`: accounts of an
+    /// email domain sign in only through that provider (no password).
+    pub sso_required_domains: Vec<(String, String)>,
     /// `FOLIO_TOKEN_ISSUER`: the `iss` claim.
     pub issuer: String,
     /// `FOLIO_TOKEN_AUDIENCE`: the `aud` claim.
@@ -112,6 +119,16 @@ impl AuthConfig {
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         let token_keys = key_list(vars, "FOLIO_TOKEN_KEYS", TokenKeys::from_paserks)?;
         let secret_keys = key_list(vars, "FOLIO_SECRET_KEYS", SecretKeys::from_paserks)?;
+        let oidc_providers = vars.checked("FOLIO_OIDC_PROVIDERS", oidc_providers)?.unwrap_or_default();
+        let sso_required_domains = vars
+            .checked("FOLIO_SSO_REQUIRED_DOMAINS", |text| {
+                let pairs = sso_domains(text)?;
+                match pairs.iter().find(|(_, name)| !oidc_providers.iter().any(|p| p.name == *name)) {
+                    Some((domain, name)) => Err(format!("{domain} names {name:?}, which FOLIO_OIDC_PROVIDERS does not configure")),
+                    None => Ok(pairs),
+                }
+            })?
+            .unwrap_or_default();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(AuthConfig {
             token_keys,
@@ -128,6 +145,8 @@ impl AuthConfig {
                 .checked("FOLIO_EMAIL_FROM", email_from)?
                 .unwrap_or_else(|| "folio <folio@localhost>".into()),
             public_url: vars.checked("FOLIO_PUBLIC_URL", http_url)?,
+            oidc_providers,
+            sso_required_domains,
             issuer: vars.text("FOLIO_TOKEN_ISSUER", "folio"),
             audience: vars.text("FOLIO_TOKEN_AUDIENCE", "folio"),
             access_ttl: vars.secs("FOLIO_ACCESS_TOKEN_TTL_SECS", 900, 1, 86_400)?,
@@ -162,6 +181,63 @@ fn key_list<T>(vars: &Vars<'_>, name: &'static str, load: fn(&[String]) -> Resul
         Ok::<_, String>(keys)
     })?;
     Ok(keys.unwrap_or_default())
+}
+
+/// An OpenID Connect provider users may sign in with.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// What StartOidcLogin names it by.
+    pub name: String,
+    /// Its issuer URL; `<issuer>/.well-known/openid-configuration` describes
+    /// it.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    /// Asked for beside `openid` (default: `email`, `profile`).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_set", &!self.client_secret.is_empty())
+            .finish()
+    }
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+/// The JSON array of providers, each with a distinct name and an http(s)
+/// issuer.
+fn oidc_providers(text: &str) -> Result<Vec<OidcProvider>, String> {
+    let providers: Vec<OidcProvider> = serde_json::from_str(text).map_err(|e| format!("is not a JSON array of providers: {e}"))?;
+    for (index, provider) in providers.iter().enumerate() {
+        if provider.name.trim().is_empty() || providers[..index].iter().any(|p| p.name == provider.name) {
+            return Err(format!("provider {index}: names must be given and distinct"));
+        }
+        http_url(&provider.issuer).map_err(|e| format!("provider {:?}: the issuer {e}", provider.name))?;
+    }
+    Ok(providers)
+}
+
+/// `domain=provider` pairs, comma-separated.
+fn sso_domains(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (domain, provider) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not domain=provider"))?;
+            Ok((domain.trim().to_lowercase(), provider.trim().to_owned()))
+        })
+        .collect()
 }
 
 /// An SMTP URL: `smtp://` or `smtps://`.
@@ -257,6 +333,8 @@ mod tests {
             ("FOLIO_BREACHED_PASSWORDS_URL", "ftp://passwords.internal/range"),
             ("FOLIO_SMTP_URL", "mail.internal:25"),
             ("FOLIO_EMAIL_FROM", "folio <not an address>"),
+            ("FOLIO_OIDC_PROVIDERS", r#"[{"name": "corp"}]"#),
+            ("FOLIO_SSO_REQUIRED_DOMAINS", "corp.example=corp"),
             ("FOLIO_OPEN_REGISTRATION", "maybe"),
             ("FOLIO_ADMIN_EMAIL", "not-an-email"),
             ("FOLIO_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),

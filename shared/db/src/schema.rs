@@ -158,6 +158,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    oidc_logins (state_hash) {
+        state_hash -> Bytea,
+        provider -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        redirect_uri -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         job_id -> Uuid,
@@ -262,6 +274,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -331,6 +352,7 @@ diesel::joinable!(retention_rules -> users (updated_by));
 diesel::joinable!(settings -> users (updated_by));
 diesel::joinable!(backup_codes -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(totp_secrets -> users (user_id));
 
@@ -347,6 +369,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_tokens,
     embedding_index,
     mfa_challenges,
+    oidc_logins,
     outbox,
     pings,
     processed_jobs,
@@ -356,6 +379,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     settings,
     totp_secrets,
+    user_identities,
     users,
     workers,
 );
