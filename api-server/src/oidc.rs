@@ -20,7 +20,10 @@ use std::{
 };
 
 use chrono::Utc;
-use folio_auth::{config::OidcProvider, refresh};
+use folio_auth::{
+    config::{OidcProvider, ProviderKind},
+    refresh,
+};
 use folio_db::{
     self as db,
     models::oidc::{self as rows, PendingLogin},
@@ -103,20 +106,33 @@ impl Oidc {
     pub async fn start(&self, provider: &str, redirect_uri: &str) -> ApiResult<Started> {
         let config = self.provider(provider)?;
         let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| ApiError::invalid("redirect_uri", e.to_string()))?;
-        let client = self.client(config).await?.set_redirect_uri(redirect);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-            .set_pkce_challenge(challenge);
-        for scope in &config.scopes {
-            request = request.add_scope(Scope::new(scope.clone()));
-        }
-        let (url, state, nonce) = request.url();
+        let scopes = config.scopes.iter().map(|scope| Scope::new(scope.clone()));
+        let (url, state, nonce) = match config.kind {
+            ProviderKind::Oidc => {
+                let client = self.client(config).await?.set_redirect_uri(redirect);
+                let (url, state, nonce) = client
+                    .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+                    .set_pkce_challenge(challenge)
+                    .add_scopes(scopes)
+                    .url();
+                (url, state, nonce.secret().clone())
+            }
+            ProviderKind::Oauth2 => {
+                let (url, state) = oauth2_client(config)?
+                    .set_redirect_uri(redirect)
+                    .authorize_url(CsrfToken::new_random)
+                    .set_pkce_challenge(challenge)
+                    .add_scopes(scopes)
+                    .url();
+                (url, state, String::new())
+            }
+        };
         let now = Utc::now();
         let login = PendingLogin {
             state_hash: refresh::hash(state.secret()),
             provider: config.name.clone(),
-            nonce: nonce.secret().clone(),
+            nonce,
             pkce_verifier: verifier.secret().clone(),
             redirect_uri: redirect_uri.to_owned(),
             created_at: now,
@@ -141,17 +157,34 @@ impl Oidc {
         drop(conn);
         let config = self.provider(&login.provider)?;
         let redirect = RedirectUrl::new(login.redirect_uri.clone()).map_err(|e| ApiError::Internal(e.into()))?;
+        let code = AuthorizationCode::new(code.to_owned());
+        let verifier = PkceCodeVerifier::new(login.pkce_verifier.clone());
+        match config.kind {
+            ProviderKind::Oidc => self.finish_oidc(config, redirect, code, verifier, &login.nonce).await,
+            ProviderKind::Oauth2 => self.finish_oauth2(config, redirect, code, verifier).await,
+        }
+    }
+
+    /// The ID token's identity, once validated.
+    async fn finish_oidc(
+        &self,
+        config: &OidcProvider,
+        redirect: RedirectUrl,
+        code: AuthorizationCode,
+        verifier: PkceCodeVerifier,
+        nonce: &str,
+    ) -> ApiResult<Identity> {
         let client = self.client(config).await?.set_redirect_uri(redirect);
         let tokens = client
-            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .exchange_code(code)
             .map_err(|e| refused("the provider has no token endpoint", &e))?
-            .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
+            .set_pkce_verifier(verifier)
             .request_async(&self.http)
             .await
             .map_err(|e| refused("the provider refused the code", &e))?;
         let id_token = tokens.id_token().ok_or_else(|| refused("the provider sent no ID token", &"none"))?;
         let claims = id_token
-            .claims(&client.id_token_verifier(), &Nonce::new(login.nonce.clone()))
+            .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
             .map_err(|e| {
                 tracing::warn!(provider = %config.name, error = %e, "an ID token was refused");
                 ApiError::Unauthenticated(format!("the provider's ID token is not valid: {e}")).because("OIDC_ID_TOKEN_INVALID")
@@ -162,6 +195,48 @@ impl Oidc {
             email: claims.email().map(|e| e.as_str().to_owned()),
             email_verified: claims.email_verified().unwrap_or(false),
             name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+        })
+    }
+
+    /// The user-info URL's identity, with the access token the code buys.
+    async fn finish_oauth2(
+        &self,
+        config: &OidcProvider,
+        redirect: RedirectUrl,
+        code: AuthorizationCode,
+        verifier: PkceCodeVerifier,
+    ) -> ApiResult<Identity> {
+        let tokens = oauth2_client(config)?
+            .set_redirect_uri(redirect)
+            .exchange_code(code)
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| refused("the provider refused the code", &e))?;
+        let info: serde_json::Value = self
+            .http
+            .0
+            .get(&config.userinfo_url)
+            .bearer_auth(oauth2::TokenResponse::access_token(&tokens).secret())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| refused("the user-info URL did not answer", &e))?
+            .json()
+            .await
+            .map_err(|e| refused("the user-info URL answered no JSON", &e))?;
+        let subject = match &info[&config.subject_field] {
+            serde_json::Value::String(id) => id.clone(),
+            serde_json::Value::Number(id) => id.to_string(),
+            _ => return Err(refused("the user info names no user", &config.subject_field)),
+        };
+        Ok(Identity {
+            provider: config.name.clone(),
+            subject,
+            email: info[&config.email_field].as_str().map(str::to_owned),
+            email_verified: info["email_verified"].as_bool().unwrap_or(config.trust_email),
+            name: info["name"].as_str().map(str::to_owned),
         })
     }
 
@@ -203,6 +278,29 @@ impl Oidc {
         cache.insert(config.name.clone(), (Instant::now(), metadata.clone()));
         Ok(metadata)
     }
+}
+
+/// A plain OAuth 2 client of `config`'s endpoints.
+fn oauth2_client(
+    config: &OidcProvider,
+) -> ApiResult<
+    oauth2::basic::BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+> {
+    let url = |text: &str| oauth2::AuthUrl::new(text.to_owned()).map_err(|e| ApiError::Internal(e.into()));
+    let token = oauth2::TokenUrl::new(config.token_url.clone()).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut client = oauth2::basic::BasicClient::new(ClientId::new(config.client_id.clone()))
+        .set_auth_uri(url(&config.authorize_url)?)
+        .set_token_uri(token);
+    if !config.client_secret.is_empty() {
+        client = client.set_client_secret(ClientSecret::new(config.client_secret.clone()));
+    }
+    Ok(client)
 }
 
 /// UNAUTHENTICATED for a sign-in the provider did not complete.

@@ -52,6 +52,7 @@ impl Accounts {
                         ApiError::PermissionDenied("the provider gives no verified email for this identity".into())
                             .because("OIDC_EMAIL_UNVERIFIED")
                     })?;
+                self.refuse_other_provider(email.as_str(), &identity.provider)?;
                 let account = match user::find_by_email(&mut conn, email.as_str()).await? {
                     Some(account) => account,
                     None => {
@@ -87,13 +88,18 @@ impl Accounts {
         let account = account
             .filter(|account| account.active)
             .ok_or_else(|| ApiError::Unauthenticated("the account is deactivated".into()).because("LOGIN_FAILED"))?;
-        if let Some(required) = self.required_provider(&account.email)
-            && required != identity.provider
-        {
-            return Err(
-                ApiError::PermissionDenied(format!("accounts of this email domain sign in through {required:?}")).because("SSO_REQUIRED"),
-            );
-        }
+        self.refuse_other_provider(&account.email, &identity.provider)?;
         Ok(account)
+    }
+
+    /// Refuses `provider` for `email` when its domain must use another.
+    fn refuse_other_provider(&self, email: &str, provider: &str) -> ApiResult<()> {
+        match self.required_provider(email) {
+            Some(required) if required != provider => Err(ApiError::PermissionDenied(format!(
+                "accounts of this email domain sign in through {required:?}"
+            ))
+            .because("SSO_REQUIRED")),
+            _ => Ok(()),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Sign-in through a real OpenID provider (the npm package oidc-provider,
 //! whose login and consent forms the test fills in): the authorization-code
-//! flow with PKCE gives a folio session; the identity is linked to an
+//! flow with PKCE gives a folio session (and, used as a plain OAuth 2
+//! provider, its user-info URL does); the identity is linked to an
 //! account by its subject, or by a verified email, or makes a new member; a
 //! domain that requires the provider refuses passwords; a wrong or replayed
 //! state, a replayed code, an ID token for another audience and an expired
@@ -65,6 +66,11 @@ async fn signing_in_through_a_real_openid_provider() {
         {"name": "corp", "issuer": idp.issuer, "client_id": "folio", "client_secret": "folio-secret"},
         {"name": "wrong-aud", "issuer": idp.issuer, "client_id": "folio-wrong-aud", "client_secret": "folio-wrong-aud-secret"},
         {"name": "late", "issuer": late.issuer, "client_id": "folio", "client_secret": "folio-secret"},
+        // The same provider used as a plain OAuth 2 one: its endpoints and
+        // its user-info URL, as for GitHub's login.
+        {"name": "plain", "kind": "oauth2", "client_id": "folio", "client_secret": "folio-secret",
+         "authorize_url": format!("{}/auth", idp.issuer), "token_url": format!("{}/token", idp.issuer),
+         "userinfo_url": format!("{}/me", idp.issuer), "subject_field": "sub", "scopes": ["openid", "email"]},
     ]);
     let mut env = TestEnv::new().await;
     env.set("FOLIO_OIDC_PROVIDERS", providers.to_string());
@@ -165,6 +171,18 @@ async fn signing_in_through_a_real_openid_provider() {
     let expired = sign_in(&api, &late, "late", "eve@partner.test").await.unwrap_err();
     assert_eq!(reason(&expired), "OIDC_ID_TOKEN_INVALID", "{expired:?}");
     assert!(expired.message().to_lowercase().contains("expired"), "{}", expired.message());
+
+    // A plain OAuth 2 provider: the user-info URL names the user, who
+    // becomes a member and comes back to the same account; a domain bound
+    // to another provider is refused.
+    let fay = sign_in(&api, &idp, "plain", "fay@partner.test").await.unwrap().user.unwrap();
+    assert_eq!((fay.email.as_str(), fay.email_verified), ("fay@partner.test", true));
+    assert_eq!(
+        sign_in(&api, &idp, "plain", "fay@partner.test").await.unwrap().user.unwrap().id,
+        fay.id
+    );
+    let bound = sign_in(&api, &idp, "plain", "ann@corp.test").await.unwrap_err();
+    assert_eq!(reason(&bound), "SSO_REQUIRED");
 
     // With a second factor on, the provider's sign-in still asks for it.
     api.turn_on_mfa(&session.access_token).await;

@@ -189,9 +189,33 @@ fn key_list<T>(vars: &Vars<'_>, name: &'static str, load: fn(&[String]) -> Resul
 pub struct OidcProvider {
     /// What StartOidcLogin names it by.
     pub name: String,
-    /// Its issuer URL; `<issuer>/.well-known/openid-configuration` describes
-    /// it.
+    /// `oidc` (the default) or `oauth2`: a provider that is not OpenID
+    /// Connect (GitHub's login), known by its endpoints and a user-info URL.
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// Its issuer URL (OpenID Connect); `<issuer>/.well-known/
+    /// openid-configuration` describes it.
+    #[serde(default)]
     pub issuer: String,
+    /// `oauth2`: its authorization and token endpoints, and the user-info
+    /// URL whose JSON names the user.
+    #[serde(default)]
+    pub authorize_url: String,
+    #[serde(default)]
+    pub token_url: String,
+    #[serde(default)]
+    pub userinfo_url: String,
+    /// `oauth2`: the user-info fields of the stable id (default `id`) and
+    /// of the email (default `email`).
+    #[serde(default = "default_subject_field")]
+    pub subject_field: String,
+    #[serde(default = "default_email_field")]
+    pub email_field: String,
+    /// `oauth2`: whether the user-info email is verified when it carries no
+    /// `email_verified` (true for a provider that only shows verified
+    /// emails); default false.
+    #[serde(default)]
+    pub trust_email: bool,
     pub client_id: String,
     #[serde(default)]
     pub client_secret: String,
@@ -204,11 +228,30 @@ impl std::fmt::Debug for OidcProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OidcProvider")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("issuer", &self.issuer)
+            .field("userinfo_url", &self.userinfo_url)
             .field("client_id", &self.client_id)
             .field("client_secret_set", &!self.client_secret.is_empty())
             .finish()
     }
+}
+
+/// What protocol a provider speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    #[default]
+    Oidc,
+    Oauth2,
+}
+
+fn default_subject_field() -> String {
+    "id".into()
+}
+
+fn default_email_field() -> String {
+    "email".into()
 }
 
 fn default_scopes() -> Vec<String> {
@@ -223,7 +266,17 @@ fn oidc_providers(text: &str) -> Result<Vec<OidcProvider>, String> {
         if provider.name.trim().is_empty() || providers[..index].iter().any(|p| p.name == provider.name) {
             return Err(format!("provider {index}: names must be given and distinct"));
         }
-        http_url(&provider.issuer).map_err(|e| format!("provider {:?}: the issuer {e}", provider.name))?;
+        let urls: &[(&str, &str)] = match provider.kind {
+            ProviderKind::Oidc => &[("issuer", &provider.issuer)],
+            ProviderKind::Oauth2 => &[
+                ("authorize_url", &provider.authorize_url),
+                ("token_url", &provider.token_url),
+                ("userinfo_url", &provider.userinfo_url),
+            ],
+        };
+        for (field, url) in urls {
+            http_url(url).map_err(|e| format!("provider {:?}: {field} {e}", provider.name))?;
+        }
     }
     Ok(providers)
 }
