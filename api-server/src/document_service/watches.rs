@@ -28,7 +28,15 @@ impl Documents {
         let subscription = self.hub.subscribe(Scope::Document(id), None, principal.session_id, reader);
         let found = self.visible(&principal, id).await?;
         // Read through a share: checked again whenever access is taken away.
+        // Its owner's stream needs no share decided per page of events: it
+        // moves to an ungated subscription, made before the first is
+        // dropped and before anything is replayed, so nothing falls between.
         let shared = !principal.reaches(found.owner_id);
+        let (subscription, reader) = if shared || reader.is_none() {
+            (subscription, reader)
+        } else {
+            (self.hub.subscribe(Scope::Document(id), None, principal.session_id, None), None)
+        };
         let watch = Watch::new(
             self.hub.clone(),
             self.pool.clone(),
