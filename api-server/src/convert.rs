@@ -2,9 +2,10 @@
 //! timestamps and durations, documents, their states, stages and events,
 //! users and roles, sessions and public keys, the pages of UserService,
 //! settings, GetInfo's report, pings, workers and dead letters, search outcomes, and the
-//! pages, statistics and downloads of DocumentService. A leaf: it depends on
+//! pages, statistics and downloads of DocumentService, groups and shares, and
+//! request ids. A leaf: it depends on
 //! the generated types, the domain types (the model files,
-//! [`crate::accounts`], [`crate::settings`], [`crate::health`]'s `Info`,
+//! [`crate::accounts`], [`crate::sharing`], [`crate::settings`], [`crate::health`]'s `Info`,
 //! [`crate::search`], [`crate::dead_letters`], [`crate::stats`], [`Page`]) and the error type,
 //! and on no service module.
 //!
@@ -26,7 +27,9 @@ use folio_db::{
         document::{Document, StageTiming, StateCount},
         document_event::DocumentEvent,
         ping::Ping,
-        service, user, worker,
+        service,
+        share::Share,
+        user, worker,
     },
 };
 use folio_proto::v1 as pb;
@@ -43,7 +46,40 @@ use crate::{
     search::{Outcome, Reindexed},
     second_factor::SignIn,
     settings::{self, Snapshot, Source},
+    sharing::Members,
 };
+
+/// The id in request field `field`.
+pub fn to_id(field: &str, text: &str) -> ApiResult<uuid::Uuid> {
+    text.trim().parse().map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// A group with its members.
+pub fn group_to_proto(members: Members) -> pb::Group {
+    let Members { group, members } = members;
+    pb::Group {
+        id: group.id.to_string(),
+        name: group.name,
+        member_ids: members.iter().map(ToString::to_string).collect(),
+        created_at: Some(timestamp(group.created_at)),
+        updated_at: Some(timestamp(group.updated_at)),
+    }
+}
+
+/// A share ("" for what it does not name).
+pub fn share_to_proto(share: Share) -> pb::Share {
+    let text = |id: Option<uuid::Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    pb::Share {
+        id: share.id.to_string(),
+        owner_id: share.owner_id.to_string(),
+        document_id: text(share.document_id),
+        label: share.label.unwrap_or_default(),
+        user_id: text(share.user_id),
+        group_id: text(share.group_id),
+        created_by: text(share.created_by),
+        created_at: Some(timestamp(share.created_at)),
+    }
+}
 
 /// The protobuf form of the settings as they are.
 pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {

@@ -27,13 +27,14 @@ use crate::{audit::AuditCounts, broker::BrokerLink, watch::stats::HubStats};
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The gRPC services whose health follows Postgres ("" is the server).
-pub const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 7] = [
     "",
     "folio.v1.SystemService",
     "folio.v1.AuthService",
     "folio.v1.UserService",
     "folio.v1.DocumentService",
     "folio.v1.SearchService",
+    "folio.v1.SharingService",
 ];
 
 /// The dependencies, in the order [`Dependencies::check_all`] returns them.

@@ -5,12 +5,14 @@
 //! - [`run`] wires everything: it waits (bounded) for Postgres, Redis and
 //!   RabbitMQ, migrates, starts the relay and the health poller, and serves
 //!   until the shutdown future resolves.
-//! - [`system`], [`auth_service`], [`user_service`], [`document_service`] and
-//!   [`search_service`] hold the gRPC services, shims over inner functions
-//!   that take and return domain values; in domain terms too, [`accounts`]
-//!   holds the account and session logic that [`auth_service`] and
-//!   [`user_service`] share, [`settings`] the run-time settings, and
-//!   [`search`] the search and reindexing that [`search_service`] serves.
+//! - [`system`], [`auth_service`], [`user_service`], [`document_service`],
+//!   [`search_service`] and [`sharing_service`] hold the gRPC services, shims
+//!   over inner functions that take and return domain values; in domain
+//!   terms too, [`accounts`] holds the account and session logic that
+//!   [`auth_service`] and [`user_service`] share, [`settings`] the run-time
+//!   settings, [`search`] the search and reindexing that [`search_service`]
+//!   serves, and [`sharing`] groups, shares and who may read or change a
+//!   document.
 //! - [`convert`] holds the conversions between domain and protobuf types.
 //! - [`dead_letters`] holds listing, replaying and purging dead letters, and
 //!   [`stats`] the admin statistics, [`services`] the registered services
@@ -57,6 +59,8 @@ pub mod search_service;
 pub mod second_factor;
 pub mod services;
 pub mod settings;
+pub mod sharing;
+pub mod sharing_service;
 pub mod sso;
 pub mod stats;
 pub mod system;
@@ -83,7 +87,7 @@ use folio_core::{
 use folio_db::{self as db, documents::lifecycle::WaitNotice};
 use folio_proto::v1::{
     auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
-    system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
+    sharing_service_server::SharingServiceServer, system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -396,6 +400,10 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         cache: dependencies.cache.clone(),
         relay_wake: relay_wake.clone(),
     };
+    let sharing = sharing::Sharing {
+        pool: pool.clone(),
+        cache: dependencies.cache.clone(),
+    };
     let system = System {
         pool,
         settings,
@@ -436,6 +444,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         .add_service(UserServiceServer::new(Users { accounts }))
         .add_service(DocumentServiceServer::new(documents).max_decoding_message_size(4 << 20))
         .add_service(SearchServiceServer::new(search))
+        .add_service(SharingServiceServer::new(sharing))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small response (a watch event, a unary
             // answer) can wait for the peer's delayed ACK: 40 ms on Linux.

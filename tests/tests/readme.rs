@@ -72,6 +72,10 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "## Herons",
         "The grey heron waits in the shallows.",
         "\"totalDocuments\": \"1\"",
+        "\"name\": \"Field team\"",
+        "\"label\": \"demo\"",
+        // Grace's list of what is shared with her, the one ListDocuments.
+        "      \"filename\": \"notes.md\"",
         "\"pages\": 87",
         "GNU Bourne-Again SHell",
     ] {

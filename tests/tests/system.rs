@@ -21,13 +21,14 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 /// The health entries an api-server reports: the server (""), every
 /// `folio.v1` service, and one per dependency.
-const HEALTH_ENTRIES: [&str; 9] = [
+const HEALTH_ENTRIES: [&str; 10] = [
     "",
     "folio.v1.SystemService",
     "folio.v1.AuthService",
     "folio.v1.UserService",
     "folio.v1.DocumentService",
     "folio.v1.SearchService",
+    "folio.v1.SharingService",
     "folio.dependency.postgres",
     "folio.dependency.rabbitmq",
     "folio.dependency.redis",

@@ -18,7 +18,10 @@ pub mod policy;
 use chrono::{DateTime, Utc};
 use folio_auth::Role;
 use folio_db as db;
-use folio_db::models::user::{self, User};
+use folio_db::models::{
+    share::Reach,
+    user::{self, User},
+};
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -39,16 +42,43 @@ pub struct Principal {
     pub token_expires_at: DateTime<Utc>,
 }
 
+/// Which of the documents a caller may read a list or a search asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Whose {
+    /// Everything the caller reads: an admin's, everyone's; anyone else's,
+    /// their own and those shared with them.
+    #[default]
+    All,
+    /// The caller's own.
+    Mine,
+    /// Those shared with the caller (by a share naming them or a group they
+    /// are in), not their own.
+    SharedWithMe,
+}
+
 impl Principal {
-    /// Whose documents the caller reaches: an admin everyone's (None), anyone
-    /// else their own. The one place this rule is written.
+    /// Whose documents the caller owns the rights to, to change them and to
+    /// count them: an admin everyone's (None), anyone else their own. The one
+    /// place this rule is written; reading adds the documents shared with
+    /// the caller ([`Principal::reach`]).
     pub fn owner_scope(&self) -> Option<Uuid> {
         (self.role != Role::Admin).then_some(self.user_id)
     }
 
-    /// Whether the caller may see what `owner` owns.
+    /// Whether the caller may change (and share) what `owner` owns.
     pub fn reaches(&self, owner: Uuid) -> bool {
         self.owner_scope().is_none_or(|own| own == owner)
+    }
+
+    /// The documents `whose` names among those the caller reads, as the
+    /// condition every read path puts in its query (`share::Reach`).
+    pub fn reach(&self, whose: Whose) -> Reach {
+        match (whose, self.owner_scope()) {
+            (Whose::All, None) => Reach::Everyone,
+            (Whose::All, Some(own)) => Reach::Readable(own),
+            (Whose::Mine, _) => Reach::Own(self.user_id),
+            (Whose::SharedWithMe, _) => Reach::SharedWith(self.user_id),
+        }
     }
 }
 

@@ -71,6 +71,16 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.DocumentService/WatchDocument", Access::Authenticated),
     ("/folio.v1.DocumentService/WatchDocuments", Access::Authenticated),
     ("/folio.v1.SearchService/Search", Access::Authenticated),
+    ("/folio.v1.SharingService/CreateGroup", Access::Admin),
+    ("/folio.v1.SharingService/RenameGroup", Access::Admin),
+    ("/folio.v1.SharingService/DeleteGroup", Access::Admin),
+    ("/folio.v1.SharingService/AddGroupMembers", Access::Admin),
+    ("/folio.v1.SharingService/RemoveGroupMembers", Access::Admin),
+    ("/folio.v1.SharingService/ListGroups", Access::Authenticated),
+    ("/folio.v1.SharingService/ShareDocument", Access::Member),
+    ("/folio.v1.SharingService/ShareLabel", Access::Member),
+    ("/folio.v1.SharingService/ListShares", Access::Member),
+    ("/folio.v1.SharingService/Unshare", Access::Member),
     ("/folio.v1.SearchService/ReindexDocuments", Access::Admin),
     ("/folio.v1.SystemService/PingWorkers", Access::Admin),
     ("/folio.v1.SystemService/ListWorkers", Access::Admin),
@@ -108,6 +118,8 @@ mod tests {
         assert_eq!(required("/grpc.health.v1.Health/Watch"), Access::Public);
         assert_eq!(required("/folio.v1.UserService/ListUsers"), Access::Admin);
         assert_eq!(required("/folio.v1.Unknown/Thing"), Access::Admin);
+        assert_eq!(required("/folio.v1.SharingService/CreateGroup"), Access::Admin);
+        assert_eq!(required("/folio.v1.SharingService/ListGroups"), Access::Authenticated);
         assert!(!Access::Admin.allows(Role::Member));
         assert!(Access::Member.allows(Role::Admin));
         assert!(!Access::Member.allows(Role::Viewer));

@@ -1,4 +1,5 @@
-//! Changing documents: delete, cancel, retry.
+//! Changing documents: delete, cancel, retry. Only a document's owner or an
+//! admin may (`sharing::changeable`): a reader it is shared with is refused.
 
 use diesel_async::AsyncConnection as _;
 use folio_db::{
@@ -16,7 +17,7 @@ use crate::{auth::Principal, error::ApiResult};
 impl Documents {
     /// Deletes the document, then its blobs.
     pub(super) async fn delete(&self, principal: &Principal, id: Uuid) -> ApiResult<()> {
-        let found = self.visible(principal, id).await?;
+        let found = self.changeable(principal, id).await?;
         let mut conn = self.pool.get().await?;
         let deleted = match lifecycle::delete(&mut conn, found.id).await {
             Ok(deleted) => Some(deleted),
@@ -43,7 +44,7 @@ impl Documents {
 
     /// Cancels the document; the document as it is now.
     pub(super) async fn cancel(&self, principal: &Principal, id: Uuid) -> ApiResult<Document> {
-        let found = self.visible(principal, id).await?;
+        let found = self.changeable(principal, id).await?;
         let mut conn = self.pool.get().await?;
         let moved = conn.transaction(async |conn| lifecycle::cancel(conn, found.id).await).await?;
         if let Some(event) = &moved.event {
@@ -54,7 +55,7 @@ impl Documents {
 
     /// Queues a FAILED or CANCELLED document again; the document as it is now.
     pub(super) async fn retry(&self, principal: &Principal, id: Uuid) -> ApiResult<Document> {
-        let found = self.visible(principal, id).await?;
+        let found = self.changeable(principal, id).await?;
         let mut conn = self.pool.get().await?;
         let moved = conn
             .transaction(async |conn| lifecycle::retry_requested(conn, found.id).await)

@@ -1,6 +1,8 @@
 //! `folio.v1.DocumentService`: uploads (streamed or inline), reads and
-//! management of documents. A member reaches only their own documents
-//! (anyone else's answers NOT_FOUND), an admin everyone's.
+//! management of documents. A member reads their own documents and those
+//! shared with them, an admin everyone's; only the owner or an admin changes
+//! one (a reader it is shared with is refused, anyone else's answers
+//! NOT_FOUND: `crate::sharing`).
 //!
 //! This file is the shim: each RPC reads the principal, reads the request
 //! into domain terms (`request.rs`, which names the request's fields in what

@@ -14,6 +14,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
     page_token::{self, Page},
+    sharing,
 };
 
 /// Which documents a list shows: `filter` (which includes whose), in
@@ -34,13 +35,18 @@ pub struct Stats {
 }
 
 impl Documents {
-    /// The document `id` if the caller may see it; NOT_FOUND otherwise.
+    /// The document `id` if the caller may read it (its owner, an admin, a
+    /// reader it is shared with); NOT_FOUND otherwise.
     pub(super) async fn visible(&self, principal: &Principal, id: Uuid) -> ApiResult<Document> {
         let mut conn = self.pool.get().await?;
-        document::find(&mut conn, id)
-            .await?
-            .filter(|d| principal.reaches(d.owner_id))
-            .ok_or_else(|| ApiError::NotFound(format!("no document {id}")))
+        sharing::readable(&mut conn, principal, id).await
+    }
+
+    /// The document `id` if the caller may change it (its owner, an admin);
+    /// PERMISSION_DENIED for a reader it is shared with, NOT_FOUND otherwise.
+    pub(super) async fn changeable(&self, principal: &Principal, id: Uuid) -> ApiResult<Document> {
+        let mut conn = self.pool.get().await?;
+        sharing::changeable(&mut conn, principal, id).await
     }
 
     /// The document `id` if the caller may see it, with why it waits if it

@@ -13,10 +13,10 @@ use super::{
     CHUNKS_TAG, DOCUMENTS_BY_NAME_TAG, DOCUMENTS_TAG, download::Format, read::ListQuery, upload::Metadata, upload::display_filename,
 };
 use crate::{
-    auth::Principal,
+    auth::{Principal, Whose},
     convert::{state_from_proto, to_time},
     error::{ApiError, ApiResult},
-    page_token,
+    page_token, sharing,
 };
 
 /// The id in request field `field`.
@@ -39,10 +39,7 @@ pub fn metadata(metadata: DocumentMetadata) -> ApiResult<Metadata> {
         violations.push(FieldViolation::new("metadata.labels", "at most 32 labels"));
     }
     let labels: Vec<String> = metadata.labels.iter().map(|l| l.trim().to_owned()).collect();
-    if labels
-        .iter()
-        .any(|l| l.is_empty() || l.chars().count() > 64 || l.chars().any(char::is_control))
-    {
+    if labels.iter().any(|l| sharing::label(l).is_err()) {
         violations.push(FieldViolation::new(
             "metadata.labels",
             "each label is 1 to 64 characters without control characters",
@@ -100,6 +97,7 @@ pub fn list(principal: &Principal, request: ListDocumentsRequest) -> ApiResult<L
     };
     let filter = document_filter(
         principal,
+        request.whose,
         request.state,
         &request.label,
         &request.filename_contains,
@@ -130,6 +128,7 @@ pub fn watch_all(principal: &Principal, request: WatchDocumentsRequest) -> ApiRe
     }
     let filter = document_filter(
         principal,
+        request.whose,
         request.state,
         &request.label,
         &request.filename_contains,
@@ -182,18 +181,25 @@ fn foreign_token() -> ApiError {
     ApiError::invalid("page_token", "is not a token this list issued")
 }
 
-/// The filters ListDocuments and WatchDocuments share: the caller's own
-/// documents (an admin: everyone's), then the request's conditions.
+/// The filters ListDocuments and WatchDocuments share: whose documents
+/// among those the caller reads, then the request's conditions.
 fn document_filter(
     principal: &Principal,
+    whose: i32,
     state: i32,
     label: &str,
     filename_contains: &str,
     created_after: Option<prost_types::Timestamp>,
     created_before: Option<prost_types::Timestamp>,
 ) -> ApiResult<DocumentFilter> {
+    let whose = match pb::Whose::try_from(whose) {
+        Ok(pb::Whose::Unspecified | pb::Whose::All) => Whose::All,
+        Ok(pb::Whose::Mine) => Whose::Mine,
+        Ok(pb::Whose::Shared) => Whose::SharedWithMe,
+        Err(_) => return Err(ApiError::invalid("whose", "is not a known value")),
+    };
     Ok(DocumentFilter {
-        owner: principal.owner_scope(),
+        reach: principal.reach(whose),
         state: match state {
             0 => None,
             value => Some(state_from_proto(

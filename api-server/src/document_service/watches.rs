@@ -6,6 +6,7 @@ use std::sync::Arc;
 use folio_db::models::{
     document::DocumentFilter,
     document_event::{self, Scope},
+    share::Reach,
 };
 use uuid::Uuid;
 
@@ -21,13 +22,31 @@ impl Documents {
     pub(super) async fn watch_one(&self, principal: Principal, id: Uuid, after_event_id: i64, follow: bool) -> ApiResult<WatchStream> {
         let permit = self.hub.admit(principal.user_id)?;
         // Subscribed before the document is read: nothing falls in between.
-        let subscription = self.hub.subscribe(Scope::Document(id), None, principal.session_id);
+        // Anyone but an admin gets only the events of a document they read
+        // when the hub reads them (theirs, or shared with them then).
+        let reader = principal.owner_scope();
+        let subscription = self.hub.subscribe(Scope::Document(id), None, principal.session_id, reader);
         let found = self.visible(&principal, id).await?;
+        // Read through a share: checked again whenever access is taken away.
+        // Its owner's stream needs no share decided per page of events: it
+        // moves to an ungated subscription, made before the first is
+        // dropped and before anything is replayed, so nothing falls between.
+        let shared = !principal.reaches(found.owner_id);
+        let (subscription, reader) = if shared || reader.is_none() {
+            (subscription, reader)
+        } else {
+            (self.hub.subscribe(Scope::Document(id), None, principal.session_id, None), None)
+        };
         let watch = Watch::new(
             self.hub.clone(),
             self.pool.clone(),
             principal,
-            Target::Document { id, follow },
+            Target::Document {
+                id,
+                follow,
+                reader,
+                shared,
+            },
             after_event_id,
             permit,
             subscription,
@@ -47,9 +66,13 @@ impl Documents {
         after_event_id: Option<i64>,
     ) -> ApiResult<WatchStream> {
         let filter = Arc::new(filter);
-        let scope = filter.owner.map_or(Scope::Everyone, Scope::Owner);
+        let scope = match filter.reach {
+            Reach::Everyone => Scope::Everyone,
+            Reach::Own(owner) => Scope::Owner(owner),
+            Reach::Readable(reader) | Reach::SharedWith(reader) => Scope::Reader(reader),
+        };
         let permit = self.hub.admit(principal.user_id)?;
-        let subscription = self.hub.subscribe(scope, Some(filter.clone()), principal.session_id);
+        let subscription = self.hub.subscribe(scope, Some(filter.clone()), principal.session_id, None);
         // From now on: everything up to the settled horizon is skipped; the
         // hub hands every later event to the subscription.
         let cursor = match after_event_id {

@@ -1,4 +1,5 @@
-//! Hybrid search over the chunks a caller may see, and re-embedding the index
+//! Hybrid search over the chunks a caller may see (their own documents' and
+//! those shared with them; an admin's, everyone's), and re-embedding the index
 //! with this server's model. Knows nothing of protobuf: `search_service.rs`
 //! reads requests into a [`Query`] and `convert.rs` writes an [`Outcome`] out.
 //!
@@ -32,7 +33,7 @@ use uuid::Uuid;
 
 pub use self::fusion::Scores;
 use crate::{
-    auth::Principal,
+    auth::{Principal, Whose},
     error::{ApiError, ApiResult},
 };
 
@@ -157,7 +158,7 @@ impl Search {
             rerank,
         } = query;
         let scope = SearchScope {
-            owner: principal.owner_scope(),
+            reach: principal.reach(Whose::All),
             document_ids,
             labels,
         };
@@ -326,7 +327,7 @@ impl Search {
 async fn check_filters(conn: &mut diesel_async::AsyncPgConnection, scope: &SearchScope) -> Result<(), Error> {
     let mut bad = BadFilters::default();
     if !scope.document_ids.is_empty() {
-        let found = document::existing(conn, &scope.document_ids, scope.owner).await?;
+        let found = document::existing(conn, &scope.document_ids, scope.reach).await?;
         bad.document_ids = scope
             .document_ids
             .iter()
@@ -336,7 +337,7 @@ async fn check_filters(conn: &mut diesel_async::AsyncPgConnection, scope: &Searc
             .collect();
     }
     for (i, label) in scope.labels.iter().enumerate() {
-        if !document::label_used(conn, label, scope.owner).await? {
+        if !document::label_used(conn, label, scope.reach).await? {
             bad.labels.push((i, label.clone()));
         }
     }

@@ -1,6 +1,14 @@
 //! The hub: one per api-server process. It alone listens to Redis and reads new
 //! events from Postgres, then hands each event to the streams watching its
-//! document, its owner or everyone.
+//! document, its owner, the documents an account reads, or everyone.
+//!
+//! Whether a document is shared with an account is decided in Postgres when
+//! the hub reads a page of events: one query (`share::readers`) for the
+//! page's documents and the accounts whose streams read through shares, so
+//! from the read after an unshare on, those streams get none of that
+//! document's events. A notice on `<prefix>shares-changed` also wakes the
+//! streams that watch one document through a share, which check again and
+//! end (see `stream.rs`).
 //!
 //! Redis notices only wake the hub; what it hands out is always what it read
 //! from Postgres after its cursor and up to a settled horizon, in id order
@@ -25,15 +33,16 @@ use folio_db::{
     models::{
         document::DocumentFilter,
         document_event::{self, Scope, WatchedEvent},
+        share,
     },
 };
 use folio_proto::v1::WatchResponse;
 use futures_util::StreamExt as _;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{auth::guard::REVOCATIONS_CHANNEL, convert::event_to_proto, error::ApiError, watch::stats::HubStats};
+use crate::{auth::guard::REVOCATIONS_CHANNEL, convert::event_to_proto, error::ApiError, sharing::SHARES_CHANNEL, watch::stats::HubStats};
 
 /// An event as streams receive it: what the filters need, and the message,
 /// encoded once for all the streams it goes to.
@@ -69,7 +78,12 @@ struct Inner {
     wake: Notify,
     live_notices: AtomicBool,
     fallbacks: AtomicU64,
+    /// Counts the share changes that took access away (notices received).
+    shares_changed: watch::Sender<u64>,
 }
+
+/// Which documents of a page are shared with which reading accounts.
+type Readers = HashMap<Uuid, Vec<Uuid>>;
 
 #[derive(Default)]
 struct Registry {
@@ -88,6 +102,9 @@ struct Registry {
 struct Entry {
     scope: Scope,
     filter: Option<Arc<DocumentFilter>>,
+    /// For a one-document scope: only while this account reads the document
+    /// (owns it, or it is shared with it); None: always (an admin).
+    reader: Option<Uuid>,
     session_id: Uuid,
     sender: mpsc::Sender<Arc<Delivery>>,
     revoked: CancellationToken,
@@ -131,6 +148,21 @@ impl Drop for StreamPermit {
 }
 
 impl Registry {
+    /// The accounts whose streams read documents through shares.
+    fn readers(&self) -> Vec<Uuid> {
+        let mut readers: Vec<Uuid> = self
+            .entries
+            .values()
+            .filter_map(|entry| match entry.scope {
+                Scope::Reader(user) => Some(user),
+                _ => entry.reader,
+            })
+            .collect();
+        readers.sort_unstable();
+        readers.dedup();
+        readers
+    }
+
     fn remove(&mut self, id: u64) -> bool {
         let Some(entry) = self.entries.remove(&id) else {
             return false;
@@ -150,38 +182,66 @@ impl Inner {
         self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Hands `watched` to every stream whose scope and filter take it. A stream
-    /// whose buffer is full is dropped (it catches up from Postgres).
-    fn dispatch(&self, delivery: &Arc<Delivery>) {
-        let watched = &delivery.watched;
-        let event = &watched.event;
+    /// Hands each of `page` to every stream whose scope and filter take it,
+    /// `readers` saying which documents are shared with which accounts, as
+    /// read for the accounts `among`. Refused (nothing handed out) when a
+    /// stream reading through shares opened since `among` was taken: the
+    /// page's shares are read again for it. A stream whose buffer is full is
+    /// dropped (it catches up from Postgres).
+    fn dispatch(&self, page: &[Arc<Delivery>], readers: &Readers, among: &[Uuid]) -> bool {
         let mut registry = self.lock();
-        registry.cursor = event.id;
+        if registry.readers().iter().any(|user| !among.contains(user)) {
+            return false;
+        }
         let mut behind = Vec::new();
-        for scope in [Scope::Document(event.document_id), Scope::Owner(event.owner_id), Scope::Everyone] {
-            let Some(ids) = registry.by_scope.get(&scope) else {
-                continue;
-            };
-            for id in ids {
-                let entry = &registry.entries[id];
-                let admitted = entry.filter.as_ref().is_none_or(|filter| {
-                    filter.admits(
-                        event.owner_id,
-                        event.state,
-                        &watched.labels,
-                        &watched.filename,
-                        watched.document_created_at,
-                    )
-                });
-                if admitted && let Err(mpsc::error::TrySendError::Full(_)) = entry.sender.try_send(delivery.clone()) {
-                    behind.push(*id);
+        for delivery in page {
+            let watched = &delivery.watched;
+            let event = &watched.event;
+            registry.cursor = event.id;
+            let shared_with = readers.get(&event.document_id).map_or(&[][..], Vec::as_slice);
+            let scopes = [
+                Scope::Document(event.document_id),
+                Scope::Owner(event.owner_id),
+                Scope::Everyone,
+                Scope::Reader(event.owner_id),
+            ]
+            .into_iter()
+            .chain(shared_with.iter().map(|user| Scope::Reader(*user)));
+            for scope in scopes {
+                let Some(ids) = registry.by_scope.get(&scope) else {
+                    continue;
+                };
+                for id in ids {
+                    if behind.contains(id) {
+                        // It misses this one too, and catches up in order.
+                        continue;
+                    }
+                    let entry = &registry.entries[id];
+                    let reads = entry
+                        .reader
+                        .is_none_or(|user| user == event.owner_id || shared_with.contains(&user));
+                    let admitted = reads
+                        && entry.filter.as_ref().is_none_or(|filter| {
+                            filter.admits(
+                                event.owner_id,
+                                event.state,
+                                &watched.labels,
+                                &watched.filename,
+                                watched.document_created_at,
+                            )
+                        });
+                    if admitted && let Err(mpsc::error::TrySendError::Full(_)) = entry.sender.try_send(delivery.clone()) {
+                        behind.push(*id);
+                    }
                 }
             }
         }
         for id in behind {
-            registry.remove(id);
-            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            if registry.remove(id) {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        true
     }
 
     /// Ends the streams of the revoked sessions.
@@ -212,8 +272,19 @@ impl Inner {
             let cursor = self.lock().cursor;
             let page = document_event::list_watched(&mut conn, Scope::Everyone, cursor, horizon, PAGE).await?;
             let full = page.len() as i64 == PAGE;
-            for watched in page {
-                self.dispatch(&Delivery::new(watched));
+            let page: Vec<Arc<Delivery>> = page.into_iter().map(Delivery::new).collect();
+            let mut documents: Vec<Uuid> = page.iter().map(|d| d.watched.event.document_id).collect();
+            documents.sort_unstable();
+            documents.dedup();
+            loop {
+                let among = self.lock().readers();
+                let mut readers = Readers::new();
+                for pair in share::readers(&mut conn, &documents, &among).await? {
+                    readers.entry(pair.document_id).or_default().push(pair.user_id);
+                }
+                if self.dispatch(&page, &readers, &among) {
+                    break;
+                }
             }
             if !full {
                 // Ids up to the horizon that no event holds were rolled back.
@@ -245,10 +316,12 @@ impl Hub {
             wake: Notify::new(),
             live_notices: AtomicBool::new(false),
             fallbacks: AtomicU64::new(0),
+            shares_changed: watch::Sender::new(0),
         });
         let channels = Channels {
             events: format!("{prefix}{EVENTS_CHANNEL}"),
             revocations: format!("{prefix}{REVOCATIONS_CHANNEL}"),
+            shares: format!("{prefix}{SHARES_CHANNEL}"),
         };
         let listener = tokio::spawn(listen(inner.clone(), redis, channels, cancel.clone()));
         let reader = tokio::spawn(read(inner.clone(), pool, cancel));
@@ -279,8 +352,9 @@ impl Hub {
         })
     }
 
-    /// Subscribes to the live events in `scope` that pass `filter`.
-    pub fn subscribe(&self, scope: Scope, filter: Option<Arc<DocumentFilter>>, session_id: Uuid) -> Subscription {
+    /// Subscribes to the live events in `scope` that pass `filter` (and, for
+    /// one document with a `reader`, only while that account reads it).
+    pub fn subscribe(&self, scope: Scope, filter: Option<Arc<DocumentFilter>>, session_id: Uuid, reader: Option<Uuid>) -> Subscription {
         let (sender, events) = mpsc::channel(self.inner.config.buffer);
         let revoked = CancellationToken::new();
         let mut registry = self.inner.lock();
@@ -291,6 +365,7 @@ impl Hub {
             Entry {
                 scope,
                 filter,
+                reader,
                 session_id,
                 sender,
                 revoked: revoked.clone(),
@@ -315,6 +390,11 @@ impl Hub {
         self.inner.lock().cursor
     }
 
+    /// Changes each time a share change that took access away is announced.
+    pub fn shares_changed(&self) -> watch::Receiver<u64> {
+        self.inner.shares_changed.subscribe()
+    }
+
     pub fn stats(&self) -> HubStats {
         HubStats {
             streams: self.inner.lock().streams,
@@ -331,6 +411,7 @@ impl Hub {
 struct Channels {
     events: String,
     revocations: String,
+    shares: String,
 }
 
 /// Reads new events whenever woken, and on a timer: the backstop while Redis
@@ -368,7 +449,7 @@ async fn read(inner: Arc<Inner>, pool: db::Pool, cancel: CancellationToken) {
     }
 }
 
-/// Keeps one Redis subscription to the event and revocation channels,
+/// Keeps one Redis subscription to the event, revocation and share channels,
 /// reconnecting with backoff; while it is down the reader polls.
 async fn listen(inner: Arc<Inner>, client: redis::Client, channels: Channels, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
@@ -407,9 +488,12 @@ async fn subscribed(
             .await
             .map_err(|_| timed_out("connect"))??;
         let (mut sink, stream) = pubsub.split();
-        tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(&[&channels.events, &channels.revocations]))
-            .await
-            .map_err(|_| timed_out("subscribe"))??;
+        tokio::time::timeout(
+            REDIS_TIMEOUT,
+            sink.subscribe(&[&channels.events, &channels.revocations, &channels.shares]),
+        )
+        .await
+        .map_err(|_| timed_out("subscribe"))??;
         redis::RedisResult::Ok((sink, stream))
     };
     let (mut sink, mut stream) = match connected.await {
@@ -436,6 +520,8 @@ async fn subscribed(
                 if message.get_channel_name() == channels.revocations {
                     let sessions: Vec<Uuid> = serde_json::from_slice(message.get_payload_bytes()).unwrap_or_default();
                     inner.revoke(&sessions);
+                } else if message.get_channel_name() == channels.shares {
+                    inner.shares_changed.send_modify(|changes| *changes += 1);
                 } else {
                     inner.wake.notify_one();
                 }

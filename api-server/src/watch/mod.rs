@@ -5,7 +5,8 @@
 //! - [`stream`] is one stream: it subscribes to the hub, replays what Postgres
 //!   holds after the client's cursor, then forwards live events, dropping any
 //!   id it has already passed; it sends heartbeats and ends on a terminal
-//!   event, shutdown, token expiry or revocation.
+//!   event, shutdown, token expiry, revocation, or (one document read
+//!   through a share) once that document is no longer shared.
 //!
 //! Why nothing is lost or sent twice: the hub hands out events in id order
 //! and only up to a settled horizon, below which no lower id can still commit

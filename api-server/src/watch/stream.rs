@@ -10,6 +10,7 @@ use folio_db::{
     models::{
         document::{self, DocumentFilter},
         document_event::{self, Scope, WatchedEvent},
+        share,
     },
 };
 use folio_proto::v1 as pb;
@@ -35,7 +36,16 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, tonic
 #[derive(Debug, Clone)]
 pub enum Target {
     /// One document; the stream ends after its terminal event unless `follow`.
-    Document { id: Uuid, follow: bool },
+    /// With a `reader`, the hub hands over its events only while that
+    /// account reads it; `shared`: it reads it through a share, so the stream
+    /// checks again whenever a share change is announced, and ends with
+    /// NOT_FOUND once it is no longer shared.
+    Document {
+        id: Uuid,
+        follow: bool,
+        reader: Option<Uuid>,
+        shared: bool,
+    },
     /// The documents in `scope` that pass `filter`; never ends by itself.
     Documents { scope: Scope, filter: Arc<DocumentFilter> },
 }
@@ -53,6 +63,18 @@ impl Target {
             Target::Document { .. } => None,
             Target::Documents { filter, .. } => Some(filter.clone()),
         }
+    }
+
+    fn reader(&self) -> Option<Uuid> {
+        match self {
+            Target::Document { reader, .. } => *reader,
+            Target::Documents { .. } => None,
+        }
+    }
+
+    /// Whether access comes from a share, to check again when shares change.
+    fn shared(&self) -> bool {
+        matches!(self, Target::Document { shared: true, .. })
     }
 }
 
@@ -72,6 +94,8 @@ pub struct Watch {
     /// between messages, as is `timer`, so a message costs no registration.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Changes when a share change that took access away is announced.
+    shares_changed: tokio::sync::watch::Receiver<u64>,
     /// Fires at or before the earliest of expiry, recheck and heartbeat;
     /// re-armed only when it fires (sending a message moves the heartbeat
     /// later, which at worst makes the timer fire early once).
@@ -122,6 +146,7 @@ impl Watch {
         let left = (principal.token_expires_at - Utc::now()).to_std().unwrap_or_default();
         let revoked = Box::pin(subscription.revoked.clone().cancelled_owned());
         Watch {
+            shares_changed: hub.shares_changed(),
             next_recheck: now + hub.config().recheck,
             expires_at: now + left,
             timer: Box::pin(tokio::time::sleep_until(now)),
@@ -197,9 +222,12 @@ impl Watch {
                 Live::Behind => {
                     // The hub dropped this stream for falling behind: subscribe
                     // again, then read what was missed from Postgres.
-                    self.subscription = self
-                        .hub
-                        .subscribe(self.target.scope(), self.target.filter(), self.principal.session_id);
+                    self.subscription = self.hub.subscribe(
+                        self.target.scope(),
+                        self.target.filter(),
+                        self.principal.session_id,
+                        self.target.reader(),
+                    );
                     self.revoked = Box::pin(self.subscription.revoked.clone().cancelled_owned());
                     self.replaying = true;
                 }
@@ -257,8 +285,10 @@ impl Watch {
         loop {
             let heartbeat_at = self.last_sent + self.hub.config().heartbeat;
             let timer = &mut self.timer;
+            let shared = self.target.shared();
             tokio::select! {
                 biased;
+                Ok(()) = self.shares_changed.changed(), if shared => return Live::Recheck,
                 () = &mut self.shutdown => return Live::End(tonic::Status::from(ApiError::Unavailable(format!(
                     "the server is shutting down; reconnect with after_event_id {}", self.cursor
                 )))),
@@ -281,8 +311,10 @@ impl Watch {
         }
     }
 
-    /// The periodic check: the session is still live (a lost revocation
-    /// notice), the watched document still exists.
+    /// The periodic check (and, for a document read through a share, the
+    /// check at a share change): the session is still live (a lost
+    /// revocation notice), the watched document still exists and is still
+    /// shared with the caller.
     async fn recheck(&self) -> Option<tonic::Status> {
         let principal = &self.principal;
         match auth::live_account(&self.pool, principal.user_id, principal.session_id).await {
@@ -294,10 +326,23 @@ impl Watch {
             }
             Err(error) => tracing::warn!(error = format!("{error:#}"), "watch: cannot re-check the session; trying later"),
         }
-        if let Target::Document { id, .. } = self.target {
-            let found = async { anyhow::Ok(document::find(&mut *self.pool.get().await?, id).await?) }.await;
-            if let Ok(None) = found {
-                return Some(tonic::Status::from(ApiError::NotFound(format!("document {id} was deleted"))));
+        if let Target::Document { id, shared, .. } = self.target {
+            let found = async {
+                let mut conn = self.pool.get().await?;
+                let exists = document::find(&mut conn, id).await?.is_some();
+                let still_shared = !shared || share::is_shared_with(&mut conn, id, principal.user_id).await?;
+                anyhow::Ok((exists, still_shared))
+            }
+            .await;
+            match found {
+                Ok((false, _)) => return Some(tonic::Status::from(ApiError::NotFound(format!("document {id} was deleted")))),
+                Ok((true, false)) => {
+                    return Some(tonic::Status::from(ApiError::NotFound(format!(
+                        "document {id} is no longer shared with you"
+                    ))));
+                }
+                Ok((true, true)) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "watch: cannot re-check the document; trying later"),
             }
         }
         None

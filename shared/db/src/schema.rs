@@ -342,6 +342,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    groups (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> Uuid,
+        user_id -> Uuid,
+        added_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    shares (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        document_id -> Nullable<Uuid>,
+        label -> Nullable<Text>,
+        user_id -> Nullable<Uuid>,
+        group_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(chunks -> documents (document_id));
 diesel::joinable!(document_events -> documents (document_id));
 diesel::joinable!(documents -> users (owner_id));
@@ -355,6 +385,10 @@ diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(totp_secrets -> users (user_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(shares -> documents (document_id));
+diesel::joinable!(shares -> groups (group_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     services,
@@ -368,6 +402,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_outbox,
     email_tokens,
     embedding_index,
+    group_members,
+    groups,
     mfa_challenges,
     oidc_logins,
     outbox,
@@ -378,6 +414,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     retention_rules,
     sessions,
     settings,
+    shares,
     totp_secrets,
     user_identities,
     users,

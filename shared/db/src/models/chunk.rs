@@ -11,7 +11,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::segment;
+use super::{segment, share::Reach};
 use crate::{
     documents::state::State,
     schema::{chunks, documents, sql_types},
@@ -144,11 +144,12 @@ pub async fn count(conn: &mut AsyncPgConnection, document_id: Uuid) -> QueryResu
         .await
 }
 
-/// Which chunks a search may return: those of READY documents, of one owner
-/// (None: everyone's), narrowed to some documents and labels (empty: all).
+/// Which chunks a search may return: those of READY documents within
+/// `reach` (an admin's: everyone's; anyone else's: their own and those shared
+/// with them), narrowed to some documents and labels (empty: all).
 #[derive(Debug, Clone, Default)]
 pub struct SearchScope {
-    pub owner: Option<Uuid>,
+    pub reach: Reach,
     pub document_ids: Vec<Uuid>,
     pub labels: Vec<String>,
 }
@@ -162,12 +163,21 @@ pub struct Candidate {
     pub score: f64,
 }
 
-/// The scope's conditions on `c` (chunks) and `d` (documents), binds $2..$4.
-/// Only READY documents are searched (the unit test below ties the word to
-/// `State::Ready`).
-const SCOPE_SQL: &str = "d.state = 'READY' AND ($2::uuid IS NULL OR d.owner_id = $2) \
-     AND (cardinality($3::uuid[]) = 0 OR c.document_id = ANY($3)) \
-     AND (cardinality($4::text[]) = 0 OR d.labels && $4::text[])";
+/// The scope's conditions on `c` (chunks) and `d` (documents), binds $2..$3,
+/// and then its reach (see [`SearchScope::sql`]). Only READY documents are
+/// searched (the unit test below ties the word to `State::Ready`).
+const SCOPE_SQL: &str = "d.state = 'READY' \
+     AND (cardinality($2::uuid[]) = 0 OR c.document_id = ANY($2)) \
+     AND (cardinality($3::text[]) = 0 OR d.labels && $3::text[])";
+
+impl SearchScope {
+    /// The scope's conditions, in the candidate queries themselves: whose
+    /// documents (the sharing rule included) is decided with the rest while
+    /// the indexes are scanned, not after the candidates are cut.
+    fn sql(&self) -> String {
+        format!("{SCOPE_SQL} AND {}", self.reach.sql("d"))
+    }
+}
 
 /// `hnsw.ef_search` scaled to the graphs when none is configured: one
 /// candidate per this many chunks of the largest sealed segment, within the
@@ -210,10 +220,11 @@ pub async fn nearest(
     // One scan per segment, each ordered by its own graph (the open segment's
     // by sorting); relaxed order may return a few out of place: the outer
     // query sorts.
+    let scope_sql = scope.sql();
     let scan = |range: &str, order: &str| {
         format!(
             "(SELECT c.id, c.embedding <=> $1 AS distance FROM chunks c JOIN documents d ON d.id = c.document_id \
-             WHERE {SCOPE_SQL} AND c.embedding_model = $5 AND {range} ORDER BY {order} LIMIT $6)"
+             WHERE {scope_sql} AND c.embedding_model = $4 AND {range} ORDER BY {order} LIMIT $5)"
         )
     };
     let scans: Vec<String> = sealed
@@ -222,11 +233,10 @@ pub async fn nearest(
         .chain([scan(&format!("c.id >= {}", segment::open_from(&sealed)), "distance")])
         .collect();
     diesel::sql_query(format!(
-        "SELECT id, 1 - distance AS score FROM ({}) nearest ORDER BY distance LIMIT $6",
+        "SELECT id, 1 - distance AS score FROM ({}) nearest ORDER BY distance LIMIT $5",
         scans.join(" UNION ALL ")
     ))
     .bind::<pgvector::sql_types::Vector, _>(query)
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
     .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
     .bind::<diesel::sql_types::Text, _>(model)
@@ -245,12 +255,13 @@ pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchS
     let sealed = segment::sealed(conn).await?;
     // The query is written out in each ORDER BY (not joined in from a
     // function scan) so the planner sees a constant it can hand to the index.
+    let scope_sql = scope.sql();
     let scan = |range: &str, order: &str| {
         format!(
             "(SELECT c.id, c.tsv <=> websearch_to_tsquery('english', $1) AS distance \
              FROM chunks c JOIN documents d ON d.id = c.document_id \
-             WHERE {range} AND c.tsv @@ websearch_to_tsquery('english', $1) AND {SCOPE_SQL} \
-             ORDER BY {order} LIMIT $5)"
+             WHERE {range} AND c.tsv @@ websearch_to_tsquery('english', $1) AND {scope_sql} \
+             ORDER BY {order} LIMIT $4)"
         )
     };
     let scans: Vec<String> = sealed
@@ -259,11 +270,10 @@ pub async fn matching(conn: &mut AsyncPgConnection, query: &str, scope: &SearchS
         .chain([scan(&format!("c.id >= {}", segment::open_from(&sealed)), "distance")])
         .collect();
     diesel::sql_query(format!(
-        "SELECT id, (1 / distance)::float8 AS score FROM ({}) matches ORDER BY distance, id LIMIT $5",
+        "SELECT id, (1 / distance)::float8 AS score FROM ({}) matches ORDER BY distance, id LIMIT $4",
         scans.join(" UNION ALL ")
     ))
     .bind::<diesel::sql_types::Text, _>(query)
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(scope.owner)
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&scope.document_ids)
     .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&scope.labels)
     .bind::<diesel::sql_types::BigInt, _>(limit)

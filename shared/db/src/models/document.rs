@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::share::Reach;
 use crate::{
     documents::state::{Stage, State},
     schema::documents,
@@ -103,23 +104,21 @@ pub async fn find_existing(
         .optional()
 }
 
-/// Which of `ids` exist (and are `owner`'s, when given).
-pub async fn existing(conn: &mut AsyncPgConnection, ids: &[Uuid], owner: Option<Uuid>) -> QueryResult<Vec<Uuid>> {
-    let mut query = documents::table.filter(documents::id.eq_any(ids)).into_boxed();
-    if let Some(owner) = owner {
-        query = query.filter(documents::owner_id.eq(owner));
-    }
-    query.select(documents::id).load(conn).await
+/// Which of `ids` exist within `reach`.
+pub async fn existing(conn: &mut AsyncPgConnection, ids: &[Uuid], reach: Reach) -> QueryResult<Vec<Uuid>> {
+    documents::table
+        .filter(documents::id.eq_any(ids))
+        .filter(reach.condition())
+        .select(documents::id)
+        .load(conn)
+        .await
 }
 
-/// Whether any document (of `owner`, when given) carries `label`.
-pub async fn label_used(conn: &mut AsyncPgConnection, label: &str, owner: Option<Uuid>) -> QueryResult<bool> {
-    let mut query = documents::table
+/// Whether any document within `reach` carries `label`.
+pub async fn label_used(conn: &mut AsyncPgConnection, label: &str, reach: Reach) -> QueryResult<bool> {
+    let query = documents::table
         .filter(documents::labels.contains(vec![Some(label.to_owned())]))
-        .into_boxed();
-    if let Some(owner) = owner {
-        query = query.filter(documents::owner_id.eq(owner));
-    }
+        .filter(reach.condition());
     diesel::select(diesel::dsl::exists(query.select(documents::id)))
         .get_result(conn)
         .await
@@ -310,8 +309,8 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Optio
 /// Filters of [`list`].
 #[derive(Debug, Default, Clone)]
 pub struct DocumentFilter {
-    /// Only this owner's (None: everyone's, for admins).
-    pub owner: Option<Uuid>,
+    /// Whose: the caller's own, shared with the caller, both, or everyone's.
+    pub reach: Reach,
     pub state: Option<State>,
     pub label: Option<String>,
     pub filename_contains: Option<String>,
@@ -321,9 +320,11 @@ pub struct DocumentFilter {
 
 impl DocumentFilter {
     /// Whether an event leaving a document in `state` passes the filter (the
-    /// watch streams' version of [`list`]'s conditions).
+    /// watch streams' version of [`list`]'s conditions; whether the document
+    /// is shared with the caller the hub decided in SQL before handing the
+    /// event over, see `share::readers`).
     pub fn admits(&self, owner: Uuid, state: State, labels: &[Option<String>], filename: &str, created_at: DateTime<Utc>) -> bool {
-        self.owner.is_none_or(|o| o == owner)
+        self.reach.admits_owner(owner)
             && self.state.is_none_or(|s| s == state)
             && self.label.as_deref().is_none_or(|l| labels.iter().flatten().any(|x| x == l))
             && self
@@ -358,10 +359,10 @@ pub async fn list(
     after: Option<Cursor>,
     limit: i64,
 ) -> QueryResult<Vec<Document>> {
-    let mut query = documents::table.select(Document::as_select()).into_boxed();
-    if let Some(owner) = filter.owner {
-        query = query.filter(documents::owner_id.eq(owner));
-    }
+    let mut query = documents::table
+        .select(Document::as_select())
+        .filter(filter.reach.condition())
+        .into_boxed();
     if let Some(state) = &filter.state {
         query = query.filter(documents::state.eq(*state));
     }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::share::Reach;
 use crate::{
     documents::state::{EventKind, Stage, State},
     schema::{document_events, documents},
@@ -138,6 +139,8 @@ pub struct WatchedEvent {
 pub enum Scope {
     Document(Uuid),
     Owner(Uuid),
+    /// The documents an account reads: its own and those shared with it.
+    Reader(Uuid),
     Everyone,
 }
 
@@ -167,6 +170,7 @@ pub async fn list_watched(
     query = match scope {
         Scope::Document(id) => query.filter(document_events::document_id.eq(id)),
         Scope::Owner(id) => query.filter(document_events::owner_id.eq(id)),
+        Scope::Reader(id) => query.filter(Reach::Readable(id).condition()),
         Scope::Everyone => query,
     };
     query.load(conn).await

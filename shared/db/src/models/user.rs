@@ -45,6 +45,11 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
     users::table.find(id).select(User::as_select()).first(conn).await.optional()
 }
 
+/// Which of `ids` are accounts.
+pub async fn existing(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    users::table.filter(users::id.eq_any(ids)).select(users::id).load(conn).await
+}
+
 /// Looks an account up by (normalised) email.
 pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
     users::table

@@ -1,0 +1,3 @@
+DROP TABLE shares;
+DROP TABLE group_members;
+DROP TABLE groups;
