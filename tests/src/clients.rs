@@ -52,6 +52,16 @@ impl ApiHandle {
         AuthServiceClient::new(self.authed(token).await)
     }
 
+    /// The account `token` signs in as, panicking when the server refuses it.
+    pub async fn who_am_i(&self, token: &str) -> folio_proto::v1::User {
+        self.auth_as(token)
+            .await
+            .who_am_i(folio_proto::v1::WhoAmIRequest {})
+            .await
+            .expect("WhoAmI")
+            .into_inner()
+    }
+
     /// A UserService client with `token`.
     pub async fn users_as(&self, token: &str) -> UserServiceClient<Authed> {
         UserServiceClient::new(self.authed(token).await)
