@@ -455,6 +455,7 @@ impl<'b, 'l> State<'b, 'l> {
             title: self.title,
             pages: None,
             blocks: self.builder.finish()?,
+            ..ParsedDocument::default()
         })
     }
 }
