@@ -27,9 +27,10 @@ use super::{Block, Budget, ParseError, TableRow, normalize_whitespace};
 ///   paragraph, heading or table, is a table of its own. A cell gathers text
 ///   from its start until the next cell, the end of its row or of the table.
 ///   A row is one block whose [`TableRow`] keeps its cells,
-///   whitespace-normalised, empty ones included so columns line up; the
-///   block's text is the non-empty cells joined by `" | "`. A row whose cells
-///   are all empty emits nothing. The first row a table emits is its header
+///   whitespace-normalised, empty ones included so columns line up (each
+///   counting one byte against the text budget); the block's text is the
+///   non-empty cells joined by `" | "`. A row whose cells are all empty
+///   emits nothing. The first row a table emits is its header
 ///   row (a Markdown table has exactly one, and formats that mark header rows
 ///   put them first).
 /// - **Nested tables.** A table started inside an open table is not a table
@@ -225,6 +226,10 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
             cells,
         };
         table.has_header = true;
+        // An empty cell is kept, so it counts as one byte of text: a row of a
+        // few words and endless empty cells cannot grow the result unbounded.
+        let empty = row.cells.iter().filter(|cell| cell.is_empty()).count();
+        self.budget.take_text_bytes(empty)?;
         self.emit(text, Some(row))
     }
 
@@ -544,5 +549,20 @@ mod tests {
         cell(&mut builder, "1234567");
         cell(&mut builder, "8");
         assert_eq!(builder.finish().unwrap_err().code(), "LIMIT_EXCEEDED", "7 + 3 + 1 bytes");
+
+        let mut budget = Budget::new(&limits);
+        let mut builder = BlockBuilder::new(&mut budget);
+        builder.start_row().unwrap();
+        cell(&mut builder, "12345");
+        (0..5).for_each(|_| cell(&mut builder, ""));
+        builder.end_row().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "1");
+        cell(&mut builder, "");
+        assert_eq!(
+            builder.finish().unwrap_err().code(),
+            "LIMIT_EXCEEDED",
+            "5 + 5 empty cells, then 1 + 1"
+        );
     }
 }

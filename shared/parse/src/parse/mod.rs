@@ -198,7 +198,13 @@ impl<'a> Budget<'a> {
 
     /// Counts `text` against the text budget.
     pub fn take_text(&mut self, text: &str) -> Result<(), ParseError> {
-        self.text_bytes += text.len();
+        self.take_text_bytes(text.len())
+    }
+
+    /// Counts `bytes` against the text budget: the size of what a parse
+    /// result keeps that is not text as such, such as a table's empty cells.
+    pub fn take_text_bytes(&mut self, bytes: usize) -> Result<(), ParseError> {
+        self.text_bytes = self.text_bytes.saturating_add(bytes);
         if self.text_bytes > self.limits.max_text_bytes {
             return Err(self.text_exceeded());
         }
