@@ -38,7 +38,14 @@ fuzz_target!(|data: &[u8]| {
             let text = cells.iter().filter(|c| !c.is_empty()).cloned().collect::<Vec<_>>().join(" | ");
             let header = blocks.last().is_none_or(|b| b.row.is_none());
             tables += u32::from(header);
-            (text, TableRow { table: tables, header, cells })
+            (
+                text,
+                TableRow {
+                    table: tables,
+                    header,
+                    cells,
+                },
+            )
         });
         let (text, row) = match row {
             Some((text, row)) => (text, Some(row)),
