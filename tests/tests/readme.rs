@@ -71,6 +71,7 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "\"sectionPath\": [",
         "## Herons",
         "The grey heron waits in the shallows.",
+        "| Bird | Seen |\n| --- | --- |\n| heron | 3 |",
         "\"totalDocuments\": \"1\"",
         "\"name\": \"Field team\"",
         "\"label\": \"demo\"",
@@ -149,6 +150,7 @@ async fn the_readme_folioctl_walkthrough_works() {
         "INDEX",
         "## Herons",
         "The grey heron waits in the shallows.",
+        "| Bird | Seen |\n| --- | --- |\n| heron | 3 |",
         "(no dead_letters)",
         "logged out of",
     ] {

@@ -1,15 +1,19 @@
 //! Real documents nobody on the team wrote: the Debian manuals that
 //! `scripts/install-test-documents` installs (PDF, HTML in several scripts, DOCX
-//! converted by pandoc), uploaded and processed end to end; and hostile files
-//! that must fail permanently, without retries.
+//! converted by pandoc), uploaded and processed end to end, their tables
+//! included; and hostile files that must fail permanently, without retries.
 
 use std::{io::Write as _, time::Duration};
 
 use folio_proto::v1::{
-    Document, DocumentState, DownloadDocumentRequest, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest,
-    document_service_client::DocumentServiceClient,
+    Chunk, Document, DocumentState, DownloadDocumentRequest, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest, SearchRequest,
+    document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
-use folio_tests::{Authed, TestEnv, relevance::documents_dir, wait_for};
+use folio_tests::{
+    Authed, TestEnv,
+    relevance::{corpus_dir, documents_dir},
+    wait_for,
+};
 
 async fn finished(client: &DocumentServiceClient<Authed>, id: &str) -> Document {
     wait_for(client, id, Duration::from_secs(300), "finished", |d| {
@@ -56,19 +60,7 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
         if pages != "-" {
             assert_eq!(done.pages.to_string(), *pages, "{file} pages");
         }
-        let mut text = Vec::new();
-        let mut stream = client
-            .download_document(DownloadDocumentRequest {
-                id: document.id.clone(),
-                format: DownloadFormat::Text as i32,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(part) = futures_util::StreamExt::next(&mut stream).await {
-            text.extend(part.unwrap().data);
-        }
-        let text = String::from_utf8(text).unwrap();
+        let text = download(&mut client, &document.id, DownloadFormat::Text).await;
         let normalized = text.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(normalized.contains(phrase.as_str()), "{file}: {phrase:?} not in the parsed text");
         if heading != "-" {
@@ -111,6 +103,118 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
     }
     assert_eq!(formats.into_iter().collect::<Vec<_>>(), ["docx", "html", "pdf"]);
 
+    worker.stop().await.unwrap();
+    api.stop().await.unwrap();
+    env.cleanup().await;
+}
+
+/// Document `id` in `format`, whole.
+async fn download(client: &mut DocumentServiceClient<Authed>, id: &str, format: DownloadFormat) -> String {
+    let mut bytes = Vec::new();
+    let mut stream = client
+        .download_document(DownloadDocumentRequest {
+            id: id.into(),
+            format: format as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(part) = futures_util::StreamExt::next(&mut stream).await {
+        bytes.extend(part.unwrap().data);
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Every chunk of document `id`, in order.
+async fn chunks(client: &mut DocumentServiceClient<Authed>, id: &str) -> Vec<Chunk> {
+    let (mut chunks, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = client
+            .list_chunks(ListChunksRequest {
+                document_id: id.into(),
+                page_size: 500,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        chunks.extend(page.chunks);
+        if page.next_page_token.is_empty() {
+            return chunks;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The header row of the Debian Reference's tables of packages, as a block's
+/// text.
+const PACKAGES_HEADER: &str = "package | popcon | size | keyword | description";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_a_real_manual_come_back_as_markdown_tables_and_a_long_one_is_chunked_under_its_header() {
+    let mut env = TestEnv::new().await;
+    let api = env.spawn_api().await;
+    let worker = env.spawn_worker();
+    let member = api.register_member().await;
+    let channel = api.authed(&member.access_token).await;
+    let mut client = DocumentServiceClient::new(channel.clone());
+    let mut search = SearchServiceClient::new(channel);
+    // Chapter 11 of the Debian Reference as the package ships it, and as
+    // pandoc converts it to DOCX. Its "List of graphic data tools" has 45
+    // rows, several chunks long; "blender" is near its end.
+    let files = [
+        corpus_dir().join("debian-reference.ch11.en.html"),
+        documents_dir().join("debian-reference.ch11.en.docx"),
+    ];
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/install-test-documents", path.display()));
+        let document = folio_tests::upload_document(&mut client, &name, &bytes).await;
+        let done = finished(&client, &document.id).await;
+        assert_eq!(done.state(), DocumentState::Ready, "{name}: {}", done.error_message);
+
+        let markdown = download(&mut client, &document.id, DownloadFormat::Markdown).await;
+        let table = format!("\n\n| {PACKAGES_HEADER} |\n| --- | --- | --- | --- | --- |\n| gimp | ");
+        assert!(
+            markdown.contains(&table),
+            "{name}: no Markdown table of graphic data tools in\n{markdown}"
+        );
+
+        let chunks = chunks(&mut client, &document.id).await;
+        let under_header = chunks
+            .iter()
+            .filter(|c| c.text.starts_with(&format!("{PACKAGES_HEADER}\n")))
+            .count();
+        assert!(under_header >= 3, "{name}: {under_header} chunks begin inside a table of packages");
+        let blender: Vec<&Chunk> = chunks
+            .iter()
+            .filter(|c| c.text.lines().any(|l| l.starts_with("blender | ")))
+            .collect();
+        assert!(!blender.is_empty(), "{name}: no chunk has the blender row");
+        for chunk in &blender {
+            assert!(
+                chunk.text.starts_with(&format!("{PACKAGES_HEADER}\n")),
+                "{name}: a chunk from the middle of the table does not start with its header: {:?}",
+                chunk.text
+            );
+        }
+
+        let results = search
+            .search(SearchRequest {
+                query: "3D content editor for animation".into(),
+                document_ids: vec![document.id.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        let hit = results
+            .iter()
+            .find(|r| r.text.lines().any(|l| l.starts_with("blender | ")))
+            .unwrap_or_else(|| panic!("{name}: the blender row is not found: {results:#?}"));
+        assert!(hit.text.starts_with(&format!("{PACKAGES_HEADER}\n")), "{name}: {:?}", hit.text);
+    }
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
     env.cleanup().await;

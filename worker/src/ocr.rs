@@ -204,11 +204,12 @@ impl Ocr {
     /// Runs `program` with `args` in `dir` under the page limits; its standard
     /// output on success. `what` names the step in failure messages.
     async fn run(&self, dir: &Path, program: &str, args: Vec<OsString>, what: &str, wall: Duration) -> Result<Vec<u8>, ParseFailure> {
-        let cpu = self.config.page_timeout.as_secs().max(1);
+        let cpu = wall.as_secs().max(1);
         let mut command = tokio::process::Command::new("prlimit");
         command
             .arg(format!("--as={}", self.config.memory_bytes))
-            .arg(format!("--cpu={cpu}"))
+            // SIGXCPU at the soft limit (OCR_TIME), SIGKILL a second later.
+            .arg(format!("--cpu={cpu}:{}", cpu + 1))
             .arg("--core=0")
             .arg("--")
             .arg(program)
@@ -264,9 +265,9 @@ impl Ocr {
         })
     }
 
-    /// The wall-clock bound of one step of one page.
+    /// The CPU and wall-clock bound of one step of one page.
     fn page_wall(&self) -> Duration {
-        self.config.page_timeout + Duration::from_secs(1)
+        self.config.page_timeout
     }
 }
 
@@ -383,7 +384,8 @@ impl Reading<'_> {
     /// they were. Call once every page is read.
     pub async fn searchable_pdf(&self) -> Result<Vec<u8>, ParseFailure> {
         let dir = self.dir.path();
-        let wall = self.ocr.page_wall() * 4;
+        // Splitting and joining grow with the document, not with one page.
+        let wall = self.ocr.page_wall() * 4 + Duration::from_millis(200) * self.page_count;
         let mut parts: Vec<OsString> = Vec::new();
         if self.image.is_none() && self.read.len() < self.page_count as usize {
             let pattern = dir.join("original-%d.pdf").into_os_string();
@@ -421,7 +423,8 @@ impl Reading<'_> {
             .map_err(|e| ParseFailure::Transient(anyhow::anyhow!("reading the searchable PDF: {e}")))
     }
 
-    /// Chooses each PDF page's resolution. A scanned page (one picture
+    /// Keeps the PDF pages with a picture on them, and chooses each one's
+    /// resolution. A scanned page (one picture
     /// covering most of it) is rendered at the picture's own resolution, so
     /// its pixels are read as they were scanned, neither blurred by resampling
     /// nor misjudged in size (a phone's picture placed at 72 ppi on a huge
@@ -446,6 +449,20 @@ impl Reading<'_> {
             .await?;
         let pictures = pictures(&String::from_utf8_lossy(&listed));
         let (dpi, max_pixels) = (self.ocr.config.dpi, self.ocr.config.max_pixels as f64);
+        // A scanned page is a picture over half the page or more. A page
+        // with no text and no such picture (a blank page, a diagram, a page
+        // drawn only in lines) is left as it is: OCR on the real manuals'
+        // figure pages cost minutes and read nothing worth indexing.
+        self.pages.retain(|page| {
+            sizes
+                .iter()
+                .find(|(number, ..)| *number == page.number)
+                .is_some_and(|&(_, width, height)| {
+                    pictures
+                        .iter()
+                        .any(|p| p.page == page.number && p.area_inches() * 72.0 * 72.0 >= SCAN_COVERAGE * width * height)
+                })
+        });
         for page in &mut self.pages {
             let Some(&(_, width, height)) = sizes.iter().find(|(number, ..)| *number == page.number) else {
                 page.dpi = dpi;
@@ -471,6 +488,10 @@ impl Reading<'_> {
     }
 }
 
+/// The least share of a page a picture covers for the page to count as
+/// scanned.
+const SCAN_COVERAGE: f64 = 0.5;
+
 /// The highest resolution a scanned page is rendered at, whatever its
 /// picture's own.
 const MAX_SCAN_DPI: f64 = 600.0;
@@ -482,8 +503,19 @@ struct Picture {
     /// Width and height in pixels.
     width: f64,
     height: f64,
-    /// Pixels per inch across, as drawn on the page.
+    /// Pixels per inch across and down, as drawn on the page.
     ppi: f64,
+    ppi_down: f64,
+}
+
+impl Picture {
+    /// The area it covers on its page, in square inches.
+    fn area_inches(&self) -> f64 {
+        if self.ppi <= 0.0 || self.ppi_down <= 0.0 {
+            return 0.0;
+        }
+        (self.width / self.ppi) * (self.height / self.ppi_down)
+    }
 }
 
 /// The pictures pdfimages lists (`page num type width height color comp bpc
@@ -502,6 +534,7 @@ fn pictures(listed: &str) -> Vec<Picture> {
                 width: fields[3].parse().ok()?,
                 height: fields[4].parse().ok()?,
                 ppi: fields[12].parse().ok()?,
+                ppi_down: fields[13].parse().ok()?,
             })
         })
         .collect()
@@ -555,7 +588,8 @@ mod tests {
                 page: 1,
                 width: 2574.0,
                 height: 3575.0,
-                ppi: 311.0
+                ppi: 311.0,
+                ppi_down: 311.0,
             }]
         );
     }

@@ -150,7 +150,7 @@ fn interrupted_as_unavailable(parts: BoxStream<'static, object_store::Result<Byt
 /// The parsed forms of DownloadDocument.
 mod render {
     use folio_db::models::{chunk::Chunk, document::Document};
-    use folio_parse::parse::ParsedDocument;
+    use folio_parse::parse::{Block, ParsedDocument};
 
     fn title<'a>(document: &'a Document, parsed: &'a ParsedDocument) -> &'a str {
         if !document.title.is_empty() {
@@ -160,8 +160,9 @@ mod render {
         }
     }
 
-    /// Sections (runs of blocks under the same headings) with their blocks,
-    /// and the indexed chunks.
+    /// Sections (runs of blocks under the same headings) with their blocks
+    /// (a table row's with its table, header flag and cells), and the
+    /// indexed chunks.
     pub fn json(document: &Document, parsed: &ParsedDocument, chunks: &[Chunk]) -> serde_json::Value {
         let mut sections: Vec<serde_json::Value> = Vec::new();
         let mut current: Option<(Vec<String>, Vec<serde_json::Value>)> = None;
@@ -173,7 +174,11 @@ mod render {
                 current = Some((block.section_path.clone(), Vec::new()));
             }
             if let Some((_, blocks)) = current.as_mut() {
-                blocks.push(serde_json::json!({ "page": block.page, "text": block.text }));
+                let mut json = serde_json::json!({ "page": block.page, "text": block.text });
+                if let Some(row) = &block.row {
+                    json["row"] = serde_json::json!(row);
+                }
+                blocks.push(json);
             }
         }
         if let Some((path, blocks)) = current {
@@ -202,11 +207,13 @@ mod render {
         })
     }
 
-    /// Headings where the section path changes, then the blocks as paragraphs.
+    /// Headings where the section path changes, then the blocks as
+    /// paragraphs, and the rows of a table as a Markdown table.
     pub fn markdown(document: &Document, parsed: &ParsedDocument) -> String {
         let mut out = format!("# {}\n\n", title(document, parsed));
         let mut path: Vec<String> = Vec::new();
-        for block in &parsed.blocks {
+        let mut blocks = parsed.blocks.iter().enumerate().peekable();
+        while let Some((index, block)) = blocks.next() {
             if block.section_path != path {
                 let common = path.iter().zip(&block.section_path).take_while(|(a, b)| a == b).count();
                 // A top heading that is the title is the `#` line already: the
@@ -220,10 +227,59 @@ mod render {
                 }
                 path = block.section_path.clone();
             }
+            if let Some(row) = &block.row {
+                // The rows that follow of the same table, under the same headings.
+                let mut end = index + 1;
+                while blocks.next_if(|(_, next)| same_table(row.table, block, next)).is_some() {
+                    end += 1;
+                }
+                table(&mut out, &parsed.blocks[index..end]);
+                continue;
+            }
             out.push_str(&block.text);
             out.push_str("\n\n");
         }
         out
+    }
+
+    /// A row's cells (none for a block that is no row).
+    fn cells(block: &Block) -> &[String] {
+        block.row.as_ref().map_or(&[], |row| &row.cells)
+    }
+
+    fn same_table(table: u32, block: &Block, next: &Block) -> bool {
+        next.section_path == block.section_path && next.row.as_ref().is_some_and(|row| row.table == table)
+    }
+
+    /// Rows of one table as a Markdown table: the first row (the header, or
+    /// the first row there is where a paragraph or heading split the table)
+    /// as its header, widened with empty cells to the widest row so that no
+    /// cell is dropped; the other rows as they are (a row of fewer cells is
+    /// filled by the reader, as GitHub-flavoured Markdown says). A `|` in a
+    /// cell is escaped, a line break becomes a space.
+    fn table(out: &mut String, rows: &[Block]) {
+        let width = rows.iter().map(|row| cells(row).len()).max().unwrap_or(0).max(1);
+        let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+            out.push('|');
+            for cell in cells {
+                out.push(' ');
+                out.push_str(&cell.replace('|', "\\|").replace(['\r', '\n'], " "));
+                out.push_str(" |");
+            }
+            out.push('\n');
+        };
+        let header = cells(&rows[0]);
+        line(
+            &mut header
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat_n("", width - header.len())),
+        );
+        line(&mut std::iter::repeat_n("---", width));
+        for row in &rows[1..] {
+            line(&mut cells(row).iter().map(String::as_str));
+        }
+        out.push('\n');
     }
 
     /// The blocks as paragraphs.
@@ -248,7 +304,7 @@ mod tests {
         documents::{lifecycle::NewDocument, state::State},
         models::document::Document,
     };
-    use folio_parse::parse::{Block, ParsedDocument};
+    use folio_parse::parse::{Block, ParsedDocument, TableRow};
 
     use super::render;
 
@@ -278,6 +334,7 @@ mod tests {
             section_path: path.iter().map(|p| p.to_string()).collect(),
             page: None,
             text: text.into(),
+            row: None,
         };
         ParsedDocument {
             title: Some("Tide Tables".into()),
@@ -300,6 +357,71 @@ mod tests {
             "# Tide Tables\n\nWhen the water comes and goes.\n\n## Spring tides\n\nThe largest range.\n\n\
              Near new and full moon.\n\n## Neap tides\n\nThe smallest range.\n\n"
         );
+    }
+
+    /// A row of table `table`, the header if `header`.
+    fn row(path: &[&str], table: u32, header: bool, cells: &[&str]) -> Block {
+        Block {
+            section_path: path.iter().map(|p| p.to_string()).collect(),
+            page: None,
+            text: cells.iter().filter(|c| !c.is_empty()).copied().collect::<Vec<_>>().join(" | "),
+            row: Some(TableRow {
+                table,
+                header,
+                cells: cells.iter().map(|c| c.to_string()).collect(),
+            }),
+        }
+    }
+
+    fn tables() -> ParsedDocument {
+        let mut document = parsed();
+        document.blocks.splice(
+            2..2,
+            [
+                row(&["Tide Tables", "Spring tides"], 0, true, &["Port", "High | low", ""]),
+                row(&["Tide Tables", "Spring tides"], 0, false, &["Brest", "7.2 m", "spring"]),
+                row(&["Tide Tables", "Spring tides"], 0, false, &["Saint-Malo", "", "12 m", "the most"]),
+                row(&["Tide Tables", "Spring tides"], 1, true, &["Second table"]),
+            ],
+        );
+        // A table split by a heading: its rows after it have no header row.
+        document.blocks.extend([
+            row(&["Tide Tables", "Neap tides"], 2, true, &["Day", "Range"]),
+            row(&["Tide Tables", "Neap tides", "Later"], 2, false, &["Monday", "2.1 m"]),
+            row(&["Tide Tables", "Neap tides", "Later"], 2, false, &["Tuesday", "2.0 m"]),
+        ]);
+        document
+    }
+
+    #[test]
+    fn markdown_renders_each_table_as_a_markdown_table_with_a_header_row() {
+        let markdown = render::markdown(&document(""), &tables());
+        assert_eq!(
+            markdown,
+            "# Tide Tables\n\nWhen the water comes and goes.\n\n## Spring tides\n\nThe largest range.\n\n\
+             | Port | High \\| low |  |  |\n\
+             | --- | --- | --- | --- |\n\
+             | Brest | 7.2 m | spring |\n\
+             | Saint-Malo |  | 12 m | the most |\n\n\
+             | Second table |\n| --- |\n\n\
+             Near new and full moon.\n\n## Neap tides\n\nThe smallest range.\n\n\
+             | Day | Range |\n| --- | --- |\n\n\
+             ### Later\n\n\
+             | Monday | 2.1 m |\n| --- | --- |\n| Tuesday | 2.0 m |\n\n"
+        );
+    }
+
+    #[test]
+    fn json_and_text_carry_the_rows() {
+        let json = render::json(&document(""), &tables(), &[]);
+        let blocks = json["sections"][1]["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0].get("row"), None, "a paragraph has no row");
+        assert_eq!(
+            blocks[1]["row"],
+            serde_json::json!({ "table": 0, "header": true, "cells": ["Port", "High | low", ""] })
+        );
+        assert_eq!(blocks[2]["text"], "Brest | 7.2 m | spring");
+        assert!(render::text(&tables()).contains("\n\nBrest | 7.2 m | spring\n\n"));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 #![no_main]
 //! The chunker on any blocks. The first two bytes are the chunk size and the
 //! overlap; each following line is a block, `#`s at its start pushing that
-//! many headings (the line itself), `\f` starting a new page. The blocks are
-//! chunked in words, then in characters within a window of twice the chunk
-//! size (as a model's tokens would be).
+//! many headings (the line itself), `\f` starting a new page, a `|` making it
+//! a table row of the cells between its `|`s (a run of such lines is one
+//! table, headed by its first). The blocks are chunked in words, then in
+//! characters within a window of twice the chunk size (as a model's tokens
+//! would be).
 
 use folio_parse::chunk::{ChunkSettings, Measure, chunk, chunk_with, with_headings};
-use folio_parse::parse::Block;
+use folio_parse::parse::{Block, TableRow, normalize_whitespace};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
         overlap_tokens: usize::from(*overlap),
     };
     let text = String::from_utf8_lossy(rest);
-    let (mut path, mut page, mut blocks) = (Vec::<String>::new(), None::<u32>, Vec::new());
+    let (mut path, mut page, mut blocks) = (Vec::<String>::new(), None::<u32>, Vec::<Block>::new());
+    let mut tables = 0;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix('\u{c}') {
             page = Some(page.map_or(1, |p| p + 1));
@@ -30,12 +33,30 @@ fuzz_target!(|data: &[u8]| {
             path.push(line[level..].trim().to_owned());
             continue;
         }
-        let text = folio_parse::parse::normalize_whitespace(line);
+        let row = line.strip_prefix('|').map(|cells| {
+            let cells: Vec<String> = cells.split('|').map(normalize_whitespace).collect();
+            let text = cells.iter().filter(|c| !c.is_empty()).cloned().collect::<Vec<_>>().join(" | ");
+            let header = blocks.last().is_none_or(|b| b.row.is_none());
+            tables += u32::from(header);
+            (
+                text,
+                TableRow {
+                    table: tables,
+                    header,
+                    cells,
+                },
+            )
+        });
+        let (text, row) = match row {
+            Some((text, row)) => (text, Some(row)),
+            None => (normalize_whitespace(line), None),
+        };
         if !text.is_empty() {
             blocks.push(Block {
                 section_path: path.clone(),
                 page,
                 text,
+                row,
             });
         }
     }
@@ -53,6 +74,16 @@ fuzz_target!(|data: &[u8]| {
         covered += chunk.token_count;
     }
     assert!(covered >= words, "{covered} tokens chunked of {words}");
+    // A row that fits in a chunk is never cut: it is a whole line of one.
+    for row in blocks.iter().filter(|b| b.row.is_some()) {
+        if row.text.split_whitespace().count() <= max {
+            assert!(
+                chunks.iter().any(|c| c.text.lines().any(|line| line == row.text)),
+                "the row {:?} was cut",
+                row.text
+            );
+        }
+    }
 
     // In characters, within a window: a chunk with its headings fits, unless
     // it is one word, or its headings leave less than the least room.

@@ -1,6 +1,7 @@
 //! Markdown (CommonMark with tables): headings build the section path; each
-//! paragraph, list item, table row and code block is a block. The first level-1
-//! heading is the title.
+//! paragraph, list item and code block is a block, and each table a table
+//! whose rows are blocks of their cells, headed by its header row. The first
+//! level-1 heading is the title.
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
@@ -43,17 +44,28 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
                 in_code = false;
                 flush(&mut current, &mut builder)?;
             }
-            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::TableRow | TagEnd::TableHead | TagEnd::BlockQuote(_)) => {
+            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::BlockQuote(_)) => {
                 flush(&mut current, &mut builder)?;
             }
-            Event::End(TagEnd::TableCell) => current.push_str(" | "),
-            Event::Text(text) | Event::Code(text) => {
-                current.push_str(&text);
-                if in_code {
-                    current.push('\n');
-                }
+            Event::Start(Tag::Table(_)) => {
+                flush(&mut current, &mut builder)?;
+                builder.start_table()?;
             }
-            Event::SoftBreak | Event::HardBreak => current.push(' '),
+            Event::Start(Tag::TableHead | Tag::TableRow) => builder.start_row()?,
+            Event::Start(Tag::TableCell) => builder.start_cell(),
+            Event::End(TagEnd::TableCell) => builder.end_cell(),
+            Event::End(TagEnd::TableHead | TagEnd::TableRow) => builder.end_row()?,
+            Event::End(TagEnd::Table) => builder.end_table()?,
+            Event::Text(text) | Event::Code(text) => match builder.open_cell() {
+                Some(cell) => cell.push_str(&text),
+                None => {
+                    current.push_str(&text);
+                    if in_code {
+                        current.push('\n');
+                    }
+                }
+            },
+            Event::SoftBreak | Event::HardBreak => builder.open_cell().unwrap_or(&mut current).push(' '),
             _ => {}
         }
     }
@@ -84,7 +96,7 @@ mod tests {
 
     #[test]
     fn headings_nest_into_section_paths() {
-        let source = "# Guide\n\nIntro text.\n\n## Install\n\nRun it.\n\n- one\n- two\n\n### Debian\n\n```\napt install x\n```\n\n## Use\n\n| a | b |\n|---|---|\n| 1 | 2 |\n";
+        let source = "# Guide\n\nIntro text.\n\n## Install\n\nRun it.\n\n- one\n- two\n\n### Debian\n\n```\napt install x\n```\n\n## Use\n\n| a | `b` |\n|---|---|\n| 1 |  |\n| x \\| y | 3 |\n";
         let parsed = parse(source.as_bytes(), &mut Budget::new(&Limits::default())).unwrap();
         assert_eq!(parsed.title.as_deref(), Some("Guide"));
         let got: Vec<(Vec<String>, String)> = parsed.blocks.into_iter().map(|b| (b.section_path, b.text)).collect();
@@ -97,8 +109,34 @@ mod tests {
                 (path(&["Guide", "Install"]), "one".to_string()),
                 (path(&["Guide", "Install"]), "two".to_string()),
                 (path(&["Guide", "Install", "Debian"]), "apt install x".to_string()),
-                (path(&["Guide", "Use"]), "a | b |".to_string()),
-                (path(&["Guide", "Use"]), "1 | 2 |".to_string()),
+                (path(&["Guide", "Use"]), "a | b".to_string()),
+                (path(&["Guide", "Use"]), "1".to_string()),
+                (path(&["Guide", "Use"]), "x | y | 3".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_table_is_a_table_headed_by_its_header_row() {
+        let source = "Before.\n\n| Name | Size |\n|---|---:|\n| disk | 2 *TB* |\n| tape |  |\n\nAfter.\n";
+        let parsed = parse(source.as_bytes(), &mut Budget::new(&Limits::default())).unwrap();
+        let rows: Vec<Option<(u32, bool, Vec<&str>)>> = parsed
+            .blocks
+            .iter()
+            .map(|b| {
+                b.row
+                    .as_ref()
+                    .map(|r| (r.table, r.header, r.cells.iter().map(String::as_str).collect()))
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                None,
+                Some((0, true, vec!["Name", "Size"])),
+                Some((0, false, vec!["disk", "2 TB"])),
+                Some((0, false, vec!["tape", ""])),
+                None,
             ]
         );
     }

@@ -70,8 +70,25 @@ pub struct Block {
     /// The 1-based page the block is on (PDF only).
     pub page: Option<u32>,
     /// The text, whitespace-normalised within lines; paragraphs are separate
-    /// blocks.
+    /// blocks. For a table row: its non-empty cells joined by `" | "` (what
+    /// is embedded and searched).
     pub text: String,
+    /// Set when the block is one row of a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<TableRow>,
+}
+
+/// Where a table row stands in its table: the row's block holds its text, this
+/// holds its cells, so a table can be rendered and chunked as a table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableRow {
+    /// Which table of the document this row belongs to (0-based, in reading
+    /// order).
+    pub table: u32,
+    /// Whether this is the table's header row.
+    pub header: bool,
+    /// The cells, whitespace-normalised; empty cells kept so columns line up.
+    pub cells: Vec<String>,
 }
 
 /// A parsed document.
@@ -211,7 +228,13 @@ impl<'a> Budget<'a> {
 
     /// Counts `text` against the text budget.
     pub fn take_text(&mut self, text: &str) -> Result<(), ParseError> {
-        self.text_bytes += text.len();
+        self.take_text_bytes(text.len())
+    }
+
+    /// Counts `bytes` against the text budget: the size of what a parse
+    /// result keeps that is not text as such, such as a table's empty cells.
+    pub fn take_text_bytes(&mut self, bytes: usize) -> Result<(), ParseError> {
+        self.text_bytes = self.text_bytes.saturating_add(bytes);
         if self.text_bytes > self.limits.max_text_bytes {
             return Err(self.text_exceeded());
         }

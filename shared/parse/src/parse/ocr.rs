@@ -147,6 +147,7 @@ pub fn insert_pages(
                     section_path: section_path.clone(),
                     page: Some(page),
                     text,
+                    row: None,
                 },
             );
         }
@@ -192,6 +193,7 @@ garbage line
             section_path: path.iter().map(|p| p.to_string()).collect(),
             page: Some(page),
             text: text.into(),
+            row: None,
         }
     }
 

@@ -262,8 +262,9 @@ impl Pipeline<'_> {
         Ok(parsed)
     }
 
-    /// The part of PARSE that reads scanned pages (a PDF's `textless_pages`,
-    /// or every page of an image) by OCR, page by page: a progress event after
+    /// The part of PARSE that reads scanned pages (those of a PDF's
+    /// `textless_pages` with a picture on them, or every page of an image) by
+    /// OCR, page by page: a progress event after
     /// each page, cancel honoured between pages. The searchable PDF is saved
     /// before the parse result, so a parse result with `ocr` has one.
     async fn read_by_ocr(&self, format: Format, bytes: &[u8], document: &mut ParsedDocument, limits: &Limits) -> Result<(), Stop> {
@@ -277,6 +278,10 @@ impl Pipeline<'_> {
         };
         let mut reading = context.ocr.prepare(source, bytes).await?;
         let pages = reading.pages();
+        if pages.is_empty() {
+            // Blank pages: nothing to read.
+            return Ok(());
+        }
         let mut recognised = Vec::with_capacity(pages.len());
         for (index, number) in pages.iter().enumerate() {
             self.check_cancel().await?;

@@ -1,7 +1,14 @@
 //! DOCX (Office Open XML word-processing documents): the paragraphs of
 //! `word/document.xml` become blocks, paragraphs in a heading style build the
-//! section path (by the rules of [`BlockBuilder`]), and each row of an
-//! outermost table becomes one block of its cells. The title comes from `docProps/core.xml` (`dc:title`).
+//! section path (by the rules of [`BlockBuilder`]), and each `w:tbl` is a
+//! table whose rows (`w:tr`) become blocks of their cells (`w:tc`, the
+//! paragraphs of a cell joined by spaces). A table's first row is its header
+//! row: Word's repeated header rows (`w:tblHeader`) are always a table's first
+//! rows, and a table without any still gets its first row as the header, as a
+//! Markdown table must. A table nested in a cell flows into that cell's text.
+//! Merged cells are not expanded: a cell spanning columns (`w:gridSpan`) is
+//! one cell, and a cell merged into the one above (`w:vMerge`) is an empty
+//! one. The title comes from `docProps/core.xml` (`dc:title`).
 //!
 //! Heading styles are recognised by the style's name in `word/styles.xml`
 //! ("heading 1".."heading 9", "Title"), by the outline level a style or a
@@ -355,9 +362,6 @@ struct Body<'s, 'b, 'l> {
     /// Nesting of `w:pPrChange` (the properties before a tracked change, whose
     /// style must not count) and of `mc:Fallback` (a copy of `mc:Choice`).
     ignored_depth: usize,
-    /// Nesting of tables; rows and cells come from the outermost one, the text
-    /// of inner tables joins the outer cell.
-    table_depth: usize,
 }
 
 fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Result<Vec<Block>, ParseError> {
@@ -368,7 +372,6 @@ fn body(xml: &[u8], styles: &HashMap<String, u8>, budget: &mut Budget<'_>) -> Re
         paragraph: None,
         in_text: false,
         ignored_depth: 0,
-        table_depth: 0,
     };
     for count in 0usize.. {
         if count.is_multiple_of(EVENTS_PER_TIME_CHECK) {
@@ -421,9 +424,10 @@ impl Body<'_, '_, '_> {
             "t" => self.in_text = !empty,
             "tab" | "br" | "cr" => self.push(" "),
             "noBreakHyphen" => self.push("-"),
-            "tbl" => self.table_depth += 1,
-            "tr" if self.table_depth == 1 => self.builder.start_row()?,
-            "tc" if self.table_depth == 1 => self.builder.start_cell(),
+            // The builder keeps nested tables in the outer cell.
+            "tbl" => self.builder.start_table()?,
+            "tr" => self.builder.start_row()?,
+            "tc" => self.builder.start_cell(),
             _ => {}
         }
         Ok(())
@@ -441,14 +445,9 @@ impl Body<'_, '_, '_> {
             _ if self.ignored_depth > 0 => {}
             "t" => self.in_text = false,
             "p" => self.end_paragraph()?,
-            "tc" if self.table_depth == 1 => self.builder.end_cell(),
-            "tr" if self.table_depth == 1 => self.builder.end_row()?,
-            "tbl" => {
-                if self.table_depth == 1 {
-                    self.builder.end_row()?;
-                }
-                self.table_depth = self.table_depth.saturating_sub(1);
-            }
+            "tc" => self.builder.end_cell(),
+            "tr" => self.builder.end_row()?,
+            "tbl" => self.builder.end_table()?,
             _ => {}
         }
         Ok(())

@@ -241,3 +241,77 @@ fn the_text_budget_is_enforced() {
     let error = parse(&docx(&body), &mut Budget::new(&limits)).unwrap_err();
     assert_eq!(error.code(), "LIMIT_EXCEEDED");
 }
+
+/// A `w:tc` of one paragraph per text.
+fn table_cell(texts: &[&str]) -> String {
+    let paragraphs: String = texts.iter().map(|text| paragraph(None, text)).collect();
+    format!("<w:tc><w:tcPr><w:tcW w:w=\"2000\" w:type=\"dxa\"/></w:tcPr>{paragraphs}</w:tc>")
+}
+
+#[test]
+fn tables_come_through_as_rows_of_cells_with_a_header() {
+    let header_row = format!(
+        r#"<w:tr><w:trPr><w:tblHeader/></w:trPr>{}{}{}</w:tr>"#,
+        table_cell(&["Package"]),
+        table_cell(&["Version"]),
+        table_cell(&["Notes"])
+    );
+    let nested = format!(
+        "<w:tbl><w:tr>{}{}</w:tr><w:tr>{}</w:tr></w:tbl>",
+        table_cell(&["inner a"]),
+        table_cell(&["inner b"]),
+        table_cell(&["inner c"])
+    );
+    let body = [
+        paragraph(Some("Heading1"), "Packages"),
+        format!(
+            "<w:tbl><w:tblPr/><w:tblGrid/>{header_row}<w:tr>{}{}{}</w:tr><w:tr>{}{}<w:tc><w:p/>{nested}<w:p/></w:tc></w:tr></w:tbl>",
+            table_cell(&["apt", "(the tool)"]),
+            table_cell(&["2.6"]),
+            table_cell(&[]),
+            table_cell(&["dpkg"]),
+            table_cell(&["1.21"]),
+        ),
+        paragraph(None, "Between the tables."),
+        format!(
+            "<w:tbl><w:tr>{}</w:tr><w:tr>{}</w:tr></w:tbl>",
+            table_cell(&["First"]),
+            table_cell(&["Second"])
+        ),
+    ]
+    .concat();
+    let parsed = run(&docx(&body)).unwrap();
+    assert_eq!(
+        texts(&parsed),
+        [
+            "Package | Version | Notes",
+            "apt (the tool) | 2.6",
+            "dpkg | 1.21 | inner a inner b inner c",
+            "Between the tables.",
+            "First",
+            "Second",
+        ]
+    );
+    let rows: Vec<Option<(u32, bool, Vec<&str>)>> = parsed
+        .blocks
+        .iter()
+        .map(|b| {
+            b.row
+                .as_ref()
+                .map(|r| (r.table, r.header, r.cells.iter().map(String::as_str).collect()))
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            Some((0, true, vec!["Package", "Version", "Notes"])),
+            Some((0, false, vec!["apt (the tool)", "2.6", ""])),
+            Some((0, false, vec!["dpkg", "1.21", "inner a inner b inner c"])),
+            None,
+            Some((1, true, vec!["First"])),
+            Some((1, false, vec!["Second"])),
+        ],
+        "empty cells kept, the nested table in its cell, the second table numbered 1"
+    );
+    assert!(parsed.blocks.iter().all(|b| b.section_path == ["Packages"]));
+}

@@ -2,9 +2,14 @@
 //!
 //! `h1`..`h6` build the section path (by the rules of [`BlockBuilder`]);
 //! paragraphs, list items, definition terms, `pre` blocks and the text of any
-//! other block-level element become blocks, and each row of an outermost table
-//! becomes one block of its cells. `<title>` is the title. `script`, `style`,
-//! `noscript`, `template` and comments are dropped.
+//! other block-level element become blocks. Each `<table>` is a table whose
+//! rows (`<tr>`) become blocks of their cells (`<th>`, `<td>`); its first row
+//! is its header row, which is the row of `<thead>` or of `<th>` cells in the
+//! tables that have one, and the first data row in those that do not (a
+//! Markdown table needs one). A table nested in a cell flows into that cell's
+//! text; spanning cells (`colspan`, `rowspan`) are one cell each. `<title>` is
+//! the title. `script`, `style`, `noscript`, `template` and comments are
+//! dropped.
 //!
 //! The bytes are decoded as UTF-8 unless a byte-order mark or a `<meta charset>`
 //! (or `http-equiv` content type) within the first 1024 bytes names another
@@ -162,8 +167,8 @@ struct State<'b, 'l> {
     pre_depth: usize,
     skipped: Option<Skipped>,
     svg_depth: usize,
-    /// Nesting of tables; rows and cells are taken from the outermost only, the
-    /// text of inner tables joins the outer cell.
+    /// Nesting of tables: `tr`, `td` and `th` outside any table are ordinary
+    /// elements (the builder keeps a nested table's text in the outer cell).
     table_depth: usize,
 }
 
@@ -313,10 +318,11 @@ impl<'b, 'l> State<'b, 'l> {
             "br" => self.push_text(if self.pre_depth > 0 { "\n" } else { " " }),
             "table" => {
                 self.flush()?;
+                self.builder.start_table()?;
                 self.table_depth += 1;
             }
-            "tr" if self.table_depth == 1 => self.builder.start_row()?,
-            "td" | "th" if self.table_depth == 1 => self.builder.start_cell(),
+            "tr" if self.table_depth > 0 => self.builder.start_row()?,
+            "td" | "th" if self.table_depth > 0 => self.builder.start_cell(),
             _ if self.builder.in_cell() => {
                 // Inside a cell, block-level markup only separates words.
                 if is_block_level(name) || heading_level(name).is_some() {
@@ -360,14 +366,14 @@ impl<'b, 'l> State<'b, 'l> {
             }
             "svg" => self.svg_depth = self.svg_depth.saturating_sub(1),
             "table" if self.table_depth > 0 => {
+                self.builder.end_table()?;
                 if self.table_depth == 1 {
-                    self.builder.end_row()?;
                     self.flush()?;
                 }
                 self.table_depth -= 1;
             }
-            "tr" if self.table_depth == 1 => self.builder.end_row()?,
-            "td" | "th" if self.table_depth == 1 => self.builder.end_cell(),
+            "tr" if self.table_depth > 0 => self.builder.end_row()?,
+            "td" | "th" if self.table_depth > 0 => self.builder.end_cell(),
             _ if self.builder.in_cell() => {
                 if is_block_level(name) || heading_level(name).is_some() {
                     self.push_text(" ");

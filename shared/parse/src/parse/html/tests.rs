@@ -80,6 +80,60 @@ fn lists_tables_and_implicit_ends_become_blocks() {
     assert_eq!(block(&document, "a b | 2").section_path, ["Data"]);
 }
 
+/// Each block's row as (table, header, cells), None for a block that is no row.
+fn rows(document: &ParsedDocument) -> Vec<Option<(u32, bool, Vec<&str>)>> {
+    document
+        .blocks
+        .iter()
+        .map(|b| {
+            b.row
+                .as_ref()
+                .map(|r| (r.table, r.header, r.cells.iter().map(String::as_str).collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn tables_come_through_as_rows_of_cells_with_a_header() {
+    let document = run("<h1>Packages</h1>\
+         <table><caption>Versions</caption>\
+         <thead><tr><th>Package</th><th>Version</th><th>Notes</th></tr></thead>\
+         <tbody><tr><td>apt <br>(the tool)</td><td>2.6</td><td></td></tr>\
+         <tr><td>dpkg</td><td>1.21</td><td><table><tr><td>inner a<td>inner b<tr><td>inner c</table></td></tr></tbody>\
+         </table>\
+         <p>Between the tables.</p>\
+         <table><tr><td>First<tr><td>Second</table>\
+         <tr><td>a row outside any table</td></tr>");
+    assert_eq!(
+        texts(&document),
+        [
+            "Versions",
+            "Package | Version | Notes",
+            "apt (the tool) | 2.6",
+            "dpkg | 1.21 | inner a inner b inner c",
+            "Between the tables.",
+            "First",
+            "Second",
+            "a row outside any table",
+        ]
+    );
+    assert_eq!(
+        rows(&document),
+        [
+            None,
+            Some((0, true, vec!["Package", "Version", "Notes"])),
+            Some((0, false, vec!["apt (the tool)", "2.6", ""])),
+            Some((0, false, vec!["dpkg", "1.21", "inner a inner b inner c"])),
+            None,
+            Some((1, true, vec!["First"])),
+            Some((1, false, vec!["Second"])),
+            None,
+        ],
+        "empty cells kept, the nested table in its cell, a table without <th> headed by its first row"
+    );
+    assert!(document.blocks.iter().all(|b| b.section_path == ["Packages"]));
+}
+
 #[test]
 fn non_latin_scripts_survive() {
     let document = run(
