@@ -224,6 +224,7 @@ mod tests {
             section_path: path.iter().map(|p| p.to_string()).collect(),
             page: None,
             text: text.into(),
+            row: None,
         };
         ParsedDocument {
             title: Some("Tide Tables".into()),

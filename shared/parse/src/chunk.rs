@@ -181,6 +181,7 @@ mod tests {
             section_path: path.iter().map(|s| s.to_string()).collect(),
             page,
             text: text.into(),
+            row: None,
         }
     }
 

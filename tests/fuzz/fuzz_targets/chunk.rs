@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
                 section_path: path.clone(),
                 page,
                 text,
+                row: None,
             });
         }
     }

@@ -1,10 +1,10 @@
 //! The one place where parsers turn what they read into [`Block`]s: the open
-//! headings that make a block's section path, the cells of a table row, and the
-//! text budget every emitted block is counted against. Each parser only finds
-//! headings, paragraphs and cells in its format and hands them over, so the
-//! rules below hold for every format alike.
+//! headings that make a block's section path, the tables and the cells of
+//! their rows, and the text budget every emitted block is counted against.
+//! Each parser only finds headings, paragraphs, tables and cells in its format
+//! and hands them over, so the rules below hold for every format alike.
 
-use super::{Block, Budget, ParseError, normalize_whitespace};
+use super::{Block, Budget, ParseError, TableRow, normalize_whitespace};
 
 /// Builds the blocks of one document.
 ///
@@ -21,10 +21,21 @@ use super::{Block, Budget, ParseError, normalize_whitespace};
 ///   says nothing more to search. Heading text counts against the text budget.
 /// - **Blocks.** Text is emitted with the open headings as its section path
 ///   and the current page; empty text emits nothing.
-/// - **Tables.** A cell gathers text from its start until the next cell, the
-///   end of its row or of the table; a row's cells are whitespace-normalised,
-///   empty cells are left out, and the rest are joined by `" | "` into one
-///   block.
+/// - **Tables.** The rows between [`start_table`](Self::start_table) and
+///   [`end_table`](Self::end_table) belong to one table, numbered from 0 in
+///   reading order; a run of rows made outside them, up to the next
+///   paragraph, heading or table, is a table of its own. A cell gathers text
+///   from its start until the next cell, the end of its row or of the table.
+///   A row is one block whose [`TableRow`] keeps its cells,
+///   whitespace-normalised, empty ones included so columns line up; the
+///   block's text is the non-empty cells joined by `" | "`. A row whose cells
+///   are all empty emits nothing. The first row a table emits is its header
+///   row (a Markdown table has exactly one, and formats that mark header rows
+///   put them first).
+/// - **Nested tables.** A table started inside an open table is not a table
+///   of its own: its text flows into the outer cell it sits in, its cells and
+///   rows separated by spaces, so the outer row keeps its columns and no text
+///   is lost.
 #[derive(Debug)]
 pub struct BlockBuilder<'b, 'l> {
     budget: &'b mut Budget<'l>,
@@ -32,11 +43,26 @@ pub struct BlockBuilder<'b, 'l> {
     headings: Vec<(usize, String)>,
     /// The page the next blocks are on (PDF only).
     page: Option<u32>,
+    /// The table rows go to, if one is open.
+    table: Option<Table>,
+    /// How many tables were opened, hence the next one's number.
+    tables: u32,
     /// The cells of the open table row, if a row is open.
     row: Option<Vec<String>>,
     /// The text of the open cell, if a cell is open.
     cell: Option<String>,
     blocks: Vec<Block>,
+}
+
+/// An open table.
+#[derive(Debug)]
+struct Table {
+    number: u32,
+    /// Whether it has emitted its header row.
+    has_header: bool,
+    /// Open `start_table` calls: 1 for the table itself, more while tables
+    /// nested in it are open, 0 for a run of rows made outside any.
+    depth: usize,
 }
 
 impl<'b, 'l> BlockBuilder<'b, 'l> {
@@ -45,6 +71,8 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
             budget,
             headings: Vec::new(),
             page: None,
+            table: None,
+            tables: 0,
             row: None,
             cell: None,
             blocks: Vec::new(),
@@ -59,6 +87,7 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
 
     /// Opens a heading of `level`, by the rules in the type's documentation.
     pub fn heading(&mut self, level: usize, text: &str) -> Result<(), ParseError> {
+        self.end_run_of_rows();
         let text = normalize_whitespace(text);
         self.headings.retain(|(open, _)| *open < level);
         if text.is_empty() || self.headings.last().is_some_and(|(_, above)| *above == text) {
@@ -76,7 +105,7 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
 
     /// Emits `text`, whitespace-normalised, as one block.
     pub fn paragraph(&mut self, text: &str) -> Result<(), ParseError> {
-        self.emit(normalize_whitespace(text))
+        self.emit(normalize_whitespace(text), None)
     }
 
     /// Emits preformatted `text` as one block: it keeps its lines, only the
@@ -84,11 +113,47 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
     /// are dropped.
     pub fn preformatted(&mut self, text: &str) -> Result<(), ParseError> {
         let lines: Vec<String> = text.lines().map(normalize_whitespace).collect();
-        self.emit(lines.join("\n").trim_matches('\n').to_owned())
+        self.emit(lines.join("\n").trim_matches('\n').to_owned(), None)
+    }
+
+    /// Opens a table: the rows up to [`end_table`](Self::end_table) are its
+    /// rows. Inside an open table, opens a nested one, whose text joins the
+    /// open cell.
+    pub fn start_table(&mut self) -> Result<(), ParseError> {
+        if let Some(table) = self.table.as_mut().filter(|table| table.depth > 0) {
+            table.depth += 1;
+            self.separate();
+            return Ok(());
+        }
+        self.end_row()?;
+        self.table = Some(Table {
+            number: self.tables,
+            has_header: false,
+            depth: 1,
+        });
+        self.tables += 1;
+        Ok(())
+    }
+
+    /// Ends the innermost open table, emitting its open row if it is the
+    /// outermost.
+    pub fn end_table(&mut self) -> Result<(), ParseError> {
+        if let Some(table) = self.table.as_mut().filter(|table| table.depth > 1) {
+            table.depth -= 1;
+            self.separate();
+            return Ok(());
+        }
+        self.end_row()?;
+        self.table = None;
+        Ok(())
     }
 
     /// Ends the open table row, if any, and opens a new one.
     pub fn start_row(&mut self) -> Result<(), ParseError> {
+        if self.nested() {
+            self.separate();
+            return Ok(());
+        }
         self.end_row()?;
         self.row = Some(Vec::new());
         Ok(())
@@ -97,6 +162,10 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
     /// Ends the open cell, if any, and opens a new one in the open row
     /// (opening a row if none is).
     pub fn start_cell(&mut self) {
+        if self.nested() {
+            self.separate();
+            return;
+        }
         self.end_cell();
         self.cell = Some(String::new());
     }
@@ -113,6 +182,10 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
 
     /// Adds the open cell, if any, to the open row.
     pub fn end_cell(&mut self) {
+        if self.nested() {
+            self.separate();
+            return;
+        }
         if let Some(cell) = self.cell.take() {
             self.row.get_or_insert_with(Vec::new).push(normalize_whitespace(&cell));
         }
@@ -120,29 +193,83 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
 
     /// Ends the open cell and emits the open row, if any, as one block.
     pub fn end_row(&mut self) -> Result<(), ParseError> {
-        self.end_cell();
-        if let Some(row) = self.row.take() {
-            let cells: Vec<String> = row.into_iter().filter(|cell| !cell.is_empty()).collect();
-            self.emit(cells.join(" | "))?;
+        if self.nested() {
+            self.separate();
+            return Ok(());
         }
-        Ok(())
+        self.end_cell();
+        let Some(cells) = self.row.take() else {
+            return Ok(());
+        };
+        let text = cells
+            .iter()
+            .filter(|cell| !cell.is_empty())
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        if text.is_empty() {
+            return Ok(());
+        }
+        let tables = &mut self.tables;
+        let table = self.table.get_or_insert_with(|| {
+            *tables += 1;
+            Table {
+                number: *tables - 1,
+                has_header: false,
+                depth: 0,
+            }
+        });
+        let row = TableRow {
+            table: table.number,
+            header: !table.has_header,
+            cells,
+        };
+        table.has_header = true;
+        self.emit(text, Some(row))
     }
 
-    /// Ends the open row and hands the blocks over.
+    /// Ends the open row and tables and hands the blocks over.
     pub fn finish(mut self) -> Result<Vec<Block>, ParseError> {
+        while self.table.as_ref().is_some_and(|table| table.depth > 1) {
+            self.end_table()?;
+        }
         self.end_row()?;
         Ok(self.blocks)
     }
 
-    fn emit(&mut self, text: String) -> Result<(), ParseError> {
+    /// Whether a table nested in the open one is open.
+    fn nested(&self) -> bool {
+        self.table.as_ref().is_some_and(|table| table.depth > 1)
+    }
+
+    /// Separates the text of a nested table's cells within the outer cell.
+    fn separate(&mut self) {
+        if let Some(cell) = self.cell.as_mut() {
+            cell.push(' ');
+        }
+    }
+
+    /// Ends a run of rows made outside `start_table`: what follows is no
+    /// longer its table.
+    fn end_run_of_rows(&mut self) {
+        if self.table.as_ref().is_some_and(|table| table.depth == 0) {
+            self.table = None;
+        }
+    }
+
+    fn emit(&mut self, text: String, row: Option<TableRow>) -> Result<(), ParseError> {
         if text.is_empty() {
             return Ok(());
+        }
+        if row.is_none() {
+            self.end_run_of_rows();
         }
         self.budget.take_text(&text)?;
         self.blocks.push(Block {
             section_path: self.headings.iter().map(|(_, heading)| heading.clone()).collect(),
             page: self.page,
             text,
+            row,
         });
         Ok(())
     }
@@ -249,6 +376,138 @@ mod tests {
                 (vec!["Data"], "Name | Size (bytes)"),
                 (vec!["Data"], "a"),
                 (vec!["Data"], "without a row"),
+            ]
+        );
+    }
+
+    /// Each row block as (table, header, cells).
+    fn rows(blocks: &[Block]) -> Vec<(u32, bool, Vec<&str>)> {
+        blocks
+            .iter()
+            .filter_map(|b| b.row.as_ref())
+            .map(|r| (r.table, r.header, r.cells.iter().map(String::as_str).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn rows_keep_their_cells_and_the_first_row_of_each_table_is_its_header() {
+        let limits = Limits::default();
+        let mut budget = Budget::new(&limits);
+        let mut builder = BlockBuilder::new(&mut budget);
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "");
+        cell(&mut builder, "");
+        builder.start_row().unwrap();
+        cell(&mut builder, "Name");
+        cell(&mut builder, "");
+        cell(&mut builder, " Size ");
+        builder.start_row().unwrap();
+        cell(&mut builder, "a");
+        cell(&mut builder, "");
+        cell(&mut builder, "1");
+        builder.end_table().unwrap();
+        builder.paragraph("between").unwrap();
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "only row");
+        builder.end_table().unwrap();
+        let blocks = builder.finish().unwrap();
+        assert_eq!(
+            rows(&blocks),
+            [
+                (0, true, vec!["Name", "", "Size"]),
+                (0, false, vec!["a", "", "1"]),
+                (1, true, vec!["only row"]),
+            ],
+            "a row of empty cells is not a header nor a block"
+        );
+        assert_eq!(blocks[0].text, "Name | Size");
+        assert_eq!(blocks[2].row, None, "a paragraph is no row");
+    }
+
+    #[test]
+    fn rows_outside_a_table_make_a_table_of_each_run() {
+        let limits = Limits::default();
+        let mut budget = Budget::new(&limits);
+        let mut builder = BlockBuilder::new(&mut budget);
+        for text in ["h", "a"] {
+            builder.start_row().unwrap();
+            cell(&mut builder, text);
+        }
+        builder.end_row().unwrap();
+        builder.heading(1, "Next").unwrap();
+        for text in ["h2", "b"] {
+            builder.start_row().unwrap();
+            cell(&mut builder, text);
+        }
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "h3");
+        builder.end_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "h4");
+        builder.end_row().unwrap();
+        builder.paragraph("").unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "c");
+        let blocks = builder.finish().unwrap();
+        assert_eq!(
+            rows(&blocks),
+            [
+                (0, true, vec!["h"]),
+                (0, false, vec!["a"]),
+                (1, true, vec!["h2"]),
+                (1, false, vec!["b"]),
+                (2, true, vec!["h3"]),
+                (3, true, vec!["h4"]),
+                (3, false, vec!["c"]),
+            ],
+            "a heading or a table ends a run; an empty paragraph, which emits nothing, does not"
+        );
+    }
+
+    #[test]
+    fn a_nested_table_flows_into_the_outer_cell() {
+        let limits = Limits::default();
+        let mut budget = Budget::new(&limits);
+        let mut builder = BlockBuilder::new(&mut budget);
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "Key");
+        cell(&mut builder, "Value");
+        builder.start_row().unwrap();
+        cell(&mut builder, "outer");
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "inner1");
+        builder.start_cell();
+        builder.open_cell().unwrap().push_str("inner2");
+        builder.end_cell();
+        builder.end_row().unwrap();
+        builder.start_table().unwrap();
+        cell(&mut builder, "deepest");
+        builder.end_table().unwrap();
+        builder.end_table().unwrap();
+        builder.open_cell().unwrap().push_str("after");
+        cell(&mut builder, "second");
+        builder.end_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "outside");
+        // An unterminated nested table ends with the document.
+        builder.start_table().unwrap();
+        builder.start_row().unwrap();
+        cell(&mut builder, "h");
+        builder.start_table().unwrap();
+        cell(&mut builder, "x");
+        let blocks = builder.finish().unwrap();
+        assert_eq!(
+            rows(&blocks),
+            [
+                (0, true, vec!["Key", "Value"]),
+                (0, false, vec!["outer inner1 inner2 deepest after", "second"]),
+                (1, true, vec!["outside"]),
+                (2, true, vec!["h x"]),
             ]
         );
     }

@@ -57,8 +57,25 @@ pub struct Block {
     /// The 1-based page the block is on (PDF only).
     pub page: Option<u32>,
     /// The text, whitespace-normalised within lines; paragraphs are separate
-    /// blocks.
+    /// blocks. For a table row: its non-empty cells joined by `" | "` (what
+    /// is embedded and searched).
     pub text: String,
+    /// Set when the block is one row of a table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<TableRow>,
+}
+
+/// Where a table row stands in its table: the row's block holds its text, this
+/// holds its cells, so a table can be rendered and chunked as a table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableRow {
+    /// Which table of the document this row belongs to (0-based, in reading
+    /// order).
+    pub table: u32,
+    /// Whether this is the table's header row.
+    pub header: bool,
+    /// The cells, whitespace-normalised; empty cells kept so columns line up.
+    pub cells: Vec<String>,
 }
 
 /// A parsed document.
