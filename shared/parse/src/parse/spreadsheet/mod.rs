@@ -57,9 +57,22 @@ pub fn parse_xlsx(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocumen
     let mut sheet = Sheet::new(budget, title)?;
     for name in sheets {
         let mut cells = workbook.worksheet_cells_reader(&name).map_err(error)?;
-        while let Some(cell) = cells.next_cell().map_err(error)? {
-            let (row, column) = cell.get_position();
-            sheet.add(row, column, &xlsx_text(cell.get_value()))?;
+        loop {
+            match cells.next_cell() {
+                Ok(Some(cell)) => {
+                    let (row, column) = cell.get_position();
+                    sheet.add(row, column, &xlsx_text(cell.get_value()))?;
+                }
+                Ok(None) => break,
+                // calamine refuses a value it cannot read (a number written
+                // with a leading space, an unknown cell type) once it has read
+                // past it; the sheet reads on without that cell, which still
+                // counts as read, so a sheet of nothing else ends at the limit.
+                Err(XlsxError::ParseFloat(_) | XlsxError::ParseInt(_) | XlsxError::CellTAttribute(_)) => {
+                    sheet.add(0, 0, "")?;
+                }
+                Err(e) => return Err(error(e)),
+            }
         }
         sheet.emit(&name)?;
     }

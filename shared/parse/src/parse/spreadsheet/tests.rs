@@ -82,12 +82,13 @@ fn run_ods(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
 
 #[test]
 fn xlsx_sheets_are_sections_of_header_and_rows_with_formulas_cached_values() {
+    // D6 holds a number calamine cannot read (its leading space): left out.
     let sales = r#"
         <row r="2"><c r="B2" t="s"><v>0</v></c><c r="C2" t="s"><v>1</v></c><c r="D2" t="s"><v>2</v></c><c r="E2" t="s"><v>3</v></c></row>
         <row r="3"><c r="B3" t="s"><v>4</v></c><c r="C3"><v>3</v></c><c r="D3"><f>C3*2.5</f><v>7.5</v></c><c r="E3" s="1"><v>45943.5</v></c></row>
         <row r="4"><c r="C4" s="1"/></row>
         <row r="5"><c r="B5" t="inlineStr"><is><t>Total</t></is></c><c r="D5" t="str"><f>"sum: "&amp;SUM(D3:D3)</f><v>sum: 7.5</v></c><c r="E5" t="e"><f>1/0</f><v>#DIV/0!</v></c></row>
-        <row r="6"><c r="C6" t="b"><v>1</v></c><c r="E6" s="1"><v>45943</v></c></row>"#;
+        <row r="6"><c r="C6" t="b"><v>1</v></c><c r="D6" t="n"><v> 41</v></c><c r="E6" s="1"><v>45943</v></c></row>"#;
     let secret = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>hidden salary</t></is></c></row>"#;
     let notes = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>A  note</t></is></c></row>"#;
     let bytes = xlsx(
