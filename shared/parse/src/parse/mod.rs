@@ -298,3 +298,6 @@ pub fn parse(format: Format, bytes: &[u8], limits: &Limits) -> Result<ParsedDocu
 pub fn normalize_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests;
