@@ -7,8 +7,9 @@
 //! tables (`a:tbl`) come through as tables, a merged-over cell kept empty so
 //! columns line up. The speaker notes (the body placeholder of the slide's
 //! notes page) follow under a "Speaker notes" heading below the slide's, so
-//! their section path says what they are. The title comes from
-//! `docProps/core.xml`.
+//! their section path says what they are. A hidden slide (`show="0"`) is
+//! read like the others: its text is the deck's, and its number is the one
+//! PowerPoint shows. The title comes from `docProps/core.xml`.
 //!
 //! A PPTX is a zip archive, read through [`Archive`] with the same limits as
 //! DOCX, and its XML through [`Part`], which refuses any document type
