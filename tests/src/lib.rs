@@ -25,7 +25,8 @@
 //! - [`proxy`] has [`TcpProxy`].
 //! - [`models`] finds the real models the model tests run; [`relevance`] the
 //!   real documents and the search relevance measure; [`s3`] runs an
-//!   S3-compatible server for the `s3://` blob store.
+//!   S3-compatible server for the `s3://` blob store; [`scans`] makes scans
+//!   and photos of real PDF pages and scores OCR's word accuracy.
 //! - [`bench`](mod@bench) has what the benchmark binaries (`src/bin/bench-*.rs`) share.
 //!
 //! Everything a test uses is re-exported here, so tests name it
@@ -44,6 +45,7 @@ pub mod processes;
 pub mod proxy;
 pub mod relevance;
 pub mod s3;
+pub mod scans;
 pub mod smtp;
 
 pub use authenticator::totp;

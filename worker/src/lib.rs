@@ -10,12 +10,15 @@
 //! - [`activity`] holds what is in flight, and the heartbeat that reports it.
 //! - [`sandbox`] runs the parser in a child process (`folio-worker parse`)
 //!   under memory and time limits, and is that child.
+//! - [`ocr`] reads scanned PDF pages and images with Tesseract, a child
+//!   process per page under the same kind of limits.
 //! - [`segments`] seals new chunks into search segments with indexes built
 //!   in bulk, and merges them (one worker at a time).
 
 pub mod activity;
 pub mod consumer;
 pub mod jobs;
+pub mod ocr;
 pub mod sandbox;
 pub mod segments;
 
@@ -128,6 +131,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         activity.clone(),
         cancel.clone(),
     ));
+    let ocr = Arc::new(ocr::Ocr::new(config.documents.ocr.clone()));
+    if let Err(error) = ocr.check().await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "OCR is not available on this worker: scanned pages and images fail their tries here"
+        );
+    }
     let consumer = Arc::new(Consumer::new(
         config.amqp_url.clone(),
         Topology::new(&config),
@@ -145,6 +155,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             documents: config.documents.clone(),
             models: models.clone(),
             sandbox: sandbox::Sandbox::from_config(&config.documents)?,
+            ocr: ocr.clone(),
         },
         activity.clone(),
     ));

@@ -207,6 +207,8 @@ fn stable_code(code: &str) -> &'static str {
         "LIMIT_EXCEEDED" => "LIMIT_EXCEEDED",
         "PARSE_TIME" => "PARSE_TIME",
         "UNSUPPORTED_FORMAT" => "UNSUPPORTED_FORMAT",
+        "TOO_MANY_PAGES" => "TOO_MANY_PAGES",
+        "IMAGE_TOO_LARGE" => "IMAGE_TOO_LARGE",
         _ => "PARSE_CRASH",
     }
 }

@@ -20,6 +20,9 @@ pub enum Format {
     Json,
     Markdown,
     Text,
+    /// The searchable PDF of a document read by OCR; the original of any
+    /// other PDF.
+    Pdf,
 }
 
 /// A download: its content type and its bytes, in parts as they come.
@@ -32,20 +35,10 @@ impl Documents {
     /// `found` (a document the caller may see) in `format`.
     pub(super) async fn download(&self, found: Document, format: Format) -> ApiResult<Download> {
         if format == Format::Original {
-            if !found.has_original() {
-                return Err(self.original_deleted(&found).await?);
-            }
-            let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
-            let parts = parts.map(|part| {
-                part.map_err(|error| {
-                    tracing::error!(%error, "download interrupted");
-                    ApiError::Unavailable("the blob store failed mid-download; try again".into())
-                })
-            });
-            return Ok(Download {
-                content_type: found.content_type,
-                parts: parts.boxed(),
-            });
+            return self.original(found).await;
+        }
+        if format == Format::Pdf {
+            return self.pdf(found).await;
         }
         let parsed = match self.blobs.get(&folio_db::documents::parsed_key(found.id, found.attempt)).await {
             Ok(bytes) => serde_json::from_slice::<ParsedDocument>(&bytes).map_err(|e| ApiError::Internal(e.into()))?,
@@ -64,7 +57,7 @@ impl Documents {
                 ("application/json", render::json(&found, &parsed, &chunks).to_string())
             }
             Format::Markdown => ("text/markdown; charset=utf-8", render::markdown(&found, &parsed)),
-            Format::Original | Format::Text => ("text/plain; charset=utf-8", render::text(&parsed)),
+            Format::Original | Format::Pdf | Format::Text => ("text/plain; charset=utf-8", render::text(&parsed)),
         };
         let body = Bytes::from(body);
         let parts: Vec<ApiResult<Bytes>> = (0..body.len())
@@ -79,6 +72,48 @@ impl Documents {
 }
 
 impl Documents {
+    /// The bytes as uploaded.
+    async fn original(&self, found: Document) -> ApiResult<Download> {
+        if !found.has_original() {
+            return Err(self.original_deleted(&found).await?);
+        }
+        let parts = self.blobs.stream(&found.blob_key).await.map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Download {
+            content_type: found.content_type,
+            parts: interrupted_as_unavailable(parts),
+        })
+    }
+
+    /// DownloadDocument in format PDF: the searchable PDF that OCR made, else
+    /// the original of a PDF.
+    async fn pdf(&self, found: Document) -> ApiResult<Download> {
+        let key = folio_db::documents::searchable_key(found.id, found.attempt);
+        let parts = match self.blobs.stream(&key).await {
+            Ok(parts) => parts,
+            Err(object_store::Error::NotFound { .. }) if found.format == "pdf" => {
+                return self.original(found).await;
+            }
+            Err(object_store::Error::NotFound { .. }) if found.format == "image" => {
+                return Err(
+                    ApiError::FailedPrecondition(format!("the document is {} and has not been read by OCR yet", found.state))
+                        .because("NOT_A_PDF"),
+                );
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "the document is {}, not a PDF or a scan: download format ORIGINAL, MARKDOWN, TEXT or JSON",
+                    found.format
+                ))
+                .because("NOT_A_PDF"));
+            }
+            Err(error) => return Err(ApiError::Internal(error.into())),
+        };
+        Ok(Download {
+            content_type: "application/pdf".into(),
+            parts: interrupted_as_unavailable(parts),
+        })
+    }
+
     /// Why `found`'s original cannot be downloaded: when retention deleted it
     /// and after how many days (its event says).
     async fn original_deleted(&self, found: &Document) -> ApiResult<ApiError> {
@@ -98,6 +133,18 @@ impl Documents {
         ))
         .because("ORIGINAL_DELETED"))
     }
+}
+
+/// A blob's parts, a failure midway as UNAVAILABLE (the client may retry).
+fn interrupted_as_unavailable(parts: BoxStream<'static, object_store::Result<Bytes>>) -> BoxStream<'static, ApiResult<Bytes>> {
+    parts
+        .map(|part| {
+            part.map_err(|error| {
+                tracing::error!(%error, "download interrupted");
+                ApiError::Unavailable("the blob store failed mid-download; try again".into())
+            })
+        })
+        .boxed()
 }
 
 /// The parsed forms of DownloadDocument.
@@ -139,6 +186,12 @@ mod render {
             "format": document.format,
             "pages": parsed.pages,
             "sections": sections,
+            "ocr": parsed.ocr.as_ref().map(|ocr| serde_json::json!({
+                "languages": ocr.languages,
+                "dpi": ocr.dpi,
+                "pages": ocr.pages,
+                "mean_confidence": ocr.mean_confidence(),
+            })),
             "chunks": chunks.iter().map(|c| serde_json::json!({
                 "ordinal": c.ordinal,
                 "section_path": c.section_path.iter().flatten().collect::<Vec<_>>(),
@@ -179,12 +232,13 @@ mod render {
     }
 }
 
-/// Every blob a document may have: its bytes, its parse results and any
-/// vectors saved for a retry.
+/// Every blob a document may have: its bytes, its parse results (with the
+/// searchable PDF of a scanned one) and any vectors saved for a retry.
 pub fn blob_keys(document: &Document) -> Vec<String> {
     let mut keys: Vec<String> = document.has_original().then(|| document.blob_key.clone()).into_iter().collect();
     keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::parsed_key(document.id, attempt)));
     keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::embedded_key(document.id, attempt)));
+    keys.extend((1..=document.attempt).map(|attempt| folio_db::documents::searchable_key(document.id, attempt)));
     keys
 }
 
@@ -235,6 +289,7 @@ mod tests {
                 block(&["Tide Tables", "Spring tides"], "Near new and full moon."),
                 block(&["Tide Tables", "Neap tides"], "The smallest range."),
             ],
+            ..ParsedDocument::default()
         }
     }
 

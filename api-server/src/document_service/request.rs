@@ -173,6 +173,7 @@ pub fn download_format(format: i32) -> ApiResult<Format> {
         Ok(DownloadFormat::Json) => Ok(Format::Json),
         Ok(DownloadFormat::Markdown) => Ok(Format::Markdown),
         Ok(DownloadFormat::Text) => Ok(Format::Text),
+        Ok(DownloadFormat::Pdf) => Ok(Format::Pdf),
         Err(_) => Err(ApiError::invalid("format", "is not a known format")),
     }
 }

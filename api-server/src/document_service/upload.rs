@@ -140,7 +140,9 @@ impl Documents {
             owner_id: principal.user_id,
             filename: metadata.filename,
             title: metadata.title,
-            content_type: metadata.content_type.unwrap_or_else(|| detect::content_type(format).to_owned()),
+            content_type: metadata
+                .content_type
+                .unwrap_or_else(|| detect::content_type(format, &head).to_owned()),
             format: format.as_str().to_owned(),
             labels: metadata.labels,
             size_bytes: size as i64,

@@ -7,10 +7,11 @@
 //! text names the type; an Office Open XML package names its parts in the
 //! local headers (`word/`, `xl/`, `ppt/`).
 
-use super::parse::Format;
+use super::parse::{Format, image::ImageKind};
 
 /// The list shown to a client whose upload is refused.
-pub const SUPPORTED: &str = "plain text (UTF-8, UTF-16 with BOM, Latin-1), Markdown, HTML, PDF, DOCX, ODT, XLSX, ODS, PPTX, EPUB";
+pub const SUPPORTED: &str = "plain text (UTF-8, UTF-16 with BOM, Latin-1), Markdown, HTML, PDF, DOCX, ODT, XLSX, ODS, PPTX, EPUB, \
+     images (PNG, JPEG, TIFF, WebP; read by OCR)";
 
 /// How many leading bytes [`detect`] looks at.
 pub const SNIFF_BYTES: usize = 4096;
@@ -47,10 +48,11 @@ pub fn detect(head: &[u8], filename: &str, declared: Option<&str>) -> Result<For
             _ => Err("a legacy Office (OLE) file".into()),
         };
     }
+    if ImageKind::sniff(head).is_some() {
+        return Ok(Format::Image);
+    }
     for (magic, what) in [
-        (&b"\x89PNG"[..], "a PNG image"),
-        (b"\xFF\xD8\xFF", "a JPEG image"),
-        (b"GIF8", "a GIF image"),
+        (&b"GIF8"[..], "a GIF image"),
         (b"\x7FELF", "an executable"),
         (b"\x1F\x8B", "a gzip archive"),
         (b"Rar!", "a RAR archive"),
@@ -143,8 +145,9 @@ fn local_entries(head: &[u8]) -> Vec<(&[u8], Option<&[u8]>)> {
     entries
 }
 
-/// The content type folio records for a format when the client declared none.
-pub fn content_type(format: Format) -> &'static str {
+/// The content type folio records for a document of `format` whose first
+/// bytes are `head` when the client declared none.
+pub fn content_type(format: Format, head: &[u8]) -> &'static str {
     match format {
         Format::Text => "text/plain",
         Format::Markdown => "text/markdown",
@@ -156,6 +159,7 @@ pub fn content_type(format: Format) -> &'static str {
         Format::Ods => "application/vnd.oasis.opendocument.spreadsheet",
         Format::Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         Format::Epub => "application/epub+zip",
+        Format::Image => ImageKind::sniff(head).map_or("application/octet-stream", ImageKind::content_type),
     }
 }
 
@@ -175,7 +179,9 @@ mod tests {
         assert_eq!(detect(b"# Title\n\ntext", "notes", Some("text/markdown")), Ok(Format::Markdown));
         assert_eq!(detect(b"just words", "notes.txt", None), Ok(Format::Text));
         assert_eq!(detect(b"\xFF\xFEh\0i\0", "notes.txt", None), Ok(Format::Text));
-        assert!(detect(b"\x89PNG\r\n", "image.txt", None).unwrap_err().contains("PNG"));
+        assert_eq!(detect(b"\x89PNG\r\n\x1a\n", "scan.txt", None), Ok(Format::Image));
+        assert_eq!(detect(b"II*\0\x08\0\0\0", "fax", None), Ok(Format::Image));
+        assert!(detect(b"GIF89a", "image.txt", None).unwrap_err().contains("GIF"));
         assert!(detect(b"abc\0def", "data.txt", None).is_err());
     }
 
@@ -233,7 +239,7 @@ mod tests {
     fn every_format_has_a_stored_name_and_a_content_type() {
         for format in Format::ALL {
             assert_eq!(Format::parse(format.as_str()), Some(format));
-            assert!(content_type(format).contains('/'));
+            assert!(content_type(format, b"").contains('/'));
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct JobContext {
     pub models: Arc<Live>,
     /// Where documents are parsed: a child process per document.
     pub sandbox: crate::sandbox::Sandbox,
+    /// How scanned pages and images are read.
+    pub ocr: Arc<crate::ocr::Ocr>,
 }
 
 impl JobContext {

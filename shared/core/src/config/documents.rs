@@ -49,6 +49,32 @@ pub struct DocumentsConfig {
     /// session (an HNSW build slows down several times once its graph does
     /// not fit).
     pub segment_build_memory_mb: u64,
+    /// How scanned pages and images are read.
+    pub ocr: OcrConfig,
+}
+
+/// Settings of OCR (Tesseract, a child process per page).
+#[derive(Clone, Debug)]
+pub struct OcrConfig {
+    /// `FOLIO_OCR_LANGUAGES`: Tesseract's language names joined by `+`
+    /// (`eng`, `eng+deu`); each must be installed on the worker.
+    pub languages: String,
+    /// `FOLIO_OCR_DPI`: the resolution PDF pages are rendered at.
+    pub dpi: u32,
+    /// `FOLIO_OCR_MAX_PIXELS`: the most pixels of one image page; a PDF page
+    /// larger than this at `dpi` is rendered at a lower resolution.
+    pub max_pixels: u64,
+    /// `FOLIO_OCR_MAX_PAGES`: the most pages of one document read by OCR.
+    pub max_pages: usize,
+    /// `FOLIO_OCR_PAGE_TIMEOUT_SECS`: the time for one page, rendering and
+    /// reading, in CPU and wall-clock time (`OCR_TIME` past it).
+    pub page_timeout: Duration,
+    /// `FOLIO_OCR_MEMORY_MB`: the address space of each OCR child process.
+    pub memory_bytes: u64,
+    /// `FOLIO_OCR_PASSES`: 2 reads each page twice, with Tesseract's global
+    /// (Otsu) and local (Sauvola) binarisation, and keeps the better reading;
+    /// 1 reads it once (Otsu), in half the time.
+    pub passes: u32,
 }
 
 impl DocumentsConfig {
@@ -67,6 +93,15 @@ impl DocumentsConfig {
             segment_chunks: vars.bounded("FOLIO_SEGMENT_CHUNKS", 4096, 1, 100_000_000)?,
             segment_quiet: vars.secs("FOLIO_SEGMENT_QUIET_SECS", 5, 0, 86_400)?,
             segment_build_memory_mb: vars.bounded("FOLIO_SEGMENT_BUILD_MEMORY_MB", 1024u64, 64, 1 << 20)?,
+            ocr: OcrConfig {
+                languages: vars.get("FOLIO_OCR_LANGUAGES").unwrap_or_else(|| "eng".into()),
+                dpi: vars.bounded("FOLIO_OCR_DPI", 300u32, 72, 1200)?,
+                max_pixels: vars.bounded("FOLIO_OCR_MAX_PIXELS", 50_000_000u64, 10_000, 1 << 34)?,
+                max_pages: vars.bounded("FOLIO_OCR_MAX_PAGES", 500usize, 1, 100_000)?,
+                page_timeout: vars.secs("FOLIO_OCR_PAGE_TIMEOUT_SECS", 60, 1, 3600)?,
+                memory_bytes: vars.bounded("FOLIO_OCR_MEMORY_MB", 1024u64, 64, 1 << 20)? << 20,
+                passes: vars.bounded("FOLIO_OCR_PASSES", 2u32, 1, 2)?,
+            },
         })
     }
 }

@@ -25,7 +25,7 @@ mod tests;
 use std::{fmt, net::SocketAddr, time::Duration};
 
 pub use blobs::{BLOB_VARIABLES, BlobOptions};
-pub use documents::{DocumentsConfig, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX};
+pub use documents::{DocumentsConfig, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX, OcrConfig};
 pub use models::{ApiKey, EmbedderKind, ModelsConfig, Provider, ProviderRole, RerankerKind};
 pub use search::SearchConfig;
 pub use watch::WatchConfig;

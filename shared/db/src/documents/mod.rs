@@ -25,6 +25,13 @@ pub fn parsed_key(document_id: Uuid, attempt: i32) -> String {
     format!("parsed/{document_id}/{attempt}.json")
 }
 
+/// The blob key of the searchable PDF made for `attempt` of a document some
+/// of whose pages were read by OCR: the scanned pages with an invisible text
+/// layer over them, the other pages as they were.
+pub fn searchable_key(document_id: Uuid, attempt: i32) -> String {
+    format!("parsed/{document_id}/{attempt}.searchable.pdf")
+}
+
 /// The blob key of a document's saved vectors for `attempt` (see
 /// `pipeline::embed::saved`); removed once the attempt is indexed.
 pub fn embedded_key(document_id: Uuid, attempt: i32) -> String {

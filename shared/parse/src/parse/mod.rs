@@ -13,7 +13,9 @@ pub mod blocks;
 pub mod docx;
 pub mod epub;
 pub mod html;
+pub mod image;
 pub mod markdown;
+pub mod ocr;
 pub mod odt;
 pub mod pdf;
 pub mod pptx;
@@ -33,6 +35,9 @@ pub enum Format {
     Html,
     Pdf,
     Docx,
+    /// A PNG, JPEG, TIFF (one page or many) or WebP image: its text comes
+    /// from OCR (see [`ocr`]).
+    Image,
     Odt,
     Xlsx,
     Ods,
@@ -42,12 +47,13 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order they were added.
-    pub const ALL: [Format; 10] = [
+    pub const ALL: [Format; 11] = [
         Format::Text,
         Format::Markdown,
         Format::Html,
         Format::Pdf,
         Format::Docx,
+        Format::Image,
         Format::Odt,
         Format::Xlsx,
         Format::Ods,
@@ -63,6 +69,7 @@ impl Format {
             Format::Html => "html",
             Format::Pdf => "pdf",
             Format::Docx => "docx",
+            Format::Image => "image",
             Format::Odt => "odt",
             Format::Xlsx => "xlsx",
             Format::Ods => "ods",
@@ -118,6 +125,14 @@ pub struct ParsedDocument {
     pub pages: Option<u32>,
     /// The text in reading order.
     pub blocks: Vec<Block>,
+    /// PDF: the pages whose text layer is unusable (fewer than
+    /// [`ocr::MIN_PAGE_CHARACTERS`] characters besides whitespace), which the
+    /// worker renders and reads by OCR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub textless_pages: Vec<u32>,
+    /// The pages whose text came from OCR, once the worker has read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<ocr::OcrReport>,
 }
 
 impl ParsedDocument {
@@ -192,6 +207,13 @@ pub enum ParseError {
     /// Parsing took longer than the time budget.
     #[error("parsing took longer than {0:?}")]
     TimedOut(Duration),
+    /// More pages to read by OCR than a document may have.
+    #[error("more than {max} pages to read by OCR")]
+    TooManyPages { max: usize },
+    /// An image page with more pixels than allowed (a decompression bomb, or
+    /// a scan far finer than OCR needs).
+    #[error("page {page} is {width}x{height} pixels, more than the limit of {max}")]
+    ImageTooLarge { page: usize, width: u64, height: u64, max: u64 },
 }
 
 impl ParseError {
@@ -202,6 +224,8 @@ impl ParseError {
             ParseError::Encrypted { .. } => "ENCRYPTED_FILE",
             ParseError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             ParseError::TimedOut(_) => "PARSE_TIME",
+            ParseError::TooManyPages { .. } => "TOO_MANY_PAGES",
+            ParseError::ImageTooLarge { .. } => "IMAGE_TOO_LARGE",
         }
     }
 }
@@ -286,6 +310,7 @@ pub fn parse(format: Format, bytes: &[u8], limits: &Limits) -> Result<ParsedDocu
         Format::Html => html::parse(bytes, &mut budget),
         Format::Pdf => pdf::parse(bytes, &mut budget),
         Format::Docx => docx::parse(bytes, &mut budget),
+        Format::Image => image::parse(bytes, &mut budget),
         Format::Odt => odt::parse(bytes, &mut budget),
         Format::Xlsx => spreadsheet::parse_xlsx(bytes, &mut budget),
         Format::Ods => spreadsheet::parse_ods(bytes, &mut budget),

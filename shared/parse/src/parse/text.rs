@@ -54,6 +54,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
         title: None,
         pages: None,
         blocks: builder.finish()?,
+        ..ParsedDocument::default()
     })
 }
 

@@ -32,7 +32,7 @@ use folio_db::{
     documents::{
         self, embedded_key,
         lifecycle::{self, Found, LifecycleError, Moved, Note, StageDone, Try},
-        parsed_key,
+        parsed_key, searchable_key,
         state::Stage,
     },
     models::{
@@ -56,6 +56,7 @@ use failure::record_failure;
 pub(super) use failure::{failed, retry_scheduled};
 
 use super::{Delivery, JobContext, JobError, Outcome, parse_uuid};
+use crate::ocr;
 
 /// Why processing stopped early.
 enum Stop {
@@ -219,7 +220,14 @@ impl Pipeline<'_> {
                     time_budget: context.documents.parse_timeout,
                     ..Limits::default()
                 };
-                let document = context.sandbox.parse(format, bytes, limits).await?;
+                let mut document = match format {
+                    // An image has no text but what OCR reads.
+                    Format::Image => ParsedDocument::default(),
+                    _ => context.sandbox.parse(format, bytes.clone(), limits.clone()).await?,
+                };
+                if format == Format::Image || !document.textless_pages.is_empty() {
+                    self.read_by_ocr(format, &bytes, &mut document, &limits).await?;
+                }
                 let encoded = serde_json::to_vec(&document).map_err(transient)?;
                 context.blobs.put(&key, encoded.into()).await.map_err(transient)?;
                 Parsed { document, reused: false }
@@ -229,13 +237,15 @@ impl Pipeline<'_> {
         let characters = parsed.document.characters();
         let note = Note {
             percent: 35,
-            message: if parsed.reused {
-                "parse result reused from an earlier try".into()
-            } else {
-                format!("parsed {characters} characters")
+            message: match (&parsed.document.ocr, parsed.reused) {
+                (_, true) => "parse result reused from an earlier try".into(),
+                (Some(ocr), false) => format!("parsed {characters} characters ({} pages by OCR)", ocr.pages.len()),
+                (None, false) => format!("parsed {characters} characters"),
             },
             details: serde_json::json!({
                 "pages": parsed.document.pages,
+                "ocr_pages": parsed.document.ocr.as_ref().map(|o| o.pages.iter().map(|p| p.page).collect::<Vec<_>>()),
+                "ocr_confidence": parsed.document.ocr.as_ref().and_then(|o| o.mean_confidence()),
                 "characters": characters,
                 "blocks": parsed.document.blocks.len(),
                 "duration_ms": parse_ms,
@@ -250,6 +260,50 @@ impl Pipeline<'_> {
         };
         self.record_stage(done).await?;
         Ok(parsed)
+    }
+
+    /// The part of PARSE that reads scanned pages (a PDF's `textless_pages`,
+    /// or every page of an image) by OCR, page by page: a progress event after
+    /// each page, cancel honoured between pages. The searchable PDF is saved
+    /// before the parse result, so a parse result with `ocr` has one.
+    async fn read_by_ocr(&self, format: Format, bytes: &[u8], document: &mut ParsedDocument, limits: &Limits) -> Result<(), Stop> {
+        let context = self.context;
+        let source = match format {
+            Format::Image => ocr::Source::Image,
+            _ => ocr::Source::Pdf {
+                pages: document.textless_pages.clone(),
+                page_count: document.pages.unwrap_or(0),
+            },
+        };
+        let mut reading = context.ocr.prepare(source, bytes).await?;
+        let pages = reading.pages();
+        let mut recognised = Vec::with_capacity(pages.len());
+        for (index, number) in pages.iter().enumerate() {
+            self.check_cancel().await?;
+            let page = reading.read(index).await?;
+            let note = Note {
+                percent: 5 + (30 * (index + 1) / pages.len()) as i32,
+                message: format!("OCR page {} of {}", index + 1, pages.len()),
+                details: serde_json::json!({
+                    "page": number,
+                    "ocr_done": index + 1,
+                    "ocr_pages": pages.len(),
+                    "confidence": page.confidence.map(|c| c.round()),
+                }),
+            };
+            self.write(Write::Progress(Stage::Parse, note)).await?;
+            recognised.push(page);
+        }
+        let searchable = reading.searchable_pdf().await?;
+        let key = searchable_key(self.document_id, self.at.attempt);
+        context.blobs.put(&key, searchable.into()).await.map_err(transient)?;
+        if format == Format::Image {
+            document.pages = Some(pages.len() as u32);
+        }
+        let report = reading.report().clone();
+        folio_parse::parse::ocr::insert_pages(document, recognised, report, limits)
+            .map_err(|error| JobError::permanent(error.code(), error.to_string()))?;
+        Ok(())
     }
 
     /// CHUNK: deterministic, so a redelivery makes the same chunks again.

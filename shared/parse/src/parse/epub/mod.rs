@@ -58,6 +58,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
         title,
         pages: None,
         blocks: builder.finish()?,
+        ..ParsedDocument::default()
     })
 }
 

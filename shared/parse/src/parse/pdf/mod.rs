@@ -1,5 +1,6 @@
 //! PDF: the text of each page, split into paragraphs, with the page number on
-//! every block. The title comes from the document information dictionary, and
+//! every block. Pages with (almost) no text are listed as `textless_pages`:
+//! a scanned page is an image, and the worker reads it by OCR. The title comes from the document information dictionary, and
 //! the outline (bookmarks), when there is one, gives the section path (by the
 //! rules of [`BlockBuilder`], a bookmark's nesting being its level): a bookmark
 //! takes effect at the paragraph on its page that starts with its title, or,
@@ -57,6 +58,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use lopdf::{Document, LoadOptions};
 
 use super::blocks::BlockBuilder;
+use super::ocr::MIN_PAGE_CHARACTERS;
 use super::{Budget, ParseError, ParsedDocument, normalize_whitespace};
 use errors::{corrupt, pdf_error};
 use outline::{outline, starts_with_title};
@@ -109,9 +111,14 @@ fn parse_document(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocumen
     let outline = outline(&document);
     let mut next_bookmark = 0;
     let mut builder = BlockBuilder::new(budget);
+    let mut textless_pages = Vec::new();
     for (&number, &page_id) in &pages {
         builder.budget().check_time()?;
         let paragraphs = content::page_text(&document, page_id, builder.budget())?;
+        let characters: usize = paragraphs.iter().map(|p| p.chars().filter(|c| !c.is_whitespace()).count()).sum();
+        if characters < MIN_PAGE_CHARACTERS {
+            textless_pages.push(number);
+        }
         builder.start_page(number);
         // The bookmarks that point before this page apply from its top.
         while let Some(bookmark) = outline.get(next_bookmark).filter(|b| b.page < number) {
@@ -135,6 +142,8 @@ fn parse_document(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocumen
         title,
         pages: Some(u32::try_from(pages.len()).unwrap_or(u32::MAX)),
         blocks: builder.finish()?,
+        textless_pages,
+        ..ParsedDocument::default()
     })
 }
 

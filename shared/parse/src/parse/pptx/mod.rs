@@ -116,6 +116,7 @@ pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, Pa
         title,
         pages: Some(number),
         blocks: builder.finish()?,
+        ..ParsedDocument::default()
     })
 }
 

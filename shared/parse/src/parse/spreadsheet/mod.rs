@@ -235,6 +235,7 @@ impl<'b, 'l> Sheet<'b, 'l> {
             title: self.title,
             pages: None,
             blocks: self.builder.finish()?,
+            ..ParsedDocument::default()
         })
     }
 }

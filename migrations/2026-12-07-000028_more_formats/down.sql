@@ -1,0 +1,3 @@
+ALTER TABLE documents DROP CONSTRAINT documents_format_check;
+ALTER TABLE documents ADD CONSTRAINT documents_format_check
+    CHECK (format IN ('text', 'markdown', 'html', 'pdf', 'docx'));
