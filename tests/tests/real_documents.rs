@@ -1,13 +1,14 @@
 //! Real documents nobody on the team wrote: the Debian manuals that
-//! `scripts/install-test-documents` installs (PDF, HTML in several scripts, DOCX
-//! converted by pandoc), uploaded and processed end to end, their tables
+//! `scripts/install-test-documents` installs (PDF, HTML in several scripts;
+//! DOCX, ODT, EPUB and PPTX converted by pandoc), the ODT, ODS and XLSX files
+//! Debian packages ship, uploaded and processed end to end, their tables
 //! included; and hostile files that must fail permanently, without retries.
 
 use std::{io::Write as _, time::Duration};
 
 use folio_proto::v1::{
-    Chunk, Document, DocumentState, DownloadDocumentRequest, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest, SearchRequest,
-    document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
+    Chunk, Document, DocumentState, DownloadDocumentRequest, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest, SearchMode,
+    SearchRequest, document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
 use folio_tests::{
     Authed, TestEnv,
@@ -31,7 +32,9 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let member = api.register_member().await;
-    let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
+    let channel = api.authed(&member.access_token).await;
+    let mut client = DocumentServiceClient::new(channel.clone());
+    let mut search = SearchServiceClient::new(channel);
 
     let rows: Vec<Vec<String>> = manifest
         .lines()
@@ -84,7 +87,9 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
             }
             assert!(found, "{file}: no chunk under the heading {heading:?}");
         }
-        if format == "pdf" {
+        if pages != "-" {
+            // PDF pages and PPTX slides: every chunk says where it is.
+            let pages: i32 = pages.parse().unwrap();
             let chunks = client
                 .list_chunks(ListChunksRequest {
                     document_id: document.id.clone(),
@@ -96,12 +101,44 @@ async fn debian_manuals_in_every_format_parse_with_their_headings_and_pages() {
                 .into_inner()
                 .chunks;
             assert!(
-                chunks.iter().all(|c| c.page_start >= 1 && c.page_end >= c.page_start),
+                chunks
+                    .iter()
+                    .all(|c| c.page_start >= 1 && c.page_end >= c.page_start && c.page_end <= pages),
                 "{file}: chunks carry pages"
             );
         }
+        if !matches!(format.as_str(), "pdf" | "html" | "docx") {
+            // Search finds the phrase in the document, with its section
+            // path and slide.
+            let words = phrase.replace(" | ", " ");
+            let found = search
+                .search(SearchRequest {
+                    query: words.clone(),
+                    mode: SearchMode::Keyword as i32,
+                    document_ids: vec![document.id.clone()],
+                    no_rerank: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .results;
+            let hit = found
+                .iter()
+                .find(|hit| hit.text.split_whitespace().collect::<Vec<_>>().join(" ").contains(phrase.as_str()))
+                .unwrap_or_else(|| panic!("{file}: search for {words:?} found no chunk with {phrase:?}: {found:?}"));
+            if matches!(format.as_str(), "xlsx" | "ods") {
+                assert_eq!(hit.section_path, std::slice::from_ref(heading), "{file}: a row is under its sheet");
+            }
+            if format == "pptx" {
+                assert!(hit.page_start >= 1, "{file}: the hit names its slide");
+            }
+        }
     }
-    assert_eq!(formats.into_iter().collect::<Vec<_>>(), ["docx", "html", "pdf"]);
+    assert_eq!(
+        formats.into_iter().collect::<Vec<_>>(),
+        ["docx", "epub", "html", "ods", "odt", "pdf", "pptx", "xlsx"]
+    );
 
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
@@ -236,6 +273,23 @@ fn docx_bomb() -> Vec<u8> {
     out.into_inner()
 }
 
+/// An ODS whose one row of 16,384 numbers is repeated 10,000 times: 164
+/// million cells from a few hundred bytes, were they built.
+fn ods_repeated_cells() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("mimetype", stored).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet").unwrap();
+    zip.start_file("content.xml", stored).unwrap();
+    zip.write_all(
+        br#"<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"><office:body><office:spreadsheet><table:table table:name="Bomb"><table:table-row table:number-rows-repeated="10000"><table:table-cell table:number-columns-repeated="16384" office:value-type="float" office:value="1"/></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#,
+    )
+    .unwrap();
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
 /// A PDF whose one content stream inflates to 80 MiB of no-op operators.
 fn pdf_runaway_stream() -> Vec<u8> {
     use lopdf::{Document as Pdf, Object, Stream, dictionary};
@@ -262,7 +316,7 @@ fn pdf_runaway_stream() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_docx_zip_bomb_and_a_pdf_runaway_stream_fail_permanently_without_retries() {
+async fn zip_and_spreadsheet_bombs_and_a_pdf_runaway_stream_fail_permanently_without_retries() {
     let mut env = TestEnv::new().await;
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
@@ -270,6 +324,7 @@ async fn a_docx_zip_bomb_and_a_pdf_runaway_stream_fail_permanently_without_retri
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
     for (name, bytes, code) in [
         ("bomb.docx", docx_bomb(), "LIMIT_EXCEEDED"),
+        ("bomb.ods", ods_repeated_cells(), "LIMIT_EXCEEDED"),
         ("runaway.pdf", pdf_runaway_stream(), "LIMIT_EXCEEDED"),
         ("truncated.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(), "CORRUPT_FILE"),
     ] {

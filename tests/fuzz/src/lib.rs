@@ -12,6 +12,7 @@ pub fn limits() -> Limits {
         max_text_bytes: 1 << 20,
         max_inflated_bytes: 16 << 20,
         max_pdf_stream_bytes: 4 << 20,
+        max_sheet_cells: 1 << 18,
         time_budget: Duration::from_secs(5),
         ..Limits::default()
     }

@@ -34,11 +34,10 @@ async fn main() {
         .collect();
     names.sort();
     for name in names {
-        let format = match name.rsplit_once('.').map(|(_, ext)| ext) {
-            Some("pdf") => Format::Pdf,
-            Some("docx") => Format::Docx,
-            Some("html") => Format::Html,
-            _ => continue,
+        // Stored format names are the extensions of the test documents
+        // (manifest.tsv has none).
+        let Some(format) = name.rsplit_once('.').and_then(|(_, ext)| Format::parse(ext)) else {
+            continue;
         };
         let bytes = std::fs::read(dir.join(&name)).unwrap();
         documents.push((name, format, bytes));

@@ -1,6 +1,7 @@
 //! Parsing: bytes of a supported format into text blocks that keep the
 //! document's structure (the heading path of each block and, for PDF, its
-//! page). One file per format; [`parse`] is the registration list. Every
+//! page; for PPTX, its slide). One file or folder per format; [`parse`] is the
+//! registration list, [`zip`] and [`xml`] what the zip-based formats share. Every
 //! parser hands its headings, paragraphs and table cells to one
 //! [`blocks::BlockBuilder`], so section paths follow the same rules in every
 //! format.
@@ -10,12 +11,18 @@
 
 pub mod blocks;
 pub mod docx;
+pub mod epub;
 pub mod html;
 pub mod image;
 pub mod markdown;
 pub mod ocr;
+pub mod odt;
 pub mod pdf;
+pub mod pptx;
+pub mod spreadsheet;
 pub mod text;
+pub mod xml;
+pub mod zip;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -31,9 +38,29 @@ pub enum Format {
     /// A PNG, JPEG, TIFF (one page or many) or WebP image: its text comes
     /// from OCR (see [`ocr`]).
     Image,
+    Odt,
+    Xlsx,
+    Ods,
+    Pptx,
+    Epub,
 }
 
 impl Format {
+    /// Every format, in the order they were added.
+    pub const ALL: [Format; 11] = [
+        Format::Text,
+        Format::Markdown,
+        Format::Html,
+        Format::Pdf,
+        Format::Docx,
+        Format::Image,
+        Format::Odt,
+        Format::Xlsx,
+        Format::Ods,
+        Format::Pptx,
+        Format::Epub,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,21 +70,17 @@ impl Format {
             Format::Pdf => "pdf",
             Format::Docx => "docx",
             Format::Image => "image",
+            Format::Odt => "odt",
+            Format::Xlsx => "xlsx",
+            Format::Ods => "ods",
+            Format::Pptx => "pptx",
+            Format::Epub => "epub",
         }
     }
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<Format> {
-        [
-            Format::Text,
-            Format::Markdown,
-            Format::Html,
-            Format::Pdf,
-            Format::Docx,
-            Format::Image,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == name)
+        Format::ALL.into_iter().find(|f| f.as_str() == name)
     }
 }
 
@@ -67,7 +90,7 @@ pub struct Block {
     /// The headings above this block, outermost first (empty before the first
     /// heading).
     pub section_path: Vec<String>,
-    /// The 1-based page the block is on (PDF only).
+    /// The 1-based page the block is on (PDF), or its slide's number (PPTX).
     pub page: Option<u32>,
     /// The text, whitespace-normalised within lines; paragraphs are separate
     /// blocks. For a table row: its non-empty cells joined by `" | "` (what
@@ -94,10 +117,11 @@ pub struct TableRow {
 /// A parsed document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParsedDocument {
-    /// The document's own title, if it declares one (HTML `<title>`, DOCX core
-    /// properties, PDF info dictionary, the first Markdown H1).
+    /// The document's own title, if it declares one (HTML `<title>`, OOXML core
+    /// properties, ODF metadata, the EPUB package's `dc:title`, PDF info
+    /// dictionary, the first Markdown H1).
     pub title: Option<String>,
-    /// The number of pages (PDF only).
+    /// The number of pages (PDF) or slides (PPTX).
     pub pages: Option<u32>,
     /// The text in reading order.
     pub blocks: Vec<Block>,
@@ -124,11 +148,14 @@ impl ParsedDocument {
 pub struct Limits {
     /// Total extracted text, in bytes.
     pub max_text_bytes: usize,
-    /// DOCX: entries in the zip archive.
+    /// Zip-based formats (DOCX, ODT, XLSX, ODS, PPTX, EPUB): entries in the
+    /// zip archive.
     pub max_zip_entries: usize,
-    /// DOCX: inflated size / compressed size of any entry.
+    /// Zip-based formats: inflated size / compressed size of any entry.
     pub max_compression_ratio: u64,
-    /// DOCX: total inflated size of the entries read; PDF: total size of the
+    /// Zip-based formats: total inflated size of the entries read (for XLSX
+    /// and ODS, whose library reads the archive itself, of all entries);
+    /// PDF: total size of the
     /// streams decompressed after loading (page contents and forms), which a file can make far larger than itself by drawing one
     /// stream from every page.
     pub max_inflated_bytes: u64,
@@ -136,6 +163,12 @@ pub struct Limits {
     pub max_pdf_stream_bytes: usize,
     /// PDF: objects in the file (each costs memory once loaded).
     pub max_pdf_objects: usize,
+    /// XLSX and ODS: cells of all sheets, counting the empty ones inside each
+    /// sheet's used rows and columns (what the spreadsheet library would hold
+    /// and the rows would carry). A sheet that repeats a cell or a row
+    /// repeats its count.
+    #[serde(default = "default_max_sheet_cells")]
+    pub max_sheet_cells: u64,
     /// Wall time for one document.
     pub time_budget: Duration,
 }
@@ -149,9 +182,14 @@ impl Default for Limits {
             max_inflated_bytes: 512 << 20,
             max_pdf_stream_bytes: 64 << 20,
             max_pdf_objects: 1_000_000,
+            max_sheet_cells: default_max_sheet_cells(),
             time_budget: Duration::from_secs(120),
         }
     }
+}
+
+fn default_max_sheet_cells() -> u64 {
+    4_000_000
 }
 
 /// Why a document could not be parsed. Every variant is permanent.
@@ -279,6 +317,11 @@ pub fn parse(format: Format, bytes: &[u8], limits: &Limits) -> Result<ParsedDocu
         Format::Pdf => pdf::parse(bytes, &mut budget),
         Format::Docx => docx::parse(bytes, &mut budget),
         Format::Image => image::parse(bytes, &mut budget),
+        Format::Odt => odt::parse(bytes, &mut budget),
+        Format::Xlsx => spreadsheet::parse_xlsx(bytes, &mut budget),
+        Format::Ods => spreadsheet::parse_ods(bytes, &mut budget),
+        Format::Pptx => pptx::parse(bytes, &mut budget),
+        Format::Epub => epub::parse(bytes, &mut budget),
     }
 }
 
@@ -286,3 +329,6 @@ pub fn parse(format: Format, bytes: &[u8], limits: &Limits) -> Result<ParsedDocu
 pub fn normalize_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,10 +35,24 @@ use super::{Budget, ParseError, ParsedDocument, normalize_whitespace};
 const CHARSET_PRESCAN_BYTES: usize = 1024;
 
 pub fn parse(bytes: &[u8], budget: &mut Budget<'_>) -> Result<ParsedDocument, ParseError> {
+    let mut builder = BlockBuilder::new(budget);
+    let title = feed(bytes, &mut builder)?;
+    Ok(ParsedDocument {
+        title,
+        pages: None,
+        blocks: builder.finish()?,
+        ..ParsedDocument::default()
+    })
+}
+
+/// Reads one HTML document into `builder`, which may already hold the blocks
+/// of others (an EPUB's earlier chapters) and goes on to take more; returns
+/// the document's `<title>`. Headings stay open for what follows.
+pub fn feed(bytes: &[u8], builder: &mut BlockBuilder<'_, '_>) -> Result<Option<String>, ParseError> {
     let source = decode(bytes);
-    budget.check_time()?;
+    builder.budget().check_time()?;
     let sink = Collector {
-        state: RefCell::new(State::new(budget)),
+        state: RefCell::new(State::new(builder)),
     };
     let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
     let input = BufferQueue::default();
@@ -105,11 +119,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Receives the tokens; the tokenizer hands it out by shared reference, hence
 /// the `RefCell`.
-struct Collector<'b, 'l> {
-    state: RefCell<State<'b, 'l>>,
+struct Collector<'s, 'b, 'l> {
+    state: RefCell<State<'s, 'b, 'l>>,
 }
 
-impl TokenSink for Collector<'_, '_> {
+impl TokenSink for Collector<'_, '_, '_> {
     type Handle = ();
 
     fn process_token(&self, token: Token, _line_number: u64) -> TokenSinkResult<()> {
@@ -154,8 +168,8 @@ enum Skipped {
     Template(usize),
 }
 
-struct State<'b, 'l> {
-    builder: BlockBuilder<'b, 'l>,
+struct State<'s, 'b, 'l> {
+    builder: &'s mut BlockBuilder<'b, 'l>,
     error: Option<ParseError>,
     title: Option<String>,
     in_title: bool,
@@ -234,10 +248,10 @@ fn heading_level(name: &str) -> Option<usize> {
     }
 }
 
-impl<'b, 'l> State<'b, 'l> {
-    fn new(budget: &'b mut Budget<'l>) -> Self {
+impl<'s, 'b, 'l> State<'s, 'b, 'l> {
+    fn new(builder: &'s mut BlockBuilder<'b, 'l>) -> Self {
         State {
-            builder: BlockBuilder::new(budget),
+            builder,
             error: None,
             title: None,
             in_title: false,
@@ -444,7 +458,8 @@ impl<'b, 'l> State<'b, 'l> {
         }
     }
 
-    fn finish(mut self) -> Result<ParsedDocument, ParseError> {
+    /// Ends the document's open row and text, and hands its title over.
+    fn finish(mut self) -> Result<Option<String>, ParseError> {
         if let Some(error) = self.error.take() {
             return Err(error);
         }
@@ -457,12 +472,7 @@ impl<'b, 'l> State<'b, 'l> {
                 self.title = Some(title);
             }
         }
-        Ok(ParsedDocument {
-            title: self.title,
-            pages: None,
-            blocks: self.builder.finish()?,
-            ..ParsedDocument::default()
-        })
+        Ok(self.title)
     }
 }
 
