@@ -12,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let head = parts.next().unwrap_or_default();
     let head = &head[..head.len().min(SNIFF_BYTES)];
     if let Ok(format) = detect(head, &name, declared.as_deref()) {
-        assert!(!content_type(format).is_empty());
+        assert!(!content_type(format, head).is_empty());
     }
 });
