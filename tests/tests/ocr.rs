@@ -8,7 +8,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use folio_proto::v1::{
-    CancelDocumentRequest, Document, DocumentState, DownloadDocumentRequest, DownloadFormat, SearchMode, SearchRequest,
+    CancelDocumentRequest, Document, DocumentState, DownloadDocumentRequest, DownloadFormat, SearchMode, SearchRequest, SearchResult,
     document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
 use folio_tests::{
@@ -45,6 +45,22 @@ async fn download(client: &mut DocumentServiceClient<Authed>, id: &str, format: 
 
 fn manual(name: &str) -> PathBuf {
     documents_dir().join(name)
+}
+
+/// The best keyword match for `query` in one document.
+async fn best_hit(search: &mut SearchServiceClient<Authed>, query: &str, document_id: &str) -> SearchResult {
+    let results = search
+        .search(SearchRequest {
+            query: query.into(),
+            mode: SearchMode::Keyword as i32,
+            document_ids: vec![document_id.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    results.into_iter().next().unwrap_or_else(|| panic!("{query:?} not found"))
 }
 
 /// Lower case, single spaces.
@@ -122,18 +138,7 @@ async fn a_scanned_page_and_a_phone_photo_are_read_found_at_their_page_and_downl
     let wanted = phrases(&original)
         .find(|p| read.contains(p.as_str()) && !neighbours.contains(p.as_str()))
         .unwrap_or_else(|| panic!("no phrase of page 5 read right: {read}"));
-    let results = search
-        .search(SearchRequest {
-            query: format!("\"{wanted}\""),
-            mode: SearchMode::Keyword as i32,
-            document_ids: vec![upload.id.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
-    let hit = results.first().unwrap_or_else(|| panic!("{wanted:?} not found"));
+    let hit = best_hit(&mut search, &format!("\"{wanted}\""), &upload.id).await;
     // A chunk may run on over a page break: its pages include the scan's.
     assert!(
         hit.page_start <= 2 && hit.page_end >= 2,
@@ -165,18 +170,7 @@ async fn a_scanned_page_and_a_phone_photo_are_read_found_at_their_page_and_downl
     assert_eq!(done.pages, 1);
     let photographed = pdf_text(&bash, 7, 7);
     let wanted = phrases(&photographed).nth(5).unwrap();
-    let results = search
-        .search(SearchRequest {
-            query: wanted.clone(),
-            mode: SearchMode::Keyword as i32,
-            document_ids: vec![photo_upload.id.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
-    let hit = results.first().unwrap_or_else(|| panic!("{wanted:?} not found in the photo"));
+    let hit = best_hit(&mut search, &wanted, &photo_upload.id).await;
     assert_eq!(hit.page_start, 1);
     let searchable = download(&mut documents, &photo_upload.id, DownloadFormat::Pdf).await.unwrap();
     let searchable = scanner.save("photo.pdf", &searchable);

@@ -181,6 +181,23 @@ impl<'b, 'l> BlockBuilder<'b, 'l> {
         self.cell.as_mut()
     }
 
+    /// Adds a paragraph of `text` (already normalised) to the open cell, a
+    /// space after the cell's text so far; false, adding nothing, when no
+    /// cell is open. Paragraphs within a cell, headings included, are the
+    /// cell's text.
+    pub fn paragraph_in_cell(&mut self, text: &str) -> bool {
+        let Some(cell) = self.cell.as_mut() else {
+            return false;
+        };
+        if !text.is_empty() {
+            if !cell.is_empty() {
+                cell.push(' ');
+            }
+            cell.push_str(text);
+        }
+        true
+    }
+
     /// Adds the open cell, if any, to the open row.
     pub fn end_cell(&mut self) {
         if self.nested() {

@@ -267,14 +267,7 @@ impl Body<'_, '_, '_> {
             return Ok(());
         };
         let text = normalize_whitespace(&text);
-        if let Some(cell) = self.builder.open_cell() {
-            // Paragraphs within a cell, headings included, are the cell's text.
-            if !text.is_empty() {
-                if !cell.is_empty() {
-                    cell.push(' ');
-                }
-                cell.push_str(&text);
-            }
+        if self.builder.paragraph_in_cell(&text) {
             return Ok(());
         }
         match level {
