@@ -261,8 +261,8 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
 async fn ocr_limits_fail_documents_with_their_codes_and_cancel_stops_between_pages() {
     let mut env = TestEnv::new().await;
     env.set("FOLIO_OCR_MAX_PAGES", "3");
-    // Clean pages: one pass is enough, in half the time.
-    env.set("FOLIO_OCR_PASSES", "1");
+    // Both binarisations, so the second pass runs end to end too.
+    env.set("FOLIO_OCR_PASSES", "2");
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let member = api.register_member().await;

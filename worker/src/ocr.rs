@@ -334,7 +334,7 @@ impl Reading<'_> {
         // Tesseract binarises the page before it finds the text. On a worn
         // scan either method can take a paragraph for a picture and drop it
         // (measured: 75% of words read one way, 99% the other, and the other
-        // way round on another page), so with two passes both are run and the
+        // way round on another page); with two passes both are run and the
         // reading with the greater sum of word confidences is kept.
         let mut best: Option<(RecognisedPage, PathBuf)> = None;
         for method in [THRESHOLD_OTSU, THRESHOLD_SAUVOLA]
