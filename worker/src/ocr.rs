@@ -156,25 +156,18 @@ impl Ocr {
                     .collect::<Vec<_>>();
                 (Some(surveyed.kind), pages.len() as u32, pages)
             }
-            Source::Pdf { pages, page_count } => {
-                if pages.len() > self.config.max_pages {
-                    return Err(refused(ParseError::TooManyPages {
-                        max: self.config.max_pages,
-                    }));
-                }
-                (
-                    None,
-                    page_count,
-                    pages
-                        .into_iter()
-                        .map(|number| Page {
-                            number,
-                            dpi: 0,
-                            picture: false,
-                        })
-                        .collect(),
-                )
-            }
+            Source::Pdf { pages, page_count } => (
+                None,
+                page_count,
+                pages
+                    .into_iter()
+                    .map(|number| Page {
+                        number,
+                        dpi: 0,
+                        picture: false,
+                    })
+                    .collect(),
+            ),
         };
         let name = format!("source.{}", image.map_or("pdf", ImageKind::extension));
         let source = dir.path().join(name);
@@ -196,7 +189,14 @@ impl Ocr {
             },
         };
         if image.is_none() {
+            // Counted once blank and figure pages are left out: only pages
+            // that will be read count against the limit.
             reading.plan_pdf_resolutions().await?;
+            if reading.pages.len() > self.config.max_pages {
+                return Err(refused(ParseError::TooManyPages {
+                    max: self.config.max_pages,
+                }));
+            }
         }
         Ok(reading)
     }
