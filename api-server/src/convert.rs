@@ -1,15 +1,16 @@
 //! Conversions between folio's domain types and their protobuf forms:
 //! timestamps and durations, documents, their states, stages and events,
 //! users and roles, sessions and public keys, the pages of UserService,
-//! settings, GetInfo's report, pings, workers and dead letters, search outcomes, and the
+//! settings, GetInfo's report, pings, workers and dead letters, search outcomes,
+//! conversations and Ask's events, and the
 //! pages, statistics and downloads of DocumentService, groups and shares, and
 //! request ids. A leaf: it depends on
 //! the generated types, the domain types (the model files,
 //! [`crate::accounts`], [`crate::sharing`], [`crate::settings`], [`crate::health`]'s `Info`,
-//! [`crate::search`], [`crate::dead_letters`], [`crate::stats`], [`Page`]) and the error type,
+//! [`crate::search`], [`crate::conversations`], [`crate::dead_letters`], [`crate::stats`], [`Page`]) and the error type,
 //! and on no service module.
 //!
-//! A little over 500 lines: one small function per message of the API, kept in
+//! About 900 lines: one small function per message of the API, kept in
 //! one file so that the one edge between domain and protobuf is one place to
 //! read; split it by service if it grows much further.
 
@@ -37,13 +38,14 @@ use futures_util::{Stream, StreamExt as _};
 
 use crate::{
     accounts::{Refused, Session},
+    conversations::{Citation, Conversation, Role as ConversationRole, ask},
     dead_letters::Settlement,
     error::{ApiError, ApiResult},
     health::Info,
     oidc::Started,
     page_token::Page,
     providers,
-    search::{Outcome, Reindexed},
+    search::{Hit, Outcome, Reindexed},
     second_factor::SignIn,
     settings::{self, Snapshot, Source},
     sharing::Members,
@@ -738,28 +740,7 @@ pub fn search_outcome_to_proto(outcome: Outcome) -> pb::SearchResponse {
         reranker,
     } = outcome;
     pb::SearchResponse {
-        results: hits
-            .into_iter()
-            .map(|hit| pb::SearchResult {
-                chunk_id: hit.chunk.id,
-                document_id: hit.chunk.document_id.to_string(),
-                document_title: hit.document_title,
-                filename: hit.filename,
-                section_path: hit.chunk.section_path.into_iter().flatten().collect(),
-                page_start: hit.chunk.page_start.unwrap_or(0),
-                page_end: hit.chunk.page_end.unwrap_or(0),
-                text: hit.chunk.text,
-                scores: Some(pb::SearchScores {
-                    vector: hit.scores.vector,
-                    keyword: hit.scores.keyword,
-                    fused: hit.scores.fused,
-                    rerank: hit.scores.rerank,
-                    heading: hit.scores.heading,
-                    vector_rank: hit.scores.vector_rank,
-                    keyword_rank: hit.scores.keyword_rank,
-                }),
-            })
-            .collect(),
+        results: hits.into_iter().map(hit_to_proto).collect(),
         timings: Some(pb::SearchTimings {
             embed: timings.embed.map(duration),
             vector: timings.vector.map(duration),
@@ -770,6 +751,130 @@ pub fn search_outcome_to_proto(outcome: Outcome) -> pb::SearchResponse {
         model,
         reranker: reranker.unwrap_or_default(),
     }
+}
+
+/// One chunk a search found, with its scores.
+fn hit_to_proto(hit: Hit) -> pb::SearchResult {
+    pb::SearchResult {
+        chunk_id: hit.chunk.id,
+        document_id: hit.chunk.document_id.to_string(),
+        document_title: hit.document_title,
+        filename: hit.filename,
+        section_path: hit.chunk.section_path.into_iter().flatten().collect(),
+        page_start: hit.chunk.page_start.unwrap_or(0),
+        page_end: hit.chunk.page_end.unwrap_or(0),
+        text: hit.chunk.text,
+        scores: Some(pb::SearchScores {
+            vector: hit.scores.vector,
+            keyword: hit.scores.keyword,
+            fused: hit.scores.fused,
+            rerank: hit.scores.rerank,
+            heading: hit.scores.heading,
+            vector_rank: hit.scores.vector_rank,
+            keyword_rank: hit.scores.keyword_rank,
+        }),
+    }
+}
+
+/// A conversation expiring at `expires_at`; `message_count` where its
+/// messages were left out (a list), else their number.
+pub fn conversation_to_proto(conversation: Conversation, expires_at: DateTime<Utc>, message_count: Option<usize>) -> pb::Conversation {
+    let message_count = message_count.unwrap_or(conversation.messages.len());
+    pb::Conversation {
+        id: conversation.id.to_string(),
+        title: conversation.title,
+        document_ids: conversation.scope.document_ids.iter().map(ToString::to_string).collect(),
+        labels: conversation.scope.labels,
+        created_at: Some(timestamp(conversation.created_at)),
+        updated_at: Some(timestamp(conversation.updated_at)),
+        expires_at: Some(timestamp(expires_at)),
+        messages: conversation
+            .messages
+            .into_iter()
+            .map(|message| pb::ConversationMessage {
+                role: match message.role {
+                    ConversationRole::User => pb::MessageRole::User,
+                    ConversationRole::Assistant => pb::MessageRole::Assistant,
+                } as i32,
+                text: message.text,
+                citations: message.citations.into_iter().map(citation_to_proto).collect(),
+                created_at: Some(timestamp(message.created_at)),
+                query: message.query,
+            })
+            .collect(),
+        message_count: message_count as i32,
+    }
+}
+
+/// A page of conversations (without their messages, with their counts),
+/// each expiring when `expires_at` says.
+pub fn conversations_page_to_proto(
+    page: Page<(Conversation, usize)>,
+    expires_at: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+) -> pb::ListConversationsResponse {
+    pb::ListConversationsResponse {
+        conversations: page
+            .items
+            .into_iter()
+            .map(|(conversation, count)| {
+                let expires = expires_at(conversation.updated_at);
+                conversation_to_proto(conversation, expires, Some(count))
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+fn citation_to_proto(citation: Citation) -> pb::Citation {
+    pb::Citation {
+        number: citation.number as i32,
+        chunk_id: citation.chunk_id,
+        document_id: citation.document_id.to_string(),
+        document_title: citation.document_title,
+        filename: citation.filename,
+        section_path: citation.section_path,
+        page_start: citation.page_start,
+        page_end: citation.page_end,
+    }
+}
+
+/// One event of an Ask stream.
+pub fn ask_event_to_proto(event: ask::Event) -> pb::AskResponse {
+    use pb::ask_response::Event as E;
+    let event = match event {
+        ask::Event::Retrieval(retrieval) => E::Retrieval(pb::Retrieval {
+            query: retrieval.query,
+            passages: retrieval
+                .passages
+                .into_iter()
+                .map(|passage| pb::Passage {
+                    number: passage.number as i32,
+                    result: Some(hit_to_proto(passage.hit)),
+                    relevant: passage.relevant,
+                })
+                .collect(),
+            model: retrieval.model,
+            reranker: retrieval.reranker.unwrap_or_default(),
+        }),
+        ask::Event::Delta(text) => E::Delta(pb::AnswerDelta { text }),
+        ask::Event::Done(done) => E::Done(pb::AnswerDone {
+            answer: done.answer,
+            citations: done.citations.into_iter().map(citation_to_proto).collect(),
+            no_answer: done.no_answer,
+            generator: done.generator,
+            prompt_tokens: done.usage.prompt_tokens as i32,
+            completion_tokens: done.usage.completion_tokens as i32,
+            timings: Some(pb::AskTimings {
+                rewrite: Some(duration(done.timings.rewrite)),
+                retrieval: Some(duration(done.timings.retrieval)),
+                first_delta: done.timings.first_delta.map(duration),
+                generation: Some(duration(done.timings.generation)),
+                total: Some(duration(done.timings.total)),
+            }),
+            message_count: done.message_count as i32,
+        }),
+    };
+    pb::AskResponse { event: Some(event) }
 }
 
 /// The protobuf form of what ReindexDocuments did.

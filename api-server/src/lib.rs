@@ -38,6 +38,8 @@ pub mod auth;
 pub mod auth_service;
 pub mod breaches;
 pub mod broker;
+pub mod conversation_service;
+pub mod conversations;
 pub mod convert;
 pub mod dead_letters;
 pub mod deadline;
@@ -86,7 +88,8 @@ use folio_core::{
 };
 use folio_db::{self as db, documents::lifecycle::WaitNotice};
 use folio_proto::v1::{
-    auth_service_server::AuthServiceServer, document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
+    auth_service_server::AuthServiceServer, conversation_service_server::ConversationServiceServer,
+    document_service_server::DocumentServiceServer, search_service_server::SearchServiceServer,
     sharing_service_server::SharingServiceServer, system_service_server::SystemServiceServer, user_service_server::UserServiceServer,
 };
 use tokio::{net::TcpListener, sync::Notify};
@@ -388,6 +391,23 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         relay_wake: relay_wake.clone(),
         cache: dependencies.cache.clone(),
     };
+    let conversations = conversations::Conversations {
+        cache: match &config.conversations.redis_url {
+            Some(url) => {
+                startup::wait_for("redis (conversations)", config.startup_timeout, || {
+                    Cache::connect(url, &config.redis_prefix)
+                })
+                .await?
+            }
+            None => dependencies.cache.clone(),
+        },
+        config: config.conversations.clone(),
+        search: search.clone(),
+        chat: match &config.conversations.chat {
+            Some(chat) => Some(folio_models::chat::Chat::from_config(chat).map_err(anyhow::Error::msg)?),
+            None => None,
+        },
+    };
     services::register_model_servers(&pool, &settings.effective_models()).await?;
     folio_core::startup::install_tls_provider();
     let http = reqwest::Client::builder()
@@ -444,6 +464,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         .add_service(UserServiceServer::new(Users { accounts }))
         .add_service(DocumentServiceServer::new(documents).max_decoding_message_size(4 << 20))
         .add_service(SearchServiceServer::new(search))
+        .add_service(ConversationServiceServer::new(conversations))
         .add_service(SharingServiceServer::new(sharing))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small response (a watch event, a unary

@@ -24,7 +24,7 @@ impl SearchService for Search {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
         let principal = auth::principal(&request)?;
         let query = query_from_proto(request.into_inner())?;
-        let outcome = self.run(&principal, query).await.map_err(search_error)?;
+        let outcome = self.run(&principal, query).await.map_err(search::Error::into_api)?;
         Ok(Response::new(search_outcome_to_proto(outcome)))
     }
 
@@ -86,23 +86,4 @@ fn query_from_proto(request: SearchRequest) -> ApiResult<Query> {
         labels,
         rerank: !request.no_rerank,
     })
-}
-
-/// A failed search as the request's terms: filters that find nothing are
-/// invalid fields.
-fn search_error(error: search::Error) -> ApiError {
-    match error {
-        search::Error::Api(error) => error,
-        search::Error::Filters(bad) => ApiError::InvalidArgument(
-            bad.document_ids
-                .into_iter()
-                .map(|(i, id)| FieldViolation::new(format!("document_ids[{i}]"), format!("no document {id}")))
-                .chain(
-                    bad.labels
-                        .into_iter()
-                        .map(|(i, label)| FieldViolation::new(format!("labels[{i}]"), format!("no document carries the label {label:?}"))),
-                )
-                .collect(),
-        ),
-    }
 }

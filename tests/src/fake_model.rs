@@ -1,5 +1,6 @@
 //! An OpenAI-compatible model server for what a real one will not do on
-//! demand (answer 500, 429, 400, late or wrong): it counts requests and
+//! demand (answer 500, 429, 400, late or wrong, or stream a chat answer
+//! token by token and notice a reader who leaves): it counts requests and
 //! requests in flight and answers each as its test says. Real client code
 //! (`folio_models::remote`) talks to it over HTTP. A GET (the api-server's
 //! check of its registered services) is answered 404 and not counted.
@@ -28,6 +29,12 @@ pub enum Reply {
     TooMany(u64),
     /// Answers `Value` after a delay.
     Late(Duration, Value),
+    /// Streams `pieces` as chat-completion chunks (server-sent events), one
+    /// every `gap`, then the usage and `[DONE]`.
+    Stream {
+        pieces: Vec<String>,
+        gap: Duration,
+    },
 }
 
 pub type Respond = Box<dyn Fn(usize, &Value) -> Reply + Send + Sync>;
@@ -42,6 +49,9 @@ pub struct Fake {
     pub bodies: Mutex<Vec<Value>>,
     pub authorizations: Mutex<Vec<Option<String>>>,
     pub paths: Mutex<Vec<String>>,
+    /// Streams whose reader went away before their end, and streams sent whole.
+    pub streams_cut: AtomicUsize,
+    pub streams_done: AtomicUsize,
     respond: Respond,
 }
 
@@ -56,6 +66,8 @@ impl Fake {
             bodies: Mutex::default(),
             authorizations: Mutex::default(),
             paths: Mutex::default(),
+            streams_cut: AtomicUsize::new(0),
+            streams_done: AtomicUsize::new(0),
             respond: Box::new(respond),
         });
         let app = axum::Router::new().fallback(answer).with_state(fake.clone());
@@ -70,6 +82,15 @@ impl Fake {
         env.set("FOLIO_EMBED_URL", self.url.clone());
         env.set("FOLIO_EMBED_MODEL", "fake-model");
         env.set("FOLIO_EMBED_TIMEOUT_MS", "60000");
+    }
+
+    /// Makes the folio processes `env` starts from now on answer questions
+    /// with this server, waiting up to `timeout_ms` for an answer.
+    pub fn serve_chat(&self, env: &mut crate::TestEnv, timeout_ms: u64) {
+        env.set("FOLIO_CHAT_URL", self.url.clone());
+        env.set("FOLIO_CHAT_MODEL", "fake-chat");
+        env.set("FOLIO_CHAT_API_KEY", "chat-key");
+        env.set("FOLIO_CHAT_TIMEOUT_MS", timeout_ms.to_string());
     }
 
     pub fn requests(&self) -> usize {
@@ -132,9 +153,46 @@ async fn answer(
             tokio::time::sleep(delay).await;
             axum::Json(value).into_response()
         }
+        Reply::Stream { pieces, gap } => {
+            let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+            let streamer = fake.clone();
+            tokio::spawn(async move {
+                let chunk = |delta: Value| json!({"object": "chat.completion.chunk", "model": "fake-chat", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+                let count = pieces.len();
+                let mut events: Vec<Value> = vec![chunk(json!({"role": "assistant"}))];
+                events.extend(pieces.into_iter().map(|piece| chunk(json!({"content": piece}))));
+                events.push(
+                    json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": count}}),
+                );
+                for event in events {
+                    tokio::time::sleep(gap).await;
+                    if sender.send(Ok(Bytes::from(format!("data: {event}\n\n")))).await.is_err() {
+                        streamer.streams_cut.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                if sender.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.is_ok() {
+                    streamer.streams_done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    streamer.streams_cut.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
     };
     fake.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
+}
+
+/// A whole (not streamed) chat-completions answer saying `text`.
+pub fn chat_completion(text: &str) -> Value {
+    json!({
+        "object": "chat.completion",
+        "model": "fake-chat",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 5}
+    })
 }
 
 /// An OpenAI embeddings answer for `body`'s inputs, listed in reverse order:

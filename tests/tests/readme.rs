@@ -79,6 +79,11 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "      \"filename\": \"notes.md\"",
         "\"pages\": 87",
         "GNU Bourne-Again SHell",
+        // Ask: a cited, extractive answer, and a follow-up made standalone.
+        "\"generator\": \"extractive\"",
+        "\"query\": \"What is its exit status? (pipeline)\"",
+        "\"filename\": \"bash.pdf\"",
+        "\"messageCount\": 4",
     ] {
         assert!(stdout.contains(expected), "walkthrough output lacks {expected}\n{stdout}");
     }

@@ -71,6 +71,7 @@ const TABLE: &[(&str, Access)] = &[
     ("/folio.v1.DocumentService/WatchDocument", Access::Authenticated),
     ("/folio.v1.DocumentService/WatchDocuments", Access::Authenticated),
     ("/folio.v1.SearchService/Search", Access::Authenticated),
+    ("/folio.v1.ConversationService/", Access::Authenticated),
     ("/folio.v1.SharingService/CreateGroup", Access::Admin),
     ("/folio.v1.SharingService/RenameGroup", Access::Admin),
     ("/folio.v1.SharingService/DeleteGroup", Access::Admin),

@@ -29,6 +29,7 @@ use folio_db::{
 };
 use folio_models::{embed::Embedder, live::Live};
 use tokio::sync::Notify;
+use tonic_types::FieldViolation;
 use uuid::Uuid;
 
 pub use self::fusion::Scores;
@@ -145,7 +146,40 @@ pub struct BadFilters {
     pub labels: Vec<(usize, String)>,
 }
 
+impl Error {
+    /// The error as the request's terms: filters that find nothing are
+    /// invalid fields (`document_ids[i]`, `labels[i]`).
+    pub fn into_api(self) -> ApiError {
+        match self {
+            Error::Api(error) => error,
+            Error::Filters(bad) => {
+                ApiError::InvalidArgument(
+                    bad.document_ids
+                        .into_iter()
+                        .map(|(i, id)| FieldViolation::new(format!("document_ids[{i}]"), format!("no document {id}")))
+                        .chain(bad.labels.into_iter().map(|(i, label)| {
+                            FieldViolation::new(format!("labels[{i}]"), format!("no document carries the label {label:?}"))
+                        }))
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
 impl Search {
+    /// Whether `document_ids` and `labels` name what `principal` may search,
+    /// as a query's filters must (a conversation's scope is checked so).
+    pub async fn check_scope(&self, principal: &Principal, document_ids: &[Uuid], labels: &[String]) -> Result<(), Error> {
+        let scope = SearchScope {
+            reach: principal.reach(Whose::All),
+            document_ids: document_ids.to_vec(),
+            labels: labels.to_vec(),
+        };
+        let mut conn = self.pool.get().await?;
+        check_filters(&mut conn, &scope).await
+    }
+
     /// Runs `query` over the chunks `principal` may see.
     pub async fn run(&self, principal: &Principal, query: Query) -> Result<Outcome, Error> {
         let started = Instant::now();

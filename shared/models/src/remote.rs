@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use reqwest::{StatusCode, header::RETRY_AFTER};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use folio_core::{
     config::ApiKey,
@@ -97,10 +97,28 @@ impl Remote {
     /// Posts `body` as JSON and decodes the JSON answer, retrying as [`Retry`]
     /// says.
     pub async fn post_json<T: DeserializeOwned>(&self, body: &impl Serialize) -> Result<T, RemoteError> {
+        self.with_retries(|| self.try_json(body)).await
+    }
+
+    /// Posts `body` as JSON and hands back the successful answer unread, for
+    /// a body that streams (server-sent events). Retries as [`Retry`] says
+    /// until the server answers with success; nothing is retried once the
+    /// caller reads. The answer holds its slot of the concurrency limit until
+    /// it is dropped, and dropping it closes the connection, which is how a
+    /// server learns that nobody reads any more.
+    pub async fn open(&self, body: &impl Serialize) -> Result<Opened, RemoteError> {
+        self.with_retries(|| self.try_open(body)).await
+    }
+
+    async fn with_retries<T, F, Fut>(&self, mut once: F) -> Result<T, RemoteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
-            let (message, after) = match self.try_once(body).await {
+            let (message, after) = match once().await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Permanent(message)) => return Err(RemoteError::Permanent(message)),
                 Err(Failure::Retry { message, after }) => (message, after),
@@ -119,27 +137,45 @@ impl Remote {
         }
     }
 
-    async fn try_once<T: DeserializeOwned>(&self, body: &impl Serialize) -> Result<T, Failure> {
+    async fn try_json<T: DeserializeOwned>(&self, body: &impl Serialize) -> Result<T, Failure> {
+        let (response, _permit) = self.send(body).await?;
+        let text = response.text().await.map_err(|error| self.transport_failure(&error))?;
+        serde_json::from_str(&text).map_err(|error| {
+            Failure::Permanent(format!(
+                "{} answered with JSON of an unexpected shape ({error}): {}",
+                self.endpoint,
+                excerpt(&text)
+            ))
+        })
+    }
+
+    async fn try_open(&self, body: &impl Serialize) -> Result<Opened, Failure> {
+        let (response, permit) = self.send(body).await?;
+        Ok(Opened {
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+            response,
+            _permit: permit,
+        })
+    }
+
+    /// One try: the answer when its status is a success, with the slot it
+    /// holds.
+    async fn send(&self, body: &impl Serialize) -> Result<(reqwest::Response, OwnedSemaphorePermit), Failure> {
         // A permit per try, not per call: a call waiting out its backoff does
         // not hold a slot another call could use.
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let mut request = self.client.post(&self.endpoint).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
         let response = request.send().await.map_err(|error| self.transport_failure(&error))?;
         let status = response.status();
+        if status.is_success() {
+            return Ok((response, permit));
+        }
         let after = retry_after(&response);
         let text = response.text().await.map_err(|error| self.transport_failure(&error))?;
-        if status.is_success() {
-            return serde_json::from_str(&text).map_err(|error| {
-                Failure::Permanent(format!(
-                    "{} answered {status} with JSON of an unexpected shape ({error}): {}",
-                    self.endpoint,
-                    excerpt(&text)
-                ))
-            });
-        }
         let message = format!("{} answered {status}: {}", self.endpoint, excerpt(&text));
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             Err(Failure::Retry { message, after })
@@ -149,12 +185,42 @@ impl Remote {
     }
 
     fn transport_failure(&self, error: &reqwest::Error) -> Failure {
-        let message = if error.is_timeout() {
-            format!("{} did not answer within {:?}", self.endpoint, self.timeout)
-        } else {
-            format!("cannot reach {}: {}", self.endpoint, chain(error))
-        };
-        Failure::Retry { message, after: None }
+        Failure::Retry {
+            message: transport_message(&self.endpoint, self.timeout, error),
+            after: None,
+        }
+    }
+}
+
+/// A successful answer not read yet (see [`Remote::open`]).
+pub struct Opened {
+    endpoint: String,
+    timeout: Duration,
+    response: reqwest::Response,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Opened {
+    /// The next piece of the body as it arrives; `None` at its end. A
+    /// failure now is transient: the server answered and then broke off or
+    /// ran past the timeout.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, RemoteError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|error| RemoteError::Transient(transport_message(&self.endpoint, self.timeout, &error)))
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+fn transport_message(endpoint: &str, timeout: Duration, error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        format!("{endpoint} did not answer within {timeout:?}")
+    } else {
+        format!("cannot reach {endpoint}: {}", chain(error))
     }
 }
 

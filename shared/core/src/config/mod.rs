@@ -5,7 +5,7 @@
 //!
 //! Layout: the process's own settings (connections, name prefixes, timings) are
 //! fields of [`Config`] and read here; each section with a struct of its own
-//! has a file (`documents` with `blobs`, `models`, `search`, `watch`) whose
+//! has a file (`documents` with `blobs`, `models`, `search`, `conversations`, `watch`) whose
 //! `from_vars` reads it; [`Vars`] is how every one of them reads a variable,
 //! its default and its error. The settings of accounts and tokens are
 //! `folio_auth::config::AuthConfig`, read through the same [`Vars`] by the
@@ -13,6 +13,7 @@
 //! worker does not compile.
 
 mod blobs;
+mod conversations;
 mod documents;
 mod models;
 mod search;
@@ -25,6 +26,7 @@ mod tests;
 use std::{fmt, net::SocketAddr, time::Duration};
 
 pub use blobs::{BLOB_VARIABLES, BlobOptions};
+pub use conversations::{ChatConfig, ConversationsConfig};
 pub use documents::{DocumentsConfig, MAX_UPLOAD_BYTES_DEFAULT, MAX_UPLOAD_BYTES_MAX, OcrConfig};
 pub use models::{ApiKey, EmbedderKind, ModelsConfig, Provider, ProviderRole, RerankerKind};
 pub use search::SearchConfig;
@@ -122,6 +124,8 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Search settings.
     pub search: SearchConfig,
+    /// Conversations and Ask (the api-server's).
+    pub conversations: ConversationsConfig,
 }
 
 /// How log lines are written.
@@ -229,6 +233,7 @@ impl Config {
             retention_batch: vars.bounded("FOLIO_RETENTION_BATCH", 100, 1, 10_000)?,
             documents: DocumentsConfig::from_vars(&vars)?,
             search: SearchConfig::from_vars(&vars)?,
+            conversations: ConversationsConfig::from_vars(&vars)?,
             watch: WatchConfig::from_vars(&vars)?,
             models: ModelsConfig::from_vars(&vars)?,
         })

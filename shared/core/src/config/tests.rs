@@ -127,3 +127,29 @@ fn malformed_values_name_their_variable() {
         assert!(!error.to_string().contains('\n'));
     }
 }
+
+#[test]
+fn conversations_answer_extractively_until_a_chat_endpoint_is_named_with_its_model() {
+    let config = Config::from_lookup(lookup(&REQUIRED)).unwrap().conversations;
+    assert!(config.chat.is_none() && config.redis_url.is_none());
+    assert_eq!((config.ttl.as_secs(), config.per_user, config.max_messages), (1800, 50, 100));
+
+    let mut pairs = REQUIRED.to_vec();
+    pairs.push(("FOLIO_CHAT_URL", "http://127.0.0.1:8000/"));
+    let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "setting FOLIO_CHAT_MODEL: is not set but FOLIO_CHAT_URL needs it"
+    );
+    pairs.push(("FOLIO_CHAT_MODEL", "llama"));
+    pairs.push(("FOLIO_CHAT_API_KEY", "sk-chat"));
+    let config = Config::from_lookup(lookup(&pairs)).unwrap().conversations;
+    let chat = config.chat.as_ref().unwrap();
+    assert_eq!((chat.url.as_str(), chat.model.as_str()), ("http://127.0.0.1:8000", "llama"));
+    assert!(!format!("{config:?}").contains("sk-chat"));
+    pairs.push(("FOLIO_CONVERSATION_REDIS_URL", "http://nope"));
+    assert_eq!(
+        Config::from_lookup(lookup(&pairs)).unwrap_err().variable,
+        "FOLIO_CONVERSATION_REDIS_URL"
+    );
+}
