@@ -121,7 +121,18 @@ async fn a_job_published_twice_has_its_effect_once() {
         async move { (folio_tests::ready_messages(&env.topology().process_queue()).await == 0).then_some(()) }
     })
     .await;
-    // The second delivery may still be in flight; wait until it is settled too.
+    // Taken off the queue is not yet run: wait for the effect itself, or a
+    // worker stopped between the two would leave nothing to count.
+    eventually(Duration::from_secs(10), "the ping's receipt", || {
+        let pool = &pool;
+        async move {
+            let mut conn = pool.get().await.ok()?;
+            let stored = ping::find(&mut conn, ping_id).await.ok()??;
+            (stored.receipts >= 1).then_some(())
+        }
+    })
+    .await;
+    // The second delivery may still be in flight; stopping drains it.
     worker.stop().await.unwrap();
     let stored = ping::find(&mut conn, ping_id).await.unwrap().unwrap();
     assert_eq!(stored.receipts, 1, "the effect ran more than once");
