@@ -266,6 +266,7 @@ async fn conversations_are_their_owners_alone_bounded_and_expire() {
     // Expiry, through a second api-server whose conversations live 2 s: a
     // write (an answered question) starts the time again, then it expires.
     env.set("FOLIO_CONVERSATION_TTL_SECS", "2");
+    env.set("FOLIO_CONVERSATION_MAX_MESSAGES", "2");
     let short = env.spawn_api().await;
     let mut as_carol = conversations(&short, &short.register_member().await.access_token).await;
     let id = create(&mut as_carol, CreateConversationRequest::default()).await.unwrap();
@@ -286,6 +287,12 @@ async fn conversations_are_their_owners_alone_bounded_and_expire() {
     let asked = ask(&mut as_carol, &id, "Is anything indexed?").await;
     assert!(asked.done().no_answer);
     assert!(pttl(&env, &id).await > 1500, "a write starts the time again");
+    // A question and its answer are two messages, the most this server keeps.
+    let full = ask(&mut as_carol, &id, "Anything now?").await.ended.unwrap_err();
+    assert_eq!(
+        (full.code(), reason(&full).as_str()),
+        (Code::FailedPrecondition, "CONVERSATION_FULL")
+    );
     eventually(Duration::from_secs(10), "the conversation expired", || {
         let mut client = as_carol.clone();
         let id = id.clone();

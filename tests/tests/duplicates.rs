@@ -141,7 +141,7 @@ async fn two_deliveries_of_one_job_at_once_end_ready_once_with_no_retry_or_failu
     let api = env.spawn_api().await;
     let member = api.register_member().await;
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
-    let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(8_000)).await;
+    let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(4_000)).await;
     publish_again(&env).await;
 
     // Two workers, two deliveries of one job waiting for them.
@@ -166,7 +166,7 @@ async fn a_delivery_while_a_slow_job_runs_waits_for_it_and_is_not_a_try() {
     let member = api.register_member().await;
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
     let first = env.spawn_worker();
-    let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(8_000)).await;
+    let document = folio_tests::upload_document(&mut client, "marsh.txt", &folio_tests::prose(4_000)).await;
     folio_tests::wait_for(&client, &document.id, Duration::from_secs(60), "embedding", |d| {
         d.state() == DocumentState::Processing && d.stage() == folio_proto::v1::Stage::Chunk
     })

@@ -80,6 +80,7 @@ async fn the_readme_grpcurl_walkthrough_works() {
         "\"pages\": 87",
         "GNU Bourne-Again SHell",
         // Ask: a cited, extractive answer, and a follow-up made standalone.
+        "\"delta\": {",
         "\"generator\": \"extractive\"",
         "\"query\": \"What is its exit status? (pipeline)\"",
         "\"filename\": \"bash.pdf\"",
