@@ -26,6 +26,7 @@ use crate::{
     convert::{ask_event_to_proto, conversation_to_proto, conversations_page_to_proto, to_id},
     error::{ApiError, ApiResult},
     page_token::page_size,
+    search,
 };
 
 /// The longest title, in characters.
@@ -116,19 +117,7 @@ fn new_conversation(request: CreateConversationRequest) -> ApiResult<NewConversa
     if request.labels.len() > MAX_SCOPE {
         violations.push(FieldViolation::new("labels", format!("must name at most {MAX_SCOPE} labels")));
     }
-    let mut document_ids = Vec::new();
-    for (i, id) in request.document_ids.iter().enumerate() {
-        match id.parse::<Uuid>() {
-            Ok(id) => document_ids.push(id),
-            Err(_) => violations.push(FieldViolation::new(format!("document_ids[{i}]"), "must be a UUID")),
-        }
-    }
-    let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_owned()).collect();
-    for (i, label) in labels.iter().enumerate() {
-        if label.is_empty() {
-            violations.push(FieldViolation::new(format!("labels[{i}]"), "must not be empty"));
-        }
-    }
+    let (document_ids, labels) = search::read_filters(&request.document_ids, &request.labels, &mut violations);
     if !violations.is_empty() {
         return Err(ApiError::InvalidArgument(violations));
     }

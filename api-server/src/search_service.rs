@@ -7,7 +7,6 @@ use folio_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 use tonic_types::FieldViolation;
-use uuid::Uuid;
 
 use crate::{
     auth,
@@ -62,19 +61,7 @@ fn query_from_proto(request: SearchRequest) -> ApiResult<Query> {
             Mode::Hybrid
         }
     };
-    let mut document_ids = Vec::new();
-    for (i, id) in request.document_ids.iter().enumerate() {
-        match id.parse::<Uuid>() {
-            Ok(id) => document_ids.push(id),
-            Err(_) => violations.push(FieldViolation::new(format!("document_ids[{i}]"), "must be a UUID")),
-        }
-    }
-    let labels: Vec<String> = request.labels.iter().map(|l| l.trim().to_owned()).collect();
-    for (i, label) in labels.iter().enumerate() {
-        if label.is_empty() {
-            violations.push(FieldViolation::new(format!("labels[{i}]"), "must not be empty"));
-        }
-    }
+    let (document_ids, labels) = search::read_filters(&request.document_ids, &request.labels, &mut violations);
     if !violations.is_empty() {
         return Err(ApiError::InvalidArgument(violations));
     }

@@ -108,6 +108,11 @@ async fn message_count(client: &mut ConversationServiceClient<Authed>, id: &str)
     conversation.messages.len()
 }
 
+fn violated_fields(status: &Status) -> Vec<String> {
+    let bad_request = status.get_details_bad_request().expect("a BadRequest");
+    bad_request.field_violations.into_iter().map(|v| v.field).collect()
+}
+
 fn reason(status: &Status) -> String {
     status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
 }
@@ -236,13 +241,7 @@ async fn conversations_are_their_owners_alone_bounded_and_expire() {
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = violated_fields(&status);
     assert_eq!(fields, ["document_ids[0]"]);
     let status = create(
         &mut as_bob,
@@ -254,13 +253,7 @@ async fn conversations_are_their_owners_alone_bounded_and_expire() {
     )
     .await
     .unwrap_err();
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = violated_fields(&status);
     assert_eq!(fields, ["document_ids[0]", "labels[0]"]);
 
     // Expiry, through a second api-server whose conversations live 2 s: a

@@ -146,6 +146,26 @@ pub struct BadFilters {
     pub labels: Vec<(usize, String)>,
 }
 
+/// The `document_ids` and `labels` filters of a request (a search's, or a
+/// conversation's scope), each invalid one named in `violations`: ids that
+/// are not UUIDs, labels empty once trimmed.
+pub fn read_filters(document_ids: &[String], labels: &[String], violations: &mut Vec<FieldViolation>) -> (Vec<Uuid>, Vec<String>) {
+    let mut ids = Vec::new();
+    for (i, id) in document_ids.iter().enumerate() {
+        match id.parse::<Uuid>() {
+            Ok(id) => ids.push(id),
+            Err(_) => violations.push(FieldViolation::new(format!("document_ids[{i}]"), "must be a UUID")),
+        }
+    }
+    let labels: Vec<String> = labels.iter().map(|l| l.trim().to_owned()).collect();
+    for (i, label) in labels.iter().enumerate() {
+        if label.is_empty() {
+            violations.push(FieldViolation::new(format!("labels[{i}]"), "must not be empty"));
+        }
+    }
+    (ids, labels)
+}
+
 impl Error {
     /// The error as the request's terms: filters that find nothing are
     /// invalid fields (`document_ids[i]`, `labels[i]`).
