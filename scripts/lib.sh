@@ -7,7 +7,9 @@ FOLIO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step's line says how long its script has run (bash's SECONDS), so a CI
+# log shows where the time goes.
+say() { printf '\033[1m==> %s\033[0m (%ss)\n' "$*" "$SECONDS" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
