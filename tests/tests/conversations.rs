@@ -502,12 +502,11 @@ async fn a_chat_endpoint_streams_cited_answers_and_rewrites_follow_ups() {
 
 /// The least share of the manual's known-item sentences whose extractive
 /// answer cites their section: a little under what it measures.
-const EXTRACTIVE_FLOOR: f64 = 0.75;
+const EXTRACTIVE_FLOOR: f64 = 0.85;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extractive_answers_cite_the_right_sections_of_a_real_manual() {
     let mut env = TestEnv::new().await;
-    env.set("FOLIO_CONVERSATION_MAX_MESSAGES", "1000");
     let api = env.spawn_api().await;
     let worker = env.spawn_worker();
     let member = api.register_member().await;
@@ -515,15 +514,10 @@ async fn extractive_answers_cite_the_right_sections_of_a_real_manual() {
     let bytes = std::fs::read(documents_dir().join("relevance/bashref.html")).expect("the relevance corpus (scripts/test installs it)");
     let manual = upload_ready(&mut documents, "bashref.html", &bytes, READY_WITHIN).await;
     let mut client = conversations(&api, &member.access_token).await;
-    let id = create(
-        &mut client,
-        CreateConversationRequest {
-            document_ids: vec![manual.id.clone()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let scoped = CreateConversationRequest {
+        document_ids: vec![manual.id.clone()],
+        ..Default::default()
+    };
 
     // Known items of the manual (the relevance set's checking half): the
     // answer cites the section the sentence comes from.
@@ -537,6 +531,8 @@ async fn extractive_answers_cite_the_right_sections_of_a_real_manual() {
     assert!(items.len() >= 30, "{} items", items.len());
     let mut right = 0;
     for item in &items {
+        // Each in a conversation of its own: they are not follow-ups.
+        let id = create(&mut client, scoped.clone()).await.unwrap();
         let asked = ask(&mut client, &id, &item.query).await;
         let done = asked.done();
         assert_eq!(done.generator, "extractive");
@@ -550,6 +546,7 @@ async fn extractive_answers_cite_the_right_sections_of_a_real_manual() {
         if done.citations.iter().any(|c| c.section_path == item.section_path) {
             right += 1;
         }
+        client.delete_conversation(DeleteConversationRequest { id }).await.unwrap();
     }
     let share = right as f64 / items.len() as f64;
     eprintln!(

@@ -18,10 +18,11 @@ const STOPWORDS: &[&str] = &[
     "your",
 ];
 
-/// Words by which a follow-up points back at an earlier question.
+/// Words by which a follow-up points back at an earlier question. Not "that"
+/// or "one": most questions that hold them stand on their own.
 const BACK_REFERENCES: &[&str] = &[
-    "it", "its", "it's", "they", "them", "their", "this", "that", "these", "those", "he", "she", "his", "her", "there", "one", "ones",
-    "same", "former", "latter", "above", "else", "also", "instead",
+    "it", "its", "it's", "they", "them", "their", "theirs", "this", "these", "those", "he", "she", "him", "his", "her", "same", "former",
+    "latter",
 ];
 
 /// A follow-up with fewer content words than this takes the earlier

@@ -164,7 +164,7 @@ impl Conversations {
             .enumerate()
             .map(|(i, hit)| Passage {
                 number: i as u32 + 1,
-                relevant: relevant(&hit, &asked, self.config.min_similarity),
+                relevant: is_relevant(&hit, &asked, self.config.min_similarity),
                 hit,
             })
             .collect();
@@ -222,7 +222,7 @@ impl Conversations {
                     .iter()
                     .map(|(number, text, _)| answer::Source { number: *number, text })
                     .collect();
-                for (i, (number, sentence)) in answer::extractive(&question.text, &sources).into_iter().enumerate() {
+                for (i, (number, sentence)) in answer::extractive(&query, &sources).into_iter().enumerate() {
                     let piece = format!("{}{sentence} [{number}]", if i == 0 { "" } else { " " });
                     emit(events, delta(&piece, &mut text)).await?;
                 }
@@ -345,7 +345,7 @@ fn prompt(conversation: &Conversation, question: &str, relevant: &[(u32, String,
 /// at least `min_similarity` with one of the query's words in its text or
 /// headings (a similarity alone is noise as often as not: a short question's
 /// vector is mostly its "what is the").
-fn relevant(hit: &Hit, asked: &[String], min_similarity: f64) -> bool {
+fn is_relevant(hit: &Hit, asked: &[String], min_similarity: f64) -> bool {
     hit.scores.keyword_rank > 0
         || (hit.scores.vector >= min_similarity
             && (answer::mentions(asked, &hit.chunk.text)
