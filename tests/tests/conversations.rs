@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use folio_proto::v1::DocumentState;
 use folio_proto::v1::{
-    AskRequest, AskResponse, CreateConversationRequest, DeleteConversationRequest, GetConversationRequest, ListConversationsRequest,
-    MessageRole, SearchRequest, ask_response::Event, conversation_service_client::ConversationServiceClient,
+    AskRequest, AskResponse, CreateConversationRequest, DeleteConversationRequest, DeleteDocumentRequest, GetConversationRequest,
+    ListConversationsRequest, MessageRole, SearchRequest, ask_response::Event, conversation_service_client::ConversationServiceClient,
     document_service_client::DocumentServiceClient, search_service_client::SearchServiceClient,
 };
 use folio_tests::{
@@ -494,6 +494,30 @@ async fn a_chat_endpoint_streams_cited_answers_and_rewrites_follow_ups() {
     assert_eq!(conversation.messages[1].citations[0].document_id, herons.id);
     assert_eq!(conversation.messages[2].query, "Where does the grey heron wade in the marsh");
     assert_eq!(conversation.title, "Where does the grey heron wade?");
+
+    // A conversation limited to a document since deleted cannot be answered
+    // in: it would search beyond its scope.
+    let scoped = create(
+        &mut client,
+        CreateConversationRequest {
+            document_ids: vec![rails.id.clone()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    documents
+        .delete_document(DeleteDocumentRequest { id: rails.id.clone() })
+        .await
+        .unwrap();
+    let status = ask(&mut client, &scoped, "Where does the water rail hide?")
+        .await
+        .ended
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::FailedPrecondition, "CONVERSATION_SCOPE")
+    );
 
     worker.stop().await.unwrap();
     api.stop().await.unwrap();
