@@ -465,6 +465,12 @@ async fn a_chat_endpoint_streams_cited_answers_and_rewrites_follow_ups() {
     assert!(status.message().contains("did not answer within"), "{status:?}");
     assert!(status.get_details_retry_info().is_some());
     assert_eq!(message_count(&mut client, &id).await, 4);
+    // Giving up on the slow stream closed it upstream too.
+    let cut = || fake.streams_cut.load(std::sync::atomic::Ordering::SeqCst);
+    eventually(Duration::from_secs(10), "the slow stream cut", || async {
+        (cut() == 1).then_some(())
+    })
+    .await;
 
     // Cancelling the stream reaches the endpoint, and keeps nothing.
     let mut stream = open_ask(&mut client, &id, "long").await.unwrap();
@@ -475,10 +481,12 @@ async fn a_chat_endpoint_streams_cited_answers_and_rewrites_follow_ups() {
         }
     }
     drop(stream);
-    eventually(Duration::from_secs(10), "the endpoint's stream cut", || async {
-        (fake.streams_cut.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(())
+    eventually(Duration::from_secs(10), "the cancelled stream cut", || async {
+        (cut() == 2).then_some(())
     })
     .await;
+    // The two answers kept were read to their end.
+    assert_eq!(fake.streams_done.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     // What was kept: two questions, two answers, with their citations.
     let conversation = client
