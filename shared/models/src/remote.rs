@@ -139,10 +139,11 @@ impl Remote {
 
     async fn try_json<T: DeserializeOwned>(&self, body: &impl Serialize) -> Result<T, Failure> {
         let (response, _permit) = self.send(body).await?;
+        let status = response.status();
         let text = response.text().await.map_err(|error| self.transport_failure(&error))?;
         serde_json::from_str(&text).map_err(|error| {
             Failure::Permanent(format!(
-                "{} answered with JSON of an unexpected shape ({error}): {}",
+                "{} answered {status} with JSON of an unexpected shape ({error}): {}",
                 self.endpoint,
                 excerpt(&text)
             ))
