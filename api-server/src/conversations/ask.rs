@@ -101,6 +101,14 @@ pub struct Timings {
     pub total: Duration,
 }
 
+/// A relevant passage as an answer is drawn from it: where it comes from (on
+/// one line, for a prompt), its text, and its citation (its number included).
+struct Relevant {
+    head: String,
+    text: String,
+    citation: Citation,
+}
+
 /// Where Ask's events go; a send fails once the caller went away.
 type Events = mpsc::Sender<ApiResult<Event>>;
 
@@ -168,12 +176,15 @@ impl Conversations {
                 hit,
             })
             .collect();
-        let relevant: Vec<(u32, String, Citation)> = passages
+        let relevant: Vec<Relevant> = passages
             .iter()
             .filter(|p| p.relevant)
-            .map(|p| (p.number, p.hit.chunk.text.clone(), citation(p)))
+            .map(|p| Relevant {
+                head: passage_head(&p.hit),
+                text: p.hit.chunk.text.clone(),
+                citation: citation(p),
+            })
             .collect();
-        let heads: Vec<String> = passages.iter().filter(|p| p.relevant).map(|p| passage_head(&p.hit)).collect();
         emit(
             events,
             Event::Retrieval(Retrieval {
@@ -200,7 +211,7 @@ impl Conversations {
                 EXTRACTIVE.to_owned()
             }
             Some(chat) => {
-                let messages = prompt(&conversation, &question.text, &relevant, &heads);
+                let messages = prompt(&conversation, &question.text, &relevant);
                 let mut answer = chat.stream(&messages).await.map_err(|e| chat_error(chat, e))?;
                 loop {
                     // Dropping `answer` (returning) closes the connection,
@@ -220,7 +231,10 @@ impl Conversations {
             None => {
                 let sources: Vec<answer::Source<'_>> = relevant
                     .iter()
-                    .map(|(number, text, _)| answer::Source { number: *number, text })
+                    .map(|source| answer::Source {
+                        number: source.citation.number,
+                        text: &source.text,
+                    })
                     .collect();
                 for (i, (number, sentence)) in answer::extractive(&query, &sources).into_iter().enumerate() {
                     let piece = format!("{}{sentence} [{number}]", if i == 0 { "" } else { " " });
@@ -231,11 +245,16 @@ impl Conversations {
         };
         let generation = t.elapsed();
 
-        let valid: Vec<u32> = relevant.iter().map(|(number, _, _)| *number).collect();
+        let valid: Vec<u32> = relevant.iter().map(|source| source.citation.number).collect();
         let (answer, cited) = answer::citations(&text, &valid);
         let citations: Vec<Citation> = cited
             .iter()
-            .filter_map(|n| relevant.iter().find(|(number, _, _)| number == n).map(|(_, _, c)| c.clone()))
+            .filter_map(|n| {
+                relevant
+                    .iter()
+                    .find(|source| source.citation.number == *n)
+                    .map(|source| source.citation.clone())
+            })
             .collect();
         let kept = store::add_turn(
             &self.cache,
@@ -321,7 +340,7 @@ fn history(conversation: &Conversation) -> &[Message] {
 
 /// The messages a chat endpoint answers: the instructions, the recent
 /// turns, then the numbered passages and the question.
-fn prompt(conversation: &Conversation, question: &str, relevant: &[(u32, String, Citation)], heads: &[String]) -> Vec<chat::Message> {
+fn prompt(conversation: &Conversation, question: &str, relevant: &[Relevant]) -> Vec<chat::Message> {
     let mut messages = vec![chat::Message::new(chat::Role::System, ANSWER_PROMPT)];
     for message in history(conversation) {
         let role = if message.role == Role::User {
@@ -332,8 +351,9 @@ fn prompt(conversation: &Conversation, question: &str, relevant: &[(u32, String,
         messages.push(chat::Message::new(role, message.text.clone()));
     }
     let mut content = String::from("Passages:\n");
-    for ((number, text, _), head) in relevant.iter().zip(heads) {
-        content.push_str(&format!("\n[{number}] {head}\n{text}\n"));
+    for source in relevant {
+        let Relevant { head, text, citation } = source;
+        content.push_str(&format!("\n[{}] {head}\n{text}\n", citation.number));
     }
     content.push_str(&format!("\nQuestion: {question}"));
     messages.push(chat::Message::new(chat::Role::User, content));
