@@ -5,8 +5,10 @@
 //! ErrorInfo reason `DEADLINE_EXCEEDED`. A Postgres statement already sent is
 //! cancelled by Postgres by the same deadline: the handler runs inside
 //! `folio_db::with_deadline`, and every connection it checks out gets what is
-//! left of the deadline, plus 100 ms, as its `statement_timeout` (the
-//! server's bound when that is shorter; see `lib.rs`).
+//! left of the deadline (or the pool's bound, when shorter), plus 100 ms, as
+//! its `statement_timeout` (see `folio_db`). Should the cancelled statement's
+//! error still reach this layer before its timer, a refusal made at or past
+//! the deadline is answered DEADLINE_EXCEEDED too.
 //!
 //! Classes: `UploadDocument` reads the whole upload inside its handler, so it
 //! has a bound of its own (`FOLIO_UPLOAD_DEADLINE_SECS`); every other call
@@ -130,12 +132,20 @@ where
         let deadline = tokio::time::Instant::now() + limit;
         Box::pin(async move {
             let work = folio_db::with_deadline(deadline, inner.call(request));
+            let exceeded = || {
+                let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());
+                Status::from(ApiError::DeadlineExceeded(message)).into_http()
+            };
             match tokio::time::timeout_at(deadline, work).await {
-                Ok(result) => result.map(explain),
-                Err(_) => {
-                    let message = format!("{whose} ({} ms) passed before the call finished", limit.as_millis());
-                    Ok(Status::from(ApiError::DeadlineExceeded(message)).into_http())
+                // A refusal made at or past the deadline was made because of
+                // it (a statement Postgres cancelled as the deadline passed,
+                // polled before this timer on a busy runtime): the call ended
+                // at its deadline, and says so.
+                Ok(Ok(response)) if Status::from_header_map(response.headers()).is_some() && tokio::time::Instant::now() >= deadline => {
+                    Ok(exceeded())
                 }
+                Ok(result) => result.map(explain),
+                Err(_) => Ok(exceeded()),
             }
         })
     }

@@ -72,13 +72,14 @@ pub async fn with_deadline<F: Future>(deadline: tokio::time::Instant, work: F) -
 const AFTER_DEADLINE: Duration = Duration::from_millis(100);
 
 /// The `statement_timeout` for a connection being checked out now: `bound`,
-/// or what is left of the current call's deadline (and [`AFTER_DEADLINE`])
-/// when that is shorter.
+/// or what is left of the current call's deadline, and [`AFTER_DEADLINE`],
+/// when that is shorter. The margin applies to the bound too: a call whose
+/// deadline is the server's bound (the pool's `bound`) must still end by its
+/// deadline, not by its statement's cancellation a moment sooner.
 fn statement_timeout(bound: Duration) -> Duration {
-    let left = DEADLINE
-        .try_with(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()) + AFTER_DEADLINE)
-        .unwrap_or(bound);
-    left.min(bound)
+    DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .map_or(bound, |left| left.min(bound) + AFTER_DEADLINE)
 }
 
 async fn set_statement_timeout(conn: &mut AsyncPgConnection, bound: Duration) -> diesel::QueryResult<()> {
