@@ -119,6 +119,7 @@ impl Accounts {
             updated_at: now,
             quota_documents: None,
             quota_bytes: None,
+            share_weight: None,
             mfa_enabled: false,
             email_verified_at: verified.then_some(now),
         };

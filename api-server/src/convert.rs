@@ -91,6 +91,9 @@ pub fn settings_to_proto(snapshot: Snapshot) -> pb::Settings {
         quota_bytes: Some(setting_to_proto(snapshot.quota_bytes)),
         retention_original_days: Some(setting_to_proto(snapshot.retention_original_days)),
         retention_document_days: Some(setting_to_proto(snapshot.retention_document_days)),
+        share_weight_admin: Some(setting_to_proto(snapshot.share_weight_admin)),
+        share_weight_member: Some(setting_to_proto(snapshot.share_weight_member)),
+        max_waiting_per_owner: Some(setting_to_proto(snapshot.max_waiting_per_owner)),
         retention_rules: snapshot
             .retention_rules
             .into_iter()
@@ -423,6 +426,16 @@ fn kind_to_proto(kind: EventKind) -> pb::EventKind {
     }
 }
 
+/// Where a waiting document's job stands, as GetDocument says it.
+pub fn standing_to_proto(standing: folio_db::documents::lifecycle::Standing) -> pb::QueuePosition {
+    pb::QueuePosition {
+        ahead: standing.position.ahead,
+        owners: standing.position.owners,
+        weight: standing.weight,
+        total_weight: standing.total_weight,
+    }
+}
+
 /// The protobuf form of a document.
 pub fn document_to_proto(d: &Document, duplicate: bool) -> pb::Document {
     let stage_millis: HashMap<String, i64> = d
@@ -459,6 +472,7 @@ pub fn document_to_proto(d: &Document, duplicate: bool) -> pb::Document {
         duplicate,
         // GetDocument fills it in (`Documents::visible_with_wait`).
         waiting: String::new(),
+        queue: None,
         original_deleted: !d.has_original(),
     }
 }
@@ -608,6 +622,7 @@ pub fn user_to_proto(user: &user::User) -> pb::User {
         updated_at: Some(timestamp(user.updated_at)),
         quota_documents: user.quota_documents,
         quota_bytes: user.quota_bytes,
+        share_weight: user.share_weight,
         mfa_enabled: user.mfa_enabled,
         email_verified: user.email_verified_at.is_some(),
     }

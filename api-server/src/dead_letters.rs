@@ -150,7 +150,15 @@ async fn replay_one(
             Err(refused) => Ok(Err(format!("its document cannot be queued again: {refused}"))),
         },
         (Some(job::Kind::ReindexDocument(body)), Some(document)) => {
-            outbox::enqueue(conn, &EncodedJob::reindex_document(document, &body.model)).await?;
+            let Some(found) = folio_db::models::document::find(conn, document).await? else {
+                return Ok(Err("its document was deleted; purge it".into()));
+            };
+            let owned = outbox::Owned {
+                owner_id: found.owner_id,
+                document_id: document,
+                priority: Some(outbox::Priority::Bulk),
+            };
+            outbox::enqueue_owned(conn, &EncodedJob::reindex_document(document, &body.model), owned, 1).await?;
             Ok(Ok(None))
         }
         _ => Ok(Err(format!("a {} job is not replayed; purge it", letter.kind))),

@@ -252,6 +252,8 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
             topology: topology.clone(),
             wake: relay_wake.clone(),
             poll: config.relay_poll,
+            ahead: config.scheduler_ahead,
+            hold_poll: config.scheduler_poll,
         }
         .run(cancel.clone()),
     );

@@ -2,7 +2,8 @@
 //! account may keep (its own quota, set with UpdateUser, else the run-time
 //! settings `quota_documents` and `quota_bytes`; 0: no limit), what it keeps,
 //! and whether one more document fits. Uploads check them in the transaction
-//! that stores the document; GetDocumentStats reports them.
+//! that stores the document; GetDocumentStats reports them. [`Backlog`] is
+//! the bound on documents waiting for the workers (backpressure).
 
 use folio_db::models::document::Usage;
 use tonic_types::QuotaViolation;
@@ -50,5 +51,80 @@ impl Quota {
             message: format!("over quota: {message}; delete documents or ask an admin for a larger quota"),
             violations,
         })
+    }
+}
+
+/// How long a drain rate is measured over.
+pub const DRAIN_WINDOW_SECS: i64 = 60;
+
+/// An owner's documents waiting to be released to the workers, against the
+/// setting `max_waiting_per_owner` (0: no limit), and how many of them were
+/// released in the last [`DRAIN_WINDOW_SECS`].
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
+    pub waiting: i64,
+    pub limit: i64,
+    pub released: i64,
+}
+
+impl Backlog {
+    /// Whether one more document may wait; RESOURCE_EXHAUSTED with reason
+    /// `BACKLOG_FULL` and a RetryInfo of when the backlog will be under the
+    /// bound at the rate it drained (a minute if it did not drain; 1 s to
+    /// an hour).
+    pub fn admit(&self) -> ApiResult<()> {
+        if self.limit == 0 || self.waiting < self.limit {
+            return Ok(());
+        }
+        let excess = (self.waiting - self.limit + 1) as f64;
+        let per_sec = self.released as f64 / DRAIN_WINDOW_SECS as f64;
+        let retry_after = if per_sec > 0.0 {
+            std::time::Duration::from_secs_f64((excess / per_sec).clamp(1.0, 3600.0).ceil())
+        } else {
+            std::time::Duration::from_secs(60)
+        };
+        Err(ApiError::ResourceExhausted {
+            message: format!(
+                "{} of your documents wait for the workers, the most one owner may have waiting is {}; \
+                 they drain at {per_sec:.1} per second, retry in {} s",
+                self.waiting,
+                self.limit,
+                retry_after.as_secs()
+            ),
+            retry_after,
+        }
+        .because("BACKLOG_FULL"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(waiting: i64, limit: i64, released: i64) -> Option<u64> {
+        let backlog = Backlog { waiting, limit, released };
+        match backlog.admit() {
+            Ok(()) => None,
+            Err(ApiError::Because { error, reason }) => {
+                assert_eq!(reason, "BACKLOG_FULL");
+                match *error {
+                    ApiError::ResourceExhausted { retry_after, .. } => Some(retry_after.as_secs()),
+                    other => panic!("{other:?}"),
+                }
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_backlog_says_when_it_will_have_drained_at_its_rate() {
+        assert_eq!(retry_after(99, 100, 0), None);
+        assert_eq!(retry_after(5_000, 0, 0), None, "0 is no limit");
+        // 600 released in the last minute: 10 per second; 101 over the bound
+        // (the one to admit included) drain in 10.1 s.
+        assert_eq!(retry_after(200, 100, 600), Some(11));
+        assert_eq!(retry_after(100, 100, 0), Some(60), "not draining: a minute");
+        assert_eq!(retry_after(1_000_000, 100, 1), Some(3600), "at most an hour");
+        assert_eq!(retry_after(100, 100, 6_000), Some(1), "at least a second");
     }
 }

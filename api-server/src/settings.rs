@@ -103,6 +103,32 @@ pub const RETENTION_DOCUMENT_DAYS: Definition = Definition {
     max: RETENTION_DAYS_MAX,
 };
 
+/// The weight of an admin's fair share of the workers, unless the account
+/// has its own (the relay reads it as `share_weight_<role>`).
+pub const SHARE_WEIGHT_ADMIN: Definition = Definition {
+    name: "share_weight_admin",
+    built_in: 1,
+    min: 1,
+    max: 100,
+};
+
+/// The weight of a member's fair share of the workers, as above.
+pub const SHARE_WEIGHT_MEMBER: Definition = Definition {
+    name: "share_weight_member",
+    built_in: 1,
+    min: 1,
+    max: 100,
+};
+
+/// The most documents one owner may have waiting to be released to the
+/// workers; past it uploads are refused with a time to retry. 0: no limit.
+pub const MAX_WAITING_PER_OWNER: Definition = Definition {
+    name: "max_waiting_per_owner",
+    built_in: 100_000,
+    min: 0,
+    max: 100_000_000,
+};
+
 /// Every run-time setting.
 pub const DEFINITIONS: &[Definition] = &[
     MAX_UPLOAD_BYTES,
@@ -110,6 +136,9 @@ pub const DEFINITIONS: &[Definition] = &[
     QUOTA_BYTES,
     RETENTION_ORIGINAL_DAYS,
     RETENTION_DOCUMENT_DAYS,
+    SHARE_WEIGHT_ADMIN,
+    SHARE_WEIGHT_MEMBER,
+    MAX_WAITING_PER_OWNER,
 ];
 
 /// The setting called `name`.
@@ -125,6 +154,9 @@ pub struct Snapshot {
     pub quota_bytes: Value,
     pub retention_original_days: Value,
     pub retention_document_days: Value,
+    pub share_weight_admin: Value,
+    pub share_weight_member: Value,
+    pub max_waiting_per_owner: Value,
     /// The per-label retention rules, by label.
     pub retention_rules: Vec<RetentionRule>,
     pub embedder: ProviderValue,
@@ -297,6 +329,11 @@ impl Settings {
         (self.value(&QUOTA_DOCUMENTS), self.value(&QUOTA_BYTES))
     }
 
+    /// The most documents one owner may have waiting; 0: no limit.
+    pub fn max_waiting_per_owner(&self) -> i64 {
+        self.value(&MAX_WAITING_PER_OWNER)
+    }
+
     /// The retention settings and rules in force.
     pub fn retention(&self) -> Retention {
         Retention {
@@ -314,6 +351,9 @@ impl Settings {
             quota_bytes: self.describe(&QUOTA_BYTES),
             retention_original_days: self.describe(&RETENTION_ORIGINAL_DAYS),
             retention_document_days: self.describe(&RETENTION_DOCUMENT_DAYS),
+            share_weight_admin: self.describe(&SHARE_WEIGHT_ADMIN),
+            share_weight_member: self.describe(&SHARE_WEIGHT_MEMBER),
+            max_waiting_per_owner: self.describe(&MAX_WAITING_PER_OWNER),
             retention_rules: self.stored().rules.clone(),
             embedder: self.describe_provider(ProviderRole::Embedder),
             reranker: self.describe_provider(ProviderRole::Reranker),

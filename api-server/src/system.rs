@@ -49,8 +49,8 @@ use crate::{
     search::Search,
     services::{self, Registration},
     settings::{
-        self, DEFINITIONS, MAX_UPLOAD_BYTES, QUOTA_BYTES, QUOTA_DOCUMENTS, RETENTION_DAYS_MAX, RETENTION_DOCUMENT_DAYS,
-        RETENTION_ORIGINAL_DAYS, RuleChange, Settings, Snapshot, Update,
+        self, DEFINITIONS, MAX_UPLOAD_BYTES, MAX_WAITING_PER_OWNER, QUOTA_BYTES, QUOTA_DOCUMENTS, RETENTION_DAYS_MAX,
+        RETENTION_DOCUMENT_DAYS, RETENTION_ORIGINAL_DAYS, RuleChange, SHARE_WEIGHT_ADMIN, SHARE_WEIGHT_MEMBER, Settings, Snapshot, Update,
     },
     stats,
     watch::Hub,
@@ -343,6 +343,9 @@ fn settings_update(request: UpdateSettingsRequest, settings: &Settings) -> ApiRe
         (QUOTA_BYTES, request.quota_bytes),
         (RETENTION_ORIGINAL_DAYS, request.retention_original_days),
         (RETENTION_DOCUMENT_DAYS, request.retention_document_days),
+        (SHARE_WEIGHT_ADMIN, request.share_weight_admin),
+        (SHARE_WEIGHT_MEMBER, request.share_weight_member),
+        (MAX_WAITING_PER_OWNER, request.max_waiting_per_owner),
     ] {
         if let Some(value) = value {
             definition.check(value).map_err(|why| ApiError::invalid(definition.name, why))?;

@@ -117,7 +117,7 @@ fn user_changes(request: UpdateUserRequest) -> ApiResult<(Uuid, UserChanges)> {
     if paths.is_empty() {
         return Err(ApiError::invalid(
             "update_mask",
-            "must name at least one of role, active, display_name, quota_documents, quota_bytes",
+            "must name at least one of role, active, display_name, quota_documents, quota_bytes, share_weight",
         ));
     }
     let mut changes = UserChanges::default();
@@ -134,15 +134,28 @@ fn user_changes(request: UpdateUserRequest) -> ApiResult<(Uuid, UserChanges)> {
             }
             "quota_documents" => changes.quota_documents = Some(quota("user.quota_documents", changes_in.quota_documents)?),
             "quota_bytes" => changes.quota_bytes = Some(quota("user.quota_bytes", changes_in.quota_bytes)?),
+            "share_weight" => changes.share_weight = Some(share_weight(changes_in.share_weight)?),
             other => {
                 return Err(ApiError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated (role, active, display_name, quota_documents, quota_bytes can)"),
+                    format!("{other:?} cannot be updated (role, active, display_name, quota_documents, quota_bytes, share_weight can)"),
                 ));
             }
         }
     }
     Ok((id, changes))
+}
+
+/// An account's own share weight as UpdateUser sets it: unset returns the
+/// account to its role's weight; a value is 1 to 100.
+fn share_weight(value: Option<i32>) -> ApiResult<Option<i32>> {
+    match value {
+        Some(weight) if !(1..=100).contains(&weight) => Err(ApiError::invalid(
+            "user.share_weight",
+            format!("must be between 1 and 100, or unset for the role's weight; got {weight}"),
+        )),
+        value => Ok(value),
+    }
 }
 
 /// An account's own quota as UpdateUser sets it: unset returns the account

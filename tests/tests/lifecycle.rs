@@ -54,6 +54,7 @@ fn new_row(owner: Uuid) -> NewDocument {
         blob_key: format!("documents/{owner}/{id}"),
         idempotency_key: None,
         max_tries: 3,
+        priority: Default::default(),
     }
 }
 

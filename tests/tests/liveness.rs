@@ -217,7 +217,9 @@ async fn a_document_that_waits_for_a_worker_says_why_in_its_events_and_in_get_do
     let api = env.spawn_api().await;
     let member = api.register_member().await;
     let mut client = DocumentServiceClient::new(api.authed(&member.access_token).await);
-    // No worker yet: three documents wait, the last behind the other two.
+    // No worker yet: three documents wait, the last behind the other two
+    // (released to the queue, two per consumer and at least one consumer's
+    // worth; the third waits for its turn).
     let mut ids = Vec::new();
     for name in ["avocet.txt", "stilt.txt", "godwit.txt"] {
         let body = format!("{name}\n\n")
@@ -233,7 +235,10 @@ async fn a_document_that_waits_for_a_worker_says_why_in_its_events_and_in_get_do
     .await;
     assert_eq!(last.state(), DocumentState::Queued, "{last:?}");
     assert!(
-        last.waiting.starts_with("not started after ") && last.waiting.ends_with(": 2 documents ahead of it; no worker is alive"),
+        last.waiting.starts_with("not started after ")
+            && last
+                .waiting
+                .ends_with(": waiting: 2 of your documents ahead; your share: all of the workers; no worker is alive"),
         "{}",
         last.waiting
     );

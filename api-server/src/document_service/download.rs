@@ -322,6 +322,7 @@ mod tests {
             blob_key: String::new(),
             idempotency_key: None,
             max_tries: 3,
+            priority: Default::default(),
         };
         Document {
             state: State::Ready,

@@ -33,7 +33,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     auth,
-    convert::{chunks_to_proto, document_to_proto, documents_to_proto, download_to_proto, events_to_proto, stats_to_proto},
+    convert::{
+        chunks_to_proto, document_to_proto, documents_to_proto, download_to_proto, events_to_proto, standing_to_proto, stats_to_proto,
+    },
     error::ApiError,
     settings::Settings,
     watch::{Hub, stream::WatchStream},
@@ -142,12 +144,13 @@ impl DocumentService for Documents {
 
     async fn get_document(&self, request: Request<GetDocumentRequest>) -> Result<Response<pb::Document>, Status> {
         let principal = auth::principal(&request)?;
-        let (found, waiting) = self
+        let waiting = self
             .visible_with_wait(&principal, request::id("id", &request.get_ref().id)?)
             .await?;
         Ok(Response::new(pb::Document {
-            waiting: waiting.unwrap_or_default(),
-            ..document_to_proto(&found, false)
+            waiting: waiting.why.unwrap_or_default(),
+            queue: waiting.standing.map(standing_to_proto),
+            ..document_to_proto(&waiting.document, false)
         }))
     }
 

@@ -34,6 +34,13 @@ pub struct Stats {
     pub quota: Option<crate::quota::Quota>,
 }
 
+/// A document, and what GetDocument says of its wait.
+pub struct Waiting {
+    pub document: Document,
+    pub standing: Option<lifecycle::Standing>,
+    pub why: Option<String>,
+}
+
 impl Documents {
     /// The document `id` if the caller may read it (its owner, an admin, a
     /// reader it is shared with); NOT_FOUND otherwise.
@@ -49,13 +56,15 @@ impl Documents {
         sharing::changeable(&mut conn, principal, id).await
     }
 
-    /// The document `id` if the caller may see it, with why it waits if it
-    /// has waited for a worker past the notice bound.
-    pub(super) async fn visible_with_wait(&self, principal: &Principal, id: Uuid) -> ApiResult<(Document, Option<String>)> {
-        let found = self.visible(principal, id).await?;
+    /// The document `id` if the caller may see it, with where its job stands
+    /// in the fair schedule while it waits to be released, and why it waits
+    /// if it has waited for a worker past the notice bound.
+    pub(super) async fn visible_with_wait(&self, principal: &Principal, id: Uuid) -> ApiResult<Waiting> {
+        let document = self.visible(principal, id).await?;
         let mut conn = self.pool.get().await?;
-        let waiting = lifecycle::why(&mut conn, &found, &self.wait_notice).await?;
-        Ok((found, waiting))
+        let standing = lifecycle::standing(&mut conn, &document).await?;
+        let why = lifecycle::why(&mut conn, &document, &self.wait_notice).await?;
+        Ok(Waiting { document, standing, why })
     }
 
     /// A page of the documents `query` asks for; its token is the order's.

@@ -1,7 +1,10 @@
 //! The shim's reading of DocumentService requests into domain terms: every
 //! refusal here names the request field it is about.
 
-use folio_db::models::document::{Cursor, DocumentFilter, Order};
+use folio_db::models::{
+    document::{Cursor, DocumentFilter, Order},
+    outbox::Priority,
+};
 use folio_proto::v1::{
     self as pb, DocumentMetadata, DownloadFormat, ListChunksRequest, ListDocumentEventsRequest, ListDocumentsRequest, WatchDocumentRequest,
     WatchDocumentsRequest,
@@ -54,6 +57,14 @@ pub fn metadata(metadata: DocumentMetadata) -> ApiResult<Metadata> {
     if metadata.content_type.len() > 200 {
         violations.push(FieldViolation::new("metadata.content_type", "at most 200 characters"));
     }
+    let priority = match pb::Priority::try_from(metadata.priority) {
+        Ok(pb::Priority::Unspecified | pb::Priority::Interactive) => Priority::Interactive,
+        Ok(pb::Priority::Bulk) => Priority::Bulk,
+        Err(_) => {
+            violations.push(FieldViolation::new("metadata.priority", "must be INTERACTIVE or BULK"));
+            Priority::Interactive
+        }
+    };
     if !violations.is_empty() {
         return Err(ApiError::InvalidArgument(violations));
     }
@@ -66,6 +77,7 @@ pub fn metadata(metadata: DocumentMetadata) -> ApiResult<Metadata> {
         title: metadata.title.trim().to_owned(),
         labels,
         idempotency_key: Some(metadata.idempotency_key).filter(|k| !k.is_empty()),
+        priority,
     })
 }
 

@@ -11,6 +11,7 @@ use folio_db::{
     },
     models::{
         document::{self, Document},
+        outbox::{self, Priority},
         user,
     },
     schema::users,
@@ -24,7 +25,7 @@ use super::{ByteStream, Documents};
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
-    quota::Quota,
+    quota::{Backlog, DRAIN_WINDOW_SECS, Quota},
 };
 
 /// An upload's metadata, valid (`request::metadata` reads it): `filename`
@@ -36,6 +37,8 @@ pub struct Metadata {
     pub title: String,
     pub labels: Vec<String>,
     pub idempotency_key: Option<String>,
+    /// Its job's place among the owner's.
+    pub priority: Priority,
 }
 
 /// A stored upload: the new document, or the one these bytes (or this
@@ -60,6 +63,17 @@ impl Documents {
         let mut quota = self.limits(conn, owner).await?;
         quota.used = document::usage(conn, owner).await?;
         Ok(quota)
+    }
+
+    /// Refuses an upload while `owner` has as many documents waiting for the
+    /// workers as the setting `max_waiting_per_owner` allows.
+    async fn admit_backlog(&self, conn: &mut AsyncPgConnection, owner: Uuid) -> ApiResult<()> {
+        let limit = self.settings.max_waiting_per_owner();
+        if limit == 0 {
+            return Ok(());
+        }
+        let (waiting, released) = outbox::owner_backlog(conn, owner, DRAIN_WINDOW_SECS).await?;
+        Backlog { waiting, limit, released }.admit()
     }
 
     /// `owner`'s quotas, its use not yet counted.
@@ -88,6 +102,10 @@ impl Documents {
                 });
             }
         }
+
+        // A full backlog refuses before any byte is read, and again where the
+        // row is written (another upload may have filled it meanwhile).
+        self.admit_backlog(&mut *self.pool.get().await?, principal.user_id).await?;
 
         // Sniff the format from the first bytes before writing anything.
         let mut head = Vec::new();
@@ -150,6 +168,7 @@ impl Documents {
             blob_key: blob_key.clone(),
             idempotency_key: metadata.idempotency_key.clone(),
             max_tries: self.max_tries as i32,
+            priority: metadata.priority,
         };
         let note = Note {
             percent: 5,
@@ -163,6 +182,7 @@ impl Documents {
                 // Under a quota, uploads of one account take turns here, so two
                 // at once cannot both fit; the same bytes again add nothing and
                 // are not counted. Without one nothing is locked or counted.
+                self.admit_backlog(conn, owner).await?;
                 let mut quota = self.limits(conn, owner).await?;
                 if quota.limited() {
                     users::table.find(owner).select(users::id).for_update().first::<Uuid>(conn).await?;

@@ -27,6 +27,7 @@
 pub mod blobs;
 pub mod cache;
 pub mod config;
+pub mod fair;
 pub mod metrics;
 pub mod page_token;
 pub mod queue;

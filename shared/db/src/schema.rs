@@ -170,6 +170,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    fair_share_clock (only_row) {
+        only_row -> Bool,
+        virtual_time -> Float8,
+        turn -> Int8,
+    }
+}
+
+diesel::table! {
+    fair_share_owners (owner_id) {
+        owner_id -> Uuid,
+        finish -> Float8,
+        turn -> Int8,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         job_id -> Uuid,
@@ -180,6 +196,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         sent_at -> Nullable<Timestamptz>,
         try_number -> Int4,
+        owner_id -> Nullable<Uuid>,
+        document_id -> Nullable<Uuid>,
+        priority -> Int2,
     }
 }
 
@@ -296,6 +315,7 @@ diesel::table! {
         quota_bytes -> Nullable<Int8>,
         mfa_enabled -> Bool,
         email_verified_at -> Nullable<Timestamptz>,
+        share_weight -> Nullable<Int4>,
     }
 }
 
@@ -401,6 +421,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     documents,
     email_outbox,
     email_tokens,
+    fair_share_clock,
+    fair_share_owners,
     embedding_index,
     group_members,
     groups,

@@ -150,6 +150,7 @@ async fn load(pool: &folio_db::Pool, owner: Uuid, pieces: &[Piece], embedder: &H
             blob_key: format!("bench/{id}"),
             idempotency_key: None,
             max_tries: 5,
+            priority: Default::default(),
         };
         let row = Document {
             state: folio_db::documents::state::State::Ready,

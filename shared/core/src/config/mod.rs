@@ -101,6 +101,13 @@ pub struct Config {
     /// `FOLIO_RELAY_POLL_MS`: how often the outbox relay looks for rows other
     /// processes wrote (its own are published at once).
     pub relay_poll: Duration,
+    /// `FOLIO_SCHEDULER_AHEAD`: owned jobs the relay keeps ready in the
+    /// process queue per consumer; the rest wait in the outbox for their
+    /// owners' fair turns.
+    pub scheduler_ahead: u32,
+    /// `FOLIO_SCHEDULER_POLL_MS`: how often the relay reads the queue while
+    /// owned jobs wait for room in it.
+    pub scheduler_poll: Duration,
     /// `FOLIO_HEALTH_POLL_MS`: how often the api-server checks its dependencies.
     pub health_poll: Duration,
     /// `FOLIO_SERVICES_POLL_SECS`: how often an api-server checks the
@@ -226,6 +233,8 @@ impl Config {
             lease,
             wait_notice: vars.secs("FOLIO_WAIT_NOTICE_SECS", 120, 1, 86_400)?,
             relay_poll: vars.millis("FOLIO_RELAY_POLL_MS", 500, 10, 60_000)?,
+            scheduler_ahead: vars.bounded("FOLIO_SCHEDULER_AHEAD", 2, 1, 100_000)?,
+            scheduler_poll: vars.millis("FOLIO_SCHEDULER_POLL_MS", 20, 1, 10_000)?,
             health_poll: vars.millis("FOLIO_HEALTH_POLL_MS", 2000, 50, 60_000)?,
             services_poll: vars.secs("FOLIO_SERVICES_POLL_SECS", 30, 1, 86_400)?,
             settings_refresh: vars.millis("FOLIO_SETTINGS_REFRESH_MS", 1000, 50, 600_000)?,

@@ -7,6 +7,7 @@ pub mod document;
 pub mod document_event;
 pub mod email;
 pub mod embedding_index;
+pub mod fair_share;
 pub mod group;
 pub mod oidc;
 pub mod outbox;

@@ -27,6 +27,8 @@ pub struct User {
     pub mfa_enabled: bool,
     /// When the account proved it owns its email (None: not yet).
     pub email_verified_at: Option<DateTime<Utc>>,
+    /// The weight of its fair share of the workers; None: its role's.
+    pub share_weight: Option<i32>,
 }
 
 /// Inserts `user`; returns false when the email is taken.
@@ -78,6 +80,8 @@ pub struct UserChanges {
     /// `Some(None)` returns the account to the default quota.
     pub quota_documents: Option<Option<i64>>,
     pub quota_bytes: Option<Option<i64>>,
+    /// `Some(None)` returns the account to its role's weight.
+    pub share_weight: Option<Option<i32>>,
 }
 
 /// Applies `changes` and returns the updated account (None if there is none).

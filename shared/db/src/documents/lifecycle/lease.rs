@@ -83,7 +83,12 @@ pub async fn take_back(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<
     };
     let moved = apply_at_current_stage(conn, id, transition, &expected, &change, kind, note).await?;
     if !last {
-        outbox::enqueue_try(conn, &EncodedJob::process_document(id, lost.attempt), lost.number + 1).await?;
+        let owned = Owned {
+            owner_id: moved.document.owner_id,
+            document_id: id,
+            priority: None,
+        };
+        outbox::enqueue_owned(conn, &EncodedJob::process_document(id, lost.attempt), owned, lost.number + 1).await?;
     }
     Ok(Some(moved))
 }

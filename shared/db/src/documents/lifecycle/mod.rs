@@ -62,7 +62,7 @@ use super::state::{EventKind, Stage, State};
 use crate::models::{
     document::{self, Document, Expected, StateChange},
     document_event::{self, DocumentEvent, NewDocumentEvent},
-    outbox,
+    outbox::{self, Owned, Priority},
 };
 
 /// A transition, by name (see the module's table).
@@ -250,6 +250,8 @@ pub struct NewDocument {
     pub idempotency_key: Option<String>,
     /// Tries per attempt.
     pub max_tries: i32,
+    /// Its job's place among its owner's (not stored on the document).
+    pub priority: Priority,
 }
 
 impl NewDocument {

@@ -1,7 +1,9 @@
 //! A document that waits says why: once it has waited for a worker longer
 //! than a bound, the `waiting` transition appends an event that explains
-//! (no worker alive, how many documents are ahead of it, what the workers are
-//! doing), and [`why`] gives GetDocument the same words.
+//! (no worker alive, where it stands in the fair schedule or how many
+//! documents are ahead of it, what the workers are doing), and [`why`] gives
+//! GetDocument the same words. [`standing`] is where its job stands in the
+//! fair schedule, at any time.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::{
     writes::{append, refusal},
     *,
 };
-use crate::models::worker;
+use crate::models::{fair_share, worker};
 
 /// When a wait deserves a word.
 #[derive(Debug, Clone, Copy)]
@@ -58,17 +60,66 @@ async fn why_with(
     let Some((since, waited)) = waited(document, notice) else {
         return Ok(None);
     };
-    let ahead = document::waiting_before(conn, since).await?;
-    Ok(Some(explain(waited, ahead, workers, jobs)))
+    let ahead = match standing(conn, document).await? {
+        Some(standing) => format!("{}; ", standing.words()),
+        None => match document::waiting_before(conn, since).await? {
+            0 => String::new(),
+            1 => "1 document ahead of it; ".into(),
+            n => format!("{n} documents ahead of it; "),
+        },
+    };
+    Ok(Some(explain(waited, &ahead, workers, jobs)))
+}
+
+/// Where a document's job stands while it waits to be released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub position: outbox::Position,
+    /// Its owner's weight, and every waiting owner's together.
+    pub weight: i32,
+    pub total_weight: i64,
+}
+
+impl Standing {
+    /// "waiting: 1240 of your documents ahead; your share: 1 of 3 owners".
+    pub fn words(&self) -> String {
+        let ahead = match self.position.ahead {
+            0 => "waiting: none of your documents ahead".to_owned(),
+            1 => "waiting: 1 of your documents ahead".to_owned(),
+            n => format!("waiting: {n} of your documents ahead"),
+        };
+        let owners = self.position.owners;
+        let share = if owners <= 1 {
+            "your share: all of the workers".to_owned()
+        } else if i64::from(self.weight) == 1 && self.total_weight == owners {
+            format!("your share: 1 of {owners} owners")
+        } else {
+            format!(
+                "your share: {} of {} (the weights of {owners} owners)",
+                self.weight, self.total_weight
+            )
+        };
+        format!("{ahead}; {share}")
+    }
+}
+
+/// Where `document`'s job stands in the fair schedule; None when it has no
+/// job waiting to be released.
+pub async fn standing(conn: &mut AsyncPgConnection, document: &Document) -> diesel::QueryResult<Option<Standing>> {
+    let Some(position) = outbox::position(conn, document.id).await? else {
+        return Ok(None);
+    };
+    let owners = outbox::waiting_owners(conn).await?;
+    let (weight, total_weight) = fair_share::shares(conn, document.owner_id, &owners).await?;
+    Ok(Some(Standing {
+        position,
+        weight,
+        total_weight,
+    }))
 }
 
 /// The words of [`why`].
-fn explain(waited: Duration, ahead: i64, workers: i64, jobs: i64) -> String {
-    let ahead = match ahead {
-        0 => String::new(),
-        1 => "1 document ahead of it; ".into(),
-        n => format!("{n} documents ahead of it; "),
-    };
+fn explain(waited: Duration, ahead: &str, workers: i64, jobs: i64) -> String {
     let workers = match workers {
         0 => "no worker is alive".into(),
         1 => format!("1 worker alive, running {jobs} jobs"),
@@ -145,16 +196,33 @@ mod tests {
     #[test]
     fn the_words_say_what_is_ahead_and_who_is_alive() {
         assert_eq!(
-            explain(Duration::from_secs(125), 0, 0, 0),
+            explain(Duration::from_secs(125), "", 0, 0),
             "not started after 2 min: no worker is alive"
         );
         assert_eq!(
-            explain(Duration::from_secs(3900), 3000, 2, 8),
+            explain(Duration::from_secs(3900), "3000 documents ahead of it; ", 2, 8),
             "not started after 1 h 5 min: 3000 documents ahead of it; 2 workers alive, running 8 jobs"
         );
+    }
+
+    #[test]
+    fn a_standing_says_what_of_the_owners_is_ahead_and_its_share() {
+        let standing = |ahead, owners, weight, total_weight| Standing {
+            position: outbox::Position { ahead, owners },
+            weight,
+            total_weight,
+        };
         assert_eq!(
-            explain(Duration::from_secs(45), 1, 1, 4),
-            "not started after 45 s: 1 document ahead of it; 1 worker alive, running 4 jobs"
+            standing(1240, 3, 1, 3).words(),
+            "waiting: 1240 of your documents ahead; your share: 1 of 3 owners"
+        );
+        assert_eq!(
+            standing(1, 1, 1, 1).words(),
+            "waiting: 1 of your documents ahead; your share: all of the workers"
+        );
+        assert_eq!(
+            standing(0, 3, 2, 4).words(),
+            "waiting: none of your documents ahead; your share: 2 of 4 (the weights of 3 owners)"
         );
     }
 }

@@ -37,11 +37,17 @@ pub async fn unlock(conn: &mut AsyncPgConnection, id: Uuid) -> diesel::QueryResu
 /// Creates the document QUEUED with its first job in the outbox. None when
 /// the owner already has the same bytes or idempotency key (nothing written).
 pub async fn store(conn: &mut AsyncPgConnection, new: NewDocument, note: Note) -> Result<Option<Moved>, LifecycleError> {
+    let priority = new.priority;
     let row = new.into_row();
     if !document::insert(conn, &row).await? {
         return Ok(None);
     }
-    outbox::enqueue(conn, &EncodedJob::process_document(row.id, row.attempt)).await?;
+    let owned = Owned {
+        owner_id: row.owner_id,
+        document_id: row.id,
+        priority: Some(priority),
+    };
+    outbox::enqueue_owned(conn, &EncodedJob::process_document(row.id, row.attempt), owned, 1).await?;
     let event = append(conn, &row, Stage::Store, EventKind::Completed, note).await?;
     Ok(Some(Moved {
         document: row,
@@ -332,18 +338,31 @@ pub async fn cancelled(conn: &mut AsyncPgConnection, id: Uuid, attempt: i32) -> 
 /// The owner retries a FAILED or CANCELLED document: QUEUED as the next
 /// attempt, with its job in the outbox.
 pub async fn retry_requested(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
-    queued_again(conn, id, Transition::RetryRequested.from(), "queued again").await
+    queued_again(
+        conn,
+        id,
+        Transition::RetryRequested.from(),
+        "queued again",
+        Some(Priority::Interactive),
+    )
+    .await
 }
 
 /// An operator replays the dead letter of a FAILED document: as
 /// [`retry_requested`], from FAILED only, and its event says why.
 pub async fn replayed(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Moved, LifecycleError> {
-    queued_again(conn, id, &[Failed], "replayed from the dead letters: queued again").await
+    queued_again(conn, id, &[Failed], "replayed from the dead letters: queued again", None).await
 }
 
 /// The RetryRequested transition from one of `from`, its event's message
-/// beginning with `why`.
-async fn queued_again(conn: &mut AsyncPgConnection, id: Uuid, from: &[State], why: &str) -> Result<Moved, LifecycleError> {
+/// beginning with `why`, the job at `priority` (None: as its last one).
+async fn queued_again(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    from: &[State],
+    why: &str,
+    priority: Option<Priority>,
+) -> Result<Moved, LifecycleError> {
     let current = document::find(conn, id).await?.ok_or(LifecycleError::NotFound(id))?;
     let attempt = current.attempt + 1;
     let expected = Expected {
@@ -369,7 +388,12 @@ async fn queued_again(conn: &mut AsyncPgConnection, id: Uuid, from: &[State], wh
         ..Default::default()
     };
     let moved = apply(conn, id, Transition::RetryRequested, &expected, &change, None).await?;
-    outbox::enqueue(conn, &EncodedJob::process_document(id, attempt)).await?;
+    let owned = Owned {
+        owner_id: moved.document.owner_id,
+        document_id: id,
+        priority,
+    };
+    outbox::enqueue_owned(conn, &EncodedJob::process_document(id, attempt), owned, 1).await?;
     let note = Note {
         percent: 5,
         message: format!("{why} as attempt {attempt}"),
@@ -389,7 +413,12 @@ pub async fn reindex_queued(conn: &mut AsyncPgConnection, id: Uuid, model: &str)
         ..Default::default()
     };
     let moved = apply(conn, id, Transition::ReindexQueued, &expected, &StateChange::default(), None).await?;
-    outbox::enqueue(conn, &EncodedJob::reindex_document(id, model)).await?;
+    let owned = Owned {
+        owner_id: moved.document.owner_id,
+        document_id: id,
+        priority: Some(Priority::Bulk),
+    };
+    outbox::enqueue_owned(conn, &EncodedJob::reindex_document(id, model), owned, 1).await?;
     let note = Note {
         percent: 0,
         message: format!("queued for re-embedding with {model}"),
