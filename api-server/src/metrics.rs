@@ -209,9 +209,9 @@ impl ApiSampler {
             let documents = counts.iter().find(|c| c.state == *state).map_or(0, |c| c.documents);
             gauge!(names::DOCUMENTS, "state" => state.as_str()).set(documents as f64);
         }
-        let (pending, oldest) = db::models::outbox::unsent_summary(&mut conn).await?;
+        let (pending, stalled_since) = db::models::outbox::unsent_summary(&mut conn).await?;
         gauge!(names::OUTBOX_PENDING).set(pending as f64);
-        let age = oldest.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+        let age = stalled_since.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
         gauge!(names::OUTBOX_OLDEST).set(age);
         let backlog = db::models::segment::open_count(&mut conn).await?;
         gauge!(names::INDEX_BACKLOG).set(backlog as f64);

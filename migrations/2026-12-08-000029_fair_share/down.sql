@@ -1,3 +1,4 @@
+DROP INDEX outbox_sent_at;
 DROP INDEX documents_queued_by_owner;
 ALTER TABLE users DROP COLUMN share_weight;
 DROP TABLE fair_share_clock;

@@ -36,3 +36,6 @@ ALTER TABLE users ADD COLUMN share_weight INTEGER CHECK (share_weight BETWEEN 1 
 -- An owner's documents released to the workers and not started yet (ahead
 -- of its waiting ones).
 CREATE INDEX documents_queued_by_owner ON documents (owner_id) WHERE state = 'QUEUED';
+
+-- The last publish, for the outbox's stall gauge.
+CREATE INDEX outbox_sent_at ON outbox (sent_at) WHERE sent_at IS NOT NULL;

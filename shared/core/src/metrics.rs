@@ -201,7 +201,7 @@ fn describe() {
     describe_gauge!(
         OUTBOX_OLDEST,
         Unit::Seconds,
-        "Age of the oldest outbox row not yet confirmed (0 when none)."
+        "How long rows have waited in the outbox with none published: since the oldest unsent row, or the last publish if later (0 when none wait)."
     );
     describe_histogram!(
         PUBLISH_CONFIRM,

@@ -274,14 +274,26 @@ pub async fn record_failure(conn: &mut AsyncPgConnection, ids: &[i64], error: &s
         .await
 }
 
-/// How many rows wait to be published, and when the oldest of them was
-/// written (none when no row waits).
+/// How many rows wait to be published, and since when the outbox has gone
+/// without publishing while they wait: the oldest unsent row's writing, or
+/// the last publish if later (none when no row waits). Owned rows wait for
+/// their turns while others are published, so the age of the oldest alone
+/// would say an import is a stuck outbox.
 pub async fn unsent_summary(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
-    outbox::table
+    let (pending, oldest): (i64, Option<DateTime<Utc>>) = outbox::table
         .filter(outbox::sent_at.is_null())
         .select((diesel::dsl::count_star(), diesel::dsl::min(outbox::created_at)))
         .get_result(conn)
-        .await
+        .await?;
+    let Some(oldest) = oldest else {
+        return Ok((pending, None));
+    };
+    let last_sent: Option<DateTime<Utc>> = outbox::table
+        .filter(outbox::sent_at.is_not_null())
+        .select(diesel::dsl::max(outbox::sent_at))
+        .get_result(conn)
+        .await?;
+    Ok((pending, Some(last_sent.map_or(oldest, |sent| sent.max(oldest)))))
 }
 
 /// How many rows wait to be published.
