@@ -383,6 +383,7 @@ pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: impl Future
         settings: settings.clone(),
         max_tries: config.max_attempts,
         wait_notice,
+        backlogs: Default::default(),
     };
     let search = search::Search {
         pool: pool.clone(),

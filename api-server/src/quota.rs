@@ -97,6 +97,42 @@ impl Backlog {
     }
 }
 
+/// How long a counted backlog is trusted.
+const COUNTED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each owner's waiting documents as this server last counted them, plus
+/// the uploads it admitted since. Counting an import's backlog at every one
+/// of its uploads would cost Postgres what the workers need; while an owner
+/// is far from the bound (under half of it) an upload is admitted on a count
+/// at most [`COUNTED_FOR`] old, and near it every upload counts.
+#[derive(Debug, Default)]
+pub struct Backlogs {
+    counted: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, i64)>>,
+}
+
+impl Backlogs {
+    /// Admits one more upload of `owner` without a count, if a recent count
+    /// says it is far from `limit`.
+    pub fn admit_estimated(&self, owner: uuid::Uuid, limit: i64) -> bool {
+        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match counted.get_mut(&owner) {
+            Some((at, waiting)) if at.elapsed() < COUNTED_FOR && (*waiting + 1) * 2 <= limit => {
+                *waiting += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a count of `owner`'s waiting documents (the upload it admits
+    /// included, when `admitted`).
+    pub fn counted(&self, owner: uuid::Uuid, waiting: i64, admitted: bool) {
+        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counted.retain(|_, (at, _)| at.elapsed() < COUNTED_FOR);
+        counted.insert(owner, (std::time::Instant::now(), waiting + i64::from(admitted)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +150,18 @@ mod tests {
             }
             Err(other) => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn far_from_the_bound_a_recent_count_admits_and_near_it_every_upload_counts() {
+        let backlogs = Backlogs::default();
+        let owner = uuid::Uuid::new_v4();
+        assert!(!backlogs.admit_estimated(owner, 10), "never counted");
+        backlogs.counted(owner, 2, true);
+        assert!(backlogs.admit_estimated(owner, 10), "4 of 10");
+        assert!(backlogs.admit_estimated(owner, 10), "5 of 10");
+        assert!(!backlogs.admit_estimated(owner, 10), "6 of 10: counts");
+        assert!(!backlogs.admit_estimated(uuid::Uuid::new_v4(), 10), "another owner");
     }
 
     #[test]

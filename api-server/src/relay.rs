@@ -72,9 +72,19 @@ pub struct Relay {
 struct Round {
     /// A full batch went: go on at once.
     more: bool,
-    /// Owned jobs wait (for room in the queue, or for another relay that
-    /// releases): look again after `hold_poll`.
+    /// Owned jobs wait for room in the queue: look again after `hold_poll`.
     held: bool,
+}
+
+/// How the release of owned rows went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// None wait.
+    Idle,
+    /// Another relay holds the release lock: it releases them.
+    Elsewhere,
+    /// This many went, and more wait for room.
+    Held(usize),
 }
 
 impl Relay {
@@ -153,10 +163,10 @@ impl Relay {
     /// Sends folio's own rows, then releases owned ones in fair order.
     async fn round(&self, channel: &Channel) -> anyhow::Result<Round> {
         let unowned = self.publish_unowned(channel).await?;
-        let (released, held) = self.release_owned(channel).await?;
+        let release = self.release_owned(channel).await?;
         Ok(Round {
-            more: unowned == BATCH as usize || released == BATCH as usize,
-            held,
+            more: unowned == BATCH as usize || release == Release::Held(BATCH as usize),
+            held: matches!(release, Release::Held(_)),
         })
     }
 
@@ -179,30 +189,34 @@ impl Relay {
     }
 
     /// Releases owned rows in fair order while the process queue has room,
-    /// holding the release lock for the transaction. Returns how many went
-    /// and whether owned rows wait still.
-    async fn release_owned(&self, channel: &Channel) -> anyhow::Result<(usize, bool)> {
+    /// holding the release lock for the transaction.
+    async fn release_owned(&self, channel: &Channel) -> anyhow::Result<Release> {
         let mut conn = self.pool.get().await?;
-        let (released, held, failure) = conn
-            .transaction(async |conn| -> anyhow::Result<(usize, bool, Option<String>)> {
-                if !outbox::owned_waiting(conn).await? {
-                    return Ok((0, false, None));
-                }
+        if !outbox::owned_waiting(&mut conn).await? {
+            return Ok(Release::Idle);
+        }
+        // While the queue is full (most rounds of an import) the broker alone
+        // is asked; the transaction and its lock are for releasing.
+        if self.room(channel).await? <= 0 {
+            return Ok(Release::Held(0));
+        }
+        let (release, failure) = conn
+            .transaction(async |conn| -> anyhow::Result<(Release, Option<String>)> {
                 if !fair_share::try_lock(conn).await? {
-                    return Ok((0, true, None));
+                    return Ok((Release::Elsewhere, None));
                 }
                 let room = self.room(channel).await?.min(BATCH);
                 if room <= 0 {
-                    return Ok((0, true, None));
+                    return Ok((Release::Held(0), None));
                 }
                 let rows = self.next_in_turn(conn, room).await?;
                 let failure = self.publish(conn, channel, &rows).await?;
-                Ok((rows.len(), true, failure))
+                Ok((Release::Held(rows.len()), failure))
             })
             .await?;
         match failure {
             Some(error) => Err(anyhow::anyhow!("publish failed: {error}")),
-            None => Ok((released, held)),
+            None => Ok(release),
         }
     }
 

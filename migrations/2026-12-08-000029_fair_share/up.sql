@@ -7,8 +7,11 @@ ALTER TABLE outbox
     ADD COLUMN priority SMALLINT NOT NULL DEFAULT 0 CHECK (priority IN (0, 1));
 CREATE INDEX outbox_waiting_by_owner ON outbox (owner_id, priority, id)
     WHERE sent_at IS NULL AND owner_id IS NOT NULL;
-CREATE INDEX outbox_waiting_document ON outbox (document_id)
-    WHERE sent_at IS NULL AND document_id IS NOT NULL;
+-- folio's own rows the relay sends at once, found without walking past an
+-- import's waiting rows.
+CREATE INDEX outbox_unsent_unowned ON outbox (id) WHERE sent_at IS NULL AND owner_id IS NULL;
+-- A document's jobs: whether one waits, and its last one's priority.
+CREATE INDEX outbox_document ON outbox (document_id, id) WHERE document_id IS NOT NULL;
 CREATE INDEX outbox_sent_by_owner ON outbox (owner_id, sent_at)
     WHERE sent_at IS NOT NULL AND owner_id IS NOT NULL;
 

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use diesel::{ExpressionMethods as _, QueryDsl as _};
 use diesel_async::RunQueryDsl as _;
-use folio_db::schema::{fair_share_clock, outbox};
+use folio_db::{
+    models::outbox as outbox_rows,
+    schema::{fair_share_clock, outbox},
+};
 use folio_proto::v1::{
     CreateDocumentRequest, Document, DocumentMetadata, DocumentState, GetDocumentRequest, Priority, UpdateSettingsRequest,
     UpdateUserRequest, User, document_service_client::DocumentServiceClient,
@@ -269,14 +272,21 @@ async fn several_relays_release_each_job_once_and_keep_the_queue_short() {
     for n in 0..5 {
         b_docs.push(upload(&mut b, &format!("b{n}"), Priority::Unspecified).await.unwrap());
     }
-    // No worker: three relays race to fill the queue, and it holds three.
+    // No worker: three relays race to fill the queue, a window of three, and
+    // every other job waits in the outbox.
     let queue = env.topology().process_queue();
-    folio_tests::eventually(Duration::from_secs(10), "three jobs ready", || {
-        let queue = queue.clone();
-        async move { (folio_tests::ready_messages(&queue).await == 3).then_some(()) }
+    let pool = env.pool();
+    let ready = folio_tests::eventually(Duration::from_secs(10), "the window filled", || {
+        let (queue, pool) = (queue.clone(), pool.clone());
+        async move {
+            let ready = folio_tests::ready_messages(&queue).await;
+            let mut conn = pool.get().await.ok()?;
+            let waiting = outbox_rows::count_unsent(&mut conn).await.ok()?;
+            (ready >= 3 && i64::from(ready) + waiting == 20).then_some(ready)
+        }
     })
     .await;
-    let pool = env.pool();
+    assert!(ready <= 3, "{ready} jobs ready: the window is 3");
     let worker = env.spawn_worker();
     for document in &a_docs {
         folio_tests::wait_for_state(&a_first, &document.id, DocumentState::Ready, Duration::from_secs(120)).await;

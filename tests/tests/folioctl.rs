@@ -254,6 +254,10 @@ async fn folioctl_signs_in_and_runs_the_admin_commands_with_exit_codes_by_status
     assert!(users.contains("ada@example.org") && users.contains(ADMIN_EMAIL), "{users}");
     let renamed = admin.json(&["users", "update", &ada_id, "--display-name", "Ada L"]).await;
     assert_eq!(renamed["display_name"], "Ada L");
+    let weighted = admin.json(&["users", "update", &ada_id, "--share-weight", "3"]).await;
+    assert_eq!(weighted["share_weight"], 3);
+    let back = admin.json(&["users", "update", &ada_id, "--share-weight", "default"]).await;
+    assert!(back["share_weight"].is_null(), "{back}");
 
     let ada = Ctl::new(&api.url());
     ada.login("ada@example.org", "a long enough passphrase").await;

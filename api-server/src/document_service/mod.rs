@@ -71,6 +71,8 @@ pub struct Documents {
     pub max_tries: u32,
     /// When a waiting document says why (GetDocument's `waiting`).
     pub wait_notice: WaitNotice,
+    /// Owners' backlogs as last counted, for the backlog bound.
+    pub backlogs: Arc<crate::quota::Backlogs>,
 }
 
 /// An upload's bytes as they arrive; an `Err` says why the upload broke off.

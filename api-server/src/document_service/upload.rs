@@ -66,13 +66,21 @@ impl Documents {
     }
 
     /// Refuses an upload while `owner` has as many documents waiting for the
-    /// workers as the setting `max_waiting_per_owner` allows.
-    async fn admit_backlog(&self, conn: &mut AsyncPgConnection, owner: Uuid) -> ApiResult<()> {
+    /// workers as the setting `max_waiting_per_owner` allows (see
+    /// `quota::Backlogs` for when it counts).
+    async fn admit_backlog(&self, owner: Uuid) -> ApiResult<()> {
         let limit = self.settings.max_waiting_per_owner();
-        if limit == 0 {
+        if limit == 0 || self.backlogs.admit_estimated(owner, limit) {
             return Ok(());
         }
-        let (waiting, released) = outbox::owner_backlog(conn, owner, DRAIN_WINDOW_SECS).await?;
+        let mut conn = self.pool.get().await?;
+        let waiting = outbox::owner_waiting(&mut conn, owner, limit).await?;
+        if waiting < limit {
+            self.backlogs.counted(owner, waiting, true);
+            return Ok(());
+        }
+        self.backlogs.counted(owner, waiting, false);
+        let released = outbox::owner_released(&mut conn, owner, DRAIN_WINDOW_SECS).await?;
         Backlog { waiting, limit, released }.admit()
     }
 
@@ -103,9 +111,10 @@ impl Documents {
             }
         }
 
-        // A full backlog refuses before any byte is read, and again where the
-        // row is written (another upload may have filled it meanwhile).
-        self.admit_backlog(&mut *self.pool.get().await?, principal.user_id).await?;
+        // A full backlog refuses before any byte is read (uploads in flight
+        // at once may each pass it: the bound is the point past which uploads
+        // are refused, not an exact count).
+        self.admit_backlog(principal.user_id).await?;
 
         // Sniff the format from the first bytes before writing anything.
         let mut head = Vec::new();
@@ -182,7 +191,6 @@ impl Documents {
                 // Under a quota, uploads of one account take turns here, so two
                 // at once cannot both fit; the same bytes again add nothing and
                 // are not counted. Without one nothing is locked or counted.
-                self.admit_backlog(conn, owner).await?;
                 let mut quota = self.limits(conn, owner).await?;
                 if quota.limited() {
                     users::table.find(owner).select(users::id).for_update().first::<Uuid>(conn).await?;

@@ -163,7 +163,7 @@ pub enum Users {
         #[arg(long, value_enum, default_value = "member")]
         role: RoleArg,
     },
-    /// Change an account's role, active flag, display name or quotas.
+    /// Change an account's role, active flag, display name, quotas or share weight.
     Update {
         id: String,
         #[arg(long)]
@@ -179,6 +179,10 @@ pub enum Users {
         /// The account's own byte quota (0: no limit; "default": the setting's).
         #[arg(long)]
         quota_bytes: Option<QuotaArg>,
+        /// The weight of the account's fair share of the workers, 1 to 100
+        /// ("default": its role's setting).
+        #[arg(long)]
+        share_weight: Option<QuotaArg>,
     },
 }
 

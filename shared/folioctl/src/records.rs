@@ -62,6 +62,7 @@ pub fn user(user: &User) -> Record {
         ("active", json!(user.active)),
         ("quota_documents", json!(user.quota_documents)),
         ("quota_bytes", json!(user.quota_bytes)),
+        ("share_weight", json!(user.share_weight)),
         ("created_at", time(&user.created_at)),
         ("updated_at", time(&user.updated_at)),
     ]

@@ -19,8 +19,11 @@
 //!
 //! A document's time is its `completed_at` (READY) less its `created_at`
 //! (stored), both the server's clock. A's total is from its first document
-//! stored to its last READY. `FOLIO_BENCH_RUNS=idle,alone,shared,weight,fifo`
-//! and `FOLIO_BENCH_WORKERS=1,2,3` choose what runs.
+//! stored to its last READY. `FOLIO_BENCH_RUNS=idle,alone,alone-fifo,shared,weight,fifo`
+//! and `FOLIO_BENCH_WORKERS=1,2,3` choose what runs; `alone-fifo` is A's
+//! import alone in commit order (what fair share costs an import), and
+//! `FOLIO_BENCH_AHEAD` and `FOLIO_BENCH_POLL_MS` set `FOLIO_SCHEDULER_AHEAD`
+//! and `FOLIO_SCHEDULER_POLL_MS` for the fair runs.
 
 use std::{process::Stdio, sync::Arc, time::Duration};
 
@@ -42,6 +45,9 @@ const MIXED_WORDS: [usize; SMALL_OWNERS_DOCUMENTS] = [170, 340, 680, 1360, 2720,
 const A_WORDS: usize = 850;
 const B_AFTER: Duration = Duration::from_secs(5);
 const RUN_LIMIT: Duration = Duration::from_secs(1800);
+/// A window no import fills: the relay releases in commit order, as before
+/// fair share.
+const COMMIT_ORDER: &str = "100000";
 
 type Client = DocumentServiceClient<InterceptedService<tonic::transport::Channel, Bearer>>;
 
@@ -223,8 +229,13 @@ async fn settled(pool: &folio_db::Pool, owner: &str, n: usize, started: Instant)
 
 async fn run(kind: Kind, workers: usize, a_documents: usize, c_weight: Option<i32>, ahead: Option<&str>) -> Run {
     let mut env = bench_env().await;
-    if let Some(ahead) = ahead {
+    // Members upload here, not only the admin.
+    env.set("FOLIO_RATE_LIMIT_MEMBER", "1000000");
+    if let Some(ahead) = ahead.map(str::to_owned).or_else(|| std::env::var("FOLIO_BENCH_AHEAD").ok()) {
         env.set("FOLIO_SCHEDULER_AHEAD", ahead);
+    }
+    if let Ok(poll) = std::env::var("FOLIO_BENCH_POLL_MS") {
+        env.set("FOLIO_SCHEDULER_POLL_MS", poll);
     }
     let api = spawn_api_process(&env).await;
     let mut fleet: Vec<_> = (0..workers)
@@ -310,7 +321,7 @@ fn small_row(label: &str, who: &str, owner: &Owner, idle: Option<&Owner>) -> Str
 #[tokio::main]
 async fn main() {
     let a_documents: usize = std::env::var("FOLIO_BENCH_A").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let runs = std::env::var("FOLIO_BENCH_RUNS").unwrap_or_else(|_| "idle,alone,shared,weight,fifo".into());
+    let runs = std::env::var("FOLIO_BENCH_RUNS").unwrap_or_else(|_| "idle,alone,alone-fifo,shared,weight,fifo".into());
     let worker_counts: Vec<usize> = std::env::var("FOLIO_BENCH_WORKERS")
         .unwrap_or_else(|_| "1,2,3".into())
         .split(',')
@@ -346,10 +357,20 @@ async fn main() {
             failed += shared.b.as_ref().map_or(0, |o| o.failed) + shared.c.as_ref().map_or(0, |o| o.failed);
         }
         let alone_total = alone.as_ref().and_then(|r| r.a.as_ref()).map(|a| a.total);
+        if wants("alone-fifo") {
+            let fifo = run(Kind::Alone, workers, a_documents, None, Some(COMMIT_ORDER)).await;
+            let fifo_total = fifo.a.as_ref().expect("A").total;
+            totals.push(format!(
+                "| {label}, A alone in commit order (before) | {} | {:.1} s | {} |",
+                alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
+                fifo_total.as_secs_f64(),
+                alone_total.map_or("-".into(), |t| ratio(fifo_total, t)),
+            ));
+        }
         if let Some(shared_a) = shared.as_ref().and_then(|r| r.a.as_ref()) {
             failed += shared_a.failed;
             totals.push(format!(
-                "| {label} | {} | {:.1} s | {} |",
+                "| {label}, A with B and C | {} | {:.1} s | {} |",
                 alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
                 shared_a.total.as_secs_f64(),
                 alone_total.map_or("-".into(), |t| ratio(shared_a.total, t)),
@@ -372,7 +393,7 @@ async fn main() {
                 ));
                 if let Some(a) = &weighted.a {
                     totals.push(format!(
-                        "| 1 worker, C weight 2 | {} | {:.1} s | {} |",
+                        "| 1 worker, A with B and C, C weight 2 | {} | {:.1} s | {} |",
                         alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
                         a.total.as_secs_f64(),
                         alone_total.map_or("-".into(), |t| ratio(a.total, t)),
@@ -380,7 +401,7 @@ async fn main() {
                 }
             }
             if wants("fifo") {
-                let fifo = run(Kind::Shared, 1, a_documents, None, Some("100000")).await;
+                let fifo = run(Kind::Shared, 1, a_documents, None, Some(COMMIT_ORDER)).await;
                 small.push(small_row(
                     "1 worker, commit order (before)",
                     "B",
@@ -395,7 +416,7 @@ async fn main() {
                 ));
                 if let Some(a) = &fifo.a {
                     totals.push(format!(
-                        "| 1 worker, commit order (before) | {} | {:.1} s | {} |",
+                        "| 1 worker, A with B and C in commit order (before) | {} | {:.1} s | {} |",
                         alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
                         a.total.as_secs_f64(),
                         alone_total.map_or("-".into(), |t| ratio(a.total, t)),
@@ -418,7 +439,7 @@ async fn main() {
     for row in &small {
         println!("{row}");
     }
-    println!("\n| fleet | A alone: first stored to last READY | A with B and C | with / alone |");
+    println!("\n| fleet, run | A alone: first stored to last READY | the run's A | the run / A alone |");
     println!("|---|---|---|---|");
     for row in &totals {
         println!("{row}");

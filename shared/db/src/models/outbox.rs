@@ -232,23 +232,36 @@ pub async fn position(conn: &mut AsyncPgConnection, document: Uuid) -> QueryResu
     .optional()
 }
 
-/// How many of `owner`'s jobs wait to be released, and how many were
-/// released in the last `window_secs` seconds (its drain rate).
-pub async fn owner_backlog(conn: &mut AsyncPgConnection, owner: Uuid, window_secs: i64) -> QueryResult<(i64, i64)> {
-    let waiting = outbox::table
-        .filter(outbox::sent_at.is_null())
-        .filter(outbox::owner_id.eq(owner))
-        .count()
-        .get_result(conn)
-        .await?;
+/// How many of `owner`'s jobs wait to be released, counted up to `cap`
+/// (the count stops there, so a large backlog costs at most `cap` index
+/// entries).
+pub async fn owner_waiting(conn: &mut AsyncPgConnection, owner: Uuid, cap: i64) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+    }
+    let counted: Waiting = diesel::sql_query(
+        "SELECT count(*) AS waiting FROM (SELECT 1 FROM outbox \
+         WHERE owner_id = $1 AND sent_at IS NULL LIMIT $2) AS w",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(owner)
+    .bind::<diesel::sql_types::BigInt, _>(cap)
+    .get_result(conn)
+    .await?;
+    Ok(counted.waiting)
+}
+
+/// How many of `owner`'s jobs were released in the last `window_secs`
+/// seconds (its drain rate).
+pub async fn owner_released(conn: &mut AsyncPgConnection, owner: Uuid, window_secs: i64) -> QueryResult<i64> {
     let since = Utc::now() - chrono::Duration::seconds(window_secs);
-    let released = outbox::table
+    outbox::table
         .filter(outbox::owner_id.eq(owner))
         .filter(outbox::sent_at.gt(since))
         .count()
         .get_result(conn)
-        .await?;
-    Ok((waiting, released))
+        .await
 }
 
 /// Marks rows as published (after the broker confirmed them).

@@ -72,6 +72,21 @@ const SETTINGS: &[SettingField] = &[
         read: |s| s.retention_document_days.as_ref(),
         write: |r, v| r.retention_document_days = Some(v),
     },
+    SettingField {
+        name: "share_weight_admin",
+        read: |s| s.share_weight_admin.as_ref(),
+        write: |r, v| r.share_weight_admin = Some(v),
+    },
+    SettingField {
+        name: "share_weight_member",
+        read: |s| s.share_weight_member.as_ref(),
+        write: |r, v| r.share_weight_member = Some(v),
+    },
+    SettingField {
+        name: "max_waiting_per_owner",
+        read: |s| s.max_waiting_per_owner.as_ref(),
+        write: |r, v| r.max_waiting_per_owner = Some(v),
+    },
 ];
 
 /// The provider roles `settings reset` also takes.

@@ -80,6 +80,7 @@ pub async fn users(ctx: &Context, command: Users) -> Result<(), Error> {
             display_name,
             quota_documents,
             quota_bytes,
+            share_weight,
         } => {
             let mut user = User { id, ..Default::default() };
             let mut paths = Vec::new();
@@ -104,9 +105,13 @@ pub async fn users(ctx: &Context, command: Users) -> Result<(), Error> {
                 user.quota_bytes = limit(quota);
                 paths.push("quota_bytes".to_owned());
             }
+            if let Some(weight) = share_weight {
+                user.share_weight = limit(weight).map(|w| i32::try_from(w).unwrap_or(i32::MAX));
+                paths.push("share_weight".to_owned());
+            }
             if paths.is_empty() {
                 return Err(Error::local(
-                    "nothing to change: give --role, --active, --display-name, --quota-documents or --quota-bytes",
+                    "nothing to change: give --role, --active, --display-name, --quota-documents, --quota-bytes or --share-weight",
                 ));
             }
             let request = UpdateUserRequest {
