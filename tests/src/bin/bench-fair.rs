@@ -307,6 +307,16 @@ fn ratio(x: Duration, of: Duration) -> String {
     format!("{:.2}×", x.as_secs_f64() / of.as_secs_f64())
 }
 
+/// A row of the totals table: the run's A against A alone.
+fn total_row(label: &str, alone: Option<Duration>, total: Duration) -> String {
+    format!(
+        "| {label} | {} | {:.1} s | {} |",
+        alone.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
+        total.as_secs_f64(),
+        alone.map_or("-".into(), |t| ratio(total, t)),
+    )
+}
+
 fn small_row(label: &str, who: &str, owner: &Owner, idle: Option<&Owner>) -> String {
     let p99 = owner.p(0.99);
     format!(
@@ -360,21 +370,15 @@ async fn main() {
         if wants("alone-fifo") {
             let fifo = run(Kind::Alone, workers, a_documents, None, Some(COMMIT_ORDER)).await;
             let fifo_total = fifo.a.as_ref().expect("A").total;
-            totals.push(format!(
-                "| {label}, A alone in commit order (before) | {} | {:.1} s | {} |",
-                alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
-                fifo_total.as_secs_f64(),
-                alone_total.map_or("-".into(), |t| ratio(fifo_total, t)),
+            totals.push(total_row(
+                &format!("{label}, A alone in commit order (before)"),
+                alone_total,
+                fifo_total,
             ));
         }
         if let Some(shared_a) = shared.as_ref().and_then(|r| r.a.as_ref()) {
             failed += shared_a.failed;
-            totals.push(format!(
-                "| {label}, A with B and C | {} | {:.1} s | {} |",
-                alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
-                shared_a.total.as_secs_f64(),
-                alone_total.map_or("-".into(), |t| ratio(shared_a.total, t)),
-            ));
+            totals.push(total_row(&format!("{label}, A with B and C"), alone_total, shared_a.total));
         }
         if workers == 1 {
             if wants("weight") {
@@ -392,12 +396,7 @@ async fn main() {
                     idle_c.as_ref(),
                 ));
                 if let Some(a) = &weighted.a {
-                    totals.push(format!(
-                        "| 1 worker, A with B and C, C weight 2 | {} | {:.1} s | {} |",
-                        alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
-                        a.total.as_secs_f64(),
-                        alone_total.map_or("-".into(), |t| ratio(a.total, t)),
-                    ));
+                    totals.push(total_row("1 worker, A with B and C, C weight 2", alone_total, a.total));
                 }
             }
             if wants("fifo") {
@@ -415,12 +414,7 @@ async fn main() {
                     idle_c.as_ref(),
                 ));
                 if let Some(a) = &fifo.a {
-                    totals.push(format!(
-                        "| 1 worker, A with B and C in commit order (before) | {} | {:.1} s | {} |",
-                        alone_total.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
-                        a.total.as_secs_f64(),
-                        alone_total.map_or("-".into(), |t| ratio(a.total, t)),
-                    ));
+                    totals.push(total_row("1 worker, A with B and C in commit order (before)", alone_total, a.total));
                 }
             }
         }
