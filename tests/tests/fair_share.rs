@@ -203,9 +203,11 @@ async fn past_the_backlog_bound_uploads_are_refused_with_a_time_to_retry_and_not
     let (mut a, _) = member(&api).await;
     let (mut b, _) = member(&api).await;
 
-    // One goes to the queue, three wait: the bound.
-    let mut docs = Vec::new();
-    for n in 1..=4 {
+    // One goes to the queue (once it has, the relay holds the rest), three
+    // wait: the bound.
+    let mut docs = vec![upload(&mut a, "a1", Priority::Unspecified).await.unwrap()];
+    folio_tests::outbox_drained(&env.pool()).await;
+    for n in 2..=4 {
         docs.push(upload(&mut a, &format!("a{n}"), Priority::Unspecified).await.unwrap());
     }
     let refused = upload(&mut a, "a5", Priority::Unspecified).await.unwrap_err();
