@@ -201,35 +201,38 @@ pub async fn lock_unsent(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResu
 }
 
 /// Where a document's waiting job stands in the fair schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// Its owner's documents before it: those whose jobs are released
     /// before it (ahead in priority or age), and those released already and
     /// not started yet.
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub ahead: i64,
     /// Owners with jobs waiting, its own included.
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub owners: i64,
 }
 
-/// Where `document`'s unreleased job stands; None when it has none waiting.
-pub async fn position(conn: &mut AsyncPgConnection, document: Uuid) -> QueryResult<Option<Position>> {
-    diesel::sql_query(format!(
-        "{WAITING_OWNERS} \
-         SELECT (SELECT count(*) FROM outbox o \
+/// How many of its owner's documents are ahead of `document`'s unreleased
+/// job (see [`Position::ahead`]); None when it has none waiting.
+pub async fn ahead_of(conn: &mut AsyncPgConnection, document: Uuid) -> QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Ahead {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        ahead: i64,
+    }
+    let found: Option<Ahead> = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM outbox o \
                  WHERE o.sent_at IS NULL AND o.owner_id = me.owner_id AND (o.priority, o.id) < (me.priority, me.id)) \
               + (SELECT count(*) FROM documents d \
                  WHERE d.owner_id = me.owner_id AND d.state = 'QUEUED' AND NOT EXISTS ( \
-                     SELECT 1 FROM outbox w WHERE w.document_id = d.id AND w.sent_at IS NULL)) AS ahead, \
-                (SELECT count(*) FROM owners WHERE owner_id IS NOT NULL) AS owners \
+                     SELECT 1 FROM outbox w WHERE w.document_id = d.id AND w.sent_at IS NULL)) AS ahead \
          FROM outbox me WHERE me.document_id = $1 AND me.sent_at IS NULL AND me.owner_id IS NOT NULL \
-         ORDER BY me.id DESC LIMIT 1"
-    ))
+         ORDER BY me.id DESC LIMIT 1",
+    )
     .bind::<diesel::sql_types::Uuid, _>(document)
     .get_result(conn)
     .await
-    .optional()
+    .optional()?;
+    Ok(found.map(|found| found.ahead))
 }
 
 /// How many of `owner`'s jobs wait to be released, counted up to `cap`

@@ -106,13 +106,16 @@ impl Standing {
 /// Where `document`'s job stands in the fair schedule; None when it has no
 /// job waiting to be released.
 pub async fn standing(conn: &mut AsyncPgConnection, document: &Document) -> diesel::QueryResult<Option<Standing>> {
-    let Some(position) = outbox::position(conn, document.id).await? else {
+    let Some(ahead) = outbox::ahead_of(conn, document.id).await? else {
         return Ok(None);
     };
     let owners = outbox::waiting_owners(conn).await?;
     let (weight, total_weight) = fair_share::shares(conn, document.owner_id, &owners).await?;
     Ok(Some(Standing {
-        position,
+        position: outbox::Position {
+            ahead,
+            owners: owners.len() as i64,
+        },
         weight,
         total_weight,
     }))
